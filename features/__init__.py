@@ -1,0 +1,1 @@
+"""Pure computation for MIMAMO Net: arrays in, arrays out. Knows nothing of Dask, Zarr or dataset layouts."""
