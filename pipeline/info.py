@@ -1,0 +1,54 @@
+"""`cli.py info`: versions, device, datasets and their roots, and what a cache holds."""
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+from pathlib import Path
+
+from pipeline.manifest import load_manifest, resolve_root
+
+PACKAGES = ("torch", "numpy", "scipy", "opencv-python-headless", "dlib-bin", "face-recognition-models",
+            "zarr", "dask", "distributed", "pyarrow", "click")
+
+
+def _version(dist: str) -> str:
+    try:
+        return md.version(dist)
+    except md.PackageNotFoundError:
+        return "not installed"
+
+
+def describe(cache: Path | None = None) -> str:
+    """A multi-line report for humans."""
+    import torch
+
+    lines = [f"mimamo {_version('mimamo')}  python {platform.python_version()}  ({platform.platform()})", "", "versions:"]
+    lines += [f"  {d:26s} {_version(d)}" for d in PACKAGES]
+    cuda = torch.cuda.is_available()
+    dev = f"yes, {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}" if cuda else "no (CPU only)"
+    lines += ["", f"CUDA available: {dev}", f"CPU threads:    {torch.get_num_threads()}", "", "datasets:"]
+    for name, spec in sorted(load_manifest()["datasets"].items()):
+        root, origin = resolve_root(name, spec)
+        state = "ok" if root.is_dir() else "missing"
+        lines.append(f"  {name:9s} {spec['layout']:9s} {str(root):40s} [{state}; from {origin}, set ${spec['root_env']}]")
+    if cache is not None:
+        lines += ["", f"cache {cache}:"] + _cache_lines(Path(cache))
+    return "\n".join(lines)
+
+
+def _cache_lines(cache: Path) -> list[str]:
+    from pipeline.store import read_index
+
+    if not cache.is_dir():
+        return ["  (does not exist yet)"]
+    out = []
+    for ds_dir in sorted(p for p in cache.iterdir() if p.is_dir()):
+        idx = read_index(cache, ds_dir.name)
+        if idx is None:
+            continue
+        done = idx[idx.status == "done"]
+        failed = idx[idx.status == "failed"]
+        out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed")
+        for _, row in failed.iterrows():
+            out.append(f"    failed {row.video}: {row.error}")
+    return out or ["  (empty)"]

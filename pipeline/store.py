@@ -1,0 +1,214 @@
+"""The feature cache: one Zarr v3 group per video plus a Parquet index. The contract between pipeline and trainer.
+
+    <cache>/<dataset>/index.parquet        one row per video (INDEX_COLUMNS)
+    <cache>/<dataset>/videos/<video>/      group; attrs: status, fps, n_frames, source, fingerprints, ...
+
+A group is written fully, then ``status=done`` is set last; anything else found on resume is deleted and redone.
+Every array records the fingerprint of what made it in ``attrs["fingerprints"][name]``; it is set to "stale"
+before the array is rewritten, so a kill in the middle of a rewrite is seen as stale, never as done.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import zarr
+from zarr.codecs import BloscCodec
+from zarr.storage import LocalStore
+
+# Time chunks of 256 frames. Every writer appends whole chunks (or the tail) and dask chunks are whole
+# multiples of this, because two tasks writing one chunk silently lose data.
+CHUNK_T = 256
+
+# name -> (dtype, per-frame shape)
+SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
+    "valid": ("bool", ()),
+    "landmarks": ("float32", (68, 2)),
+    "face48": ("uint8", (48, 48)),
+    "face224": ("uint8", (224, 224, 3)),
+    "resnet50": ("float16", (2048,)),
+    "dphase_s0": ("float16", (2, 48, 48)),
+    "dphase_s1": ("float16", (2, 24, 24)),
+    "phase_s0": ("float16", (2, 48, 48)),
+    "phase_s1": ("float16", (2, 24, 24)),
+    "flow": ("float16", (2, 48, 48)),
+    "labels": ("float32", (2,)),
+}
+# Fill values: landmarks and labels are NaN where unknown; the rest 0.
+FILL = {"landmarks": float("nan"), "labels": float("nan"), "valid": False}
+REQUIRED = ("valid", "landmarks", "face48", "resnet50", "dphase_s0", "dphase_s1", "labels")
+INDEX_COLUMNS = ["video", "split", "n_frames", "fps", "width", "height", "source", "source_size", "source_mtime",
+                 "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence"]
+
+
+def fingerprint(*parts) -> str:
+    """A short, stable hash of JSON-able parts (stage parameters, versions, upstream fingerprints)."""
+    blob = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def dataset_dir(cache: str | Path, dataset: str) -> Path:
+    """Folder of one dataset in the cache."""
+    return Path(cache) / dataset
+
+
+def video_dir(cache: str | Path, dataset: str, video: str) -> Path:
+    """Folder (Zarr group) of one video."""
+    return dataset_dir(cache, dataset) / "videos" / video
+
+
+def _codecs(dtype: str):
+    # byte-shuffle helps float16/float32 (sign/exponent bytes compress well); zstd is fast to decode for training.
+    shuffle = "noshuffle" if dtype in ("bool", "uint8") else "shuffle"
+    return [BloscCodec(cname="zstd", clevel=3, shuffle=shuffle)]
+
+
+# ---------------------------------------------------------------- reading
+
+
+def open_video(cache: str | Path, dataset: str, video: str, mode: str = "r") -> zarr.Group:
+    """Open one video's group (read-only by default)."""
+    return zarr.open_group(LocalStore(video_dir(cache, dataset, video), read_only=(mode == "r")), mode=mode)
+
+
+def group_status(cache: str | Path, dataset: str, video: str) -> str | None:
+    """'done', another status string for a partial group, or None when there is no group."""
+    path = video_dir(cache, dataset, video)
+    if not (path / "zarr.json").is_file():
+        return None if not path.exists() else "partial"
+    try:
+        return str(open_video(cache, dataset, video).attrs.get("status", "partial"))
+    except Exception:  # a half-written zarr.json: treat as partial, it will be redone
+        return "partial"
+
+
+def read_index(cache: str | Path, dataset: str) -> pd.DataFrame | None:
+    """The dataset's index (one row per video), or None when there is none."""
+    path = dataset_dir(cache, dataset) / "index.parquet"
+    if not path.is_file():
+        return None
+    return pd.read_parquet(path)
+
+
+def done_videos(cache: str | Path, dataset: str, split: str | None = None) -> pd.DataFrame:
+    """Index rows of the videos whose group is complete (optionally one split), sorted by video."""
+    idx = read_index(cache, dataset)
+    if idx is None:
+        from features.errors import BadInputError
+        raise BadInputError(dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
+                            f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+    idx = idx[idx.status == "done"]
+    if split is not None:
+        idx = idx[idx.split == split]
+    return idx.sort_values("video").reset_index(drop=True)
+
+
+def video_fingerprints(cache: str | Path, dataset: str, video: str) -> dict:
+    """Per-array fingerprints recorded in one video's group."""
+    return dict(open_video(cache, dataset, video).attrs.get("fingerprints", {}))
+
+
+# ---------------------------------------------------------------- writing
+
+
+class VideoWriter:
+    """Writes one video's group: arrays grow by appending time chunks; ``finish`` sets status=done last.
+
+    One writer per video: the stage graph never lets two tasks write the same group.
+    """
+
+    def __init__(self, cache: str | Path, dataset: str, video: str, names: list[str], attrs: dict):
+        self.path = video_dir(cache, dataset, video)
+        if self.path.exists():
+            shutil.rmtree(self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.group = zarr.open_group(LocalStore(self.path), mode="w")
+        self.group.attrs.update({**attrs, "status": "writing", "fingerprints": {}})
+        self.arrays = {n: create_array(self.group, n) for n in names}
+        self.n = {n: 0 for n in names}
+
+    def append(self, name: str, data: np.ndarray) -> None:
+        """Append frames to one array (whole chunks except at the end of the video)."""
+        dtype, shape = SCHEMA[name]
+        data = np.asarray(data).astype(dtype, copy=False)
+        if data.shape[1:] != shape:
+            raise ValueError(f"{name}: frames of shape {data.shape[1:]}, the schema says {shape}")
+        self.arrays[name].append(data, axis=0)
+        self.n[name] += len(data)
+
+    def finish(self, fingerprints: dict, attrs: dict) -> None:
+        """Check every array has the same number of frames, record fingerprints, then status=done."""
+        counts = set(self.n.values())
+        if len(counts) != 1:
+            raise RuntimeError(f"{self.path}: arrays have different frame counts {self.n}")
+        self.group.attrs.update({**attrs, "fingerprints": fingerprints, "n_frames": counts.pop()})
+        self.group.attrs["status"] = "done"
+
+    def discard(self) -> None:
+        """Remove the partial group (after a failure)."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+def create_array(group: zarr.Group, name: str, n_frames: int = 0) -> zarr.Array:
+    """Create (or replace) one schema array in a group, chunked by CHUNK_T frames."""
+    dtype, shape = SCHEMA[name]
+    return group.create_array(name, shape=(n_frames, *shape), chunks=(CHUNK_T, *shape), dtype=dtype,
+                              fill_value=FILL.get(name, 0), compressors=_codecs(dtype), overwrite=True)
+
+
+def mark_stale(group: zarr.Group, names: list[str]) -> None:
+    """Before rewriting arrays in a done group: their fingerprints say 'stale' until the rewrite completes."""
+    fps = dict(group.attrs.get("fingerprints", {}))
+    fps.update({n: "stale" for n in names})
+    group.attrs["fingerprints"] = fps
+
+
+def set_fingerprints(group: zarr.Group, new: dict) -> None:
+    """Record fingerprints of rewritten arrays."""
+    fps = dict(group.attrs.get("fingerprints", {}))
+    fps.update(new)
+    group.attrs["fingerprints"] = fps
+
+
+def write_video(cache: str | Path, dataset: str, video: str, arrays: dict[str, np.ndarray], attrs: dict,
+                fingerprints: dict | None = None) -> None:
+    """Write a whole video's group in one go (small data: tests, export round trips)."""
+    w = VideoWriter(cache, dataset, video, list(arrays), attrs)
+    for name, data in arrays.items():
+        for s in range(0, len(data), CHUNK_T):
+            w.append(name, data[s:s + CHUNK_T])
+    w.finish(fingerprints or {n: "unknown" for n in arrays}, {})
+
+
+def index_row(cache: str | Path, dataset: str, video: str) -> dict:
+    """An index row rebuilt from a done group's attrs (the group is the truth; the index is a summary)."""
+    g = open_video(cache, dataset, video)
+    a = dict(g.attrs)
+    row = {c: a.get(c) for c in INDEX_COLUMNS}
+    row.update(video=video, status=a.get("status"), error=None, n_frames=int(a.get("n_frames", 0)),
+               n_valid=int(np.asarray(g["valid"][:]).sum()) if "valid" in g else 0,
+               fingerprints=json.dumps(a.get("fingerprints", {}), sort_keys=True),
+               video_arousal=(a.get("video_labels") or {}).get("arousal"),
+               video_valence=(a.get("video_labels") or {}).get("valence"))
+    return row
+
+
+def write_index(cache: str | Path, dataset: str, rows: list[dict]) -> Path:
+    """Write index.parquet atomically (write a temporary file, then rename)."""
+    path = dataset_dir(cache, dataset) / "index.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(rows, columns=INDEX_COLUMNS)
+    for c in ("n_frames", "n_valid", "width", "height", "source_size"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype("int64")
+    for c in ("fps", "seconds", "source_mtime", "video_arousal", "video_valence"):
+        df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
+    for c in ("video", "split", "source", "status", "error", "fingerprints"):
+        df[c] = df[c].astype("string")
+    tmp = path.with_suffix(".parquet.tmp")
+    df.sort_values("video").to_parquet(tmp, index=False)
+    tmp.replace(path)
+    return path
