@@ -16,6 +16,7 @@ A full-frame detection runs every `detect_every` frames, whenever verification f
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -291,6 +292,88 @@ class FaceTracker:
         return out
 
 
-def track_video_frames(frames: np.ndarray, **kwargs) -> AlignedFaces:
-    """Convenience: a fresh FaceTracker over one array of frames."""
-    return FaceTracker(**kwargs).process(frames)
+# ---- inputs users already have: OpenFace CSVs and folders of pre-aligned crops --------------------------------
+
+def read_openface_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """Landmarks float32 [T, 68, 2] (source pixels, NaN where failed) and valid bool [T] from an OpenFace CSV.
+
+    Rows are placed by the `frame` column (1-based) when present, so missing rows are invalid frames; with
+    several faces per frame (FaceLandmarkVidMulti) the most confident successful row is kept.
+    """
+    import csv
+
+    path = Path(path)
+    if not path.is_file():
+        raise BadInputError(path, "OpenFace CSV not found")
+    with path.open(newline="") as fh:
+        reader = csv.reader(fh)
+        header = [h.strip() for h in next(reader, [])]
+        col = {h: i for i, h in enumerate(header)}
+        need = [f"x_{k}" for k in range(68)] + [f"y_{k}" for k in range(68)] + ["success"]
+        missing = [h for h in need if h not in col]
+        if missing:
+            raise BadInputError(path, f"line 1: not an OpenFace landmark CSV, missing columns {missing[:4]}"
+                                      f"{'...' if len(missing) > 4 else ''}", "run FeatureExtraction with -2Dfp")
+        xi = [col[f"x_{k}"] for k in range(68)]
+        yi = [col[f"y_{k}"] for k in range(68)]
+        rows: dict[int, tuple[tuple, np.ndarray, bool]] = {}
+        for lineno, row in enumerate(reader, start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            try:
+                if len(row) != len(header):
+                    raise ValueError(f"{len(row)} fields, the header has {len(header)}")
+                vals = [float(c) for c in row]
+                frame = int(vals[col["frame"]]) - 1 if "frame" in col else len(rows)
+                if frame < 0:
+                    raise ValueError(f"frame number {frame + 1} < 1")
+            except ValueError as err:
+                raise BadInputError(path, f"line {lineno}: {err}", "a malformed OpenFace CSV") from None
+            ok = vals[col["success"]] > 0.5
+            key = (ok, vals[col["confidence"]] if "confidence" in col else 0.0)
+            if frame not in rows or key > rows[frame][0]:
+                rows[frame] = (key, np.stack([[vals[i] for i in xi], [vals[i] for i in yi]], 1), ok)
+    if not rows:
+        raise BadInputError(path, "no data rows")
+    n = max(rows) + 1
+    landmarks = np.full((n, 68, 2), np.nan, np.float32)
+    valid = np.zeros(n, bool)
+    for t, (_, lm, ok) in rows.items():
+        if ok and np.isfinite(lm).all():
+            landmarks[t], valid[t] = lm, True
+    return landmarks, valid
+
+
+def iter_aligned_folder(folder: str | Path, chunk_size: int = 64, n_frames: int | None = None,
+                        crop_size: int = 224, gray_size: int = 48) -> Iterator[AlignedFaces]:
+    """AlignedFaces chunks (frames 0.., in order) from a folder of pre-aligned crops (Aff-Wild2 cropped_aligned).
+
+    Files are numbered from 1 (`00001.jpg` is frame 0); a missing number is a frame without a face (valid False,
+    zero crops). The video has `n_frames` frames if given (trailing frames without a face are otherwise unknown),
+    else as many as the largest number. Landmarks are NaN: the crops carry none.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(folder, "folder of aligned faces not found")
+    files = {int(p.stem) - 1: p for p in folder.iterdir()
+             if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") and p.stem.isdigit() and int(p.stem) > 0}
+    if not files:
+        raise BadInputError(folder, "no numbered images (00001.jpg ...) in this folder")
+    total = n_frames if n_frames is not None else max(files) + 1
+    for start in range(0, total, chunk_size):
+        n = min(chunk_size, total - start)
+        face224 = np.zeros((n, crop_size, crop_size, 3), np.uint8)
+        valid = np.zeros(n, bool)
+        for i in range(n):
+            p = files.get(start + i)
+            if p is None:
+                continue
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+            if img is None:
+                raise BadInputError(p, "cannot read this image", "re-extract the cropped_aligned folder")
+            interp = cv2.INTER_AREA if img.shape[0] > crop_size else cv2.INTER_LINEAR
+            face224[i] = cv2.cvtColor(cv2.resize(img, (crop_size, crop_size), interpolation=interp),
+                                      cv2.COLOR_BGR2RGB)
+            valid[i] = True
+        yield AlignedFaces(landmarks=np.full((n, 68, 2), np.nan, np.float32), valid=valid,
+                           face224=face224, face48=crops_from_face224(face224, gray_size))

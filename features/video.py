@@ -46,6 +46,17 @@ class FrameChunk:
     truncated: bool = False
 
 
+def _looks_like_text(path: Path) -> bool:
+    """Video containers have binary headers (box sizes, RIFF chunk sizes hold NUL bytes); text has none."""
+    with path.open("rb") as fh:
+        head = fh.read(4096)
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\t\r\n" for c in text)
+
+
 def _open(path: Path) -> cv2.VideoCapture:
     if not path.exists():
         raise BadInputError(path, "video file not found")
@@ -53,7 +64,13 @@ def _open(path: Path) -> cv2.VideoCapture:
         raise BadInputError(path, "not a file")
     if path.stat().st_size == 0:
         raise BadInputError(path, "video file is empty (0 bytes)", "re-copy or re-download it")
+    if _looks_like_text(path):
+        raise BadInputError(path, "this is a text file, not a video", "pass a video file (mp4, avi, mkv...)")
     cap = cv2.VideoCapture(str(path))
+    # FFmpeg renders text files as ANSI art (codec 'ansi'): a "video" of the text, never what the user meant.
+    if cap.isOpened() and int(cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"ansi":
+        cap.release()
+        raise BadInputError(path, "this is a text file, not a video", "pass a video file (mp4, avi, mkv...)")
     if not cap.isOpened():
         cap.release()
         raise BadInputError(path, "OpenCV cannot open this as a video (corrupt, truncated before its header,"
