@@ -33,6 +33,10 @@ demo-data: setup
 demo: demo-data
 	@echo "demo: built the demo dataset in $(DEMO) (the later stages are added to this target as they land)"
 
+# Any dataset of data_manifest.yaml: make features DATASET=affwild CACHE=/scratch/zarr ARGS="--workers 8"
+features: setup
+	$(VPY) cli.py features --dataset $(DATASET) --cache $(CACHE) --weights $(WEIGHTS) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+
 test: setup
 	$(VPY) -m pytest -q tests
 

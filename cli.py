@@ -66,5 +66,82 @@ def info(cache):
     click.echo(describe(cache))
 
 
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (value or "").split(",") if v.strip())
+
+
+@main.command()
+@click.option("--dataset", help="A dataset of data_manifest.yaml (demo, affwild, affwild2, omg).")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Override the dataset's root.")
+@click.option("--videos", "video_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="Explicit video files instead of a dataset (repeatable); cached as dataset 'videos', unlabelled.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True, help="Cache folder (Zarr).")
+@click.option("--stages", default="align,motion,spatial", show_default=True,
+              help="Stages to run: align (faces, always), motion (ΔPhase), spatial (ResNet50).")
+@click.option("--extras", default="", help="Ablation inputs to add: phase, flow (comma-separated).")
+@click.option("--weights", default=None,
+              help="FER+ ResNet50 file, or 'random' (seeded; demo/tests). Default: $MIMAMO_WEIGHTS, "
+                   "else weights/resnet50_ferplus_dag.pth.")
+@click.option("--workers", type=click.IntRange(1, 1024), default=None, help="Local worker processes [default: cores].")
+@click.option("--scheduler", default="local", show_default=True,
+              help="local (a Dask LocalCluster), tcp://host:port (an existing cluster) or slurm|pbs|sge|lsf.")
+@click.option("--jobs", type=click.IntRange(1, 10000), default=None, help="Batch jobs to start [manifest: cluster.jobs].")
+@click.option("--cores", type=int, default=None, help="Cores per batch job [manifest].")
+@click.option("--memory", default=None, help="Memory per batch job, e.g. 32GB [manifest].")
+@click.option("--walltime", default=None, help="Walltime per batch job, e.g. 04:00:00 [manifest].")
+@click.option("--queue", default=None, help="Batch queue/partition.")
+@click.option("--gpus", type=int, default=None, help="GPUs per batch job (workers get a GPU resource) [manifest].")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the pyramid and ResNet50.")
+@click.option("--keep-faces", is_flag=True, help="Also store the 224x224 RGB crops (150 KB/frame).")
+@click.option("--gamma-jitter", type=click.FloatRange(0, 0.99), default=0.0, show_default=True,
+              help="Corrupt each frame's illumination, u^g with g ~ U[1-B, 1+B] (paper Fig. 5).")
+@click.option("--motion-mean-window", type=int, default=None,
+              help="Rigid-motion removal: odd box size for a local mean (default: whole-map mean).")
+@click.option("--motion-sigma", type=float, default=None, help="Amplitude-weighted blur sigma (default 2).")
+@click.option("--detect-every", type=click.IntRange(1, 10000), default=None, help="Re-detect faces every K frames.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights and gamma jitter.")
+@click.option("--force", is_flag=True, help="Recompute every video, even those already done.")
+@click.option("--dry-run", is_flag=True, help="Print the plan (and the job script for a batch system); run nothing.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def features(dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, jobs, cores, memory,
+             walltime, queue, gpus, device, keep_faces, gamma_jitter, motion_mean_window, motion_sigma,
+             detect_every, seed, force, dry_run, no_progress):
+    """Extract features of a dataset's videos into the Zarr cache (resumable; bad videos do not stop the others).
+
+    A rerun skips videos already done, redoes partial ones, and recomputes only the arrays whose settings
+    changed (motion settings are recomputed from the cached 48x48 faces, without opening any video).
+    Exits with status 1 when any video failed; the summary and index.parquet say why.
+    """
+    from pipeline.features_cmd import features_command
+
+    if bool(dataset) == bool(video_files):
+        raise click.UsageError("give either --dataset NAME or --videos FILE...")
+    summary = features_command(
+        dataset=dataset, root=root, video_files=list(video_files), cache=cache, stages=_csv(stages),
+        extras=_csv(extras), weights=weights, workers=workers, scheduler=scheduler,
+        cluster={"jobs": jobs, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue, "gpus": gpus},
+        device=device, keep_faces=keep_faces, gamma_jitter=gamma_jitter,
+        motion={k: v for k, v in {"mean_window": motion_mean_window, "sigma": motion_sigma}.items() if v is not None},
+        face={"detect_every": detect_every} if detect_every else {}, seed=seed, force=force, dry_run=dry_run,
+        progress=not no_progress, echo=click.echo)
+    if not dry_run:
+        click.echo(summary.table())
+        if summary.failed:
+            sys.exit(1)
+
+
+@main.command()
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--dataset", required=True)
+@click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
+def export(cache, dataset, fmt, out):
+    """Export a dataset's cache to one HDF5 file (one group per video, same array names), for other loaders."""
+    from pipeline.export import export_h5
+
+    path, n = export_h5(cache, dataset, out)
+    click.echo(f"wrote {n} videos to {path}")
+
+
 if __name__ == "__main__":
     sys.exit(main())

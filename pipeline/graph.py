@@ -7,6 +7,7 @@ index.parquet current after every video, and prints a summary.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -67,7 +68,7 @@ def make_cluster(scheduler: str, workers: int | None, threads: int = 1, opts: di
         n = workers or os.cpu_count() or 1
         # processes, not threads: dlib and OpenCV hold the GIL in places, and one crash must not take all.
         return LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=":0",
-                            silence_logs="error")
+                            silence_logs=logging.ERROR)
     if scheduler.startswith(("tcp://", "tls://")):
         return None
     if scheduler in BATCH_SYSTEMS:
@@ -85,7 +86,7 @@ def batch_cluster(kind: str, opts: dict):
     cls = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}[kind]
     gpus = int(opts.get("gpus") or 0)
     kwargs = dict(cores=int(opts["cores"]), memory=str(opts["memory"]), walltime=str(opts["walltime"]),
-                  processes=int(opts.get("processes") or 1), silence_logs="error")
+                  processes=int(opts.get("processes") or 1), silence_logs=logging.ERROR)
     if opts.get("queue"):
         kwargs["queue"] = opts["queue"]
     if gpus:
