@@ -6,7 +6,7 @@ DATASET  ?= demo
 CACHE    ?= zarr
 OUT      ?= runs/$(DATASET)
 DEMO     ?= data/demo
-WEIGHTS  ?= random
+WEIGHTS  ?=
 WORKERS  ?=
 ARGS     ?=
 TORCH    ?= torch==2.13.0
@@ -35,7 +35,7 @@ demo: demo-data
 
 # Any dataset of data_manifest.yaml: make features DATASET=affwild CACHE=/scratch/zarr ARGS="--workers 8"
 features: setup
-	$(VPY) cli.py features --dataset $(DATASET) --cache $(CACHE) --weights $(WEIGHTS) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
+	$(VPY) cli.py features --dataset $(DATASET) --cache $(CACHE) $(if $(WEIGHTS),--weights $(WEIGHTS)) $(if $(WORKERS),--workers $(WORKERS)) $(ARGS)
 
 test: setup
 	$(VPY) -m pytest -q tests

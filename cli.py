@@ -143,5 +143,20 @@ def export(cache, dataset, fmt, out):
     click.echo(f"wrote {n} videos to {path}")
 
 
+@main.command("inspect")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--dataset", required=True)
+@click.option("--video", required=True, help="Video id (file name without extension).")
+@click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="predictions.csv/.parquet of a train or predict run, to plot beside the labels.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+def inspect_cmd(cache, dataset, video, predictions, out):
+    """PNGs of one cached video: aligned faces, ΔPhase maps, labels (and predictions) over time."""
+    from pipeline.inspect_video import inspect_video
+
+    for p in inspect_video(cache, dataset, video, out, predictions):
+        click.echo(f"wrote {p}")
+
+
 if __name__ == "__main__":
     sys.exit(main())
