@@ -210,7 +210,9 @@ def phase(faces, valid=None, *, config: MotionConfig = MotionConfig(), device: s
     faces = _as_faces(faces)
     t, h, w = faces.shape
     out = {"s0": np.zeros((t, 2, h, w), np.float32), "s1": np.zeros((t, 2, h // 2, w // 2), np.float32)}
-    ok = _row_mask(t, valid, True)
+    ok = np.ones(t, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
+    if ok.shape[0] != t:
+        raise BadInputError(None, f"valid has {ok.shape[0]} entries for {t} faces", "give one flag per frame")
     batch_size = max(1, int(batch_size))
     with torch.no_grad():
         for start in range(0, t, batch_size):
@@ -225,25 +227,24 @@ def phase(faces, valid=None, *, config: MotionConfig = MotionConfig(), device: s
     return out
 
 
-def _to_uint8(faces) -> np.ndarray:
+def _flow_input(faces) -> np.ndarray:
+    """uint8 stays 8-bit; float faces go to float32 (Farneback takes both), so no rounding hides changes."""
     a = faces.detach().cpu().numpy() if isinstance(faces, torch.Tensor) else np.asarray(faces)
-    if a.dtype == np.uint8:
-        return a
-    return np.clip(np.rint(a), 0, 255).astype(np.uint8)
+    return a if a.dtype == np.uint8 else a.astype(np.float32)
 
 
 def optical_flow(faces, valid=None, previous=None, *, config: FlowConfig = FlowConfig()) -> dict[str, np.ndarray]:
     """Farneback optical flow from face t-1 to face t -> {"flow": [T, 2, H, W]} float32 (dx, dy in pixels).
 
     Same row semantics as :func:`delta_phase`: row 0 needs ``previous``; rows touching invalid frames are 0.
-    Float faces are rounded to uint8 as OpenCV's Farneback expects 8-bit gray.
+    Float faces are used as float32 (no rounding to 8 bits).
     """
     faces = _as_faces(faces)
     t, h, w = faces.shape
     out = np.zeros((t, 2, h, w), np.float32)
     ok = _row_mask(t, valid, previous is not None)
-    gray = _to_uint8(faces)
-    before = None if previous is None else _to_uint8(previous).reshape(-1, h, w)[-1]
+    gray = _flow_input(faces)
+    before = None if previous is None else _flow_input(previous).astype(gray.dtype).reshape(-1, h, w)[-1]
     for i in range(t):
         prev = gray[i - 1] if i > 0 else before
         if ok[i]:
