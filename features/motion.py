@@ -12,14 +12,14 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .errors import BadInputError
-from .pyramid import ComplexSteerablePyramid
+from .pyramid import MirroredFacePyramid
 
 MOTION_VERSION = "1"  # bump whenever the maths of delta_phase/phase/optical_flow changes (cache fingerprints)
 
-_PYRAMIDS: dict[tuple[int, int], ComplexSteerablePyramid] = {}
+_PYRAMIDS: dict[tuple[int, int], MirroredFacePyramid] = {}
+_MATRICES: dict[tuple, torch.Tensor] = {}
 
 
 @dataclass(frozen=True)
@@ -76,71 +76,95 @@ def _to_tensor(x, device: str, dtype: torch.dtype) -> torch.Tensor:
     return t.to(device=device, dtype=dtype)
 
 
-def _pyramid(h: int, w: int) -> ComplexSteerablePyramid:
-    key = (2 * h, 2 * w)
-    if key not in _PYRAMIDS:
-        _PYRAMIDS[key] = ComplexSteerablePyramid(key, scales=2, orientations=2)
-    return _PYRAMIDS[key]
+def _pyramid(h: int, w: int) -> MirroredFacePyramid:
+    if (h, w) not in _PYRAMIDS:
+        _PYRAMIDS[(h, w)] = MirroredFacePyramid((h, w), scales=2, orientations=2)
+    return _PYRAMIDS[(h, w)]
 
 
 def face_bands(faces: torch.Tensor) -> list[torch.Tensor]:
-    """Pyramid bands of faces [N, H, W] mirror-extended to 2H x 2W, cropped back to the face: [N, 2, H/2^s, W/2^s].
+    """Bands of faces [N, H, W] mirror-extended to 2H x 2W, cropped back to the face: [N, 2, H/2^s, W/2^s].
 
-    The extension is the released code's: [[x, flip_w x], [flip_h x, flip_hw x]] with the face top-left.
-    It makes the image periodic without seams (the FFT's circular boundary sees no edges); it equals
-    symmetric padding by H/2 on each side up to a circular shift, which the pyramid commutes with.
+    The extension is the released code's, [[x, flip_w x], [flip_h x, flip_hw x]] with the face top-left:
+    periodic without seams, so the FFT's circular boundary sees no edges (it equals symmetric padding by
+    H/2 on each side up to a circular shift, which the pyramid commutes with). The bands are those of
+    ``ComplexSteerablePyramid((2H, 2W))`` on the extended image.
     """
-    h, w = faces.shape[-2:]
-    top = torch.cat([faces, faces.flip(-1)], dim=-1)
-    ext = torch.cat([top, top.flip(-2)], dim=-2)
-    return _pyramid(h, w)(ext, out_size=(h, w))
+    return _pyramid(*faces.shape[-2:])(faces)
 
 
-def _gauss_matrix(n: int, cfg: MotionConfig, like: torch.Tensor) -> torch.Tensor:
-    """[n, n] matrix applying the 1-D Gaussian with zero padding: G @ X @ G.T is the separable 2-D blur."""
-    half = cfg.taps // 2
-    i = torch.arange(n, device=like.device)
-    off = (i[None, :] - i[:, None]).to(like.dtype)
-    g = torch.exp(-off ** 2 / (2 * cfg.sigma ** 2))
-    return torch.where(off.abs() <= half, g, torch.zeros_like(g))
+def _matrix(kind: str, n: int, size: float, like: torch.Tensor) -> torch.Tensor:
+    """Cached [n, n] matrix of a separable zero-padded filter: 'gauss' (sigma, 11 taps...) or 'box' (width)."""
+    key = (kind, n, size, like.dtype, str(like.device))
+    if key not in _MATRICES:
+        off = np.arange(n)[None, :] - np.arange(n)[:, None]
+        if kind == "box":
+            m = (np.abs(off) <= int(size) // 2).astype(np.float64)
+        else:
+            sigma, half = size
+            m = np.exp(-off ** 2 / (2 * sigma ** 2)) * (np.abs(off) <= half)
+        _MATRICES[key] = torch.as_tensor(m, dtype=like.dtype, device=like.device)
+    return _MATRICES[key]
+
+
+def _separable(x: torch.Tensor, outer: torch.Tensor, inner: torch.Tensor) -> torch.Tensor:
+    """Filter maps laid out [..., O, I, B] along O and I with [O, O] and [I, I] matrices."""
+    o, i, b = x.shape[-3:]
+    y = inner @ x.reshape(-1, i, b)
+    return (outer @ y.view(-1, o, i * b)).view(x.shape)
 
 
 def _blur(x: torch.Tensor, cfg: MotionConfig) -> torch.Tensor:
-    """Separable Gaussian blur of the last two dims (unnormalised: only ratios of blurs are used)."""
-    gh = _gauss_matrix(x.shape[-2], cfg, x)
-    gw = gh if x.shape[-1] == x.shape[-2] else _gauss_matrix(x.shape[-1], cfg, x)
-    return gh @ x @ gw.T
-
-
-def _weighted_blur(value: torch.Tensor, weight: torch.Tensor, cfg: MotionConfig) -> torch.Tensor:
-    """blur(weight * value) / blur(weight) (Wadhwa et al. 2013): phase is unreliable where amplitude is low."""
-    both = _blur(torch.stack([weight * value, weight]), cfg)
-    # a flat image has zero amplitude and zero numerator: 0, not NaN
-    return both[0] / both[1].clamp_min(torch.finfo(both.dtype).tiny)
+    """Gaussian blur (unnormalised: only ratios of blurs are used) of maps [..., O, I, B]."""
+    o, i = x.shape[-3:-1]
+    size = (cfg.sigma, cfg.taps // 2)
+    return _separable(x, _matrix("gauss", o, size, x), _matrix("gauss", i, size, x))
 
 
 def _remove_mean(x: torch.Tensor, scale: int, cfg: MotionConfig) -> torch.Tensor:
+    """Subtract the mean over the map, or over a k x k box (fewer pixels counted at the borders)."""
     if not cfg.remove_mean:
         return x
     if cfg.mean_window is None:
-        return x - x.mean(dim=(-2, -1), keepdim=True)
+        return x - x.mean(dim=(0, 1), keepdim=True)
     k = (cfg.mean_window >> scale) | 1  # the same window in face pixels: half as many at the coarser scale
-    n, o, h, w = x.shape
-    local = F.avg_pool2d(x.reshape(n * o, 1, h, w), k, stride=1, padding=k // 2, count_include_pad=False)
-    return x - local.reshape(n, o, h, w)
+    o, i = x.shape[:2]
+    bo, bi = _matrix("box", o, k, x), _matrix("box", i, k, x)
+    count = bo.sum(1)[:, None, None] * bi.sum(1)[None, :, None]
+    return x - _separable(x, bo, bi) / count
 
 
-def _delta_rows(bands_prev: torch.Tensor, bands_cur: torch.Tensor, scale: int, cfg: MotionConfig) -> torch.Tensor:
-    """ΔPhase of each current frame against its previous one, for one scale."""
-    prod = bands_cur * bands_prev.conj()
-    # angle(c_t conj c_{t-1}) is the phase step wrapped to (-pi, pi], right in both directions
-    dphi = torch.angle(prod)
+def _delta_band(band: torch.Tensor, scale: int, cfg: MotionConfig) -> torch.Tensor:
+    """ΔPhase [O, I, B-1] between consecutive frames of one band [re/im, O, I, B]."""
+    re, im = band[0], band[1]
+    cr, ci, pr, pi_ = re[..., 1:], im[..., 1:], re[..., :-1], im[..., :-1]
+    # c_t conj(c_{t-1}): its angle is the phase step wrapped to (-pi, pi], right in both directions
+    p_re = torch.addcmul(cr * pr, ci, pi_)
+    p_im = torch.addcmul(ci * pr, cr, pi_, value=-1)
+    both = torch.empty((2, *p_re.shape), dtype=p_re.dtype, device=p_re.device)
     if cfg.amplitude == "geometric":
-        amp = prod.abs().sqrt()
+        torch.pow(torch.addcmul(p_re * p_re, p_im, p_im), 0.25, out=both[1])  # sqrt(|c_t| |c_t-1|)
     else:
-        amp = bands_cur.abs()
-    out = _remove_mean(_weighted_blur(dphi, amp, cfg), scale, cfg)
-    return out.clamp(-cfg.clamp, cfg.clamp)
+        torch.hypot(cr, ci, out=both[1])
+    torch.mul(torch.atan2(p_im, p_re), both[1], out=both[0])
+    # Wadhwa et al. 2013: blur(A x) / blur(A), as phase is unreliable where the amplitude is low;
+    # a flat image has zero amplitude and numerator: 0, not NaN
+    smooth = _blur(both, cfg)
+    out = smooth[0] / smooth[1].clamp_min(torch.finfo(smooth.dtype).tiny)
+    return _remove_mean(out, scale, cfg).clamp_(-cfg.clamp, cfg.clamp)
+
+
+def _store(out: dict, native_maps, first: int, stop: int) -> None:
+    """Write per-band maps [O, I, B] (O = x for orientation 0, y for 1) into out[f"s{s}"][first:stop, b]."""
+    for s, b, maps in native_maps:
+        rows = maps.permute(2, 1, 0) if b == 0 else maps.permute(2, 0, 1)
+        out[f"s{s}"][first:stop, b] = rows.cpu().numpy()
+
+
+def _block(batch_size: int) -> int:
+    """Frames per matrix product: batch_size rounded up to a multiple of 16 (tiny products were seen to round
+    differently by position; fixed shapes of this size did not)."""
+    return max(16, -(-int(batch_size) // 16) * 16)
 
 
 def _row_mask(t: int, valid, has_previous: bool) -> np.ndarray:
@@ -164,7 +188,11 @@ def delta_phase(faces, valid=None, previous=None, *, config: MotionConfig = Moti
     Row 0 is 0 unless ``previous`` (the face before ``faces[0]``, e.g. the last one of the previous chunk,
     which must be valid) is given; rows whose frame or previous frame is invalid (``valid`` [T] bool) are 0.
     The blur weight is the geometric mean of the two frames' amplitudes (``config.amplitude``).
-    ``batch_size`` frames go through the pyramid at a time, bounding memory.
+    ``batch_size`` frames (rounded up to a multiple of 16) go through the pyramid at a time, bounding
+    memory; a short last batch is zero-padded so every matrix product has one shape. Hence chunked calls
+    equal one whole call bit for bit when they use the same ``batch_size`` (as measured with MKL and
+    tested; it rests on BLAS rounding a column alike wherever it sits in a fixed-shape product); other
+    batch sizes agree to rounding (~1e-6 rad).
     """
     faces = _as_faces(faces)
     t, h, w = faces.shape
@@ -176,24 +204,23 @@ def delta_phase(faces, valid=None, previous=None, *, config: MotionConfig = Moti
             raise BadInputError(None, f"previous face is {tuple(previous.shape[1:])}, faces are {(h, w)}")
     if not ok.any():
         return out
-    batch_size = max(1, int(batch_size))
+    batch_size = _block(batch_size)
     with torch.no_grad():
         for start in range(0, t, batch_size):
             stop = min(t, start + batch_size)
             if not ok[start:stop].any():
                 continue
-            cur = _to_tensor(faces[start:stop], device, dtype)
+            # always batch_size + 1 frames (the one before, the batch, zero padding): matrix products of
+            # one fixed shape give each frame the same bits wherever it sits, so chunked runs equal whole ones
+            frames = torch.zeros((batch_size + 1, h, w), dtype=dtype, device=device)
+            frames[1:1 + stop - start] = _to_tensor(faces[start:stop], device, dtype)
             if start > 0:
-                before = _to_tensor(faces[start - 1:start], device, dtype)
+                frames[0] = _to_tensor(faces[start - 1], device, dtype)
             elif previous is not None:
-                before = _to_tensor(previous[-1:], device, dtype)
-            else:
-                before = None
-            frames = cur if before is None else torch.cat([before, cur])
-            first = start if before is not None else start + 1  # first row this batch can fill
-            for s, bands in enumerate(face_bands(frames)):
-                rows = _delta_rows(bands[:-1], bands[1:], s, config)
-                out[f"s{s}"][first:stop] = rows.cpu().numpy()
+                frames[0] = _to_tensor(previous[-1], device, dtype)
+            bands = _pyramid(h, w).native(frames)
+            maps = [(s, b, _delta_band(band, s, config)[..., :stop - start]) for s, b, band in bands]
+            _store(out, maps, start, stop)
     for v in out.values():
         v[~ok] = 0
     return out
@@ -213,15 +240,17 @@ def phase(faces, valid=None, *, config: MotionConfig = MotionConfig(), device: s
     ok = np.ones(t, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
     if ok.shape[0] != t:
         raise BadInputError(None, f"valid has {ok.shape[0]} entries for {t} faces", "give one flag per frame")
-    batch_size = max(1, int(batch_size))
+    batch_size = _block(batch_size)
     with torch.no_grad():
         for start in range(0, t, batch_size):
             stop = min(t, start + batch_size)
             if not ok[start:stop].any():
                 continue
-            for s, bands in enumerate(face_bands(_to_tensor(faces[start:stop], device, dtype))):
-                smooth = torch.complex(_blur(bands.real, config), _blur(bands.imag, config))
-                out[f"s{s}"][start:stop] = torch.angle(smooth).cpu().numpy()
+            frames = torch.zeros((batch_size, h, w), dtype=dtype, device=device)  # fixed shape, as above
+            frames[:stop - start] = _to_tensor(faces[start:stop], device, dtype)
+            smooth = [(s, b, _blur(band, config)[..., :stop - start])
+                      for s, b, band in _pyramid(h, w).native(frames)]
+            _store(out, [(s, b, torch.atan2(x[1], x[0])) for s, b, x in smooth], start, stop)
     for v in out.values():
         v[~ok] = 0
     return out
