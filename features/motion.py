@@ -143,7 +143,7 @@ def _delta_band(band: torch.Tensor, scale: int, cfg: MotionConfig) -> torch.Tens
     p_im = torch.addcmul(ci * pr, cr, pi_, value=-1)
     both = torch.empty((2, *p_re.shape), dtype=p_re.dtype, device=p_re.device)
     if cfg.amplitude == "geometric":
-        torch.pow(torch.addcmul(p_re * p_re, p_im, p_im), 0.25, out=both[1])  # sqrt(|c_t| |c_t-1|)
+        torch.sqrt(torch.addcmul(p_re * p_re, p_im, p_im).sqrt_(), out=both[1])  # sqrt(|c_t| |c_t-1|); pow is slower
     else:
         torch.hypot(cr, ci, out=both[1])
     torch.mul(torch.atan2(p_im, p_re), both[1], out=both[0])
