@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 # Centre of the astronaut's face in her photograph (mean of dlib's 68 landmarks, rounded): the pivot of the motion.
-FACE_CENTRE = (225.0, 133.0)
+FACE_CENTRE = (224.0, 127.0)
 # Box of the astronaut's face used for the blending mask: wide enough for hair and chin.
 FACE_HALF_AXES = (95.0, 115.0)
 
