@@ -17,14 +17,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from synth_video import write_face_video  # noqa: E402
+import cv2
+import numpy as np
+from synth_video import write_face_video
 
-from features.face import AlignedFaces, FaceTracker, _dlib  # noqa: E402
-from features.video import iter_chunks  # noqa: E402
+from features.face import AlignedFaces, FaceTracker, _dlib
+from features.video import iter_chunks
 
-N_FRAMES = int(os.environ.get("BENCH_ALIGN_FRAMES", 300))
+N_FRAMES = int(os.environ.get("BENCH_ALIGN_FRAMES", "300"))
 SIZE = (640, 360)
 
 

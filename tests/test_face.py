@@ -207,3 +207,17 @@ def test_aligned_folder_with_a_gap(tmp_path):
     np.testing.assert_array_equal(longer.valid[6:], [False, False])
     with pytest.raises(BadInputError, match="no numbered images"):
         next(F.iter_aligned_folder(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path))
+
+
+def test_several_faces_start_with_largest_then_keep_the_tracked_one(tmp_path):
+    path = tmp_path / "two.mp4"
+    # The tracked face (small, left) is alone for 10 frames, then a larger face appears on the right.
+    truth = write_face_video(path, 40, size=(480, 240), motion=lambda u: (-110.0, 0.0, 0.0), scale=0.8,
+                             second_face=(110.0, 0.0, 1.0, 10))
+    frames = np.concatenate([c.frames for c in iter_chunks(path)])
+    out = F.FaceTracker(detect_every=5).process(frames)
+    assert out.valid.all() and out.detected.sum() >= 7
+    np.testing.assert_allclose(out.landmarks.mean(1)[:, 0], truth.map_points(np.array([[224.0, 127.0]]), 0)[0, 0],
+                               atol=3)  # on the left face throughout, across the scheduled detections
+    fresh = F.FaceTracker(detect_every=5).process(frames[10:])
+    assert (fresh.landmarks.mean(1)[:, 0] > 300).all()  # a fresh start takes the larger face (x = 350)
