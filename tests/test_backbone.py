@@ -124,8 +124,8 @@ def test_matches_functional_reference(published_sd, weights_file):
     ref = reference_features(published_sd, x)
     scale = np.abs(ref).max()
     assert scale > 0 and np.std(ref, axis=0).max() > 1e-3 * scale
-    for channels_last, batch_size in ((True, 2), (False, 3)):
-        enc = SpatialEncoder(weights_file, channels_last=channels_last, batch_size=batch_size)
+    for channels_last, batch_size, fold_bn in ((True, 2, True), (False, 3, False)):
+        enc = SpatialEncoder(weights_file, channels_last=channels_last, batch_size=batch_size, fold_bn=fold_bn)
         got = enc.encode(x)
         assert got.dtype == np.float32 and got.shape == (3, 2048)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4 * scale)
