@@ -193,3 +193,9 @@ def site_box(name: str) -> tuple[slice, slice]:
     (cx, cy), (sx, sy), _ = SITE_GEOMETRY[name]
     return (slice(int(cy - 2 * sy) - PATCH_Y0, int(cy + 2 * sy) - PATCH_Y0),
             slice(int(cx - 2 * sx) - PATCH_X0, int(cx + 2 * sx) - PATCH_X0))
+
+
+def frame_landmarks(pose: np.ndarray) -> np.ndarray:
+    """Where the photo's 68 landmarks land in the frame for a head pose row (before local warps): [68, 2]."""
+    m = head_matrix(pose)
+    return ASTRONAUT_LANDMARKS @ m[:, :2].T + m[:, 2]

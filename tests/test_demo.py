@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from features.errors import BadInputError
 from pipeline.demo import make_demo, read_labels
 from pipeline.demo_render import (
     background,
+    frame_landmarks,
     render_frame,
     render_frames,
     site_box,
@@ -63,12 +65,23 @@ def test_layout_and_one_label_per_decoded_frame(demo):
 def test_dlib_finds_the_face_in_nearly_every_frame(demo):
     _out, summary = demo
     detector = dlib.get_frontal_face_detector()
+    model = Path(importlib.util.find_spec("face_recognition_models").origin).parent / "models"
+    predictor = dlib.shape_predictor(str(model / "shape_predictor_68_face_landmarks.dat"))
     found = total = 0
+    errors = []
     for row in summary["videos"]:
-        for frame in _decode(Path(row["video"])):
-            found += len(detector(cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY), 0)) == 1
+        script = demo_script(row["seed"], row["frames"])
+        for t, frame in enumerate(_decode(Path(row["video"]))):
+            gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+            rects = detector(gray, 0)
+            found += len(rects) == 1
             total += 1
+            if len(rects) == 1 and t % 10 == 0:  # the hard-coded landmarks follow the rendered face
+                shape = predictor(gray, rects[0])
+                got = np.array([[p.x, p.y] for p in shape.parts()], np.float64)
+                errors.append(np.median(np.hypot(*(got - frame_landmarks(script.head[t])).T)))
     assert found / total >= 0.95, f"face found in {found}/{total} frames"
+    assert np.median(errors) < 3.0, errors
 
 
 def test_rerun_skips_replaces_or_refuses(demo, tmp_path):
