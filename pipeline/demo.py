@@ -85,7 +85,7 @@ def _params(videos: int, seconds: float, seed: int, test_videos: int) -> dict:
             "fps": FPS, "width": WIDTH, "height": HEIGHT, "codec": FOURCC, "version": GENERATOR_VERSION}
 
 
-def _plan(out: Path, params: dict) -> list[dict]:
+def _plan(params: dict) -> list[dict]:
     n_frames = round(params["seconds"] * FPS)
     rows = []
     for i in range(params["videos"]):
@@ -93,9 +93,10 @@ def _plan(out: Path, params: dict) -> list[dict]:
         split = "test" if i >= params["videos"] - params["test_videos"] else "train"
         rows.append({
             "id": vid, "split": split, "frames": n_frames, "seed": video_seed(params["seed"], i),
-            "video": str(out / "videos" / split / f"{vid}{EXT}"),
-            "arousal": str(out / "annotations" / split / "arousal" / f"{vid}.txt"),
-            "valence": str(out / "annotations" / split / "valence" / f"{vid}.txt"),
+            # relative to `out`, so a moved demo is still recognised as complete
+            "video": f"videos/{split}/{vid}{EXT}",
+            "arousal": f"annotations/{split}/arousal/{vid}.txt",
+            "valence": f"annotations/{split}/valence/{vid}.txt",
         })
     return rows
 
@@ -119,8 +120,8 @@ def _previous(out: Path, params: dict) -> dict | None:
         raise BadInputError(manifest, f"unreadable demo manifest ({exc})",
                             "delete the directory and rerun") from exc
     if (old.get("complete") and old.get("params") == params
-            and all(Path(f).is_file() for row in old.get("videos", []) for f in (row["video"], row["arousal"], row["valence"]))
-            and [r["id"] for r in old.get("videos", [])] == [r["id"] for r in _plan(out, params)]):
+            and old.get("videos") == _plan(params)
+            and all((out / row[k]).is_file() for row in old["videos"] for k in ("video", "arousal", "valence"))):
         return old
     for name in _OURS & entries:  # a demo with other parameters, or one that was interrupted: replace it
         target = out / name
@@ -145,7 +146,7 @@ def make_demo(out: Path, videos: int = 8, seconds: float = 10.0, seed: int = 0,
     old = _previous(out, params)
     if old is not None:
         return _summary(out, old["videos"], time.perf_counter() - start, skipped=True)
-    rows = _plan(out, params)
+    rows = _plan(params)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).write_text(json.dumps({"params": params, "videos": rows, "complete": False}, indent=1))
     from tqdm import tqdm
@@ -156,10 +157,10 @@ def make_demo(out: Path, videos: int = 8, seconds: float = 10.0, seed: int = 0,
         for row in rows:
             script = demo_script(row["seed"], row["frames"])
             for key in ("video", "arousal", "valence"):
-                Path(row[key]).parent.mkdir(parents=True, exist_ok=True)
-            _write_labels(Path(row["arousal"]), script.arousal)
-            _write_labels(Path(row["valence"]), script.valence)
-            write_video(Path(row["video"]), script, bar)
+                (out / row[key]).parent.mkdir(parents=True, exist_ok=True)
+            _write_labels(out / row["arousal"], script.arousal)
+            _write_labels(out / row["valence"], script.valence)
+            write_video(out / row["video"], script, bar)
     finally:
         bar.close()
     (out / MANIFEST).write_text(json.dumps({"params": params, "videos": rows, "complete": True}, indent=1))
@@ -167,6 +168,7 @@ def make_demo(out: Path, videos: int = 8, seconds: float = 10.0, seed: int = 0,
 
 
 def _summary(out: Path, rows: list[dict], seconds: float, skipped: bool) -> dict:
+    rows = [{**r, **{k: str(out / r[k]) for k in ("video", "arousal", "valence")}} for r in rows]
     size = sum(Path(r["video"]).stat().st_size for r in rows)
     return {"out": str(out), "videos": rows, "frames": sum(r["frames"] for r in rows),
             "bytes": size, "seconds": round(seconds, 3), "skipped": skipped}

@@ -98,6 +98,13 @@ def test_rerun_skips_replaces_or_refuses(demo, tmp_path):
     assert sorted(p.name for p in (small / "videos" / "train").iterdir()) == ["demo_000.avi"]
     assert sorted(p.name for p in (small / "videos" / "test").iterdir()) == ["demo_001.avi"]
 
+    moved = tmp_path / "moved"
+    small.rename(moved)  # the manifest holds relative paths: a moved demo is still complete
+    assert make_demo(moved, videos=2, seconds=0.2, seed=1, test_videos=1, progress=False)["skipped"]
+    manifest = moved / "demo.json"
+    manifest.write_text(manifest.read_text().replace('"complete": true', '"complete": false'))
+    assert not make_demo(moved, videos=2, seconds=0.2, seed=1, test_videos=1, progress=False)["skipped"]
+
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "thesis.tex").write_text("keep me")
