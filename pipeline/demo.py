@@ -36,7 +36,7 @@ from pipeline.demo_script import FPS, DemoScript, demo_script
 
 __all__ = ["GENERATOR_VERSION", "DemoScript", "demo_script", "make_demo", "read_labels", "video_seed"]
 
-GENERATOR_VERSION = 1  # bump when the generator's output changes, so old demos are regenerated
+GENERATOR_VERSION = 2  # bump when the generator's output changes, so old demos are regenerated
 FOURCC, EXT = "MJPG", ".avi"
 MANIFEST = "demo.json"
 _OURS = {"videos", "annotations", MANIFEST}

@@ -33,10 +33,12 @@ ASTRONAUT_LANDMARKS = np.array([
     [229, 150], [223, 151], [217, 150]], dtype=np.float64)
 _L = ASTRONAUT_LANDMARKS
 
-# Head: soft ellipse (photo px) around face and hair; the face centre goes to the frame centre.
-HEAD_CENTER = np.array([226.0, 110.0])
-HEAD_AXES = (80.0, 100.0)
-PATCH_X0, PATCH_Y0, PATCH_W, PATCH_H = 136, 0, 184, 222  # photo region holding the ellipse
+# The face centre (photo px) goes to the frame centre. The photo is cut out by a soft ellipse holding hair,
+# face, neck and collar, large enough that an aligned face crop sees no backdrop sliding behind the head.
+FACE_CENTER = np.array([226.0, 110.0])
+HEAD_CENTER = np.array([226.0, 140.0])
+HEAD_AXES = (96.0, 138.0)
+PATCH_X0, PATCH_Y0, PATCH_W, PATCH_H = 126, 0, 200, 282  # photo region holding the ellipse
 
 # Micro-motion sites, in SITES order: centre (photo px), Gaussian window (sx, sy) (photo px), unit direction.
 SITE_GEOMETRY = {
@@ -53,17 +55,20 @@ assert tuple(SITE_GEOMETRY) == SITES
 
 # Valence cue at valence +1 (frame px; -1 mirrors it): mouth corners up/out (smile) or down/in (frown),
 # cheeks raised, brows raised, or lowered and drawn together; plus a warm cheek tint.
+# The geometric part is kept moderate because its transitions move pixels, which the temporal stream would
+# see; the shading part (blush at +1, shadow at -1) changes no phase, so it can be strong.
 VALENCE_WARPS = (
-    (_L[48], (7.0, 6.0), (-2.5, -7.0)),
-    (_L[54], (7.0, 6.0), (2.5, -7.0)),
-    (_L[57], (8.0, 4.0), (0.0, 2.0)),
-    (np.array([203.0, 122.0]), (9.0, 7.0), (0.0, -3.0)),
-    (np.array([247.0, 124.0]), (9.0, 7.0), (0.0, -3.0)),
-    (_L[17:22].mean(0), (10.0, 6.0), (-1.5, -3.0)),
-    (_L[22:27].mean(0), (10.0, 6.0), (1.5, -3.0)),
+    (_L[48], (7.0, 6.0), (-1.5, -4.5)),
+    (_L[54], (7.0, 6.0), (1.5, -4.5)),
+    (_L[57], (8.0, 4.0), (0.0, 1.5)),
+    (np.array([203.0, 122.0]), (9.0, 7.0), (0.0, -2.0)),
+    (np.array([247.0, 124.0]), (9.0, 7.0), (0.0, -2.0)),
+    (_L[17:22].mean(0), (10.0, 6.0), (-1.0, -2.0)),
+    (_L[22:27].mean(0), (10.0, 6.0), (1.0, -2.0)),
 )
-CHEEK_TINT = ((np.array([200.0, 128.0]), 11.0), (np.array([250.0, 130.0]), 11.0))
-TINT_RGB = np.array([14.0, -4.0, -8.0], np.float32)  # added at valence +1; -0.4x at -1 (a paler face)
+CHEEK_TINT = ((np.array([200.0, 128.0]), 12.0), (np.array([250.0, 130.0]), 12.0))
+TINT_POS = np.array([26.0, -2.0, -12.0], np.float32)  # rosy cheeks at valence +1
+TINT_NEG = np.array([-16.0, -16.0, -12.0], np.float32)  # shadowed cheeks at valence -1
 
 
 def _gauss(cx: float, cy: float, sx: float, sy: float) -> np.ndarray:
@@ -87,12 +92,12 @@ def _assets() -> dict[str, np.ndarray]:
         w = _gauss(cx, cy, sx, sy) / BASE_SCALE
         basis[-1, 0] += dx * w
         basis[-1, 1] += dy * w
-    tint = sum(_gauss(cx, cy, s, s * 0.8) for (cx, cy), s in CHEEK_TINT)
+    tint = sum(_gauss(cx, cy, s, s * 0.8) for (cx, cy), s in CHEEK_TINT)  # the alpha mask stays separate
     gx, gy = np.meshgrid(np.arange(PATCH_W, dtype=np.float32) + PATCH_X0,
                          np.arange(PATCH_H, dtype=np.float32) + PATCH_Y0)
     r = np.hypot((gx - HEAD_CENTER[0]) / HEAD_AXES[0], (gy - HEAD_CENTER[1]) / HEAD_AXES[1])
     alpha = np.clip((1.0 - r) / 0.12, 0.0, 1.0).astype(np.float32)  # soft edge ~10 px
-    return {"photo": photo, "basis": basis, "tint": tint.astype(np.float32)[..., None] * TINT_RGB,
+    return {"photo": photo, "basis": basis, "tint": tint.astype(np.float32),
             "gx": gx, "gy": gy, "alpha": alpha}
 
 
@@ -117,8 +122,8 @@ def background(seed: int) -> np.ndarray:
 def head_matrix(pose: np.ndarray) -> np.ndarray:
     """2x3 similarity transform taking photo coordinates to frame coordinates for one head pose row."""
     angle, scale, tx, ty = (float(v) for v in pose)
-    m = cv2.getRotationMatrix2D((float(HEAD_CENTER[0]), float(HEAD_CENTER[1])), angle, BASE_SCALE * scale)
-    m[:, 2] += np.array([WIDTH / 2 + tx, HEIGHT / 2 + ty]) - HEAD_CENTER
+    m = cv2.getRotationMatrix2D((float(FACE_CENTER[0]), float(FACE_CENTER[1])), angle, BASE_SCALE * scale)
+    m[:, 2] += np.array([WIDTH / 2 + tx, HEIGHT / 2 + ty]) - FACE_CENTER
     return m
 
 
@@ -165,7 +170,7 @@ def render_frame(script: DemoScript, t: int, backdrop: np.ndarray, coef: np.ndar
     face = cv2.remap(a["photo"], mapx, mapy, cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
     v = float(coef[-1])
     if v != 0.0:
-        face += (v if v > 0 else 0.4 * v) * cv2.warpAffine(a["tint"], m, **zero)
+        face += cv2.warpAffine(a["tint"], m, **zero)[..., None] * (abs(v) * (TINT_POS if v > 0 else TINT_NEG))
     img = backdrop.copy()
     box = img[y0:y1, x0:x1]
     box += alpha * (face - box)

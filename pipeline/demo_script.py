@@ -14,7 +14,7 @@ Labels (per frame, in [-1, 1]):
   amplitude and speed of events, but the label is the realised energy, so it is exactly recomputable
   from ``DemoScript.events`` and invisible in any single frame.
 - valence is a slowly varying static appearance level (smile/frown of the mouth corners, brows, cheeks):
-  piecewise-constant levels held 2-4 s, joined by raised-cosine ramps of 0.5 s.
+  piecewise-constant levels held 2-4 s, joined by raised-cosine ramps of VALENCE_RAMP_S (0.8 s).
 """
 from __future__ import annotations
 
@@ -26,6 +26,7 @@ from scipy.ndimage import gaussian_filter1d
 FPS = 30.0
 AROUSAL_SIGMA = 6.0  # frames: about the reach of the temporal stream's 12-frame window
 AROUSAL_SCALE = 0.35  # px/frame of RMS speed that maps to arousal 0.26; chosen so labels spread over [-1, 1]
+VALENCE_RAMP_S = 0.8  # s; longer than the issue's ~0.5 s: ramps move mouth pixels, which ΔPhase sees
 
 # Micro-motion sites: index -> name. Their positions and directions live in demo.py (image geometry);
 # the script only needs to know how many there are and how often each is picked.
@@ -77,7 +78,7 @@ def _smooth_random(rng: np.random.Generator, t: np.ndarray, periods: tuple[float
 
 
 def _valence_levels(rng: np.random.Generator, n_frames: int, fps: float) -> np.ndarray:
-    """Levels held 2-4 s, consecutive levels at least 0.5 apart, raised-cosine ramps of 0.5 s."""
+    """Levels held 2-4 s, consecutive levels at least 0.5 apart, raised-cosine ramps of VALENCE_RAMP_S."""
     bounds, levels = [0], [rng.uniform(-1, 1)]
     while bounds[-1] < n_frames:
         bounds.append(bounds[-1] + round(rng.uniform(2.0, 4.0) * fps))
@@ -87,7 +88,7 @@ def _valence_levels(rng: np.random.Generator, n_frames: int, fps: float) -> np.n
         levels.append(nxt)
     t = np.arange(n_frames, dtype=np.float64)
     out = np.full(n_frames, levels[0])
-    ramp = 0.5 * fps
+    ramp = VALENCE_RAMP_S * fps
     for b, lo, hi in zip(bounds[1:], levels[:-1], levels[1:]):
         u = np.clip((t - (b - ramp / 2)) / ramp, 0, 1)
         out += (hi - lo) * (0.5 - 0.5 * np.cos(np.pi * u))
