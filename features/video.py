@@ -22,7 +22,7 @@ class TruncatedVideoWarning(UserWarning):
 
 @dataclass
 class VideoInfo:
-    """What the container says about a video (n_frames is its count, which may be approximate)."""
+    """What the container says about a video (n_frames: its count, may be approximate; 0 if it has none)."""
 
     path: str
     fps: float
@@ -100,7 +100,7 @@ def probe(path: str | Path) -> VideoInfo:
     if fps == 0.0:
         warnings.warn(f"{path}: no frame rate in the container; assuming {FALLBACK_FPS} fps", stacklevel=2)
         fps = FALLBACK_FPS
-    return VideoInfo(path=str(path), fps=fps, n_frames=max(n, 1), width=w, height=h)
+    return VideoInfo(path=str(path), fps=fps, n_frames=max(n, 0), width=w, height=h)
 
 
 def _to_rgb(frame: np.ndarray) -> np.ndarray:

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 # Centre of the astronaut's face in her photograph (mean of dlib's 68 landmarks, rounded): the pivot of the motion.
-FACE_CENTRE = (225.0, 133.0)
+FACE_CENTRE = (224.0, 127.0)
 # Box of the astronaut's face used for the blending mask: wide enough for hair and chin.
 FACE_HALF_AXES = (95.0, 115.0)
 
@@ -78,6 +78,13 @@ def face_affine(size: tuple[int, int], scale: float, dx: float, dy: float, angle
     return m
 
 
+def _paste(frame: np.ndarray, img: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    face = cv2.warpAffine(img, affine, (w, h), flags=cv2.INTER_LINEAR)
+    alpha = cv2.warpAffine(mask, affine, (w, h), flags=cv2.INTER_LINEAR)[..., None]
+    return frame * (1 - alpha) + face * alpha
+
+
 def write_face_video(
     path: str | Path,
     n_frames: int,
@@ -88,11 +95,13 @@ def write_face_video(
     no_face: tuple[int, int] | None = None,
     fourcc: str = "mp4v",
     seed: int = 0,
+    second_face: tuple[float, float, float, int] | None = None,
 ) -> SynthTruth:
     """Write a video of the astronaut's face moving over a background; return the ground truth.
 
     size is (width, height); scale defaults to a face of about a third of the frame height; frames in
     range(*no_face) show the background only; motion is a name in MOTIONS or a function of u = t / (T - 1).
+    second_face = (dx, dy, scale, first_frame) adds a still copy of the face from that frame on (drawn first).
     """
     w, h = size
     if scale is None:
@@ -115,12 +124,11 @@ def write_face_video(
         for t in range(n_frames):
             u = t / max(1, n_frames - 1)
             affine[t] = face_affine(size, scale, *move(u))
+            frame = bg
+            if second_face is not None and t >= second_face[3]:
+                frame = _paste(frame, img, mask, face_affine(size, second_face[2], *second_face[:2], 0.0))
             if present[t]:
-                face = cv2.warpAffine(img, affine[t], (w, h), flags=cv2.INTER_LINEAR)
-                alpha = cv2.warpAffine(mask, affine[t], (w, h), flags=cv2.INTER_LINEAR)[..., None]
-                frame = bg * (1 - alpha) + face * alpha
-            else:
-                frame = bg
+                frame = _paste(frame, img, mask, affine[t])
             writer.write(cv2.cvtColor(frame.clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
     finally:
         writer.release()

@@ -1,0 +1,230 @@
+"""features.face on real OpenCV-encoded videos of a real face (the astronaut), with the real dlib model."""
+import json
+
+import cv2
+import numpy as np
+import pytest
+from synth_video import astronaut, write_face_video
+
+from features import face as F
+from features.errors import BadInputError
+from features.video import iter_chunks
+
+
+def track(path, chunk_size=32, **kw):
+    tracker = F.FaceTracker(**kw)
+    return F.AlignedFaces.concat([tracker.process(c.frames) for c in iter_chunks(path, chunk_size)])
+
+
+@pytest.fixture(scope="module")
+def photo_landmarks():
+    """Landmarks of the still photograph at full resolution: mapped by the known motion, the truth per frame."""
+    _, detector, predictor = F._dlib()
+    gray = cv2.cvtColor(astronaut(), cv2.COLOR_RGB2GRAY)
+    (box,) = detector(gray, 1)
+    return np.array([(p.x, p.y) for p in predictor(gray, box).parts()], float)
+
+
+@pytest.fixture(scope="module")
+def moving(tmp_path_factory):
+    """320x240, 90 frames, translating and rotating, face removed for frames 40..49."""
+    path = tmp_path_factory.mktemp("face") / "moving.mp4"
+    truth = write_face_video(path, 90, size=(320, 240), motion="translate_rotate", no_face=(40, 50))
+    return path, truth, track(path)
+
+
+def test_photo_face_is_where_the_synth_expects(photo_landmarks):
+    lo, hi = photo_landmarks.min(0), photo_landmarks.max(0)
+    assert 140 < lo[0] and hi[0] < 330 and 30 < lo[1] and hi[1] < 250  # cols 140-330, rows 30-250
+    np.testing.assert_allclose(photo_landmarks.mean(0), [224, 127], atol=2)
+
+
+def test_landmarks_follow_a_known_translation(tmp_path, photo_landmarks):
+    path = tmp_path / "translate.mp4"
+    truth = write_face_video(path, 60, size=(320, 240), motion="translate")
+    out = track(path)
+    assert out.valid.all()
+    got = out.landmarks.mean(1) - out.landmarks[0].mean(0)
+    want = np.array([truth.map_points(photo_landmarks, t).mean(0) for t in range(60)])
+    want -= want[0]
+    err = np.abs(got - want).max()
+    print(f"max error of the mean-landmark displacement: {err:.2f} px (path spans {np.ptp(want, 0)} px)")
+    assert np.ptp(want[:, 0]) > 60 and err < 1.5
+
+
+def test_landmarks_follow_translation_and_rotation(moving, photo_landmarks):
+    _, truth, out = moving
+    errs = [np.linalg.norm(out.landmarks[t] - truth.map_points(photo_landmarks, t), axis=1).mean()
+            for t in np.flatnonzero(out.valid)]
+    print(f"mean landmark error per frame: median {np.median(errs):.2f} px, max {np.max(errs):.2f} px")
+    assert np.median(errs) < 1.5 and np.max(errs) < 3.0
+
+
+def test_frames_without_a_face_are_invalid_not_dropped(moving):
+    _, truth, out = moving
+    assert len(out) == 90
+    np.testing.assert_array_equal(out.valid, truth.present)
+    assert np.isnan(out.landmarks[~out.valid]).all() and np.isfinite(out.landmarks[out.valid]).all()
+    assert not out.face48[~out.valid].any() and not out.face224[~out.valid].any()
+
+
+def test_tracking_replaces_most_detections(moving):
+    _, _, out = moving
+    # Detections: the first frame, every frame of the gap (searching), its end, and the scheduled re-detections.
+    assert out.detected[0] and out.detected[40:51].all()
+    assert out.detected.sum() <= 16
+
+
+def test_aligned_gray_crop_is_nearly_constant(moving):
+    path, _, out = moving
+    crops = out.face48[out.valid].astype(float)
+    residual = np.abs(crops - np.median(crops, 0)).mean()
+    # Reference: fixed 48x48 crops of the same frames, without alignment.
+    frames = np.concatenate([c.frames for c in iter_chunks(path)])[out.valid]
+    fixed = np.stack([cv2.resize(cv2.cvtColor(f[40:200, 80:240], cv2.COLOR_RGB2GRAY), (48, 48),
+                                 interpolation=cv2.INTER_AREA) for f in frames]).astype(float)
+    unaligned = np.abs(fixed - np.median(fixed, 0)).mean()
+    print(f"48x48 residual: aligned {residual:.2f} gray levels, unaligned {unaligned:.2f}")
+    assert residual < 5.0 and residual < 0.3 * unaligned
+    assert out.face224.shape[1:] == (224, 224, 3) and out.face48.shape[1:] == (48, 48)
+
+
+def test_result_does_not_depend_on_chunking(moving):
+    path, _, out = moving
+    tracker = F.FaceTracker()
+    parts = []
+    for chunk in iter_chunks(path, chunk_size=7):  # 49 frames: a scheduled detection at 30, the gap from 40
+        parts.append(tracker.process(chunk.frames))
+        if chunk.start >= 42:
+            break
+    other = F.AlignedFaces.concat(parts)
+    np.testing.assert_array_equal(other.valid, out.valid[:49])
+    np.testing.assert_array_equal(other.landmarks, out.landmarks[:49])
+    np.testing.assert_array_equal(other.face48, out.face48[:49])
+
+
+def test_small_176x144_clip(tmp_path, photo_landmarks):
+    path = tmp_path / "small.mp4"
+    truth = write_face_video(path, 30, size=(176, 144), motion=lambda u: (8 * np.sin(2 * np.pi * u), 0.0, 0.0))
+    out = track(path)
+    assert out.valid.all()
+    err = np.mean([np.linalg.norm(out.landmarks[t] - truth.map_points(photo_landmarks, t), axis=1).mean()
+                   for t in range(30)])
+    assert err < 1.5  # the face box is ~48 px here
+
+
+def test_align_faces_from_given_landmarks(moving):
+    path, _, out = moving
+    frames = next(iter_chunks(path, 16)).frames
+    lm = out.landmarks[:16].copy()
+    valid = np.ones(16, bool)
+    valid[3] = False
+    lm[5] = np.nan  # NaN landmarks make a frame invalid too
+    got = F.align_faces(frames, lm, valid)
+    assert not got.valid[3] and not got.valid[5] and got.valid.sum() == 14
+    np.testing.assert_array_equal(got.face48[got.valid], out.face48[:16][got.valid])
+    assert not got.face224[3].any() and np.isnan(got.landmarks[3]).all()
+
+
+def test_template_puts_the_rigid_points_at_the_centre():
+    t = F.template(224)
+    np.testing.assert_allclose(t[list(F.RIGID)].mean(0), [112, 112])
+    assert 0 < t.min() and t.max() < 224  # the whole mean face fits in the crop
+    np.testing.assert_allclose(t[45, 0] - t[36, 0], F.TEMPLATE_SCALE * 224 * 0.5723, rtol=0.01)  # eye corners
+
+
+def test_similarity_transform_recovers_a_known_one():
+    rng = np.random.default_rng(1)
+    src = rng.normal(size=(13, 2)) * 50
+    m = cv2.getRotationMatrix2D((10, 20), 23.0, 1.7)
+    np.testing.assert_allclose(F.similarity_transform(src, src @ m[:, :2].T + m[:, 2]), m, atol=1e-9)
+
+
+def test_params_are_json():
+    params = F.FaceTracker(detect_every=12).params
+    assert json.loads(json.dumps(params))["detect_every"] == 12
+
+
+def test_missing_model_says_what_to_install(monkeypatch):
+    monkeypatch.setattr(F.importlib.util, "find_spec", lambda name: None)
+    F.model_path.cache_clear()
+    try:
+        with pytest.raises(BadInputError, match="pip install face-recognition-models"):
+            F.model_path()
+    finally:
+        monkeypatch.undo()
+        F.model_path.cache_clear()
+    assert F.model_path().is_file()
+
+
+# ---- readers -----------------------------------------------------------------------------------------------
+
+def write_openface_csv(path, landmarks, success):
+    cols = ["frame", "face_id", "timestamp", "confidence", "success"]
+    cols += [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
+    lines = [", ".join(cols)]  # OpenFace writes ", " between names: leading spaces
+    for t, (lm, ok) in enumerate(zip(landmarks, success)):
+        lm = np.zeros((68, 2)) if not ok else lm  # OpenFace writes zeros when it fails
+        vals = [t + 1, 0, t / 30, 0.98 if ok else 0.0, int(ok)] + list(lm[:, 0]) + list(lm[:, 1])
+        lines.append(", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in vals))
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_openface_csv_round_trip_then_align(tmp_path, moving):
+    path, _, out = moving
+    csv_path = tmp_path / "moving.csv"
+    success = out.valid[:32].copy()
+    success[2] = False
+    lm = np.round(out.landmarks[:32].astype(float), 3)
+    write_openface_csv(csv_path, lm, success)
+    got_lm, got_valid = F.read_openface_csv(csv_path)
+    np.testing.assert_array_equal(got_valid, success)
+    np.testing.assert_allclose(got_lm[success], lm[success], atol=1e-3)
+    assert np.isnan(got_lm[2]).all()
+    frames = next(iter_chunks(path, 32)).frames
+    aligned = F.align_faces(frames, got_lm, got_valid)
+    assert np.abs(aligned.face48[success].astype(int) - out.face48[:32][success]).max() <= 2
+
+
+def test_malformed_openface_csv_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.csv"
+    write_openface_csv(path, np.ones((3, 68, 2)), [True, True, True])
+    lines = path.read_text().splitlines()
+    lines[2] = lines[2].replace("1.000", "abc", 1)
+    path.write_text("\n".join(lines))
+    with pytest.raises(BadInputError) as err:
+        F.read_openface_csv(path)
+    assert str(path) in str(err.value) and "line 3" in str(err.value)
+    path.write_text("frame, success, x_0\n1, 1, 3\n")
+    with pytest.raises(BadInputError, match="line 1"):
+        F.read_openface_csv(path)
+
+
+def test_aligned_folder_with_a_gap(tmp_path):
+    face = cv2.resize(astronaut()[30:250, 120:340], (112, 112))
+    for i in (1, 2, 3, 5, 6):  # 00004.jpg missing: frame 3 had no face
+        cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
+    chunks = list(F.iter_aligned_folder(tmp_path, chunk_size=4))
+    assert [len(c) for c in chunks] == [4, 2]
+    out = F.AlignedFaces.concat(chunks)
+    np.testing.assert_array_equal(out.valid, [True, True, True, False, True, True])
+    assert out.face224.shape == (6, 224, 224, 3) and out.face48.shape == (6, 48, 48)
+    assert not out.face48[3].any() and out.face48[0].mean() > 50 and np.isnan(out.landmarks).all()
+    longer = F.AlignedFaces.concat(list(F.iter_aligned_folder(tmp_path, chunk_size=4, n_frames=8)))
+    np.testing.assert_array_equal(longer.valid[6:], [False, False])
+    with pytest.raises(BadInputError, match="no numbered images"):
+        next(F.iter_aligned_folder(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path))
+
+
+def test_several_faces_start_with_largest_then_keep_the_tracked_one(tmp_path):
+    path = tmp_path / "two.mp4"
+    # The tracked face (small, left) is alone for 10 frames, then a larger face appears on the right.
+    truth = write_face_video(path, 40, size=(480, 240), motion=lambda u: (-110.0, 0.0, 0.0), scale=0.8,
+                             second_face=(110.0, 0.0, 1.0, 10))
+    frames = np.concatenate([c.frames for c in iter_chunks(path)])
+    out = F.FaceTracker(detect_every=5).process(frames)
+    assert out.valid.all() and out.detected.sum() >= 7
+    np.testing.assert_allclose(out.landmarks.mean(1)[:, 0], truth.map_points(np.array([[224.0, 127.0]]), 0)[0, 0],
+                               atol=3)  # on the left face throughout, across the scheduled detections
+    fresh = F.FaceTracker(detect_every=5).process(frames[10:])
+    assert (fresh.landmarks.mean(1)[:, 0] > 300).all()  # a fresh start takes the larger face (x = 350)
