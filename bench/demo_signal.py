@@ -154,7 +154,8 @@ def main() -> None:
     bg = background(s.seed)
     path = Path(tmp.name) / "valence.avi"
     encode([render_frame(s, t, bg) for t in range(60)], path, "MJPG")
-    st = np.stack([stabilise(f, s, t) for t, f in enumerate(decode(path))])[:, 125:165, 54:124]
+    mouth = (slice(None), slice(125 - PATCH_Y0, 165 - PATCH_Y0), slice(190 - PATCH_X0, 260 - PATCH_X0))
+    st = np.stack([stabilise(f, s, t) for t, f in enumerate(decode(path))])[mouth]
     pos, neg = st[sign > 0], st[sign < 0]
     fig["valence_mouth_signal"] = round(float(np.abs(pos.mean(0) - neg.mean(0)).mean()), 2)
     fig["valence_mouth_noise"] = round(float(np.abs(pos[0::2].mean(0) - pos[1::2].mean(0)).mean()), 2)
