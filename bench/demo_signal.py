@@ -8,7 +8,9 @@ Figures (all from one run):
 - valence cue: mouth-region difference between valence +1 and -1 frames over the noise between like frames;
 - learnability proxies on the held-out videos (ridge regression, CCC): "appearance" = the stabilised gray face
   at low resolution (what a frame-wise model sees), "motion" = per-site frame differences over +-6 frames (what
-  a 12-frame temporal model sees). Appearance should carry valence and not arousal, motion the reverse.
+  a 12-frame temporal model sees). Appearance should carry valence and not arousal, motion the reverse;
+- ΔPhase proxy (pyrtools' complex steerable pyramid on 48x48 stabilised face crops, held-out videos): correlation
+  of the per-frame phase-change energy with the true micro-motion speed, and smoothed with the arousal energy.
 
     python bench/demo_signal.py [--demo DIR] [--videos 8] [--seconds 10]
 """
@@ -30,6 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.demo import make_demo, read_labels
 from pipeline.demo_render import (
+    PATCH_X0,
+    PATCH_Y0,
     background,
     render_frame,
     render_frames,
@@ -92,6 +96,26 @@ def features(video: Path, script) -> dict[str, np.ndarray]:
     return {"motion": motion, "appearance": face}
 
 
+def dphase_energy(stab: list[np.ndarray]) -> np.ndarray:
+    """Amplitude-weighted mean |ΔPhase| (rigid part removed) of pyrtools' complex steerable pyramid on 48x48
+    crops of the stabilised face: roughly what the temporal stream's input holds. [T], row 0 = row 1."""
+    import pyrtools as pt
+
+    bands = []
+    for st in stab:
+        face = st[58 - PATCH_Y0:198 - PATCH_Y0, 155 - PATCH_X0:295 - PATCH_X0]  # photo rows 58..198, cols 155..295
+        crop = cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA)
+        pyr = pt.pyramids.SteerablePyramidFreq(np.pad(crop, 24, mode="reflect"), height=2, order=1, is_complex=True)
+        bands.append([pyr.pyr_coeffs[(sc, b)][h:-h, h:-h] for sc, h in ((0, 24), (1, 12)) for b in range(2)])
+    e = np.zeros(len(stab))
+    for t in range(1, len(stab)):
+        for a, b in zip(bands[t], bands[t - 1]):
+            d = np.angle(a * np.conj(b))
+            e[t] += np.mean(np.abs(d - d.mean()) * np.abs(a)) / np.mean(np.abs(a))
+    e[0] = e[1]
+    return e
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--demo", type=Path, help="an existing demo directory (else one is generated in a temp dir)")
@@ -130,7 +154,8 @@ def main() -> None:
     bg = background(s.seed)
     path = Path(tmp.name) / "valence.avi"
     encode([render_frame(s, t, bg) for t in range(60)], path, "MJPG")
-    st = np.stack([stabilise(f, s, t) for t, f in enumerate(decode(path))])[:, 125:165, 54:124]
+    mouth = (slice(None), slice(125 - PATCH_Y0, 165 - PATCH_Y0), slice(190 - PATCH_X0, 260 - PATCH_X0))
+    st = np.stack([stabilise(f, s, t) for t, f in enumerate(decode(path))])[mouth]
     pos, neg = st[sign > 0], st[sign < 0]
     fig["valence_mouth_signal"] = round(float(np.abs(pos.mean(0) - neg.mean(0)).mean()), 2)
     fig["valence_mouth_noise"] = round(float(np.abs(pos[0::2].mean(0) - pos[1::2].mean(0)).mean()), 2)
@@ -149,6 +174,22 @@ def main() -> None:
         pred = ridge(xtr, ytr, xte, lam=1.0 if kind == "appearance" else 0.01)
         fig[f"ccc_{kind}_arousal"] = round(ccc(pred[:, 0], yte[:, 0]), 3)
         fig[f"ccc_{kind}_valence"] = round(ccc(pred[:, 1], yte[:, 1]), 3)
+
+    # ΔPhase proxy on the held-out videos: per-frame energy vs true speed, and smoothed vs the arousal energy.
+    from scipy.ndimage import gaussian_filter1d
+
+    from pipeline.demo_script import AROUSAL_SIGMA, micro_speed_sq
+
+    r_speed, r_label = [], []
+    for row in (r for r in summary["videos"] if r["split"] == "test"):
+        sc = demo_script(row["seed"], row["frames"])
+        e = dphase_energy([stabilise(f, sc, t) for t, f in enumerate(decode(Path(row["video"])))])
+        speed = np.r_[0.0, np.abs(np.diff(sc.site_displacement, axis=1)).sum(0)]
+        target = np.sqrt(gaussian_filter1d(micro_speed_sq(sc.events, sc.n_frames), AROUSAL_SIGMA))
+        r_speed.append(np.corrcoef(e, speed)[0, 1])
+        r_label.append(np.corrcoef(gaussian_filter1d(e, AROUSAL_SIGMA), target)[0, 1])
+    fig["dphase_r_speed"] = round(float(np.mean(r_speed)), 3)
+    fig["dphase_r_arousal_energy"] = round(float(np.mean(r_label)), 3)
     fig["cpu_count"] = os.cpu_count()
     print(json.dumps(fig))
 

@@ -5,7 +5,7 @@
     <out>/demo.json                                                  parameters, per-video seeds, "complete"
 
 The face is scikit-image's astronaut (NASA, public domain). What each frame shows is drawn by
-``pipeline.demo_script`` (labels, events, head motion, lighting; cheap, no pixels) and drawn by
+``pipeline.demo_script`` (labels, events, head motion, lighting; cheap, no pixels) and rendered by
 ``pipeline.demo_render``. Arousal is carried only by micro-motions (local warps of brows, lids, mouth, 2-10
 frames, 0.3-3 px), valence only by a slowly changing static expression, so the temporal stream has arousal
 to learn and the spatial stream valence; head motion and lighting come from separate RNG streams.

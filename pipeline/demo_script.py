@@ -28,7 +28,7 @@ AROUSAL_SIGMA = 6.0  # frames: about the reach of the temporal stream's 12-frame
 AROUSAL_SCALE = 0.35  # px/frame of RMS speed that maps to arousal 0.26; chosen so labels spread over [-1, 1]
 VALENCE_RAMP_S = 0.8  # s; longer than the issue's ~0.5 s: ramps move mouth pixels, which ΔPhase sees
 
-# Micro-motion sites: index -> name. Their positions and directions live in demo.py (image geometry);
+# Micro-motion sites: index -> name. Their positions and directions live in demo_render.py (image geometry);
 # the script only needs to know how many there are and how often each is picked.
 SITES = (
     "brow_left", "brow_right", "lid_left", "lid_right",

@@ -14,6 +14,8 @@ import pytest
 from features.errors import BadInputError
 from pipeline.demo import make_demo, read_labels
 from pipeline.demo_render import (
+    PATCH_X0,
+    PATCH_Y0,
     background,
     frame_landmarks,
     render_frame,
@@ -214,7 +216,7 @@ def test_valence_cue_is_visible_after_encoding(tmp_path):
         w.write(np.ascontiguousarray(render_frame(s, t, bg)[:, :, ::-1]))
     w.release()
     st = np.stack([stabilise(f, s, t) for t, f in enumerate(_decode(path))])
-    mouth = (slice(125, 165), slice(190 - 136, 260 - 136))  # photo rows 125..165, cols 190..260
+    mouth = (slice(125 - PATCH_Y0, 165 - PATCH_Y0), slice(190 - PATCH_X0, 260 - PATCH_X0))  # photo px
     pos, neg = st[sign > 0][(slice(None), *mouth)], st[sign < 0][(slice(None), *mouth)]
     signal = np.abs(pos.mean(0) - neg.mean(0)).mean()
     noise = np.abs(pos[0::2].mean(0) - pos[1::2].mean(0)).mean()
