@@ -246,7 +246,7 @@ class SpatialEncoder:
         if channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.net = model.to(self.device)
-        self._mean = torch.tensor(MEAN_RGB, device=self.device).view(1, 3, 1, 1)
+        self._mean = torch.tensor(MEAN_RGB, device=self.device)
         self.fingerprint = {
             "architecture": ARCH,
             "weights": weights_id,
@@ -259,8 +259,9 @@ class SpatialEncoder:
 
     def preprocess(self, faces: torch.Tensor) -> torch.Tensor:
         """uint8 [B, 224, 224, 3] on any device -> float32 [B, 3, 224, 224] minus the mean, on self.device."""
-        x = faces.to(self.device, non_blocking=True).permute(0, 3, 1, 2)  # a channels_last view, no copy
-        x = x.float() - self._mean  # keeps the NHWC strides
+        # In place in NHWC (one allocation, the mean broadcast along the contiguous axis; fastest of the
+        # variants timed); the permuted result is a channels_last tensor with no copy.
+        x = faces.to(self.device).to(torch.float32, copy=True).sub_(self._mean).permute(0, 3, 1, 2)
         return x.contiguous(memory_format=torch.channels_last if self.channels_last else torch.contiguous_format)
 
     def encode(self, faces: np.ndarray) -> np.ndarray:
@@ -271,8 +272,6 @@ class SpatialEncoder:
                              f"got {faces.dtype} {list(faces.shape)}")
         out = np.empty((len(faces), FEATURE_DIM), np.float32)
         src = torch.from_numpy(np.ascontiguousarray(faces))
-        if self.device.type == "cuda":
-            src = src.pin_memory()
         with torch.inference_mode():
             for i in range(0, len(faces), self.batch_size):
                 x = self.preprocess(src[i:i + self.batch_size])
