@@ -1,5 +1,6 @@
 """The FER+ ResNet50 encoder: published layout, strict loading, an independent functional reference, random mode."""
 import hashlib
+import json
 
 import numpy as np
 import pytest
@@ -211,6 +212,7 @@ def test_random_is_reproducible_and_informative(random_encoder):
     fa, fb = a.encode(x), b.encode(x)
     np.testing.assert_allclose(fa, fb, rtol=1e-5, atol=1e-6)
     assert a.fingerprint["weights"] == "random:seed=0" and "not the paper" in a.fingerprint["note"]
+    assert json.loads(json.dumps(a.fingerprint)) == a.fingerprint  # the pipeline hashes it as JSON
     assert np.isfinite(fa).all() and (fa >= 0).all()
     # Not degenerate: many dimensions vary across images, and more between a face and a cat than
     # between a face and its mirror image (the features carry appearance).
