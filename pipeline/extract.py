@@ -7,6 +7,7 @@ the one place that decides "already done?" for a video (`plan`).
 from __future__ import annotations
 
 import os
+import resource
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -325,6 +326,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
         row.update(status="failed", error=msg, action="failed", decoded=0, n_frames=0)
     row["seconds"] = time.perf_counter() - t0
     row["worker_pid"] = os.getpid()
+    row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # the worker's peak so far
     return row
 
 

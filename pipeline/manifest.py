@@ -179,8 +179,7 @@ def _read_csv_rows(path: Path, required: tuple[str, ...]):
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
             raise BadInputError(path, f"line 1: missing columns {missing}", f"expected at least {list(required)}")
-        for i, row in enumerate(reader, start=2):
-            yield i, row
+        yield from enumerate(reader, start=2)
 
 
 # ---------------------------------------------------------------- label files

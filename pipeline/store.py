@@ -16,9 +16,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import zarr
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
+
+import zarr
 
 # Time chunks of 256 frames. Every writer appends whole chunks (or the tail) and dask chunks are whole
 # multiples of this, because two tasks writing one chunk silently lose data.

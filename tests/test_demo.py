@@ -131,7 +131,7 @@ def test_deterministic_labels_and_frames(tmp_path):
 def _energy_independently(events, n: int) -> np.ndarray:
     """Sum of squared per-frame speeds of the out-and-back events, smoothed: written apart from the generator."""
     sq = np.zeros(n)
-    for site, start, dur, amp in events.tolist():
+    for _site, start, dur, amp in events.tolist():
         t = np.arange(start - 1, start + dur + 1)
         pos = np.where((t >= start) & (t <= start + dur), amp * np.sin(np.pi * (t - start) / dur), 0.0)
         speed = np.diff(pos)  # speed at frames start..start+dur

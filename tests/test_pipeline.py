@@ -21,7 +21,7 @@ FRAMES = {"good_a": 300, "good_b": 60}   # good_a spans two cache chunks (256 + 
 
 def _labels(root: Path, split: str, vid: str, n: int, seed: int) -> None:
     rng = np.random.default_rng(seed)
-    for i, dim in enumerate(("arousal", "valence")):
+    for dim in ("arousal", "valence"):
         d = root / "annotations" / split / dim
         d.mkdir(parents=True, exist_ok=True)
         np.savetxt(d / f"{vid}.txt", rng.uniform(-1, 1, n), fmt="%.5f")
