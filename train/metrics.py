@@ -12,7 +12,7 @@ import torch
 DIMS = ("arousal", "valence")
 
 
-def ccc_torch(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+def ccc_torch(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
     """Masked CCC per dimension: pred/target [..., D], mask [...] bool -> [D]."""
     m = mask.reshape(-1)
     x = pred.reshape(-1, pred.shape[-1])[m]
