@@ -19,7 +19,7 @@ def ccc_torch(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps:
     # NaN labels are masked already; nan_to_num keeps NaN out of the (masked-away) autograd graph too.
     y = torch.nan_to_num(target.reshape(-1, target.shape[-1])[m])
     if x.shape[0] < 2:
-        return torch.zeros(pred.shape[-1], dtype=pred.dtype, device=pred.device)
+        return x.sum(0) * 0   # nothing to score: zero, but still part of the graph so backward() works
     mx, my = x.mean(0), y.mean(0)
     vx, vy = ((x - mx) ** 2).mean(0), ((y - my) ** 2).mean(0)
     cov = ((x - mx) * (y - my)).mean(0)

@@ -45,14 +45,16 @@ def frame_table(res: dict, videos: list[dict]) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def write_outputs(out: Path, metrics: dict, res: dict, videos: list[dict], history: list[dict]) -> None:
+def write_outputs(out: Path, metrics: dict, res: dict, videos: list[dict], history: list[dict],
+                  plots: bool = True) -> None:
     """metrics.json, per-frame predictions and the plots."""
     (out / "metrics.json").write_text(json.dumps(clean(metrics), indent=1) + "\n")
     table = frame_table(res, videos)
     table.to_parquet(out / "predictions.parquet", index=False)
     table.to_csv(out / "predictions.csv", index=False, float_format="%.5f")
-    plot_curves(out / "curves.png", history)
-    plot_predictions(out / "predictions.png", table)
+    if plots:
+        plot_curves(out / "curves.png", history)
+        plot_predictions(out / "predictions.png", table)
 
 
 def _plt():

@@ -61,6 +61,8 @@ class TrainConfig:
     init_spatial: str | None = None
     init_temporal: str | None = None
     stop_after: int | None = None      # run at most this many epochs now, then stop as if killed (resume later)
+    plots: bool = True                 # curves.png and predictions.png (matplotlib)
+    threads: int | None = None         # torch CPU threads (1 is fastest on a busy shared machine)
     quiet: bool = False
     extra: dict = field(default_factory=dict)
 
@@ -244,6 +246,8 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
 
     rows = data.video_table(cfg.cache, cfg.dataset)
@@ -270,7 +274,7 @@ def train(cfg: TrainConfig) -> dict:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=0.1)
     state = {"epoch": 0, "best": -float("inf"), "best_epoch": -1, "bad": 0, "stopped": False, "history": []}
-    conf = {k: v for k, v in asdict(cfg).items() if k not in ("resume", "stop_after", "quiet", "num_workers")}
+    conf = {k: v for k, v in asdict(cfg).items() if k not in ("resume", "stop_after", "quiet", "num_workers", "threads", "plots")}
     conf["milestones"] = list(cfg.milestones)
     last = out / "last.pt"
     if cfg.resume and last.is_file():
@@ -343,5 +347,5 @@ def train(cfg: TrainConfig) -> dict:
                "epochs_run": state["epoch"], "early_stopped": state["stopped"],
                "videos": {k: [r["video"] for r in v] for k, v in split.items()},
                "per_video": metrics["per_video"], "config": conf, "fingerprints": fps}
-    report.write_outputs(out, metrics, res, split["test"], state["history"])
+    report.write_outputs(out, metrics, res, split["test"], state["history"], cfg.plots)
     return metrics
