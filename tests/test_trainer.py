@@ -1,5 +1,7 @@
 """The trainer learns a small synthetic cache, resumes exactly after a kill, and guards its inputs."""
+import functools
 import json
+import operator
 from dataclasses import replace
 
 import numpy as np
@@ -12,8 +14,8 @@ from pipeline import store
 from train.synth import make_cache
 from train.trainer import TrainConfig, check_fingerprints, split_videos, train
 
-TINY = dict(dataset="synth", width=4, window=4, length=32, stride=16, batch_size=4, folds=2, lr=0.1,
-            milestones=(100,), num_workers=0, threads=1, quiet=True, plots=False)
+TINY = {"dataset": "synth", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2, "lr": 0.1,
+            "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,7 @@ def test_split_rule_by_video():
     rows = [{"video": f"v{i}", "split": "train"} for i in range(9)]
     s = split_videos(rows, 3, 1, 0)
     names = [sorted(r["video"] for r in s[k]) for k in ("train", "val", "test")]
-    assert sum(map(len, names)) == 9 and len(set(sum(names, []))) == 9 and len(names[2]) == 3
+    assert sum(map(len, names)) == 9 and len(set(functools.reduce(operator.iadd, names, []))) == 9 and len(names[2]) == 3
     assert split_videos(rows, 3, 1, 0) == s and split_videos(rows, 3, 1, 1) != s
     held = {r["video"] for f in range(3) for r in split_videos(rows, 3, f, 0)["test"]}
     assert held == {r["video"] for r in rows}        # every video is held out in exactly one fold

@@ -72,5 +72,5 @@ def scores(pred: np.ndarray, target: np.ndarray, mask=None) -> dict:
         out[f"pcc_{name}"] = pcc(pred[:, d], target[:, d], md)
         out[f"rmse_{name}"] = rmse(pred[:, d], target[:, d], md)
     out["ccc_mean"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
-    out["n"] = int(len(_masked(pred[:, 0], target[:, 0], mask)[0]))
+    out["n"] = len(_masked(pred[:, 0], target[:, 0], mask)[0])
     return out

@@ -11,7 +11,6 @@ and early-stopping counter, so a killed run resumed with ``resume=True`` ends wi
 """
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -190,8 +189,8 @@ def evaluate(res: dict, videos: list[dict], level: str) -> dict:
 
 
 def _build(cfg: TrainConfig) -> tuple[MimamoNet, dict]:
-    args = dict(streams=cfg.streams, window=cfg.window, second_scale=len(data.INPUTS[cfg.input]) == 2,
-                arch=cfg.arch, width=cfg.width, gru=True if cfg.single_gru else None)
+    args = {"streams": cfg.streams, "window": cfg.window, "second_scale": len(data.INPUTS[cfg.input]) == 2,
+                "arch": cfg.arch, "width": cfg.width, "gru": True if cfg.single_gru else None}
     return MimamoNet(**args), args
 
 
@@ -259,7 +258,7 @@ def train(cfg: TrainConfig) -> dict:
                             "train on a labelled dataset (features of the train split with annotations)")
     split = split_videos(labelled, cfg.folds, cfg.fold, cfg.seed)
     fps = _fingerprints(labelled, used_arrays(cfg), cfg.cache)
-    mk = dict(window=cfg.window, input=cfg.input, length=cfg.length, level=level, cache_mb=cfg.cache_mb)
+    mk = {"window": cfg.window, "input": cfg.input, "length": cfg.length, "level": level, "cache_mb": cfg.cache_mb}
     train_ds = data.SequenceDataset(cfg.cache, cfg.dataset, split["train"], stride=cfg.stride, **mk)
     val_ds = data.SequenceDataset(cfg.cache, cfg.dataset, split["val"], test=True, **mk)
     test_ds = data.SequenceDataset(cfg.cache, cfg.dataset, split["test"], test=True, **mk)
