@@ -108,3 +108,24 @@ def test_video_level_labels_use_the_video_head(tmp_path):
     assert m["level"] == "video" and len(m["per_video"]) == 1
     (v, pv), = m["per_video"].items()
     assert np.isfinite(pv["arousal"]) and pv["label_arousal"] == pytest.approx(rows[int(v[1:])]["video_arousal"])
+
+
+def test_ablation_grid_runs_cells_and_resumes(tmp_path):
+    from train.ablate import ablate, parse_grid
+    assert parse_grid(["window=4,8", "streams=spatial,both"]) == [("window", [4, 8]), ("streams", ["spatial", "both"])]
+    with pytest.raises(BadInputError, match="grid"):
+        parse_grid(["nonsense=1"])
+    make_cache(tmp_path, "synth", videos=5, frames=40, test_videos=1, extras=True)
+    base = TrainConfig(streams="temporal", epochs=1, **TINY)
+    table = ablate(tmp_path, "synth", ["input=dphase,flow"], tmp_path / "abl", base, folds=2, fold_ids=[0])
+    assert list(table.input) == ["dphase", "flow"] and (table.folds == 1).all()
+    assert np.isfinite(table.ccc_mean).all()
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| input | CCC arousal" in md and "flow" in md
+    done = tmp_path / "abl" / "input=flow" / "fold0" / "metrics.json"
+    stamp = done.stat().st_mtime_ns
+    again = ablate(tmp_path, "synth", ["input=dphase,flow"], tmp_path / "abl", base, folds=2, fold_ids=[0])
+    assert done.stat().st_mtime_ns == stamp                     # finished cells are not rerun
+    pd.testing.assert_frame_equal(table, again)
+    flow = json.loads(done.read_text())
+    assert set(flow["fingerprints"]) == {"flow"}
