@@ -129,3 +129,17 @@ def test_ablation_grid_runs_cells_and_resumes(tmp_path):
     pd.testing.assert_frame_equal(table, again)
     flow = json.loads(done.read_text())
     assert set(flow["fingerprints"]) == {"flow"}
+
+
+def test_cli_train_and_resume(cache, tmp_path):
+    from click.testing import CliRunner
+
+    from cli import main
+    args = ["train", "--cache", str(cache), "--dataset", "synth", "--streams", "spatial", "--epochs", "1",
+            "--lr", "0.1", "--folds", "2", "--num-workers", "0", "--threads", "1", "--no-plots",
+            "--out", str(tmp_path / "r")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert "ccc_arousal=" in r.output and (tmp_path / "r" / "metrics.json").is_file()
+    r = CliRunner().invoke(main, args[:-2] + ["--out", str(tmp_path / "r2"), "--window", "3"])
+    assert r.exit_code == 2 and "--window" in r.output
