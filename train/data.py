@@ -106,7 +106,7 @@ class SequenceDataset(torch.utils.data.Dataset):
 
     def __init__(self, cache, dataset: str, videos: list[dict], *, window: int = 12, input: str = "dphase",
                  length: int = 64, stride: int = 32, test: bool = False, level: str = "frame",
-                 cache_mb: float = 128):
+                 cache_mb: float = 64):
         if input not in INPUTS:
             raise ValueError(f"input must be one of {sorted(INPUTS)}, not {input!r}")
         self.cache, self.dataset, self.window, self.input = cache, dataset, window, input
@@ -180,7 +180,7 @@ def loader(ds: SequenceDataset, batch_size: int, order: list[int] | None = None,
     sampler = order if order is not None else range(len(ds))
     return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
                                        num_workers=num_workers, pin_memory=pin,
-                                       persistent_workers=False, prefetch_factor=4 if num_workers else None)
+                                       persistent_workers=False, prefetch_factor=2 if num_workers else None)
 
 
 def video_table(cache, dataset: str) -> list[dict]:

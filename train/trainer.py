@@ -54,7 +54,7 @@ class TrainConfig:
     patience: int = 5
     device: str = "cpu"
     num_workers: int = 2
-    cache_mb: float = 128              # decoded-chunk cache per loader worker
+    cache_mb: float = 64               # decoded-chunk cache per loader worker
     resume: bool = False
     pretrain: bool = True              # streams=both without init checkpoints: train the single streams first
     init_spatial: str | None = None
