@@ -11,6 +11,7 @@ and early-stopping counter, so a killed run resumed with ``resume=True`` ends wi
 """
 from __future__ import annotations
 
+import os
 import random
 import sys
 import time
@@ -245,6 +246,8 @@ def train(cfg: TrainConfig) -> dict:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = torch.device(cfg.device)
+    # cuBLAS is deterministic only with a fixed workspace; must be set before CUDA initialises.
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
