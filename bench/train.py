@@ -4,13 +4,13 @@ Builds a synthetic cache several times larger than the loader's memory in a temp
 features, written through pipeline.store), then measures
   - loader sequences/s: shuffled training order (stride 32, the worst case for the chunk cache) and a
     sequential test-order pass over the whole cache, with the default 2 workers;
-  - peak memory while iterating: total PSS of the main process and its workers (sampled), against the cache's
-    size on disk;
+  - peak memory while iterating: total PSS of the main process and its workers (sampled), and its excess over
+    the main process before any loader existed (torch alone is a few hundred MB), against the cache's size;
   - the model's training-step rate (sequences/s, forward + backward + SGD step) on CPU, default model
     (paper arch, width 64, window 12, both streams) and the demo's width 16;
 and prints one JSON line. The temporary cache is removed at the end. Progress goes to stderr.
 
-    python bench/train.py [--frames 160000] [--keep DIR]
+    python bench/train.py [--frames 200000] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ def model_rate(width: int, batch: int = 4, steps: int = 2) -> float:
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--frames", type=int, default=160_000)
+    ap.add_argument("--frames", type=int, default=200_000)
     ap.add_argument("--shuffled", type=int, default=1200, help="sequences timed in shuffled training order")
     ap.add_argument("--keep", default=None, help="build/keep the cache here instead of a temporary folder")
     a = ap.parse_args()
@@ -131,6 +131,7 @@ def main():
             print(f"cache built in {time.perf_counter() - t:.0f}s", file=sys.stderr)
         disk = sum(f.stat().st_size for f in tmp.rglob("*") if f.is_file())
         rows = data.video_table(tmp, "bench")
+        base = psutil.Process().memory_full_info().pss   # torch & co. imported, before any loader exists
         with PeakPSS() as mem:
             test_ds = data.SequenceDataset(tmp, "bench", rows, window=12, test=True)
             seq_rate, seq_n = loader_rate(test_ds, None)
@@ -146,7 +147,10 @@ def main():
             "cache_frames": a.frames, "cache_gb": round(disk / 1e9, 2),
             "loader_seq_per_s_shuffled": round(shuf_rate, 1), "loader_seq_per_s_sequential": round(seq_rate, 1),
             "loader_frames_per_s_sequential": round(seq_rate * 64), "loader_workers": 2,
-            "peak_pss_mb": round(mem.peak / 2**20), "cache_over_peak_memory": round(disk / mem.peak, 1),
+            "baseline_pss_mb": round(base / 2**20), "peak_pss_mb": round(mem.peak / 2**20),
+            "loader_extra_pss_mb": round((mem.peak - base) / 2**20),
+            "cache_over_peak_memory": round(disk / mem.peak, 1),
+            "cache_over_loader_extra_memory": round(disk / max(mem.peak - base, 1), 1),
             "model_train_seq_per_s_width64": round(m64, 2), "model_train_seq_per_s_width16": round(m16, 2),
             "ratio_loader_over_model_width64": round(shuf_rate / m64, 1),
             "ratio_loader_over_model_width16": round(shuf_rate / m16, 1),
