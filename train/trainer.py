@@ -291,6 +291,9 @@ def train(cfg: TrainConfig) -> dict:
         sched.load_state_dict(ck["sched"])
         state = ck["state"]
         torch.set_rng_state(ck["rng"]["torch"])
+    else:
+        for stale in ("best.pt", "last.pt", "metrics.json"):   # a fresh run never mixes with an old one
+            (out / stale).unlink(missing_ok=True)
     ckmeta = {"config": conf, "model_args": model_args, "fingerprints": fps, "level": level}
 
     runs = 0
