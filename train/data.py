@@ -1,0 +1,200 @@
+"""Sequences of frames streamed from the feature cache (never a video).
+
+An item is L consecutive frames of one video: resnet50 [L, 2048] and the motion rows the L windows need,
+[L + N - 1, 2, h, w] per scale. Frame t's window is the N motion rows t-left .. t+right, right = N // 2,
+left = N - 1 - right (N = 12: differences t-5..t+6, i.e. frames t-6..t+6, centred on t). The windows overlap,
+so items carry the rows once and ``windows`` unfolds them on the compute device: 12x less data through the
+worker pipes than materialised windows. Channels are merged as orientation-major: channel = o * N + k.
+
+Rows outside the video are zero for differences (dphase, flow: no motion) and the edge row repeated for
+``phase`` (a state, not a change); frames whose window was cut are marked ``full=False``.
+Memory is bounded: a worker holds at most ``cache_mb`` of decoded Zarr chunks (LRU), whatever the cache's size.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from pipeline import store
+
+INPUTS = {"dphase": ("dphase_s0", "dphase_s1"), "phase": ("phase_s0", "phase_s1"), "flow": ("flow",)}
+
+
+def window_span(n: int) -> tuple[int, int]:
+    """(left, right): frame t's window is motion rows t-left .. t+right (n rows in all)."""
+    right = n // 2
+    return n - 1 - right, right
+
+
+def sequences(n_frames: int, length: int = 64, stride: int = 32, test: bool = False) -> list[tuple[int, int, int]]:
+    """(start, own_lo, own_hi) per sequence; frames [own_lo, own_hi) are scored from that sequence.
+
+    Training: starts every ``stride`` frames, plus an end-aligned one so the last frames are seen.
+    Test: non-overlapping, plus an end-aligned tail that owns only the frames not yet covered, so every frame
+    is predicted exactly once. A video shorter than L is one (padded) sequence.
+    """
+    if n_frames <= length:
+        return [(0, 0, n_frames)]
+    starts = list(range(0, n_frames - length + 1, length if test else stride))
+    if starts[-1] + length < n_frames:
+        starts.append(n_frames - length)
+    if not test:  # in training every frame of a sequence is in the loss
+        return [(s, s, s + length) for s in starts]
+    out, covered = [], 0
+    for s in starts:
+        out.append((s, covered, s + length))
+        covered = s + length
+    return out
+
+
+def windows(rows: torch.Tensor, n: int) -> torch.Tensor:
+    """[B, L+N-1, O, h, w] motion rows -> [B, L, O*N, h, w] per-frame windows (channel = o * N + k)."""
+    b, t, o, h, w = rows.shape
+    win = rows.unfold(1, n, 1)                       # [B, L, O, h, w, N]
+    return win.permute(0, 1, 2, 5, 3, 4).reshape(b, t - n + 1, o * n, h, w)
+
+
+class ChunkCache:
+    """Decoded Zarr time chunks, least recently used first out, bounded in bytes (one per worker)."""
+
+    def __init__(self, cache, dataset: str, max_mb: float = 128):
+        self.cache, self.dataset, self.max_bytes = cache, dataset, int(max_mb * 2**20)
+        self.groups: dict[str, object] = {}
+        self.lru: OrderedDict = OrderedDict()
+        self.bytes = 0
+
+    def group(self, video: str):
+        """The video's group, opened lazily (in the worker that uses it)."""
+        if video not in self.groups:
+            self.groups[video] = store.open_video(self.cache, self.dataset, video)
+        return self.groups[video]
+
+    def chunk(self, video: str, name: str, c: int) -> np.ndarray:
+        """Decoded chunk c of one array."""
+        key = (video, name, c)
+        hit = self.lru.get(key)
+        if hit is not None:
+            self.lru.move_to_end(key)
+            return hit
+        arr = self.group(video)[name]
+        data = np.asarray(arr[c * store.CHUNK_T:(c + 1) * store.CHUNK_T])
+        self.lru[key] = data
+        self.bytes += data.nbytes
+        while self.bytes > self.max_bytes and len(self.lru) > 1:
+            _, old = self.lru.popitem(last=False)
+            self.bytes -= old.nbytes
+        return data
+
+    def read(self, video: str, name: str, lo: int, hi: int) -> np.ndarray:
+        """Rows [lo, hi) of one array (0 <= lo <= hi <= T)."""
+        ct = store.CHUNK_T
+        parts = [self.chunk(video, name, c)[max(lo - c * ct, 0):hi - c * ct]
+                 for c in range(lo // ct, max(math.ceil(hi / ct), lo // ct + 1))]
+        return np.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+class SequenceDataset(torch.utils.data.Dataset):
+    """Items of L frames from a list of cached videos (see the module docstring for the layout).
+
+    level="video" (OMG): every item carries its video's label in ``vlabel`` and the frame labels are NaN.
+    """
+
+    def __init__(self, cache, dataset: str, videos: list[dict], *, window: int = 12, input: str = "dphase",
+                 length: int = 64, stride: int = 32, test: bool = False, level: str = "frame",
+                 cache_mb: float = 64):
+        if input not in INPUTS:
+            raise ValueError(f"input must be one of {sorted(INPUTS)}, not {input!r}")
+        self.cache, self.dataset, self.window, self.input = cache, dataset, window, input
+        self.length, self.level, self.cache_mb = length, level, cache_mb
+        self.videos = [dict(v) for v in videos]
+        self.items = [(i, *s) for i, v in enumerate(self.videos)
+                      for s in sequences(int(v["n_frames"]), length, stride, test)]
+        self._reader = None
+        self._pid = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def reader(self) -> ChunkCache:
+        # Opened on first use in each process, so forked workers never share Zarr handles.
+        if self._reader is None or self._pid != os.getpid():
+            self._reader, self._pid = ChunkCache(self.cache, self.dataset, self.cache_mb), os.getpid()
+        return self._reader
+
+    def _rows(self, video: str, name: str, lo: int, hi: int, n: int, replicate: bool) -> np.ndarray:
+        """Rows [lo, hi) of an array, outside [0, n) zero-filled or edge-replicated."""
+        a, b = max(lo, 0), min(hi, n)
+        data = self.reader.read(video, name, a, b)
+        if a == lo and b == hi:
+            return data
+        if replicate:
+            return data[np.clip(np.arange(lo, hi), a, b - 1) - a]
+        out = np.zeros((hi - lo, *data.shape[1:]), data.dtype)
+        out[a - lo:b - lo] = data
+        return out
+
+    def __getitem__(self, i: int) -> dict:
+        vi, start, own_lo, own_hi = self.items[i]
+        v = self.videos[vi]
+        name, n, L = v["video"], int(v["n_frames"]), self.length
+        frames = np.arange(start, start + L)
+        inside = frames < n
+        left, right = window_span(self.window)
+        out = {
+            "video_idx": vi,
+            "frames": np.where(inside, frames, -1),
+            "rgb": self._rows(name, "resnet50", start, start + L, n, False),
+            "valid": self._rows(name, "valid", start, start + L, n, False).astype(bool),
+            "own": inside & (frames >= own_lo) & (frames < own_hi),
+            # row 0 of a difference array is a zero, not a measured difference
+            "full": inside & (frames - left >= (0 if self.input == "phase" else 1)) & (frames + right < n),
+        }
+        for s, key in enumerate(INPUTS[self.input]):
+            out[f"m{s}"] = self._rows(name, key, start - left, start + L + right, n, self.input == "phase")
+        labels = self._rows(name, "labels", start, start + L, n, False).astype(np.float32)
+        labels[~inside] = np.nan
+        out["labels"] = labels
+        lab_ok = np.isfinite(labels).all(1)
+        if self.level == "video":
+            out["vlabel"] = np.array([v.get("video_arousal", np.nan), v.get("video_valence", np.nan)], np.float32)
+            out["mask"] = out["valid"] & inside
+        else:
+            out["mask"] = out["valid"] & inside & lab_ok
+        return out
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack items into tensors (float16 features stay float16 until they reach the device)."""
+    return {k: torch.as_tensor(np.stack([np.asarray(it[k]) for it in items])) for k in items[0]}
+
+
+def loader(ds: SequenceDataset, batch_size: int, order: list[int] | None = None, num_workers: int = 2,
+           pin: bool = False) -> torch.utils.data.DataLoader:
+    """A DataLoader over ``ds`` in the given order (the trainer draws the order from a per-epoch seed)."""
+    sampler = order if order is not None else range(len(ds))
+    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                                       num_workers=num_workers, pin_memory=pin,
+                                       persistent_workers=False, prefetch_factor=2 if num_workers else None)
+
+
+def video_table(cache, dataset: str) -> list[dict]:
+    """The done videos of a dataset as dicts (video, split, n_frames, labels, fingerprints as a dict)."""
+    idx = store.done_videos(cache, dataset)
+    rows = idx.to_dict("records")
+    for r in rows:
+        r["fingerprints"] = json.loads(r["fingerprints"]) if isinstance(r.get("fingerprints"), str) else {}
+        for k in ("video_arousal", "video_valence"):
+            r[k] = float(r[k]) if r.get(k) is not None and np.isfinite(r[k]) else float("nan")
+    return rows
+
+
+def has_frame_labels(cache, dataset: str, video: str) -> bool:
+    """True when any frame of the video has both labels."""
+    lab = store.open_video(cache, dataset, video)["labels"][:]
+    return bool(np.isfinite(lab).all(1).any())

@@ -1,0 +1,101 @@
+"""A training run's files: log.csv/log.jsonl, metrics.json, predictions.parquet/.csv, curves.png, predictions.png."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def clean(x):
+    """JSON-safe copy: NaN/inf -> None, NumPy scalars -> Python, tuples -> lists."""
+    if isinstance(x, dict):
+        return {str(k): clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [clean(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    if isinstance(x, np.bool_):
+        return bool(x)
+    return x
+
+
+def write_log(out: Path, history: list[dict]) -> None:
+    """Per-epoch log, rewritten whole from the checkpointed history (so it always agrees with last.pt)."""
+    pd.DataFrame(history).to_csv(out / "log.csv", index=False)
+    (out / "log.jsonl").write_text("".join(json.dumps(clean(r)) + "\n" for r in history))
+
+
+def frame_table(res: dict, videos: list[dict]) -> pd.DataFrame:
+    """One row per held-out frame: video, frame, arousal, valence, label_arousal, label_valence, valid."""
+    parts = []
+    for i, v in enumerate(videos):
+        r = res[i]
+        n = len(r["pred"])
+        lab = r["labels"]
+        if not np.isfinite(lab).any() and np.isfinite(v.get("video_arousal", np.nan)):
+            lab = np.tile([v["video_arousal"], v["video_valence"]], (n, 1))   # video-level labels, per frame
+        parts.append(pd.DataFrame({"video": v["video"], "frame": np.arange(n), "arousal": r["pred"][:, 0],
+                                   "valence": r["pred"][:, 1], "label_arousal": lab[:, 0],
+                                   "label_valence": lab[:, 1], "valid": r["valid"]}))
+    return pd.concat(parts, ignore_index=True)
+
+
+def write_outputs(out: Path, metrics: dict, res: dict, videos: list[dict], history: list[dict],
+                  plots: bool = True) -> None:
+    """metrics.json, per-frame predictions and the plots."""
+    (out / "metrics.json").write_text(json.dumps(clean(metrics), indent=1) + "\n")
+    table = frame_table(res, videos)
+    table.to_parquet(out / "predictions.parquet", index=False)
+    table.to_csv(out / "predictions.csv", index=False, float_format="%.5f")
+    if plots:
+        plot_curves(out / "curves.png", history)
+        plot_predictions(out / "predictions.png", table)
+
+
+def _plt():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def plot_curves(path: Path, history: list[dict]) -> None:
+    """Loss (train, validation) and validation CCC per epoch."""
+    plt = _plt()
+    h = pd.DataFrame(history)
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    if len(h):
+        ax[0].plot(h.epoch, h.train_loss, "o-", label="train 1-CCC")
+        ax[0].plot(h.epoch, h.val_loss, "o-", label="validation 1-CCC")
+        for k in ("arousal", "valence", "mean"):
+            ax[1].plot(h.epoch, h[f"val_ccc_{k}"], "o-", label=k)
+    ax[0].set(xlabel="epoch", ylabel="loss", title="loss")
+    ax[1].set(xlabel="epoch", ylabel="CCC", title="validation CCC")
+    for a in ax:
+        a.legend()
+        a.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_predictions(path: Path, table: pd.DataFrame, max_videos: int = 4) -> None:
+    """Predictions against labels over time for the first few held-out videos."""
+    plt = _plt()
+    vids = list(table.video.unique())[:max_videos]
+    fig, ax = plt.subplots(max(len(vids), 1), 2, figsize=(12, 2.4 * max(len(vids), 1)), squeeze=False)
+    for r, vid in enumerate(vids):
+        t = table[table.video == vid]
+        for c, dim in enumerate(("arousal", "valence")):
+            ax[r, c].plot(t.frame, t[f"label_{dim}"], "k-", lw=1, label="label")
+            ax[r, c].plot(t.frame, t[dim].where(t.valid), "-", lw=1, label="prediction")
+            ax[r, c].set(title=f"{vid} {dim}", xlabel="frame")
+            ax[r, c].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,59 @@
+"""A small synthetic but learnable feature cache (tests, benchmarks), written through pipeline.store.
+
+Arousal follows the energy of the motion rows in the centred 12-row window (so only the temporal stream can
+see it); valence follows the projection of resnet50 on a fixed direction (so the spatial stream can). Both are
+smooth random signals in [-1, 1]. A few frames are invalid and a few labels NaN, as in real caches.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline import store
+
+
+def _smooth(rng, n: int, k: int = 25) -> np.ndarray:
+    x = np.convolve(rng.standard_normal(n + 2 * k), np.hanning(2 * k + 1), mode="same")[k:k + n]
+    x = x - x.mean()
+    return np.tanh(1.5 * x / (x.std() + 1e-8))
+
+
+def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160, test_videos: int = 2,
+               seed: int = 0, extras: bool = False, labelled_test: bool = True, noise: float = 0.5) -> list[str]:
+    """Write ``videos`` groups of ``frames`` frames plus the index; return the video ids."""
+    rng = np.random.default_rng(seed)
+    direction = np.random.default_rng(12345).standard_normal(2048)
+    direction /= np.linalg.norm(direction)
+    names, rows = [], []
+    fps = {"resnet50": "synth-r", "dphase_s0": "synth-d0", "dphase_s1": "synth-d1", "labels": "synth-l",
+           "valid": "synth-v"}
+    for i in range(videos):
+        name = f"v{i:02d}"
+        n = frames + int(rng.integers(0, 40))
+        energy = 0.5 * (_smooth(rng, n) + 1) + 0.05          # motion amplitude per row, in (0.05, 1.05)
+        val = _smooth(rng, n)
+        d0 = rng.standard_normal((n, 2, 48, 48)) * energy[:, None, None, None]
+        d1 = rng.standard_normal((n, 2, 24, 24)) * energy[:, None, None, None]
+        d0[0] = d1[0] = 0
+        win = np.convolve(np.r_[np.zeros(5), energy, np.zeros(6)], np.ones(12) / 12, mode="valid")
+        aro = np.clip((win - 0.55) * 2.2, -1, 1)
+        r50 = noise * rng.standard_normal((n, 2048)) + 3.0 * val[:, None] * direction[None]
+        labels = np.stack([aro, val], 1).astype("f4")
+        valid = np.ones(n, bool)
+        valid[rng.integers(0, n, 3)] = False
+        labels[rng.integers(0, n, 3)] = np.nan
+        split = "test" if i >= videos - test_videos else "train"
+        if split == "test" and not labelled_test:
+            labels[:] = np.nan
+        arrays = {"valid": valid, "resnet50": r50.astype("f2"), "dphase_s0": d0.astype("f2"),
+                  "dphase_s1": d1.astype("f2"), "labels": labels}
+        f = dict(fps)
+        if extras:
+            arrays["phase_s0"] = np.cumsum(d0, 0).astype("f2")
+            arrays["phase_s1"] = np.cumsum(d1, 0).astype("f2")
+            arrays["flow"] = d0.astype("f2")
+            f.update(phase_s0="synth-p0", phase_s1="synth-p1", flow="synth-f")
+        store.write_video(cache, dataset, name, arrays, {"split": split, "fps": 30.0, "n_frames": n}, f)
+        rows.append(store.index_row(cache, dataset, name))
+        names.append(name)
+    store.write_index(cache, dataset, rows)
+    return names
