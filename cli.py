@@ -259,5 +259,37 @@ def ablate(grid, fold_ids, out, **kw):
     click.echo(f"tables: {out / 'ablation.md'}, {out / 'ablation.csv'}")
 
 
+@main.command()
+@click.argument("videos", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="best.pt of a `train` run.")
+@click.option("--weights", default=None,
+              help="FER+ ResNet50 file, or 'random'. Must be the weights the training cache used "
+                   "(default: 'random' if the model was trained on random features, else $MIMAMO_WEIGHTS or "
+                   "weights/resnet50_ferplus_dag.pth).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder for <video>.csv (frame, time, arousal, valence, valid), <video>.png and the feature cache.")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Feature-extraction workers.")
+@click.option("--no-progress", is_flag=True, help="No progress bars.")
+def predict(videos, checkpoint, weights, out, device, workers, no_progress):
+    """Predict per-frame arousal and valence for new videos with a trained model.
+
+    The feature stages run in-process with the settings recorded in the checkpoint; features made differently
+    from the training cache (other weights, other motion settings) are refused. Frames without a face keep
+    their row with valid=0 and no prediction.
+    """
+    from train.predict import predict_videos
+
+    res = predict_videos(list(videos), checkpoint, out, weights=weights, device=device, workers=workers,
+                         progress=not no_progress, echo=click.echo)
+    for p in res["written"]:
+        click.echo(f"wrote {p}")
+    for video, err in res["failed"]:
+        click.echo(f"failed {video}: {err}", err=True)
+    if res["failed"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from features.errors import BadInputError
+from pipeline import store
 from train import data, report
 from train.metrics import ccc_loss, scores
 from train.model import MimamoNet
@@ -294,7 +295,10 @@ def train(cfg: TrainConfig) -> dict:
     else:
         for stale in ("best.pt", "last.pt", "metrics.json"):   # a fresh run never mixes with an old one
             (out / stale).unlink(missing_ok=True)
-    ckmeta = {"config": conf, "model_args": model_args, "fingerprints": fps, "level": level}
+    # how the features were made, so `predict` can make them the same way for new videos
+    feature_settings = dict(store.open_video(cfg.cache, cfg.dataset, labelled[0]["video"]).attrs.get("settings", {}))
+    ckmeta = {"config": conf, "model_args": model_args, "fingerprints": fps, "level": level,
+              "feature_settings": feature_settings}
 
     runs = 0
     while state["epoch"] < cfg.epochs and not state["stopped"]:

@@ -1,0 +1,66 @@
+"""predict: real videos -> features with the checkpoint's settings -> a trained model -> per-frame CSV."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from synth_video import write_face_video
+
+from features.errors import BadInputError
+from pipeline import extract, graph
+from pipeline.manifest import get_dataset, list_videos
+from train.predict import predict_videos
+from train.trainer import TrainConfig, train
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        vid = root / "videos" / "train" / f"v{i}.avi"
+        vid.parent.mkdir(parents=True, exist_ok=True)
+        write_face_video(vid, 48, size=(320, 240), fourcc="MJPG", seed=i, no_face=(30, 36) if i == 0 else None)
+        for dim in ("arousal", "valence"):
+            d = root / "annotations" / "train" / dim
+            d.mkdir(parents=True, exist_ok=True)
+            np.savetxt(d / f"v{i}.txt", rng.uniform(-1, 1, 48), fmt="%.4f")
+    cache = tmp_path_factory.mktemp("cache")
+    s = extract.Settings(weights="random", motion={"mean_window": 9})   # a non-default setting must carry over
+    summary = graph.run(list_videos(get_dataset("demo", root)), cache, "demo", s, workers=1, progress=False,
+                        echo=lambda *a: None)
+    assert not summary.failed
+    out = tmp_path_factory.mktemp("run")
+    train(TrainConfig(cache=str(cache), dataset="demo", out=str(out), streams="both", pretrain=False, folds=3,
+                      epochs=1, length=16, stride=8, batch_size=4, width=8, num_workers=0, plots=False, quiet=True))
+    return root, out / "best.pt"
+
+
+def test_predict_writes_one_row_per_frame(trained, tmp_path):
+    root, ckpt = trained
+    video = root / "videos" / "train" / "v0.avi"
+    res = predict_videos([video], ckpt, tmp_path, workers=1, progress=False, echo=lambda *a: None)
+    assert not res["failed"]
+    df = pd.read_csv(tmp_path / "v0.csv")
+    assert list(df.columns) == ["frame", "time", "arousal", "valence", "valid"]
+    assert len(df) == 48 and (df.frame == np.arange(48)).all()
+    assert not df.valid[30:36].any() and df.valid[:30].all()
+    assert df.arousal[df.valid].notna().all() and df.arousal[~df.valid].isna().all()
+    assert (tmp_path / "v0.png").stat().st_size > 0
+
+
+def test_predict_refuses_features_made_differently(trained, tmp_path):
+    root, ckpt = trained
+    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    ck["fingerprints"]["resnet50"] = "0123456789abcdef"     # as if trained on other backbone weights
+    other = tmp_path / "other.pt"
+    torch.save(ck, other)
+    with pytest.raises(BadInputError, match="resnet50"):
+        predict_videos([root / "videos" / "train" / "v1.avi"], other, tmp_path / "out", workers=1, progress=False,
+                       echo=lambda *a: None)
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path):
+    with pytest.raises(BadInputError, match="checkpoint not found"):
+        predict_videos([tmp_path / "x.mp4"], tmp_path / "none.pt", tmp_path)
