@@ -36,6 +36,7 @@ class Settings:
     seed: int = 0
     motion: dict = field(default_factory=dict)   # MotionConfig overrides
     face: dict = field(default_factory=dict)     # FaceTracker overrides
+    align_smooth: float = 1.5                 # sigma (frames) of the zero-phase landmark smoothing before alignment
     device: str = "cpu"
     threads: int = 1                          # torch threads per task
 
@@ -52,7 +53,9 @@ def fingerprints(s: Settings, entry: VideoEntry, encoder_fp: dict | None = None)
     from features.face import FaceTracker
     from features.motion import FlowConfig, MotionConfig
 
-    face = store.fingerprint("face", FACE_VERSION, FaceTracker(**s.face).params,
+    from features.smooth_align import SmoothAligner
+
+    face = store.fingerprint("face", FACE_VERSION, FaceTracker(**s.face).params, SmoothAligner(s.align_smooth).params,
                              {"gamma_jitter": s.gamma_jitter, "seed": s.seed if s.gamma_jitter else None})
     out = {n: face for n in ("valid", "landmarks", "face48")}
     if s.keep_faces:
@@ -184,28 +187,37 @@ class FeatureComputer:
 
 
 def _aligned_chunks(entry: VideoEntry, s: Settings, report):
-    """Decode and align the video in CHUNK_T-frame blocks (decoded DECODE_CHUNK frames at a time)."""
+    """Decode, track, and align (from time-smoothed landmarks) in CHUNK_T-frame blocks, DECODE_CHUNK frames at a time."""
     from features.face import AlignedFaces, FaceTracker
     from features.motion import gamma_jitter
+    from features.smooth_align import SmoothAligner
     from features.video import iter_chunks
 
     tracker = FaceTracker(**s.face)
+    aligner = SmoothAligner(s.align_smooth, crop_size=tracker.crop_size, gray_size=tracker.gray_size,
+                            scale=tracker.scale)
     rng = np.random.default_rng([s.seed, int.from_bytes(entry.video.encode()[:8].ljust(8, b"\0"), "little")])
     parts, n = [], 0
+
+    def blocks(done: AlignedFaces | None, final: bool = False):
+        nonlocal parts, n
+        if done is not None and len(done):
+            parts.append(done)
+            n += len(done)
+        while n >= store.CHUNK_T or (final and n):
+            block = AlignedFaces.concat(parts)
+            yield _slice(block, 0, min(store.CHUNK_T, n))
+            rest = _slice(block, min(store.CHUNK_T, n), len(block))
+            parts, n = ([rest] if len(rest) else []), len(rest)
+
     for chunk in iter_chunks(entry.path, DECODE_CHUNK):
         frames = chunk.frames
         if s.gamma_jitter:
             frames = gamma_jitter(frames, s.gamma_jitter, rng)
-        parts.append(tracker.process(frames))
-        n += len(frames)
+        tracked = tracker.process(frames)   # its own crops are discarded: alignment uses smoothed landmarks
+        yield from blocks(aligner.push(frames, tracked.landmarks, tracked.valid))
         report(len(frames))
-        if n >= store.CHUNK_T:
-            block = AlignedFaces.concat(parts)
-            yield _slice(block, 0, store.CHUNK_T)
-            rest = _slice(block, store.CHUNK_T, len(block))
-            parts, n = ([rest] if len(rest) else []), len(rest)
-    if n:
-        yield AlignedFaces.concat(parts)
+    yield from blocks(aligner.flush(), final=True)
 
 
 def _slice(a, lo: int, hi: int):
