@@ -52,7 +52,6 @@ def fingerprints(s: Settings, entry: VideoEntry, encoder_fp: dict | None = None)
     """The fingerprint each array of this video must carry under these settings."""
     from features.face import FaceTracker
     from features.motion import FlowConfig, MotionConfig
-
     from features.smooth_align import SmoothAligner
 
     face = store.fingerprint("face", FACE_VERSION, FaceTracker(**s.face).params, SmoothAligner(s.align_smooth).params,

@@ -54,7 +54,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
             if not path.is_file():
                 if not base.quiet:
                     print(f"== {name} fold {f}", file=sys.stderr)
-                m = train(replace(base, **cell, fold=f, out=str(run), resume=True))
+                m = train(replace(base, **cell, fold=f, out=str(run), resume=True, **_siblings(out, cell, f, base)))
                 if m.get("interrupted"):
                     continue
             res.append(json.loads(path.read_text()))
@@ -64,6 +64,20 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
     (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base))
     return table
+
+
+def _siblings(out: Path, cell: dict, fold: int, base: TrainConfig) -> dict:
+    """A two-stream cell starts from the same fold's single-stream cells when the grid has them (as the paper
+    trains: single streams first), instead of training both single streams again inside its own folder."""
+    if cell.get("streams") != "both" or base.init_spatial or base.init_temporal:
+        return {}
+    inits = {}
+    for part in ("spatial", "temporal"):
+        name = "_".join(f"{k}={part if k == 'streams' else v}" for k, v in cell.items())
+        ckpt = out / name / f"fold{fold}" / "best.pt"
+        if ckpt.is_file():
+            inits[f"init_{part}"] = str(ckpt)
+    return inits if len(inits) == 2 else {}
 
 
 def _summary(res: list[dict]) -> dict:
