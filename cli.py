@@ -181,6 +181,9 @@ def _train_options(f):
         click.option("--epochs", type=click.IntRange(1, 10000), default=25, show_default=True, help="Epochs."),
         click.option("--lr", type=float, default=1e-3, show_default=True,
                      help="SGD learning rate (x0.1 at --milestones). Small caches need more (the demo uses 0.05)."),
+        click.option("--finetune-lr", type=float, default=None,
+                     help="Learning rate of a two-stream model initialised from single-stream models "
+                          "(default: --lr). A lower one keeps what the streams learnt."),
         click.option("--milestones", default="10,20", show_default=True, help="Epochs where the lr drops x0.1."),
         click.option("--batch-size", type=click.IntRange(1, 4096), default=16, show_default=True,
                      help="Sequences of 64 frames per step."),

@@ -47,6 +47,7 @@ class TrainConfig:
     seed: int = 0
     epochs: int = 25
     lr: float = 1e-3
+    finetune_lr: float | None = None   # lr of a two-stream model that starts from single-stream checkpoints
     milestones: tuple = (10, 20)       # lr x0.1 at these epochs
     momentum: float = 0.9
     weight_decay: float = 5e-4
@@ -274,7 +275,9 @@ def train(cfg: TrainConfig) -> dict:
     if cfg.streams == "both" and cfg.init_temporal:
         _init_from(model, cfg.init_temporal, "temporal")
     model.to(device)
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    initialised = cfg.streams == "both" and cfg.init_spatial and cfg.init_temporal
+    lr = cfg.finetune_lr if initialised and cfg.finetune_lr is not None else cfg.lr
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=0.1)
     state = {"epoch": 0, "best": -float("inf"), "best_epoch": -1, "bad": 0, "stopped": False, "history": []}
     conf = {k: v for k, v in asdict(cfg).items() if k not in ("resume", "stop_after", "quiet", "num_workers", "threads", "plots")}
