@@ -44,14 +44,10 @@ from pipeline.demo_script import SITES, demo_script
 
 
 def decode(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame[:, :, ::-1])
-    return frames
+    """Every frame of a video, RGB, through the project's own streaming decoder."""
+    from features.video import iter_chunks
+
+    return [f for c in iter_chunks(path) for f in c.frames]
 
 
 def encode(frames, path: Path, fourcc: str) -> int:

@@ -27,15 +27,10 @@ from pipeline.demo_script import AROUSAL_SCALE, AROUSAL_SIGMA, SITES, demo_scrip
 
 
 def _decode(path: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(path))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame[:, :, ::-1])
-    cap.release()
-    return frames
+    """Every frame of a video, RGB, through the project's own streaming decoder."""
+    from features.video import iter_chunks
+
+    return [f for c in iter_chunks(path) for f in c.frames]
 
 
 @pytest.fixture(scope="module")
