@@ -42,7 +42,7 @@ demo: demo-data
 	$(VPY) cli.py features --dataset demo --root $(DEMO) --cache $(DEMO_CACHE) --weights random --no-progress
 	$(VPY) cli.py ablate --cache $(DEMO_CACHE) --dataset demo --grid "streams=spatial,temporal,both" --fold-ids 0 \
 		--out $(DEMO_OUT) $(DEMO_TRAIN)
-	$(VPY) cli.py predict $(firstword $(wildcard $(DEMO)/videos/test/*)) --checkpoint "$(DEMO_OUT)/streams=both/fold0/best.pt" \
+	$(VPY) cli.py predict "$$(ls $(DEMO)/videos/test/* | head -n 1)" --checkpoint "$(DEMO_OUT)/streams=both/fold0/best.pt" \
 		--out $(DEMO_OUT)/predict --no-progress
 	@echo; echo "== demo scores (held-out test videos; mean CCC across folds):"; cat $(DEMO_OUT)/ablation.md
 
