@@ -225,6 +225,13 @@ def _slice(a, lo: int, hi: int):
     return AlignedFaces(a.landmarks[lo:hi], a.valid[lo:hi], a.face224[lo:hi], a.face48[lo:hi])
 
 
+def _frame_labels(entry: VideoEntry, labels: np.ndarray | None, n: int) -> np.ndarray:
+    """The labels array [n, 2]: the file's rows (one per decoded frame, else an error), or NaN when unlabelled."""
+    if labels is None:
+        return np.full((n, 2), np.nan, np.float32)
+    return fit_labels(labels, n, next(iter(entry.label_files.values())))
+
+
 def extract_full(cache: Path, dataset: str, entry: VideoEntry, s: Settings, want: dict[str, str], report) -> dict:
     """Decode the video and write a new group with every wanted array; status=done last."""
     from features.video import probe
@@ -235,7 +242,7 @@ def extract_full(cache: Path, dataset: str, entry: VideoEntry, s: Settings, want
     attrs = {"fps": info.fps, "width": info.width, "height": info.height, "source": str(entry.path),
              "split": entry.split, "source_size": entry.path.stat().st_size,
              "source_mtime": entry.path.stat().st_mtime, "source_identity": _source_identity(entry.path),
-             "video_labels": entry.video_labels, "settings": _jsonable(asdict(s))}
+             "video_labels": entry.video_labels, "settings": asdict(s)}
     w = store.VideoWriter(cache, dataset, entry.video, names, attrs)
     try:
         comp = FeatureComputer(s, set(names))
@@ -253,8 +260,7 @@ def extract_full(cache: Path, dataset: str, entry: VideoEntry, s: Settings, want
             n += len(a.valid)
         if n == 0:
             raise BadInputError(entry.path, "decoded no frames", "check the file")
-        lab = np.full((n, 2), np.nan, np.float32) if labels is None else fit_labels(
-            labels, n, next(iter(entry.label_files.values())))
+        lab = _frame_labels(entry, labels, n)
         for lo in range(0, n, store.CHUNK_T):
             w.append("labels", lab[lo:lo + store.CHUNK_T])
         w.finish(want, {"n_frames": n})
@@ -274,7 +280,7 @@ def extract_update(cache: Path, dataset: str, entry: VideoEntry, s: Settings, wa
     for name in p.arrays:
         if name != "labels" and (name not in g or g[name].shape[0] != n):
             store.create_array(g, name, n)
-    motion_names = [x for x in p.arrays if x in store.SCHEMA and x.startswith(("dphase", "phase", "flow"))]
+    motion = any(name in p.arrays for names in MOTION_ARRAYS.values() for name in names)
     decoded = 0
     if p.needs_video:
         from features.video import probe
@@ -291,28 +297,26 @@ def extract_update(cache: Path, dataset: str, entry: VideoEntry, s: Settings, wa
     for lo in range(0, n, store.CHUNK_T):   # whole Zarr chunks: one writer, aligned slices
         hi = min(lo + store.CHUNK_T, n)
         valid = g["valid"][lo:hi]
-        if motion_names:
-            if lo == 0:
-                comp.prev48 = None
+        if motion:   # comp computes only the stale motion arrays; it carries the previous face across chunks
             for name, arr in comp.motion(g["face48"][lo:hi], valid).items():
-                if name in motion_names:
-                    g[name][lo:hi] = arr.astype(np.float16)
+                g[name][lo:hi] = arr.astype(np.float16)
         if "resnet50" in p.arrays and not p.needs_video:
             g["resnet50"][lo:hi] = comp.spatial(g["face224"][lo:hi], valid).astype(np.float16)
         if not p.needs_video:
             report(hi - lo)
     if "labels" in p.arrays:
-        labels = load_labels(entry)
-        lab = np.full((n, 2), np.nan, np.float32) if labels is None else fit_labels(
-            labels, n, next(iter(entry.label_files.values())))
-        store.create_array(g, "labels", n)[:] = lab
+        store.create_array(g, "labels", n)[:] = _frame_labels(entry, load_labels(entry), n)
         g.attrs["video_labels"] = entry.video_labels
     store.set_fingerprints(g, {k: want[k] for k in p.arrays})
     return {"n_frames": n, "decoded": decoded}
 
 
-def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, report=None) -> dict:
-    """Bring one video's group up to date; never raises for a bad video: the row says what failed."""
+def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, report=None,
+                  want: dict[str, str] | None = None) -> dict:
+    """Bring one video's group up to date; never raises for a bad video: the row says what failed.
+
+    `want` (the arrays' fingerprints) is computed once by the client; without it, it is computed here.
+    """
     import torch
 
     torch.set_num_threads(max(1, s.threads))
@@ -321,7 +325,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     t0 = time.perf_counter()
     row = {"video": entry.video, "split": entry.split, "source": str(entry.path), "error": None}
     try:
-        want = fingerprints(s, entry)
+        want = want or fingerprints(s, entry)
         p = plan(cache, dataset, entry, want)
         row["action"] = p.action
         if p.action == "skip":
@@ -340,10 +344,3 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # the worker's peak so far
     return row
 
-
-def _jsonable(d):
-    if isinstance(d, dict):
-        return {k: _jsonable(v) for k, v in d.items()}
-    if isinstance(d, (list, tuple)):
-        return [_jsonable(v) for v in d]
-    return d

@@ -6,7 +6,6 @@ index.parquet current after every video, and prints a summary.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -102,10 +101,11 @@ def batch_cluster(kind: str, opts: dict):
 # ---------------------------------------------------------------- the run
 
 
-def plan_all(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings) -> list[extract.Plan]:
-    """The plan of every video, computed on the client (cheap: reads group attributes only)."""
+def plan_all(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings):
+    """Fingerprints and plan of every video, on the client (the weights file is hashed once, not per video)."""
     enc = extract.encoder_fingerprint(s) if "spatial" in s.stages else None
-    return [extract.plan(cache, dataset, e, extract.fingerprints(s, e, enc)) for e in entries]
+    wants = [extract.fingerprints(s, e, enc) for e in entries]
+    return wants, [extract.plan(cache, dataset, e, w) for e, w in zip(entries, wants)]
 
 
 def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.Settings, *,
@@ -113,8 +113,8 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         dry_run: bool = False, progress: bool = True, echo=print) -> Summary:
     """Build or bring up to date the cache of these videos; per-video failures are recorded, not raised."""
     cache = Path(cache)
-    plans = plan_all(entries, cache, dataset, s)
-    todo = [(e, p) for e, p in zip(entries, plans) if p.action != "skip"]
+    wants, plans = plan_all(entries, cache, dataset, s)
+    todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
     if dry_run:
         echo(describe_plan(entries, plans, cache, dataset, scheduler, workers))
         if scheduler in BATCH_SYSTEMS:
@@ -139,14 +139,14 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
             cluster.scale(jobs=jobs)
         summary.dashboard = client.dashboard_link
         echo(f"dask dashboard: {client.dashboard_link}  ({len(todo)} videos to process)")
-        total = sum(_frames_hint(cache, dataset, e, p) for e, p in todo)
+        total = sum(_frames_hint(cache, dataset, e, p) for e, p, _ in todo)
         vbar = tqdm(total=len(todo), desc="videos", unit="video", disable=not progress, file=sys.stderr, position=0)
         fbar = tqdm(total=total or None, desc="frames", unit="frame", disable=not progress, file=sys.stderr,
                     position=1, smoothing=0.1)
         client.subscribe_topic(TOPIC, lambda event: fbar.update(event[1][1]))
         resources = {"GPU": 1} if s.device.startswith("cuda") and scheduler != "local" else None
-        futures = {client.submit(_task, str(cache), dataset, e, s, key=f"video-{dataset}-{e.video}",
-                                 pure=False, resources=resources): e for e, _ in todo}
+        futures = {client.submit(_task, str(cache), dataset, e, s, w, key=f"video-{dataset}-{e.video}",
+                                 pure=False, resources=resources): e for e, _, w in todo}
         for fut in as_completed(futures):
             e = futures[fut]
             try:
@@ -167,13 +167,13 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
             cluster.close()
 
 
-def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings) -> dict:
+def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings, want: dict) -> dict:
     """Runs on a worker: one video, frames reported to the client as events."""
     from distributed import get_worker
 
     worker = get_worker()
     return extract.process_video(cache, dataset, entry, s,
-                                 report=lambda k: worker.log_event(TOPIC, (entry.video, int(k))))
+                                 report=lambda k: worker.log_event(TOPIC, (entry.video, int(k))), want=want)
 
 
 def _frames_hint(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> int:
@@ -216,9 +216,3 @@ def describe_plan(entries, plans, cache, dataset, scheduler, workers) -> str:
     lines.append(f"{counts['full']} to extract, {counts['update']} to update, {counts['skip']} already done")
     return "\n".join(lines)
 
-
-def settings_json(s: extract.Settings) -> str:
-    """Settings as one JSON line (for logs)."""
-    from dataclasses import asdict
-
-    return json.dumps(asdict(s), default=str)
