@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -247,27 +248,30 @@ class MirroredFacePyramid:
             self._moved[key] = (cos, plans)
         return self._moved[key]
 
-    def native(self, faces: torch.Tensor) -> list[tuple[int, int, torch.Tensor]]:
-        """(scale, orientation, band [2, outer, inner, B] real) for faces [B, h, w] float32/float64."""
+    def native(self, faces: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+        """(scale, orientation, band [2, outer, inner, B] real) for faces laid out [h, w, B], float32/float64.
+
+        Batch last, as every product here wants it (a caller building batches can write them so directly).
+        A generator: a caller that is done with a band before asking for the next holds one band at a time.
+        """
         if self.orientations != 2:
             raise ValueError("the mirrored fast path handles 2 orientations")
-        n = faces.shape[0]
         h, w = self.size
-        layouts = {0: faces.permute(2, 1, 0).reshape(w, h * n), 1: faces.permute(1, 2, 0).reshape(h, w * n)}
+        n = faces.shape[-1]
+        layouts = {0: faces.transpose(0, 1).reshape(w, h * n), 1: faces.reshape(h, w * n)}
         cos, plans = self._plans(faces.device, faces.dtype)
         spectra = {b: (cos[b] @ layouts[b]).view(cos[b].shape[0], -1, n) for b in cos}
-        out = []
         for s, b, pick, inner, block in plans:
             r = inner @ spectra[b][pick]  # [support, 2 * o_in, B]
             o_in = r.shape[1] // 2
             band = block @ r.view(-1, o_in * n)
-            out.append((s, b, band.view(2, block.shape[0] // 2, o_in, n)))
-        return out
+            del r  # before the caller's work on the band: its memory can serve the next allocation
+            yield s, b, band.view(2, block.shape[0] // 2, o_in, n)
 
     def __call__(self, faces: torch.Tensor) -> list[torch.Tensor]:
         """Complex bands [B, orientations, h_s, w_s] per scale, like ``ComplexSteerablePyramid``'s."""
         per_scale: list[list] = [[None] * self.orientations for _ in range(self.scales)]
-        for s, b, band in self.native(faces):
+        for s, b, band in self.native(faces.permute(1, 2, 0)):
             c = torch.complex(band[0], band[1])  # [outer, inner, B]
             per_scale[s][b] = c.permute(2, 1, 0) if b == 0 else c.permute(2, 0, 1)
         return [torch.stack(bands, dim=1) for bands in per_scale]
