@@ -29,6 +29,9 @@ def main():
       python cli.py features --dataset demo --cache zarr
       python cli.py train --cache zarr --dataset demo --out runs/demo
     """
+    from pipeline.allocator import keep_freed_memory
+
+    keep_freed_memory()  # batches of a few MB come and go: reuse them instead of faulting pages in again
 
 
 @main.command("demo-data")

@@ -319,7 +319,10 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     """
     import torch
 
+    from pipeline.allocator import keep_freed_memory
+
     torch.set_num_threads(max(1, s.threads))
+    keep_freed_memory()  # workers are fresh processes: tune their allocator too (idempotent)
     report = report or (lambda k: None)
     cache = Path(cache)
     t0 = time.perf_counter()
