@@ -33,7 +33,7 @@ demo-data: setup
 # The demo's training flags: 8 short videos need a higher learning rate and a small first conv block.
 DEMO_CACHE ?= zarr
 DEMO_OUT   ?= runs/demo
-DEMO_TRAIN ?= --width 16 --lr 0.05 --finetune-lr 0.01 --milestones 20,25 --epochs 30 --batch-size 4 --folds 3 --patience 10 --num-workers 1
+DEMO_TRAIN ?= --width 16 --lr 0.05 --finetune-lr 0.01 --milestones 20,25 --epochs 30 --batch-size 4 --folds 3 --patience 10 --num-workers 0
 
 # Everything on the demo: data, features (random ResNet50: no weights are downloaded), the streams ablation
 # (spatial and temporal single-stream models, then the two-stream model initialised from them), the table,
