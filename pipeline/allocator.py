@@ -7,7 +7,8 @@ measured on, ΔPhase at batch 256 took ~9 page faults per face, ~10% of its CPU 
 (``BENCH_ALLOCATOR=default python bench/motion.py`` shows it). Pinning the mmap threshold at glibc's usual
 maximum (32 MB) and keeping up to 128 MB of freed heap removes them. Blocks over 32 MB (ResNet50 activations,
 ΔPhase batches of thousands) are still unmapped when freed: keeping those too (256 MB) made ΔPhase at batch 4096
-2x faster but raised a pipeline worker's peak RSS from 1.1 to 1.5 GB (fragmentation), so it is not done.
+2x faster but raised a pipeline worker's peak RSS from 1.1 to 1.5 GB (fragmentation), so the feature stages do
+not; the trainer, one process whose big blocks are its ~60 MB motion windows, does (``cli.py``).
 """
 from __future__ import annotations
 
