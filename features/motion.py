@@ -198,16 +198,44 @@ def _block(batch_size: int) -> int:
     return max(16, -(-int(batch_size) // 16) * 16)
 
 
-def _row_mask(t: int, valid, has_previous: bool) -> np.ndarray:
-    """Rows whose frame and previous frame are both valid (row 0 needs ``previous``)."""
+def _frame_flags(t: int, valid) -> np.ndarray:
+    """``valid`` as one bool per frame (all True when None), checked against the t faces."""
     v = np.ones(t, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
     if v.shape[0] != t:
         raise BadInputError(None, f"valid has {v.shape[0]} entries for {t} faces", "give one flag per frame")
+    return v
+
+
+def _row_mask(t: int, valid, has_previous: bool) -> np.ndarray:
+    """Rows whose frame and previous frame are both valid (row 0 needs ``previous``)."""
+    v = _frame_flags(t, valid)
     ok = v.copy()
     ok[1:] &= v[:-1]
     if t:
         ok[0] &= has_previous
     return ok
+
+
+def _batches(faces, ok: np.ndarray, batch_size: int, lead: int, previous, dtype, device):
+    """(start, stop, frames) for each batch of rows [start, stop) with at least one ``ok`` row.
+
+    frames is [H, W, lead + batch_size] (batch last: see ``MirroredFacePyramid.native``): ``lead`` (0 or 1) slots
+    for the face before the batch (zero when there is none), the batch, then zero padding. Every batch has this
+    one fixed shape, so matrix products give each frame the same bits wherever it sits and chunked runs equal
+    whole ones.
+    """
+    t, h, w = faces.shape
+    for start in range(0, t, batch_size):
+        stop = min(t, start + batch_size)
+        if not ok[start:stop].any():
+            continue
+        frames = torch.zeros((h, w, lead + batch_size), dtype=dtype, device=device)
+        frames[..., lead:lead + stop - start] = _batch_last(faces[start:stop])
+        if lead and start > 0:
+            frames[..., 0] = _batch_last(faces[start - 1:start])[..., 0]
+        elif lead and previous is not None:
+            frames[..., 0] = _batch_last(previous[-1:])[..., 0]
+        yield start, stop, frames
 
 
 def delta_phase(faces, valid=None, previous=None, *, config: MotionConfig = MotionConfig(), device: str = "cpu",
@@ -235,20 +263,8 @@ def delta_phase(faces, valid=None, previous=None, *, config: MotionConfig = Moti
             raise BadInputError(None, f"previous face is {tuple(previous.shape[1:])}, faces are {(h, w)}")
     if not ok.any():
         return out
-    batch_size = _block(batch_size)
-    with torch.no_grad():
-        for start in range(0, t, batch_size):
-            stop = min(t, start + batch_size)
-            if not ok[start:stop].any():
-                continue
-            # always batch_size + 1 frames (the one before, the batch, zero padding): matrix products of
-            # one fixed shape give each frame the same bits wherever it sits, so chunked runs equal whole ones
-            frames = torch.zeros((h, w, batch_size + 1), dtype=dtype, device=device)  # batch last: see native()
-            frames[..., 1:1 + stop - start] = _batch_last(faces[start:stop])
-            if start > 0:
-                frames[..., 0] = _batch_last(faces[start - 1:start])[..., 0]
-            elif previous is not None:
-                frames[..., 0] = _batch_last(previous[-1:])[..., 0]
+    with torch.no_grad():  # each batch carries the face before it (slot 0) for its first difference
+        for start, stop, frames in _batches(faces, ok, _block(batch_size), 1, previous, dtype, device):
             for s, b, band in _pyramid(h, w).native(frames):  # band by band: one band's temporaries at a time
                 _store(out, s, b, _delta_band(band, s, config)[..., :stop - start], start, stop)
     for v in out.values():
@@ -267,17 +283,9 @@ def phase(faces, valid=None, *, config: MotionConfig = MotionConfig(), device: s
     faces = _as_faces(faces)
     t, h, w = faces.shape
     out = {"s0": np.zeros((t, 2, h, w), np.float32), "s1": np.zeros((t, 2, h // 2, w // 2), np.float32)}
-    ok = np.ones(t, bool) if valid is None else np.asarray(valid, bool).reshape(-1)
-    if ok.shape[0] != t:
-        raise BadInputError(None, f"valid has {ok.shape[0]} entries for {t} faces", "give one flag per frame")
-    batch_size = _block(batch_size)
+    ok = _frame_flags(t, valid)
     with torch.no_grad():
-        for start in range(0, t, batch_size):
-            stop = min(t, start + batch_size)
-            if not ok[start:stop].any():
-                continue
-            frames = torch.zeros((h, w, batch_size), dtype=dtype, device=device)  # fixed shape, as above
-            frames[..., :stop - start] = _batch_last(faces[start:stop])
+        for start, stop, frames in _batches(faces, ok, _block(batch_size), 0, None, dtype, device):
             for s, b, band in _pyramid(h, w).native(frames):
                 smooth = _blur(band, config)[..., :stop - start]
                 _store(out, s, b, torch.atan2(smooth[1], smooth[0]), start, stop)
