@@ -16,31 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import zarr
 from zarr.codecs import BloscCodec
 from zarr.storage import LocalStore
 
-import zarr
+from features.errors import BadInputError
+from pipeline import arrays
 
 # Time chunks of 256 frames. Every writer appends whole chunks (or the tail) and dask chunks are whole
 # multiples of this, because two tasks writing one chunk silently lose data.
 CHUNK_T = 256
 
-# name -> (dtype, per-frame shape)
-SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {
-    "valid": ("bool", ()),
-    "landmarks": ("float32", (68, 2)),
-    "face48": ("uint8", (48, 48)),
-    "face224": ("uint8", (224, 224, 3)),
-    "resnet50": ("float16", (2048,)),
-    "dphase_s0": ("float16", (2, 48, 48)),
-    "dphase_s1": ("float16", (2, 24, 24)),
-    "phase_s0": ("float16", (2, 48, 48)),
-    "phase_s1": ("float16", (2, 24, 24)),
-    "flow": ("float16", (2, 48, 48)),
-    "labels": ("float32", (2,)),
-}
-# Fill values: landmarks and labels are NaN where unknown; the rest 0.
-FILL = {"landmarks": float("nan"), "labels": float("nan"), "valid": False}
+# name -> (dtype, per-frame shape) of the default variants; `arrays` is the description, this is a view of it.
+SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {p: spec for k in arrays.KINDS.values() for p, spec in k.parts.items()}
 REQUIRED = ("valid", "landmarks", "face48", "resnet50", "dphase_s0", "dphase_s1", "labels")
 INDEX_COLUMNS = ["video", "split", "n_frames", "fps", "width", "height", "source", "source_size", "source_mtime",
                  "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence"]
@@ -99,7 +87,6 @@ def done_videos(cache: str | Path, dataset: str, split: str | None = None) -> pd
     """Index rows of the videos whose group is complete (optionally one split), sorted by video."""
     idx = read_index(cache, dataset)
     if idx is None:
-        from features.errors import BadInputError
         raise BadInputError(dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
     idx = idx[idx.status == "done"]
@@ -111,6 +98,45 @@ def done_videos(cache: str | Path, dataset: str, split: str | None = None) -> pd
 def video_fingerprints(cache: str | Path, dataset: str, video: str) -> dict:
     """Per-array fingerprints recorded in one video's group."""
     return dict(open_video(cache, dataset, video).attrs.get("fingerprints", {}))
+
+
+class UnusableVideo(BadInputError):
+    """A reader met a video whose group cannot give the arrays it needs (not done, missing, stale)."""
+
+
+def repair_command(cache: str | Path, dataset: str, names=()) -> str:
+    """The `features` command that (re)makes these arrays of a dataset in this cache."""
+    return " ".join([f"python cli.py features --dataset {dataset} --cache {cache}", *arrays.make_flags(names)])
+
+
+def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str, str]:
+    """The fingerprints, read from the video's group itself, of the arrays a reader needs.
+
+    The group must be done, and each array present, as long as the video, and under a real fingerprint (not
+    'stale' or missing). Otherwise UnusableVideo names the video, what is wrong and the command that repairs it.
+    The index is a summary; this is the check readers (train, predict, export, inspect) rely on.
+    """
+    names = list(names)
+    where = video_dir(cache, dataset, video)
+    status = group_status(cache, dataset, video)
+    fix = repair_command(cache, dataset, names)
+    if status != "done":
+        raise UnusableVideo(where, f"video {video!r} is not complete in the cache (status {status})", f"run `{fix}`")
+    g = open_video(cache, dataset, video)
+    fps = dict(g.attrs.get("fingerprints", {}))
+    n = int(g.attrs.get("n_frames", -1))
+    bad = []
+    for name in names:
+        fp = fps.get(name)
+        if name not in g:
+            bad.append(f"{name} is missing")
+        elif fp in (None, "stale"):
+            bad.append(f"{name} is {'stale (an update did not finish)' if fp else 'unfingerprinted'}")
+        elif g[name].shape[0] != n:
+            bad.append(f"{name} has {g[name].shape[0]} rows for {n} frames")
+    if bad:
+        raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run `{fix}`")
+    return {name: fps[name] for name in names}
 
 
 # ---------------------------------------------------------------- writing
@@ -134,7 +160,7 @@ class VideoWriter:
 
     def append(self, name: str, data: np.ndarray) -> None:
         """Append frames to one array (whole chunks except at the end of the video)."""
-        dtype, shape = SCHEMA[name]
+        dtype, shape = arrays.schema(name)
         data = np.asarray(data).astype(dtype, copy=False)
         if data.shape[1:] != shape:
             raise ValueError(f"{name}: frames of shape {data.shape[1:]}, the schema says {shape}")
@@ -156,9 +182,9 @@ class VideoWriter:
 
 def create_array(group: zarr.Group, name: str, n_frames: int = 0) -> zarr.Array:
     """Create (or replace) one schema array in a group, chunked by CHUNK_T frames."""
-    dtype, shape = SCHEMA[name]
+    dtype, shape = arrays.schema(name)
     return group.create_array(name, shape=(n_frames, *shape), chunks=(CHUNK_T, *shape), dtype=dtype,
-                              fill_value=FILL.get(name, 0), compressors=_codecs(dtype), overwrite=True)
+                              fill_value=arrays.fill_value(name), compressors=_codecs(dtype), overwrite=True)
 
 
 def mark_stale(group: zarr.Group, names: list[str]) -> None:

@@ -1,0 +1,128 @@
+"""One description per kind of cached array: its arrays, their dtype and shape, what they are computed from,
+and the `features` flags that make them. Storing, planning, updating and loading derive from this table.
+
+Naming, the contract between pipeline and trainer:
+
+- A kind (``dphase``) has parts, the arrays of a video's group (``dphase_s0``, ``dphase_s1``).
+- A kind with variants may be held in several named variants side by side: part P of variant NAME is the
+  array ``P@NAME`` (``dphase_s0@paper``); the default variant has no suffix. Each array has its own fingerprint.
+- A model input names a kind and an optional variant (``dphase``, ``dphase@paper``, ``flow``, ``resnet50@flip``);
+  ``input_arrays`` maps it to the array names the loader reads.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from features.errors import BadInputError
+
+# Variant names become parts of Zarr array names and of command lines: keep them plain.
+VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of cached array."""
+
+    name: str
+    parts: dict[str, tuple[str, tuple[int, ...]]]   # array name -> (dtype, per-frame shape)
+    source: str          # what it is computed from: "video" (decode + align), "face48", "face224", "labels"
+    make: str            # what makes it: a stage ("stage:motion"), an extra ("extra:phase"), a flag or the labels
+    variants: bool = False
+    fill: float | bool = 0
+
+
+KINDS: dict[str, Kind] = {k.name: k for k in (
+    Kind("face", {"valid": ("bool", ()), "landmarks": ("float32", (68, 2)), "face48": ("uint8", (48, 48))},
+         "video", "stage:align"),
+    Kind("face224", {"face224": ("uint8", (224, 224, 3))}, "video", "flag:--keep-faces"),
+    Kind("resnet50", {"resnet50": ("float16", (2048,))}, "face224", "stage:spatial", variants=True),
+    Kind("dphase", {"dphase_s0": ("float16", (2, 48, 48)), "dphase_s1": ("float16", (2, 24, 24))}, "face48",
+         "stage:motion", variants=True),
+    Kind("phase", {"phase_s0": ("float16", (2, 48, 48)), "phase_s1": ("float16", (2, 24, 24))}, "face48",
+         "extra:phase", variants=True),
+    Kind("flow", {"flow": ("float16", (2, 48, 48))}, "face48", "extra:flow", variants=True),
+    Kind("labels", {"labels": ("float32", (2,))}, "labels", "labels"),
+)}
+_KIND_OF_PART = {part: k for k in KINDS.values() for part in k.parts}
+# Fill values of arrays whose rows are unknown: NaN for landmarks and labels, False for valid, else 0.
+_FILL = {"landmarks": float("nan"), "labels": float("nan"), "valid": False}
+
+
+def split_name(name: str) -> tuple[str, str | None]:
+    """"dphase_s0@paper" -> ("dphase_s0", "paper"); "dphase_s0" -> ("dphase_s0", None)."""
+    base, at, variant = name.partition("@")
+    return base, (variant if at else None)
+
+
+def array_name(part: str, variant: str | None = None) -> str:
+    """The array name of one part of a kind in a variant (None: the default variant)."""
+    return f"{part}@{variant}" if variant else part
+
+
+def check_variant(variant: str) -> str:
+    """A variant name as typed by a user; a bad one is a clear error."""
+    if not VARIANT_RE.match(variant or ""):
+        raise BadInputError(None, f"bad variant name {variant!r}",
+                            "use letters, digits, '_', '.', '+' or '-' (at most 64), e.g. paper or mw9")
+    return variant
+
+
+def kind_of(name: str) -> Kind:
+    """The kind an array name belongs to (its variant suffix ignored)."""
+    base, variant = split_name(name)
+    kind = _KIND_OF_PART.get(base)
+    if kind is None:
+        raise KeyError(f"unknown cache array {name!r}; known: {', '.join(_KIND_OF_PART)}")
+    if variant is not None and not kind.variants:
+        raise KeyError(f"array {name!r}: {kind.name} has no variants")
+    return kind
+
+
+def schema(name: str) -> tuple[str, tuple[int, ...]]:
+    """(dtype, per-frame shape) of an array name, variants included."""
+    base, _ = split_name(name)
+    return kind_of(name).parts[base]
+
+
+def fill_value(name: str):
+    """The value of rows never written (NaN for landmarks and labels, False for valid, else 0)."""
+    return _FILL.get(split_name(name)[0], 0)
+
+
+def parse_input(text: str) -> tuple[Kind, str | None]:
+    """A model input ("dphase", "dphase@paper", "resnet50@flip") -> (kind, variant); a bad one is a clear error."""
+    name, at, variant = text.partition("@")
+    kind = KINDS.get(name)
+    if kind is None or kind.name in ("face", "face224", "labels"):
+        raise BadInputError(None, f"unknown input {text!r}",
+                            "use dphase, phase or flow, optionally with a variant: dphase@paper")
+    if at:
+        if not kind.variants:
+            raise BadInputError(None, f"input {text!r}: {name} has no variants", f"use plain {name}")
+        check_variant(variant)
+    return kind, (variant if at else None)
+
+
+def input_arrays(text: str) -> tuple[str, ...]:
+    """The array names a model input reads: "dphase@paper" -> ("dphase_s0@paper", "dphase_s1@paper")."""
+    kind, variant = parse_input(text)
+    return tuple(array_name(p, variant) for p in kind.parts)
+
+
+def make_flags(names) -> list[str]:
+    """The `features` flags that make these arrays, e.g. ["--stages", "align,motion", "--motion-variant", "paper"]."""
+    stages, extras, flags, variants = ["align"], [], [], []
+    for name in names:
+        kind = kind_of(name)
+        what, _, value = kind.make.partition(":")
+        {"stage": stages, "extra": extras, "flag": flags}.get(what, []).append(value)
+        variant = split_name(name)[1]
+        if variant is not None:
+            variants.append(variant)
+    out = ["--stages", ",".join(dict.fromkeys(stages))]
+    if extras:
+        out += ["--extras", ",".join(dict.fromkeys(extras))]
+    for v in dict.fromkeys(variants):
+        out += ["--motion-variant", v]
+    return out + list(dict.fromkeys(flags))
