@@ -78,10 +78,12 @@ def _csv(value: str | None) -> tuple[str, ...]:
 
 
 @main.command()
+@click.argument("videos", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", help="A dataset of data_manifest.yaml (demo, affwild, affwild2, omg).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Override the dataset's root.")
 @click.option("--videos", "video_files", multiple=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="Explicit video files instead of a dataset (repeatable); cached as dataset 'videos', unlabelled.")
+              help="A video file instead of a dataset (repeatable; or give the files as arguments); cached as "
+                   "dataset 'videos', unlabelled.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True, help="Cache folder (Zarr).")
 @click.option("--stages", default="align,motion,spatial", show_default=True,
               help="Stages to run: align (faces, always), motion (ΔPhase), spatial (ResNet50).")
@@ -101,36 +103,54 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the pyramid and ResNet50.")
 @click.option("--keep-faces", is_flag=True, help="Also store the 224x224 RGB crops (150 KB/frame).")
 @click.option("--gamma-jitter", type=click.FloatRange(0, 0.99), default=0.0, show_default=True,
-              help="Corrupt each frame's illumination, u^g with g ~ U[1-B, 1+B] (paper Fig. 5).")
+              help="Corrupt each frame's illumination, u^g with g ~ U[1-B, 1+B] (paper Fig. 5); each frame's g "
+                   "comes from (--seed, the video id, the frame number).")
+@click.option("--motion-variant", default=None, metavar="NAME",
+              help="Write the motion arrays as the named variant dphase@NAME (phase@NAME with --extras phase), "
+                   "beside the others. Built in: paper. Any other name is defined by the --motion-* flags given "
+                   "with it (or, without flags, by the settings the cache recorded for it). Without it, the default "
+                   "variant (plain dphase, default settings) is written.")
+@click.option("--replace-variant", is_flag=True,
+              help="Recompute a --motion-variant the cache already holds under other settings (else an error).")
 @click.option("--motion-mean-window", type=int, default=None,
-              help="Rigid-motion removal: odd box size for a local mean (default: whole-map mean).")
-@click.option("--motion-sigma", type=float, default=None, help="Amplitude-weighted blur sigma (default 2).")
+              help="Rigid-motion removal: odd box size for a local mean (default: whole-map mean). Needs "
+                   "--motion-variant.")
+@click.option("--motion-sigma", type=float, default=None,
+              help="Amplitude-weighted blur sigma (default 2). Needs --motion-variant.")
 @click.option("--detect-every", type=click.IntRange(1, 10000), default=None, help="Re-detect faces every K frames.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights and gamma jitter.")
 @click.option("--force", is_flag=True, help="Recompute every video, even those already done.")
+@click.option("--wait-for-lock", type=click.FloatRange(0, 7 * 86400), default=0.0, show_default=True,
+              metavar="SECONDS",
+              help="One features run at a time per cache and dataset: wait up to this long for a running one "
+                   "(default: stop at once, naming it). A lock left by a killed run is taken over.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (and the job script for a batch system); run nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def features(dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, jobs, cores, memory,
-             walltime, queue, gpus, device, keep_faces, gamma_jitter, motion_mean_window, motion_sigma,
-             detect_every, seed, force, dry_run, no_progress):
-    """Extract features of a dataset's videos into the Zarr cache (resumable; bad videos do not stop the others).
+def features(videos, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, jobs, cores,
+             memory, walltime, queue, gpus, device, keep_faces, gamma_jitter, motion_variant, replace_variant,
+             motion_mean_window, motion_sigma, detect_every, seed, force, wait_for_lock, dry_run, no_progress):
+    """Extract features of a dataset's videos (or of VIDEOS...) into the Zarr cache (resumable; bad videos do not
+    stop the others).
 
     A rerun skips videos already done, redoes partial ones, and recomputes only the arrays whose settings
-    changed (motion settings are recomputed from the cached 48x48 faces, without opening any video).
+    changed (motion arrays are computed from the cached 48x48 faces, without opening any video). A failed or
+    killed update leaves the arrays that were there usable: new arrays are built beside them and swapped in.
     Exits with status 1 when any video failed; the summary and index.parquet say why.
     """
     from pipeline.features_cmd import features_command
 
+    video_files = [*videos, *video_files]
     if bool(dataset) == bool(video_files):
-        raise click.UsageError("give either --dataset NAME or --videos FILE...")
+        raise click.UsageError("give either --dataset NAME or video files (as arguments or --videos FILE)")
     summary = features_command(
-        dataset=dataset, root=root, video_files=list(video_files), cache=cache, stages=_csv(stages),
+        dataset=dataset, root=root, video_files=video_files, cache=cache, stages=_csv(stages),
         extras=_csv(extras), weights=weights, workers=workers, scheduler=scheduler,
         cluster={"jobs": jobs, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue, "gpus": gpus},
         device=device, keep_faces=keep_faces, gamma_jitter=gamma_jitter,
         motion={k: v for k, v in {"mean_window": motion_mean_window, "sigma": motion_sigma}.items() if v is not None},
         face={"detect_every": detect_every} if detect_every else {}, seed=seed, force=force, dry_run=dry_run,
-        progress=not no_progress, echo=click.echo)
+        progress=not no_progress, echo=click.echo, motion_variant=motion_variant, replace_variant=replace_variant,
+        wait_for_lock=wait_for_lock)
     if not dry_run:
         click.echo(summary.table())
         if summary.failed:

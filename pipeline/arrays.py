@@ -30,20 +30,34 @@ class Kind:
     make: str            # what makes it: a stage ("stage:motion"), an extra ("extra:phase"), a flag or the labels
     variants: bool = False
     fill: float | bool = 0
+    # The pipeline's code version of this kind: bump it whenever its output changes for the same settings
+    # (tests/test_digests.py fails until you do; `pytest tests/test_digests.py --update-digests` records it).
+    version: str = "1"
+    # What its fingerprint is made of (pipeline/settings.py): "face" (tracker, landmark model sha256, smoothing,
+    # gamma jitter), "encoder" (architecture, weights sha256), "motion" (MotionConfig of the variant), "flow"
+    # (FlowConfig), "labels" (the label files). Every kind but labels also chains the face fingerprint.
+    params: str = "face"
 
 
 KINDS: dict[str, Kind] = {k.name: k for k in (
+    # version 2: the landmark model's sha256 in the fingerprint; gamma jitter seeded per (video sha256, frame)
     Kind("face", {"valid": ("bool", ()), "landmarks": ("float32", (68, 2)), "face48": ("uint8", (48, 48))},
-         "video", "stage:align"),
-    Kind("face224", {"face224": ("uint8", (224, 224, 3))}, "video", "flag:--keep-faces"),
-    Kind("resnet50", {"resnet50": ("float16", (2048,))}, "face224", "stage:spatial", variants=True),
+         "video", "stage:align", version="2", params="face"),
+    Kind("face224", {"face224": ("uint8", (224, 224, 3))}, "video", "flag:--keep-faces", version="2", params="face"),
+    Kind("resnet50", {"resnet50": ("float16", (2048,))}, "face224", "stage:spatial", variants=True,
+         params="encoder"),
     Kind("dphase", {"dphase_s0": ("float16", (2, 48, 48)), "dphase_s1": ("float16", (2, 24, 24))}, "face48",
-         "stage:motion", variants=True),
+         "stage:motion", variants=True, params="motion"),
     Kind("phase", {"phase_s0": ("float16", (2, 48, 48)), "phase_s1": ("float16", (2, 24, 24))}, "face48",
-         "extra:phase", variants=True),
-    Kind("flow", {"flow": ("float16", (2, 48, 48))}, "face48", "extra:flow", variants=True),
-    Kind("labels", {"labels": ("float32", (2,))}, "labels", "labels"),
+         "extra:phase", variants=True, params="motion"),
+    Kind("flow", {"flow": ("float16", (2, 48, 48))}, "face48", "extra:flow", variants=True, params="flow"),
+    Kind("labels", {"labels": ("float32", (2,))}, "labels", "labels", params="labels"),
 )}
+# Built-in motion variants: name -> MotionConfig overrides. `features --motion-variant NAME` makes dphase@NAME
+# (and phase@NAME with --extras phase); any other name is defined by the motion flags given with it.
+MOTION_VARIANTS: dict[str, dict] = {
+    "paper": {"variant": "paper"},   # the paper's and the released code's order: unwrap, blur phase, difference
+}
 _KIND_OF_PART = {part: k for k in KINDS.values() for part in k.parts}
 # Fill values of arrays whose rows are unknown: NaN for landmarks and labels, False for valid, else 0.
 _FILL = {"landmarks": float("nan"), "labels": float("nan"), "valid": False}
@@ -108,6 +122,11 @@ def input_arrays(text: str) -> tuple[str, ...]:
     """The array names a model input reads: "dphase@paper" -> ("dphase_s0@paper", "dphase_s1@paper")."""
     kind, variant = parse_input(text)
     return tuple(array_name(p, variant) for p in kind.parts)
+
+
+def source_of(name: str) -> str:
+    """What an array is computed from: "video", "face48", "face224" or "labels"."""
+    return kind_of(name).source
 
 
 def make_flags(names) -> list[str]:

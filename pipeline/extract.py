@@ -1,90 +1,32 @@
-"""One video's stage chain: decode -> align -> motion + spatial -> write, streamed in chunks.
+"""One video's work: plan what it needs ("already done?"), then one loop that builds the stale arrays.
 
-This is what a Dask worker runs for each video. Memory is bounded by the decode chunk (a few dozen raw frames)
-plus one cache chunk (CHUNK_T aligned faces and their features), whatever the video's length. This module is
-the one place that decides "already done?" for a video (`plan`).
+`plan` is the one place that decides whether a video is done. It compares the fingerprints in the video's group
+with those the run wants (pipeline.settings). A full extraction is the case where every array is stale and the
+video is needed; an update recomputes only the stale arrays, from the cached face48/face224 where that suffices.
+
+`build` is the one loop for both: blocks of frames come from the video (decode, track, align) or from the group,
+each stale array is computed from its source (pipeline.arrays: video, face48, face224) and appended. Where it
+writes follows the integrity rules (pipeline/store.py): a new video is written in place with status=done set last;
+anything that replaces a done group's arrays is built beside it and swapped in when complete, so a failed or
+killed update leaves the old arrays usable. This is what a Dask worker runs for each video; memory is bounded by
+the decode chunk plus one cache chunk, whatever the video's length.
 """
 from __future__ import annotations
 
 import os
 import resource
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from features.errors import BadInputError
-from pipeline import store
+from pipeline import arrays, compute, settings, store
 from pipeline.manifest import VideoEntry, fit_labels, load_labels
+from pipeline.settings import Settings, encoder_fingerprint, fingerprints
 
-FACE_VERSION = "1"
-SPATIAL_VERSION = "1"
-MOTION_ARRAYS = {"dphase": ("dphase_s0", "dphase_s1"), "phase": ("phase_s0", "phase_s1"), "flow": ("flow",)}
-DECODE_CHUNK = 32   # raw frames held at once: 32 x 1920x1080x3 is 200 MB, the largest buffer a worker holds
+__all__ = ["Plan", "Settings", "build", "encoder_fingerprint", "fingerprints", "plan", "process_video"]
 
-
-@dataclass(frozen=True)
-class Settings:
-    """Everything that decides what a video's arrays contain (and so their fingerprints), plus how to run."""
-
-    stages: tuple[str, ...] = ("align", "motion", "spatial")
-    extras: tuple[str, ...] = ()              # "phase", "flow": ablation inputs
-    weights: str = "random"                   # path to resnet50_ferplus_dag.pth, or "random"
-    keep_faces: bool = False                  # store face224 (lets spatial features be redone without video)
-    gamma_jitter: float = 0.0                 # paper Fig. 5: per-frame gamma u^g, g ~ U[1-b, 1+b]
-    seed: int = 0
-    motion: dict = field(default_factory=dict)   # MotionConfig overrides
-    face: dict = field(default_factory=dict)     # FaceTracker overrides
-    align_smooth: float = 1.5                 # sigma (frames) of the zero-phase landmark smoothing before alignment
-    device: str = "cpu"
-    threads: int = 1                          # torch threads per task
-
-    def motion_kinds(self) -> list[str]:
-        """Which motion arrays to compute: dphase (with the motion stage) and the extras."""
-        return (["dphase"] if "motion" in self.stages else []) + [e for e in self.extras if e in MOTION_ARRAYS]
-
-
-# ---------------------------------------------------------------- fingerprints
-
-
-def fingerprints(s: Settings, entry: VideoEntry, encoder_fp: dict | None = None) -> dict[str, str]:
-    """The fingerprint each array of this video must carry under these settings."""
-    from features.face import FaceTracker
-    from features.motion import FlowConfig, MotionConfig
-    from features.smooth_align import SmoothAligner
-
-    face = store.fingerprint("face", FACE_VERSION, FaceTracker(**s.face).params, SmoothAligner(s.align_smooth).params,
-                             {"gamma_jitter": s.gamma_jitter, "seed": s.seed if s.gamma_jitter else None})
-    out = {n: face for n in ("valid", "landmarks", "face48")}
-    if s.keep_faces:
-        out["face224"] = face
-    mcfg = MotionConfig(**s.motion).as_dict()
-    for kind in s.motion_kinds():
-        cfg = FlowConfig().as_dict() if kind == "flow" else mcfg
-        for name in MOTION_ARRAYS[kind]:
-            out[name] = store.fingerprint(kind, cfg, face)
-    if "spatial" in s.stages:
-        out["resnet50"] = store.fingerprint("spatial", SPATIAL_VERSION, encoder_fp or encoder_fingerprint(s), face)
-    out["labels"] = store.fingerprint("labels", _label_source(entry))
-    return out
-
-
-def encoder_fingerprint(s: Settings) -> dict:
-    """The spatial encoder's fingerprint without loading the network (weights are hashed, not read into torch)."""
-    from features.backbone import ARCH, resolve_weights, sha256_file
-
-    if s.weights == "random":
-        return {"architecture": ARCH, "weights": f"random:seed={s.seed}"}
-    path = resolve_weights(s.weights)
-    if not Path(path).is_file():
-        get_encoder(s)   # raises the encoder's own message: where to put the file
-    return {"architecture": ARCH, "weights": f"sha256:{sha256_file(path)}"}
-
-
-def _label_source(entry: VideoEntry) -> list:
-    files = [(str(p), p.stat().st_size, p.stat().st_mtime) for p in entry.label_files.values() if p.is_file()]
-    return [sorted(files), entry.video_labels]
+FACE_ARRAYS = tuple(arrays.KINDS["face"].parts)
 
 
 # ---------------------------------------------------------------- planning ("already done?")
@@ -92,227 +34,177 @@ def _label_source(entry: VideoEntry) -> list:
 
 @dataclass
 class Plan:
-    """What a video needs: 'skip', 'full' (decode everything) or 'update' (rewrite some arrays)."""
+    """What a video needs: 'skip', 'full' (every array, from the video), 'update' (some arrays) or 'conflict'."""
 
     action: str
-    arrays: list[str] = field(default_factory=list)   # for 'update': the arrays to recompute
-    needs_video: bool = False                          # an update that cannot be done from face48/face224
+    want: dict[str, str] = field(default_factory=dict)    # the arrays to build -> their fingerprints
+    needs_video: bool = False                              # an update that cannot be done from face48/face224
+    beside: bool = False                                   # a done group exists: build beside it, then swap
+    motion: dict = field(default_factory=dict)             # motion variant -> MotionConfig overrides, for `want`
     reason: str = ""
 
+    @property
+    def arrays(self) -> list[str]:
+        """The arrays to (re)compute."""
+        return list(self.want)
 
-def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str]) -> Plan:
+
+def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: Settings,
+         replace_variant: bool = False) -> Plan:
     """Compare a video's group with the fingerprints it should have. The only place that decides 'done'."""
+    motion = {s.motion_variant: dict(s.motion)}
     status = store.group_status(cache, dataset, entry.video)
     if status is None:
-        return Plan("full", reason="new")
+        return Plan("full", dict(want), True, motion=motion, reason="new")
     if status != "done":
-        return Plan("full", reason=f"partial group ({status}): redone")
+        return Plan("full", dict(want), True, motion=motion, reason=f"partial group ({status}): redone")
     g = store.open_video(cache, dataset, entry.video)
     have = dict(g.attrs.get("fingerprints", {}))
+    bad = store.unusable_arrays(g)
     src = g.attrs.get("source_identity")
-    if entry.path.is_file() and src and src != _source_identity(entry.path):
-        return Plan("full", reason="source video changed")
-    if any(have.get(n) != want[n] for n in ("valid", "landmarks", "face48")):
-        return Plan("full", reason="face settings changed")
-    stale = [n for n, fp in want.items() if have.get(n) != fp]
+    if entry.path.is_file() and src and src != source_identity(entry.path):
+        return _rebuild(g, want, s, motion, "source video changed")
+    if any(have.get(n) != want[n] or n in bad for n in FACE_ARRAYS):
+        why = "damaged faces" if any(have.get(n) == "damaged" for n in FACE_ARRAYS) else "face settings changed"
+        return _rebuild(g, want, s, motion, why)
+    made = dict(g.attrs.get("made_with", {}))
+    conflicts = [n for n in want if arrays.kind_of(n).params == "motion" and n in made and n not in bad
+                 and made[n].get("motion", {}) != motion.get(arrays.split_name(n)[1], {})]
+    if conflicts and not replace_variant:
+        return Plan("conflict", reason=f"{', '.join(conflicts)} made with motion settings "
+                                       f"{made[conflicts[0]].get('motion')}, this run asks {s.motion}")
+    stale = {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
     if not stale:
         return Plan("skip", reason="done")
-    needs_video = any(n == "face224" or (n == "resnet50" and have.get("face224") != want["face48"]) for n in stale)
-    return Plan("update", stale, needs_video, reason="recompute " + ",".join(stale))
+    face224_ok = have.get("face224") == want["face48"] and "face224" not in bad
+    needs_video = any(arrays.source_of(n) == "video" or (arrays.source_of(n) == "face224" and not face224_ok)
+                      for n in stale)
+    return Plan("update", stale, needs_video, beside=True, motion=motion, reason="recompute " + ",".join(stale))
 
 
-def _source_identity(path: Path) -> list:
+def _rebuild(g, want: dict, s: Settings, motion: dict, why: str) -> Plan:
+    """A done group rebuilt from its video: the wanted arrays plus the motion variants it held (new faces)."""
+    made = dict(g.attrs.get("made_with", {}))
+    keep, dropped = {}, []
+    for name in g.array_keys():
+        if name in want or arrays.kind_of(name).params not in ("motion", "flow"):
+            if name not in want:
+                dropped.append(name)
+            continue
+        variant = arrays.split_name(name)[1]
+        overrides = dict((made.get(name) or {}).get("motion", {}))
+        if variant is not None and name not in made:   # a variant whose settings were never recorded
+            dropped.append(name)
+            continue
+        motion.setdefault(variant, overrides)
+        keep[name] = settings.array_fingerprint(name, want["face48"], motion[variant])
+    note = f"; dropped {','.join(sorted(dropped))} (not asked for)" if dropped else ""
+    return Plan("full", {**want, **keep}, True, beside=True, motion=motion, reason=f"{why}: rebuilt{note}")
+
+
+def source_identity(path: Path) -> list:
+    """Size and mtime of a video file: a changed file is extracted again."""
     st = path.stat()
     return [st.st_size, int(st.st_mtime)]
 
 
-# ---------------------------------------------------------------- models cached per worker process
-
-_ENCODERS: dict[tuple, object] = {}
+# ---------------------------------------------------------------- the one loop
 
 
-def get_encoder(s: Settings):
-    """The spatial encoder for these settings, loaded once per process."""
-    import warnings
-
-    from features.backbone import SpatialEncoder, resolve_weights
-
-    weights = s.weights if s.weights == "random" else resolve_weights(s.weights)
-    key = (weights, s.device, s.seed)
-    if key not in _ENCODERS:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")   # the 'random weights' warning is printed once by the CLI, not per worker
-            _ENCODERS[key] = SpatialEncoder(weights, device=s.device, seed=s.seed)
-    return _ENCODERS[key]
-
-
-# ---------------------------------------------------------------- computing
-
-
-class FeatureComputer:
-    """Turns aligned face chunks into motion and spatial arrays; carries the previous face across chunks."""
-
-    def __init__(self, s: Settings, arrays: set[str]):
-        from features.motion import FlowConfig, MotionConfig
-
-        self.s, self.arrays = s, arrays
-        self.mcfg, self.fcfg = MotionConfig(**s.motion), FlowConfig()
-        self.prev48: np.ndarray | None = None
-        self.encoder = get_encoder(s) if "resnet50" in arrays else None
-
-    def motion(self, face48: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
-        """Motion arrays for a chunk; row 0 uses the last face of the previous chunk when it was valid."""
-        from features import motion as M
-
-        out = {}
-        prev = self.prev48
-        if "dphase_s0" in self.arrays:
-            r = M.delta_phase(face48, valid, prev, config=self.mcfg, device=self.s.device)
-            out.update(dphase_s0=r["s0"], dphase_s1=r["s1"])
-        if "phase_s0" in self.arrays:
-            r = M.phase(face48, valid, config=self.mcfg, device=self.s.device)
-            out.update(phase_s0=r["s0"], phase_s1=r["s1"])
-        if "flow" in self.arrays:
-            out["flow"] = M.optical_flow(face48, valid, prev, config=self.fcfg)["flow"]
-        self.prev48 = face48[-1] if valid[-1] else None
-        return out
-
-    def spatial(self, face224: np.ndarray, valid: np.ndarray) -> np.ndarray:
-        """resnet50 rows for a chunk: features of valid frames, zeros elsewhere (no face, nothing to encode)."""
-        feats = np.zeros((len(valid), 2048), np.float32)
-        if valid.any():
-            feats[valid] = self.encoder.encode(face224[valid])
-        return feats
+def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, report) -> dict:
+    """Build the plan's arrays block by block, then make them visible as the integrity rules say."""
+    names = p.arrays
+    full = p.action == "full"
+    if full:
+        labels = load_labels(entry)   # read first: a malformed label file fails before any decoding
+        attrs = _video_attrs(entry, s)
+    else:
+        labels = load_labels(entry) if "labels" in names else None
+        attrs = {}
+    staged = store.staging_dir(cache, dataset, entry.video) if p.beside else None
+    w = store.VideoWriter(cache, dataset, entry.video, names, attrs, path=staged)
+    try:
+        n = _fill(cache, dataset, entry, s, p, w, report)
+        if "labels" in names:
+            lab = _frame_labels(entry, labels, n)
+            for lo in range(0, n, store.CHUNK_T):
+                w.append("labels", lab[lo:lo + store.CHUNK_T])
+        made = _made_with(s, p)
+        if full:
+            w.finish(p.want, {"n_frames": n, "made_with": made})
+            if staged is not None:
+                store.swap_group(cache, dataset, entry.video, staged)
+        else:
+            w.finish(p.want, {"n_frames": n})   # checks the staged arrays are all complete
+            old = store.open_video(cache, dataset, entry.video).attrs
+            extra = {"made_with": {**dict(old.get("made_with", {})), **made}}
+            if "labels" in names:
+                extra["video_labels"] = entry.video_labels
+            store.swap_arrays(cache, dataset, entry.video, staged, p.want, extra)
+    except BaseException:
+        w.discard()
+        raise
+    return {"n_frames": n, "decoded": n if p.needs_video else 0}
 
 
-def _aligned_chunks(entry: VideoEntry, s: Settings, report):
-    """Decode, track, and align (from time-smoothed landmarks) in CHUNK_T-frame blocks, DECODE_CHUNK frames at a time."""
-    from features.face import AlignedFaces, FaceTracker
-    from features.motion import gamma_jitter
-    from features.smooth_align import SmoothAligner
-    from features.video import iter_chunks
-
-    tracker = FaceTracker(**s.face)
-    aligner = SmoothAligner(s.align_smooth, crop_size=tracker.crop_size, gray_size=tracker.gray_size,
-                            scale=tracker.scale)
-    rng = np.random.default_rng([s.seed, int.from_bytes(entry.video.encode()[:8].ljust(8, b"\0"), "little")])
-    parts, n = [], 0
-
-    def blocks(done: AlignedFaces | None, final: bool = False):
-        nonlocal parts, n
-        if done is not None and len(done):
-            parts.append(done)
-            n += len(done)
-        while n >= store.CHUNK_T or (final and n):
-            block = AlignedFaces.concat(parts)
-            yield _slice(block, 0, min(store.CHUNK_T, n))
-            rest = _slice(block, min(store.CHUNK_T, n), len(block))
-            parts, n = ([rest] if len(rest) else []), len(rest)
-
-    for chunk in iter_chunks(entry.path, DECODE_CHUNK):
-        frames = chunk.frames
-        if s.gamma_jitter:
-            frames = gamma_jitter(frames, s.gamma_jitter, rng)
-        tracked = tracker.process(frames)   # its own crops are discarded: alignment uses smoothed landmarks
-        yield from blocks(aligner.push(frames, tracked.landmarks, tracked.valid))
-        report(len(frames))
-    yield from blocks(aligner.flush(), final=True)
+def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report) -> int:
+    """Append every block's arrays; returns the number of frames."""
+    names = set(p.arrays)
+    comps = compute.computers(p.arrays, s, p.motion)
+    if p.needs_video:
+        blocks = compute.video_blocks(entry, s, report)
+    else:
+        sources = ["valid"] + sorted({arrays.source_of(nm) for nm in names} & {"face48", "face224"})
+        blocks = compute.group_blocks(cache, dataset, entry.video, sources, report)
+    n = 0
+    for block in blocks:
+        for name in names & block.keys():   # face arrays straight from the video
+            w.append(name, block[name])
+        for comp in comps:
+            for name, arr in comp(block).items():
+                w.append(name, arr)
+        n += len(block["valid"])
+    if n == 0:
+        raise BadInputError(entry.path, "decoded no frames", "check the file")
+    if p.action == "update":
+        have = int(store.open_video(cache, dataset, entry.video).attrs["n_frames"])
+        if n != have:
+            raise BadInputError(entry.path, f"gave {n} frames, the cached group has {have}",
+                                "the file changed: rerun with --force to extract it again")
+    return n
 
 
-def _slice(a, lo: int, hi: int):
-    from features.face import AlignedFaces
+def _made_with(s: Settings, p: Plan) -> dict:
+    """made_with of the plan's arrays; a rebuilt motion variant keeps its own recorded settings."""
+    made = settings.made_with(s, p.arrays)
+    for name in p.arrays:
+        if arrays.kind_of(name).params == "motion":
+            variant = arrays.split_name(name)[1]
+            made[name] = {"motion_variant": variant, "motion": dict(p.motion.get(variant, {}))}
+    return made
 
-    return AlignedFaces(a.landmarks[lo:hi], a.valid[lo:hi], a.face224[lo:hi], a.face48[lo:hi])
+
+def _video_attrs(entry: VideoEntry, s: Settings) -> dict:
+    from features.video import probe
+
+    info = probe(entry.path)
+    return {"fps": info.fps, "width": info.width, "height": info.height, "source": str(entry.path),
+            "split": entry.split, "source_size": entry.path.stat().st_size,
+            "source_mtime": entry.path.stat().st_mtime, "source_identity": source_identity(entry.path),
+            "video_labels": entry.video_labels, "settings": settings.as_attrs(s), "libraries": settings.libraries()}
 
 
-def _frame_labels(entry: VideoEntry, labels: np.ndarray | None, n: int) -> np.ndarray:
+def _frame_labels(entry: VideoEntry, labels, n: int):
     """The labels array [n, 2]: the file's rows (one per decoded frame, else an error), or NaN when unlabelled."""
+    import numpy as np
+
     if labels is None:
         return np.full((n, 2), np.nan, np.float32)
     return fit_labels(labels, n, next(iter(entry.label_files.values())))
 
 
-def extract_full(cache: Path, dataset: str, entry: VideoEntry, s: Settings, want: dict[str, str], report) -> dict:
-    """Decode the video and write a new group with every wanted array; status=done last."""
-    from features.video import probe
-
-    info = probe(entry.path)
-    labels = load_labels(entry)   # read first: a malformed label file fails before any decoding
-    names = [n for n in want if n != "labels"] + ["labels"]
-    attrs = {"fps": info.fps, "width": info.width, "height": info.height, "source": str(entry.path),
-             "split": entry.split, "source_size": entry.path.stat().st_size,
-             "source_mtime": entry.path.stat().st_mtime, "source_identity": _source_identity(entry.path),
-             "video_labels": entry.video_labels, "settings": asdict(s)}
-    w = store.VideoWriter(cache, dataset, entry.video, names, attrs)
-    try:
-        comp = FeatureComputer(s, set(names))
-        n = 0
-        for a in _aligned_chunks(entry, s, report):
-            w.append("valid", a.valid)
-            w.append("landmarks", a.landmarks)
-            w.append("face48", a.face48)
-            if "face224" in names:
-                w.append("face224", a.face224)
-            for name, arr in comp.motion(a.face48, a.valid).items():
-                w.append(name, arr)
-            if comp.encoder is not None:
-                w.append("resnet50", comp.spatial(a.face224, a.valid))
-            n += len(a.valid)
-        if n == 0:
-            raise BadInputError(entry.path, "decoded no frames", "check the file")
-        lab = _frame_labels(entry, labels, n)
-        for lo in range(0, n, store.CHUNK_T):
-            w.append("labels", lab[lo:lo + store.CHUNK_T])
-        w.finish(want, {"n_frames": n})
-    except BaseException:
-        w.discard()
-        raise
-    return {"n_frames": n, "decoded": n}
-
-
-def extract_update(cache: Path, dataset: str, entry: VideoEntry, s: Settings, want: dict[str, str],
-                   p: Plan, report) -> dict:
-    """Recompute only the stale arrays of a done group, from face48/face224 when that suffices."""
-    g = store.open_video(cache, dataset, entry.video, mode="r+")
-    n = int(g.attrs["n_frames"])
-    store.mark_stale(g, p.arrays)
-    comp = FeatureComputer(s, set(p.arrays))
-    for name in p.arrays:
-        if name != "labels" and (name not in g or g[name].shape[0] != n):
-            store.create_array(g, name, n)
-    motion = any(name in p.arrays for names in MOTION_ARRAYS.values() for name in names)
-    decoded = 0
-    if p.needs_video:
-        from features.video import probe
-        probe(entry.path)
-        lo = 0
-        for a in _aligned_chunks(entry, s, lambda k: None):
-            hi = lo + len(a.valid)
-            if "face224" in p.arrays:
-                g["face224"][lo:hi] = a.face224
-            if "resnet50" in p.arrays:
-                g["resnet50"][lo:hi] = comp.spatial(a.face224, a.valid).astype(np.float16)
-            report(hi - lo)
-            lo, decoded = hi, hi
-    for lo in range(0, n, store.CHUNK_T):   # whole Zarr chunks: one writer, aligned slices
-        hi = min(lo + store.CHUNK_T, n)
-        valid = g["valid"][lo:hi]
-        if motion:   # comp computes only the stale motion arrays; it carries the previous face across chunks
-            for name, arr in comp.motion(g["face48"][lo:hi], valid).items():
-                g[name][lo:hi] = arr.astype(np.float16)
-        if "resnet50" in p.arrays and not p.needs_video:
-            g["resnet50"][lo:hi] = comp.spatial(g["face224"][lo:hi], valid).astype(np.float16)
-        if not p.needs_video:
-            report(hi - lo)
-    if "labels" in p.arrays:
-        store.create_array(g, "labels", n)[:] = _frame_labels(entry, load_labels(entry), n)
-        g.attrs["video_labels"] = entry.video_labels
-    store.set_fingerprints(g, {k: want[k] for k in p.arrays})
-    return {"n_frames": n, "decoded": decoded}
-
-
 def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, report=None,
-                  want: dict[str, str] | None = None) -> dict:
+                  want: dict[str, str] | None = None, replace_variant: bool = False) -> dict:
     """Bring one video's group up to date; never raises for a bad video: the row says what failed.
 
     `want` (the arrays' fingerprints) is computed once by the client; without it, it is computed here.
@@ -329,14 +221,11 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     row = {"video": entry.video, "split": entry.split, "source": str(entry.path), "error": None}
     try:
         want = want or fingerprints(s, entry)
-        p = plan(cache, dataset, entry, want)
-        row["action"] = p.action
-        if p.action == "skip":
-            out = {"decoded": 0}
-        elif p.action == "full":
-            out = extract_full(cache, dataset, entry, s, want, report)
-        else:
-            out = extract_update(cache, dataset, entry, s, want, p, report)
+        p = plan(cache, dataset, entry, want, s, replace_variant)
+        row.update(action=p.action, reason=p.reason)
+        if p.action == "conflict":
+            raise BadInputError(entry.path, p.reason, "use another --motion-variant name, or --replace-variant")
+        out = build(cache, dataset, entry, s, p, report) if p.action != "skip" else {"decoded": 0}
         row.update(store.index_row(cache, dataset, entry.video), action=p.action, reason=p.reason,
                    decoded=out["decoded"])
     except Exception as e:  # per-video isolation: record, clean up, carry on with the others
@@ -346,4 +235,3 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     row["worker_pid"] = os.getpid()
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # the worker's peak so far
     return row
-

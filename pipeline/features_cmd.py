@@ -1,15 +1,17 @@
-"""`cli.py features`: from flags to a stage-graph run (datasets, settings, cluster options)."""
+"""`cli.py features`: from flags to a stage-graph run (datasets, settings, motion variants, cluster options)."""
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from pipeline import extract, graph, store
+from features.errors import BadInputError
+from pipeline import arrays, graph, store
 from pipeline.manifest import get_dataset, list_videos, load_manifest, videos_from_files
+from pipeline.settings import EXTRAS, STAGES, Settings, suggest_name
 
 
 def features_command(*, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, cluster,
-                     device, keep_faces, gamma_jitter, motion, face, seed, force, dry_run, progress, echo):
+                     device, keep_faces, gamma_jitter, motion, face, seed, force, dry_run, progress, echo,
+                     motion_variant=None, replace_variant=False, wait_for_lock=0.0):
     """Resolve the videos and settings, then run the stage graph; returns its Summary."""
     from features.backbone import resolve_weights
 
@@ -18,20 +20,68 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
         name, entries = "videos", videos_from_files(video_files)
     else:
         name, entries = dataset, list_videos(get_dataset(dataset, root, manifest))
-    bad = [s for s in stages if s not in ("align", "motion", "spatial")] + \
-          [e for e in extras if e not in ("phase", "flow")]
+    bad = [s for s in stages if s not in STAGES] + [e for e in extras if e not in EXTRAS]
     if bad:
-        from features.errors import BadInputError
         raise BadInputError(None, f"unknown stage or extra {bad}", "stages: align,motion,spatial; extras: phase,flow")
+    stages = tuple(dict.fromkeys(("align", *stages)))
+    variant, overrides = resolve_motion_variant(motion_variant, motion, Path(cache), name)
+    if variant is not None and "motion" not in stages and "phase" not in extras:
+        raise BadInputError(None, f"--motion-variant {variant} but no motion array is asked for",
+                            "add motion to --stages (dphase), or --extras phase")
     w = "random" if weights == "random" else resolve_weights(weights) if "spatial" in stages else "random"
     if w == "random" and "spatial" in stages:
         echo("note: --weights random: a seeded random ResNet50, NOT the paper's FER+ features (demo and tests only)")
-    s = extract.Settings(stages=tuple(dict.fromkeys(("align", *stages))), extras=tuple(extras), weights=str(w),
-                         keep_faces=keep_faces, gamma_jitter=gamma_jitter, seed=seed, motion=motion, face=face,
-                         device=device)
-    if force and not dry_run:
-        for e in entries:
-            shutil.rmtree(store.video_dir(cache, name, e.video), ignore_errors=True)
+    if variant is not None and "flow" in extras:
+        echo("note: flow has no motion settings: it is written as plain `flow`, shared by every motion variant")
+    s = Settings(stages=stages, extras=tuple(extras), weights=str(w), keep_faces=keep_faces,
+                 gamma_jitter=gamma_jitter, seed=seed, motion=overrides, face=face, device=device,
+                 motion_variant=variant)
     opts = {**(manifest.get("cluster") or {}), **{k: v for k, v in cluster.items() if v is not None}}
     return graph.run(entries, Path(cache), name, s, scheduler=scheduler, workers=workers,
-                     jobs=int(opts.get("jobs") or 1), cluster_opts=opts, dry_run=dry_run, progress=progress, echo=echo)
+                     jobs=int(opts.get("jobs") or 1), cluster_opts=opts, dry_run=dry_run, progress=progress, echo=echo,
+                     force=force, replace_variant=replace_variant, wait_for_lock=wait_for_lock)
+
+
+def resolve_motion_variant(variant: str | None, flags: dict, cache: Path, dataset: str) -> tuple[str | None, dict]:
+    """(variant, MotionConfig overrides) from --motion-variant and the --motion-* flags.
+
+    No name: the default variant, whose settings are always the defaults (flags without a name are an error that
+    suggests one, so a changed setting never replaces the default dphase). A built-in name (arrays.MOTION_VARIANTS)
+    means its table entry. Another name is defined by the flags given with it, or, without flags, by the settings
+    the cache recorded for it.
+    """
+    if variant is None:
+        if flags:
+            raise BadInputError(None, f"motion settings {flags} without --motion-variant",
+                                "plain dphase always means the default settings; name this variant, e.g. "
+                                f"--motion-variant {suggest_name(flags)}")
+        return None, {}
+    arrays.check_variant(variant)
+    if variant in arrays.MOTION_VARIANTS:
+        if flags:
+            raise BadInputError(None, f"--motion-variant {variant} is built in ({arrays.MOTION_VARIANTS[variant]}); "
+                                f"the flags {flags} would change it", "give these settings their own variant name")
+        return variant, dict(arrays.MOTION_VARIANTS[variant])
+    if flags:
+        return variant, dict(flags)
+    recorded = recorded_variant(cache, dataset, variant)
+    if recorded is None:
+        raise BadInputError(None, f"unknown motion variant {variant!r}",
+                            f"built in: {', '.join(arrays.MOTION_VARIANTS)}; or define it with motion flags, e.g. "
+                            f"--motion-variant {variant} --motion-mean-window 9")
+    return variant, recorded
+
+
+def recorded_variant(cache: Path, dataset: str, variant: str) -> dict | None:
+    """The motion settings a cache recorded for a variant (from the first group that holds it), or None."""
+    videos = store.dataset_dir(cache, dataset) / "videos"
+    if not videos.is_dir():
+        return None
+    for d in sorted(videos.iterdir()):
+        if store.group_status(cache, dataset, d.name) != "done":
+            continue
+        made = dict(store.open_video(cache, dataset, d.name).attrs.get("made_with", {}))
+        for name, spec in made.items():
+            if arrays.split_name(name)[1] == variant and "motion" in spec:
+                return dict(spec["motion"])
+    return None

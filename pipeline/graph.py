@@ -1,13 +1,15 @@
 """The stage graph: one Dask task chain per video, on a LocalCluster, an existing cluster, or a batch system.
 
 Each task runs `extract.process_video`, which streams its video (bounded memory) and never raises for a bad
-video. The client plans (what is done, what is stale), submits, shows progress over videos and frames, keeps
-index.parquet current after every video, and prints a summary.
+video. The client holds the dataset's lock (pipeline/lock.py: one run at a time per cache and dataset), plans
+(what is done, what is stale), submits, shows progress over videos and frames, rebuilds each video's index row
+from its group after every video (the group is the truth; the index a summary), and prints a summary.
 """
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from tqdm import tqdm
 
 from features.errors import BadInputError
 from pipeline import extract, store
+from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry
 
 BATCH_SYSTEMS = ("slurm", "pbs", "sge", "lsf")
@@ -101,35 +104,60 @@ def batch_cluster(kind: str, opts: dict):
 # ---------------------------------------------------------------- the run
 
 
-def plan_all(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings):
-    """Fingerprints and plan of every video, on the client (the weights file is hashed once, not per video)."""
+def plan_all(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings,
+             replace_variant: bool = False):
+    """Fingerprints and plan of every video, on the client (the weights file is hashed once, not per video).
+
+    A motion variant the cache already holds under other settings is refused (unless replace_variant): a name
+    means one set of settings, and silently replacing it would change what earlier runs trained on.
+    """
     enc = extract.encoder_fingerprint(s) if "spatial" in s.stages else None
     wants = [extract.fingerprints(s, e, enc) for e in entries]
-    return wants, [extract.plan(cache, dataset, e, w) for e, w in zip(entries, wants)]
+    plans = [extract.plan(cache, dataset, e, w, s, replace_variant) for e, w in zip(entries, wants)]
+    conflicts = [(e.video, p.reason) for e, p in zip(entries, plans) if p.action == "conflict"]
+    if conflicts:
+        more = f" (and {len(conflicts) - 1} more videos)" if len(conflicts) > 1 else ""
+        raise BadInputError(store.dataset_dir(cache, dataset), f"video {conflicts[0][0]}: {conflicts[0][1]}{more}",
+                            "give this variant another --motion-variant name (a cache holds variants side by side), "
+                            "or pass --replace-variant to recompute it")
+    return wants, plans
 
 
 def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.Settings, *,
         scheduler: str = "local", workers: int | None = None, jobs: int = 1, cluster_opts: dict | None = None,
-        dry_run: bool = False, progress: bool = True, echo=print) -> Summary:
-    """Build or bring up to date the cache of these videos; per-video failures are recorded, not raised."""
+        dry_run: bool = False, progress: bool = True, echo=print, force: bool = False,
+        replace_variant: bool = False, wait_for_lock: float = 0.0) -> Summary:
+    """Build or bring up to date the cache of these videos; per-video failures are recorded, not raised.
+
+    Holds the cache's lock for this dataset while it runs (a second run waits up to wait_for_lock seconds, then
+    stops naming the holder). `force` removes these videos' groups first, under the lock.
+    """
     cache = Path(cache)
-    wants, plans = plan_all(entries, cache, dataset, s)
-    todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
     if dry_run:
+        wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
         echo(describe_plan(entries, plans, cache, dataset, scheduler, workers))
         if scheduler in BATCH_SYSTEMS:
             echo("job script:\n" + batch_cluster(scheduler, cluster_opts or {}).job_script())
         return Summary()
-    summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans) if p.action == "skip"])
-    t0 = time.perf_counter()
-    if todo:
-        _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo)
-    summary.seconds = time.perf_counter() - t0
-    update_index(cache, dataset, summary.rows)
+    with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
+        if force:
+            for e in entries:
+                shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)
+        wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
+        todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
+        summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans)
+                                if p.action == "skip"])
+        t0 = time.perf_counter()
+        if todo:
+            _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
+                        replace_variant, lock)
+        summary.seconds = time.perf_counter() - t0
+        update_index(cache, dataset, summary.rows, lock)
     return summary
 
 
-def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo):
+def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
+                replace_variant, lock):
     from distributed import Client, as_completed
 
     cluster = make_cluster(scheduler, workers, opts=cluster_opts)
@@ -145,8 +173,9 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
                     position=1, smoothing=0.1)
         client.subscribe_topic(TOPIC, lambda event: fbar.update(event[1][1]))
         resources = {"GPU": 1} if s.device.startswith("cuda") and scheduler != "local" else None
-        futures = {client.submit(_task, str(cache), dataset, e, s, w, key=f"video-{dataset}-{e.video}",
-                                 pure=False, resources=resources): e for e, _, w in todo}
+        futures = {client.submit(_task, str(cache), dataset, e, s, w, replace_variant,
+                                 key=f"video-{dataset}-{e.video}", pure=False, resources=resources): e
+                   for e, _, w in todo}
         for fut in as_completed(futures):
             e = futures[fut]
             try:
@@ -158,7 +187,7 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
             vbar.update(1)
             if row.get("status") == "failed":
                 vbar.write(f"failed: {row['error']}")
-            update_index(cache, dataset, summary.rows)   # the index is current after every video
+            update_index(cache, dataset, summary.rows, lock)   # the index is current after every video
         vbar.close()
         fbar.close()
     finally:
@@ -167,13 +196,15 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
             cluster.close()
 
 
-def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings, want: dict) -> dict:
+def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings, want: dict,
+          replace_variant: bool) -> dict:
     """Runs on a worker: one video, frames reported to the client as events."""
     from distributed import get_worker
 
     worker = get_worker()
     return extract.process_video(cache, dataset, entry, s,
-                                 report=lambda k: worker.log_event(TOPIC, (entry.video, int(k))), want=want)
+                                 report=lambda k: worker.log_event(TOPIC, (entry.video, int(k))), want=want,
+                                 replace_variant=replace_variant)
 
 
 def _frames_hint(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> int:
@@ -192,17 +223,28 @@ def _skip_row(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> dict
     return row
 
 
-def update_index(cache: Path, dataset: str, rows: list[dict]) -> None:
-    """Merge this run's rows into index.parquet (rows of videos not in this run are kept)."""
+def truth_row(cache: Path, dataset: str, row: dict) -> dict:
+    """A video's index row rebuilt from its group (what a reader will find), with this run's error beside it."""
+    status = store.group_status(cache, dataset, row["video"])
+    if status == "done":
+        truth = store.index_row(cache, dataset, row["video"])
+        errors = [e for e in (row.get("error"), truth.get("error")) if e]
+        return {**truth, "error": "; ".join(errors) or None}
+    # no usable group: extraction failed (or a group was left partial); the next run redoes it
+    why = row.get("error") or f"group {status or 'missing'}: not extracted"
+    return {"video": row["video"], "split": row.get("split"), "source": row.get("source"), "status": "failed",
+            "error": why, "n_frames": 0}
+
+
+def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock | None = None) -> None:
+    """Merge this run's videos into index.parquet, each row rebuilt from its group; other videos' rows are kept."""
+    if lock is not None and lock.lost:
+        raise BadInputError(lock.path, "this run's lock was taken over by another features run",
+                            "the other run owns the cache now; rerun this one after it")
     old = store.read_index(cache, dataset)
     merged = {} if old is None else {r["video"]: r for r in old.to_dict("records")}
     for r in rows:
-        if r.get("status") == "failed" and merged.get(r["video"], {}).get("status") == "done" \
-                and store.group_status(cache, dataset, r["video"]) == "done":
-            # a failed update of a done group: the group stays usable; record the error beside it
-            merged[r["video"]] = {**merged[r["video"]], "error": r["error"]}
-            continue
-        merged[r["video"]] = {c: r.get(c) for c in store.INDEX_COLUMNS}
+        merged[r["video"]] = {c: v for c, v in truth_row(cache, dataset, r).items() if c in store.INDEX_COLUMNS}
     store.write_index(cache, dataset, list(merged.values()))
 
 

@@ -4,14 +4,21 @@
     <cache>/<dataset>/videos/<video>/      group; attrs: status, fps, n_frames, source, fingerprints, ...
 
 A group is written fully, then ``status=done`` is set last; anything else found on resume is deleted and redone.
-Every array records the fingerprint of what made it in ``attrs["fingerprints"][name]``; it is set to "stale"
-before the array is rewritten, so a kill in the middle of a rewrite is seen as stale, never as done.
+Every array records the fingerprint of what made it in ``attrs["fingerprints"][name]``.
+
+An update of a done group never exposes a half-written array: new arrays are built beside the group, in
+``<cache>/<dataset>/.staging/<video>.<token>/``, and swapped in when complete (Zarr v3 LocalStore arrays are
+directories; a rename is atomic). Their fingerprints say "stale" only during the swap, so a kill there is seen as
+stale, never as done. A rebuild of a done group from its video is built beside it whole and swapped in the same way.
+An array whose chunks cannot be read is marked "damaged". Readers refuse stale, damaged or missing arrays.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +37,7 @@ CHUNK_T = 256
 # name -> (dtype, per-frame shape) of the default variants; `arrays` is the description, this is a view of it.
 SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {p: spec for k in arrays.KINDS.values() for p, spec in k.parts.items()}
 REQUIRED = ("valid", "landmarks", "face48", "resnet50", "dphase_s0", "dphase_s1", "labels")
+UNUSABLE = ("stale", "damaged")   # fingerprints that say an array is not what it should be
 INDEX_COLUMNS = ["video", "split", "n_frames", "fps", "width", "height", "source", "source_size", "source_mtime",
                  "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence"]
 
@@ -106,7 +114,29 @@ class UnusableVideo(BadInputError):
 
 def repair_command(cache: str | Path, dataset: str, names=()) -> str:
     """The `features` command that (re)makes these arrays of a dataset in this cache."""
-    return " ".join([f"python cli.py features --dataset {dataset} --cache {cache}", *arrays.make_flags(names)])
+    what = "VIDEO_FILES..." if dataset == "videos" else f"--dataset {dataset}"   # `features a.mp4 ...` makes 'videos'
+    return " ".join([f"python cli.py features {what} --cache {cache}", *arrays.make_flags(names)])
+
+
+def unusable_arrays(group: zarr.Group) -> dict[str, str]:
+    """{array: why} for the arrays of a group that a reader must not use (stale, damaged, wrong length, missing)."""
+    fps = dict(group.attrs.get("fingerprints", {}))
+    n = int(group.attrs.get("n_frames", -1))
+    present = set(group.array_keys())
+    bad = {}
+    for name in sorted(set(fps) | present):
+        fp = fps.get(name)
+        if name not in present:
+            bad[name] = "missing"
+        elif fp is None:
+            bad[name] = "unfingerprinted"
+        elif fp == "stale":
+            bad[name] = "stale (an update did not finish)"
+        elif fp == "damaged":
+            bad[name] = "damaged (a chunk could not be read)"
+        elif group[name].shape[0] != n:
+            bad[name] = f"{group[name].shape[0]} rows for {n} frames"
+    return bad
 
 
 def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str, str]:
@@ -130,8 +160,10 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
         fp = fps.get(name)
         if name not in g:
             bad.append(f"{name} is missing")
-        elif fp in (None, "stale"):
-            bad.append(f"{name} is {'stale (an update did not finish)' if fp else 'unfingerprinted'}")
+        elif fp in (None, *UNUSABLE):
+            why = {None: "unfingerprinted", "stale": "stale (an update did not finish)",
+                   "damaged": "damaged (a chunk could not be read)"}[fp]
+            bad.append(f"{name} is {why}")
         elif g[name].shape[0] != n:
             bad.append(f"{name} has {g[name].shape[0]} rows for {n} frames")
     if bad:
@@ -148,8 +180,9 @@ class VideoWriter:
     One writer per video: the stage graph never lets two tasks write the same group.
     """
 
-    def __init__(self, cache: str | Path, dataset: str, video: str, names: list[str], attrs: dict):
-        self.path = video_dir(cache, dataset, video)
+    def __init__(self, cache: str | Path, dataset: str, video: str, names: list[str], attrs: dict,
+                 path: Path | None = None):
+        self.path = Path(path) if path is not None else video_dir(cache, dataset, video)
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -201,6 +234,63 @@ def set_fingerprints(group: zarr.Group, new: dict) -> None:
     group.attrs["fingerprints"] = fps
 
 
+def mark_damaged(cache: str | Path, dataset: str, video: str, names: list[str]) -> None:
+    """Arrays whose chunks cannot be read: readers refuse them and the next run rebuilds them."""
+    g = open_video(cache, dataset, video, mode="r+")
+    set_fingerprints(g, {n: "damaged" for n in names})
+
+
+# ---------------------------------------------------------------- building beside, then swapping in
+
+
+def staging_dir(cache: str | Path, dataset: str, video: str) -> Path:
+    """A fresh folder beside the groups where one task builds a video's new arrays (or whole group).
+
+    Unique per task, so a task that outlived its client never shares it with the next run's task. Earlier
+    staging folders of this video (a killed or failed task) are removed first.
+    """
+    root = dataset_dir(cache, dataset) / ".staging"
+    for old in root.glob(f"{_glob_escape(video)}.*"):
+        shutil.rmtree(old, ignore_errors=True)
+    return root / f"{video}.{uuid.uuid4().hex[:12]}"
+
+
+def _glob_escape(text: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
+
+
+def swap_group(cache: str | Path, dataset: str, video: str, staged: Path) -> None:
+    """Replace a video's whole group by a complete one built beside it (two renames; the old one is removed)."""
+    dst = video_dir(cache, dataset, video)
+    trash = staged.with_name(staged.name + ".old")
+    if dst.exists():
+        os.rename(dst, trash)
+    os.rename(staged, dst)   # between the renames there is no group: a kill here is seen as 'new' and redone
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def swap_arrays(cache: str | Path, dataset: str, video: str, staged: Path, fingerprints: dict, attrs: dict) -> None:
+    """Swap complete arrays built beside a done group into it, then record their fingerprints.
+
+    The arrays are marked stale before the first rename and get their fingerprints after the last, so no
+    reader ever sees a new array under an old fingerprint (or the reverse).
+    """
+    g = open_video(cache, dataset, video, mode="r+")
+    names = list(fingerprints)
+    mark_stale(g, names)
+    trash = staged.with_name(staged.name + ".old")
+    trash.mkdir(parents=True, exist_ok=True)
+    dst = video_dir(cache, dataset, video)
+    for name in names:
+        if (dst / name).exists():
+            os.rename(dst / name, trash / name)
+        os.rename(staged / name, dst / name)
+    g.attrs.update(attrs)
+    set_fingerprints(g, fingerprints)
+    shutil.rmtree(trash, ignore_errors=True)
+    shutil.rmtree(staged, ignore_errors=True)
+
+
 def write_video(cache: str | Path, dataset: str, video: str, arrays: dict[str, np.ndarray], attrs: dict,
                 fingerprints: dict | None = None) -> None:
     """Write a whole video's group in one go (small data: tests, export round trips)."""
@@ -216,16 +306,25 @@ def index_row(cache: str | Path, dataset: str, video: str) -> dict:
     g = open_video(cache, dataset, video)
     a = dict(g.attrs)
     row = {c: a.get(c) for c in INDEX_COLUMNS}
-    row.update(video=video, status=a.get("status"), error=None, n_frames=int(a.get("n_frames", 0)),
-               n_valid=int(np.asarray(g["valid"][:]).sum()) if "valid" in g else 0,
+    bad = unusable_arrays(g)
+    error = ("unusable arrays: " + "; ".join(f"{k} {v}" for k, v in bad.items())) if bad else None
+    row.update(video=video, status=a.get("status"), error=error, n_frames=int(a.get("n_frames", 0)),
+               n_valid=_count_valid(g),
                fingerprints=json.dumps(a.get("fingerprints", {}), sort_keys=True),
                video_arousal=(a.get("video_labels") or {}).get("arousal"),
                video_valence=(a.get("video_labels") or {}).get("valence"))
     return row
 
 
+def _count_valid(g: zarr.Group) -> int:
+    try:
+        return int(np.asarray(g["valid"][:]).sum())
+    except Exception:   # missing or damaged: the error column says which arrays are unusable
+        return 0
+
+
 def write_index(cache: str | Path, dataset: str, rows: list[dict]) -> Path:
-    """Write index.parquet atomically (write a temporary file, then rename)."""
+    """Write index.parquet atomically (a temporary file of this process, then rename)."""
     path = dataset_dir(cache, dataset) / "index.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows, columns=INDEX_COLUMNS)
@@ -235,7 +334,7 @@ def write_index(cache: str | Path, dataset: str, rows: list[dict]) -> Path:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in ("video", "split", "source", "status", "error", "fingerprints"):
         df[c] = df[c].astype("string")
-    tmp = path.with_suffix(".parquet.tmp")
+    tmp = path.with_suffix(f".parquet.{os.getpid()}.tmp")
     df.sort_values("video").to_parquet(tmp, index=False)
     tmp.replace(path)
     return path

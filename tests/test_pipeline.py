@@ -122,7 +122,8 @@ def test_motion_setting_recomputes_only_motion_without_video(built, cluster, tmp
     moved = [e.__class__(e.video, tmp_path / "gone" / e.path.name, e.split, e.label_files) for e in good]
     before = {v: {n: store.open_video(work, "demo", v)[n][:] for n in ("dphase_s0", "resnet50", "face48")}
               for v in FRAMES}
-    s2 = extract.Settings(weights="random", motion={"mean_window": 9})
+    # a changed motion setting is a named variant: dphase@mw9 is added beside the default dphase
+    s2 = extract.Settings(weights="random", motion={"mean_window": 9}, motion_variant="mw9")
     out = graph.run(moved, work, "demo", s2, scheduler=cluster.scheduler_address, progress=False,
                     echo=lambda *a: None)
     assert out.count("update") == 2 and not out.failed
@@ -130,11 +131,14 @@ def test_motion_setting_recomputes_only_motion_without_video(built, cluster, tmp
         assert r["decoded"] == 0                      # no frame was decoded
     for v in FRAMES:
         g = store.open_video(work, "demo", v)
-        assert not np.array_equal(g["dphase_s0"][:], before[v]["dphase_s0"])
+        assert not np.array_equal(g["dphase_s0@mw9"][:], before[v]["dphase_s0"])
+        np.testing.assert_array_equal(g["dphase_s0"][:], before[v]["dphase_s0"])   # the default is untouched
         np.testing.assert_array_equal(g["resnet50"][:], before[v]["resnet50"])
         np.testing.assert_array_equal(g["face48"][:], before[v]["face48"])
         fps = store.video_fingerprints(work, "demo", v)
-        assert fps == extract.fingerprints(s2, moved[0]) | {"labels": fps["labels"]}
+        want = extract.fingerprints(s2, moved[0])
+        assert {n: fps[n] for n in want if n != "labels"} == {n: fp for n, fp in want.items() if n != "labels"}
+        assert fps["dphase_s0"] != fps["dphase_s0@mw9"]
     again = graph.run(moved, work, "demo", s2, scheduler=cluster.scheduler_address, progress=False,
                       echo=lambda *a: None)
     assert again.count("skip") == 2

@@ -27,7 +27,7 @@ def trained(tmp_path_factory):
             d.mkdir(parents=True, exist_ok=True)
             np.savetxt(d / f"v{i}.txt", rng.uniform(-1, 1, 48), fmt="%.4f")
     cache = tmp_path_factory.mktemp("cache")
-    s = extract.Settings(weights="random", motion={"mean_window": 9})   # a non-default setting must carry over
+    s = extract.Settings(weights="random", face={"detect_every": 7})   # a non-default setting must carry over
     summary = graph.run(list_videos(get_dataset("demo", root)), cache, "demo", s, workers=1, progress=False,
                         echo=lambda *a: None)
     assert not summary.failed

@@ -1,0 +1,184 @@
+"""Where a video's arrays come from, block by block: the video (decode, track, align) or the cached faces.
+
+A block is a dict of per-frame arrays of at most CHUNK_T frames: ``valid``, ``landmarks``, ``face48``, ``face224``
+from the video; ``valid``, ``face48`` (and ``face224``) read back from the group. Computers turn blocks into the
+derived arrays (ΔPhase, phase, flow of a motion variant; ResNet50 features). Memory is bounded by the decode chunk
+plus one block, whatever the video's length.
+"""
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+
+from features.errors import BadInputError
+from pipeline import arrays, store
+from pipeline.manifest import VideoEntry
+
+DECODE_CHUNK = 32   # raw frames held at once: 32 x 1920x1080x3 is 200 MB, the largest buffer a worker holds
+
+
+# ---------------------------------------------------------------- gamma jitter (paper Fig. 5)
+
+
+def frame_rng(seed: int, video: str, frame: int) -> np.random.Generator:
+    """The generator of one frame's gamma: seeded by (seed, sha256 of the whole video id, frame index) only."""
+    words = np.frombuffer(hashlib.sha256(video.encode()).digest(), dtype="<u4").tolist()
+    seed_words = [int(seed) & 0xFFFFFFFF, (int(seed) >> 32) & 0xFFFFFFFF]
+    return np.random.default_rng([*seed_words, *words, int(frame)])
+
+
+def frame_gammas(b: float, seed: int, video: str, frames) -> np.ndarray:
+    """The gamma g ~ U[1-b, 1+b] of each frame index, as `jitter_frames` applies it.
+
+    Each frame's draw depends on nothing else (not on how the video was cut into chunks), so a resumed or
+    re-decoded video gets the same gammas, and two videos whose ids share a prefix get different ones.
+    """
+    return np.array([frame_rng(seed, video, t).uniform(1 - b, 1 + b, size=1)[0] for t in frames])
+
+
+def jitter_frames(images: np.ndarray, b: float, seed: int, video: str, start: int) -> np.ndarray:
+    """Gamma-corrupt frames start, start+1, ... of a video (uint8 [T, ...]), each with its own frame's gamma."""
+    from features.motion import gamma_jitter
+
+    out = np.empty_like(images)
+    for i in range(len(images)):   # one draw per call: frame i's gamma comes from its own generator
+        out[i:i + 1] = gamma_jitter(images[i:i + 1], b, frame_rng(seed, video, start + i))
+    return out
+
+
+# ---------------------------------------------------------------- sources
+
+
+def video_blocks(entry: VideoEntry, s, report):
+    """Decode, track, and align (from time-smoothed landmarks) in CHUNK_T-frame blocks, DECODE_CHUNK frames at a time."""
+    from features.face import AlignedFaces, FaceTracker
+    from features.smooth_align import SmoothAligner
+    from features.video import iter_chunks, probe
+
+    probe(entry.path)   # an unreadable file fails here with the decoder's message, before any work
+    tracker = FaceTracker(**s.face)
+    aligner = SmoothAligner(s.align_smooth, crop_size=tracker.crop_size, gray_size=tracker.gray_size,
+                            scale=tracker.scale)
+    parts, n, decoded = [], 0, 0
+
+    def blocks(done: AlignedFaces | None, final: bool = False):
+        nonlocal parts, n
+        if done is not None and len(done):
+            parts.append(done)
+            n += len(done)
+        while n >= store.CHUNK_T or (final and n):
+            block = AlignedFaces.concat(parts)
+            k = min(store.CHUNK_T, n)
+            yield {"valid": block.valid[:k], "landmarks": block.landmarks[:k], "face48": block.face48[:k],
+                   "face224": block.face224[:k]}
+            rest = AlignedFaces(block.landmarks[k:], block.valid[k:], block.face224[k:], block.face48[k:])
+            parts, n = ([rest] if len(rest) else []), len(rest)
+
+    for chunk in iter_chunks(entry.path, DECODE_CHUNK):
+        frames = chunk.frames
+        if s.gamma_jitter:
+            frames = jitter_frames(frames, s.gamma_jitter, s.seed, entry.video, decoded)
+        decoded += len(frames)
+        tracked = tracker.process(frames)   # its own crops are discarded: alignment uses smoothed landmarks
+        yield from blocks(aligner.push(frames, tracked.landmarks, tracked.valid))
+        report(len(frames))
+    yield from blocks(aligner.flush(), final=True)
+
+
+def group_blocks(cache, dataset: str, video: str, names: list[str], report):
+    """Read blocks of these arrays back from a done group; a chunk that cannot be read marks its array damaged."""
+    g = store.open_video(cache, dataset, video)
+    n = int(g.attrs["n_frames"])
+    for lo in range(0, n, store.CHUNK_T):   # whole Zarr chunks
+        hi = min(lo + store.CHUNK_T, n)
+        block = {}
+        for name in names:
+            try:
+                block[name] = np.asarray(g[name][lo:hi])
+            except Exception as e:   # a corrupt or missing chunk: the array is not what its fingerprint says
+                store.mark_damaged(cache, dataset, video, [name])
+                raise BadInputError(store.video_dir(cache, dataset, video) / name,
+                                    f"cannot read frames {lo}..{hi} of {name} ({type(e).__name__}: {e})",
+                                    "it is marked damaged; the next `features` run rebuilds it from the video") from None
+        yield block
+        report(hi - lo)
+
+
+# ---------------------------------------------------------------- computers
+
+_ENCODERS: dict[tuple, object] = {}
+
+
+def get_encoder(s):
+    """The spatial encoder for these settings, loaded once per process."""
+    import warnings
+
+    from features.backbone import SpatialEncoder, resolve_weights
+
+    weights = s.weights if s.weights == "random" else resolve_weights(s.weights)
+    key = (weights, s.device, s.seed)
+    if key not in _ENCODERS:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # the 'random weights' warning is printed once by the CLI, not per worker
+            _ENCODERS[key] = SpatialEncoder(weights, device=s.device, seed=s.seed)
+    return _ENCODERS[key]
+
+
+class MotionComputer:
+    """One motion kind (dphase, phase or flow) of one variant; carries the previous face across blocks."""
+
+    def __init__(self, kind: str, variant: str | None, overrides: dict, device: str = "cpu"):
+        from features.motion import FlowConfig
+        from pipeline.settings import motion_config
+
+        self.kind, self.device = kind, device
+        self.names = {p: arrays.array_name(p, variant) for p in arrays.KINDS[kind].parts}
+        self.config = FlowConfig() if kind == "flow" else motion_config(overrides)
+        self.prev48: np.ndarray | None = None
+
+    def __call__(self, block: dict) -> dict[str, np.ndarray]:
+        """This kind's arrays for a block; row 0 uses the last face of the previous block when it was valid."""
+        from features import motion as M
+
+        face48, valid = block["face48"], block["valid"]
+        if self.kind == "dphase":
+            r = M.delta_phase(face48, valid, self.prev48, config=self.config, device=self.device)
+        elif self.kind == "phase":
+            r = M.phase(face48, valid, config=self.config, device=self.device)
+        else:
+            r = {"flow": M.optical_flow(face48, valid, self.prev48, config=self.config)["flow"]}
+        self.prev48 = face48[-1] if valid[-1] else None
+        # features.motion names its outputs by scale ("s0", "s1") or "flow"; the cache by part ("dphase_s0")
+        return {name: r[part.removeprefix(f"{self.kind}_")] for part, name in self.names.items()}
+
+
+class SpatialComputer:
+    """resnet50 rows: features of valid frames, zeros elsewhere (no face, nothing to encode)."""
+
+    names = {"resnet50": "resnet50"}
+
+    def __init__(self, s):
+        self.encoder = get_encoder(s)
+
+    def __call__(self, block: dict) -> dict[str, np.ndarray]:
+        valid = block["valid"]
+        feats = np.zeros((len(valid), 2048), np.float32)
+        if valid.any():
+            feats[valid] = self.encoder.encode(block["face224"][valid])
+        return {"resnet50": feats}
+
+
+def computers(targets: list[str], s, motion_by_variant: dict) -> list:
+    """The computers that make these derived arrays (face and labels are not computed here)."""
+    out, seen = [], set()
+    for name in targets:
+        kind = arrays.kind_of(name)
+        variant = arrays.split_name(name)[1]
+        if kind.source == "face48" and (kind.name, variant) not in seen:
+            seen.add((kind.name, variant))
+            out.append(MotionComputer(kind.name, variant, motion_by_variant.get(variant, {}), s.device))
+        elif kind.source == "face224" and kind.name not in seen:
+            seen.add(kind.name)
+            out.append(SpatialComputer(s))
+    return out
