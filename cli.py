@@ -163,11 +163,24 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
 @click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
 def export(cache, dataset, fmt, out):
-    """Export a dataset's cache to one HDF5 file (one group per video, same array names), for other loaders."""
+    """Export a dataset's cache to one HDF5 file (one group per video, same array names), for other loaders.
+
+    Each video is checked in its group: one with a stale, damaged or missing array is left out, listed with the
+    `features` command that repairs it, and the exit status is 1 (the file holds the usable videos), so a script
+    that exports and then trains stops instead of using a silently smaller dataset. Videos whose extraction
+    failed (never in the cache) are listed but do not change the exit status: `features` already reported them.
+    """
     from pipeline.export import export_h5
 
-    path, n = export_h5(cache, dataset, out)
-    click.echo(f"wrote {n} videos to {path}")
+    res = export_h5(cache, dataset, out)
+    click.echo(f"wrote {len(res.written)} videos to {res.path}")
+    for video, err in res.not_extracted:
+        click.echo(f"not in the cache: {video} ({err})", err=True)
+    for _video, why in res.left_out:   # why names the video
+        click.echo(f"left out: {why}", err=True)
+    if res.left_out:
+        click.echo(f"{len(res.left_out)} videos left out (unusable in the cache); the file holds the others", err=True)
+        sys.exit(1)
 
 
 @main.command("inspect")

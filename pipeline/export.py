@@ -1,7 +1,13 @@
-"""Export a dataset's cache to HDF5 for loaders that read it (same array names, one group per video)."""
+"""Export a dataset's cache to HDF5 for loaders that read it (same array names, one group per video).
+
+Each video's arrays are checked in its group (store.check_arrays), not in the index: a video whose group is not
+done, or holds a stale, damaged or missing array, is left out and listed with the `features` command that
+repairs it. Videos whose extraction failed (no group: a bad file) are listed too; they were never in the cache.
+"""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
@@ -10,25 +16,54 @@ import numpy as np
 from pipeline import store
 
 
-def export_h5(cache: str | Path, dataset: str, out: str | Path) -> tuple[Path, int]:
-    """Copy every done video, chunk by chunk (bounded memory), into `out`; returns (path, videos)."""
+@dataclass
+class ExportResult:
+    """What an export wrote and what it left out."""
+
+    path: Path
+    written: list[str] = field(default_factory=list)
+    left_out: list[tuple[str, str]] = field(default_factory=list)   # (video, why and how to repair): unusable groups
+    not_extracted: list[tuple[str, str]] = field(default_factory=list)   # (video, error): no group at all
+
+
+def export_h5(cache: str | Path, dataset: str, out: str | Path) -> ExportResult:
+    """Copy every usable video, chunk by chunk (bounded memory), into `out`; list the ones left out."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    idx = store.done_videos(cache, dataset)
+    idx = store.read_index(cache, dataset)
+    if idx is None:
+        store.done_videos(cache, dataset)   # raises the 'no feature cache, run features' message
+    res = ExportResult(out)
+    usable = []
+    for row in idx.sort_values("video").itertuples():
+        status = store.group_status(cache, dataset, row.video)
+        if status is None:
+            res.not_extracted.append((row.video, str(row.error or "not extracted")))
+            continue
+        try:
+            names = sorted(store.open_video(cache, dataset, row.video).array_keys()) if status == "done" else []
+            store.check_arrays(cache, dataset, row.video, names)   # not done, stale, damaged, short: refused
+            usable.append((row.video, names))
+        except store.UnusableVideo as e:
+            res.left_out.append((row.video, str(e)))
     tmp = out.with_suffix(out.suffix + ".tmp")
     with h5py.File(tmp, "w") as h5:
         h5.attrs["dataset"] = dataset
-        for video in idx.video:
-            g = store.open_video(cache, dataset, video)
-            grp = h5.create_group(video)
-            for k, v in g.attrs.items():
-                grp.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) or v is None else v
-            for name in g.array_keys():
-                src = g[name]
-                dst = grp.create_dataset(name, shape=src.shape, dtype=src.dtype,
-                                         chunks=(min(store.CHUNK_T, max(1, src.shape[0])), *src.shape[1:]),
-                                         compression="gzip", compression_opts=1)
-                for lo in range(0, src.shape[0], store.CHUNK_T):
-                    dst[lo:lo + store.CHUNK_T] = np.asarray(src[lo:lo + store.CHUNK_T])
+        h5.attrs["left_out"] = json.dumps(dict(res.left_out))
+        for video, names in usable:
+            _copy_video(store.open_video(cache, dataset, video), h5.create_group(video), names)
+            res.written.append(video)
     tmp.replace(out)
-    return out, len(idx)
+    return res
+
+
+def _copy_video(g, grp, names: list[str]) -> None:
+    for k, v in g.attrs.items():
+        grp.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) or v is None else v
+    for name in names:
+        src = g[name]
+        dst = grp.create_dataset(name, shape=src.shape, dtype=src.dtype,
+                                 chunks=(min(store.CHUNK_T, max(1, src.shape[0])), *src.shape[1:]),
+                                 compression="gzip", compression_opts=1)
+        for lo in range(0, src.shape[0], store.CHUNK_T):
+            dst[lo:lo + store.CHUNK_T] = np.asarray(src[lo:lo + store.CHUNK_T])

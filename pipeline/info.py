@@ -49,6 +49,44 @@ def _cache_lines(cache: Path) -> list[str]:
         done = idx[idx.status == "done"]
         failed = idx[idx.status == "failed"]
         out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed")
+        present = arrays_present(cache, ds_dir.name)
+        if present:
+            out.append("    arrays (videos where usable / where present; the settings of a variant):")
+        for name, (usable, total, made) in present.items():
+            note = f"  {made}" if made else ""
+            out.append(f"      {name:22s} {usable}/{total}{note}")
         for _, row in failed.iterrows():
             out.append(f"    failed {row.video}: {row.error}")
     return out or ["  (empty)"]
+
+
+def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str]]:
+    """Per kind and variant held in a dataset's groups ("dphase", "dphase@paper"): (videos where it is usable,
+    videos where it is present, its recorded motion settings). Read from the groups, not the index."""
+    from pipeline import arrays, store
+
+    counts: dict[str, list] = {}
+    videos = store.dataset_dir(cache, dataset) / "videos"
+    for d in sorted(videos.iterdir()) if videos.is_dir() else []:
+        if store.group_status(cache, dataset, d.name) != "done":
+            continue
+        g = store.open_video(cache, dataset, d.name)
+        bad = store.unusable_arrays(g)
+        made = dict(g.attrs.get("made_with", {}))
+        by_input: dict[str, list[str]] = {}
+        for name in set(g.array_keys()) | set(bad):
+            try:
+                kind = arrays.kind_of(name)
+            except KeyError:
+                continue
+            variant = arrays.split_name(name)[1]
+            by_input.setdefault(kind.name + (f"@{variant}" if variant else ""), []).append(name)
+        for key, names in by_input.items():
+            c = counts.setdefault(key, [0, 0, ""])
+            c[1] += 1
+            c[0] += not any(n in bad for n in names)
+            motion = (made.get(names[0]) or {}).get("motion")
+            if motion and not c[2]:
+                c[2] = ", ".join(f"{k}={v}" for k, v in sorted(motion.items()))
+    order = list(arrays.KINDS)
+    return {k: tuple(v) for k, v in sorted(counts.items(), key=lambda kv: (order.index(kv[0].split("@")[0]), kv[0]))}

@@ -16,9 +16,14 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if store.group_status(cache, dataset, video) != "done":
-        raise BadInputError(store.video_dir(cache, dataset, video), f"video {video!r} is not done in the cache",
-                            f"run `cli.py features` first, or see `cli.py info --cache {cache}`")
+    if store.group_status(cache, dataset, video) is None:
+        raise BadInputError(store.video_dir(cache, dataset, video), f"video {video!r} is not in the cache",
+                            f"run `{store.repair_command(cache, dataset)}`, or see `cli.py info --cache {cache}`")
+    # checked in the group itself: a stale or damaged array is refused with the command that repairs it
+    names = ["valid", "face48", "labels"]
+    if store.group_status(cache, dataset, video) == "done" and "dphase_s0" in store.open_video(cache, dataset, video):
+        names.append("dphase_s0")
+    store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
