@@ -44,3 +44,55 @@ def test_info_lists_datasets_and_cache(tmp_path):
 def test_unknown_dataset_lists_known_ones(tmp_path):
     res = CliRunner().invoke(cli.main, ["features", "--dataset", "nope", "--cache", str(tmp_path)])
     assert res.exit_code == 2 and "known datasets: affwild, affwild2, demo, omg" in res.output
+
+
+def _stale_cache(tmp_path):
+    """Two done videos; v2's dphase_s0 is stale (an update was killed between marking and swapping)."""
+    rng = np.random.default_rng(2)
+    for v in ("v1", "v2"):
+        arrays = {"valid": np.ones(40, bool), "face48": rng.integers(0, 255, (40, 48, 48), dtype="u1"),
+                  "dphase_s0": rng.standard_normal((40, 2, 48, 48)).astype("f2"),
+                  "labels": rng.uniform(-1, 1, (40, 2)).astype("f4")}
+        store.write_video(tmp_path, "demo", v, arrays, {"split": "train", "fps": 30.0})
+    store.mark_stale(store.open_video(tmp_path, "demo", "v2", mode="r+"), ["dphase_s0"])
+    store.write_index(tmp_path, "demo", [store.index_row(tmp_path, "demo", v) for v in ("v1", "v2")])
+    return tmp_path
+
+
+def test_export_leaves_out_an_unusable_video_and_names_the_repair(tmp_path):
+    cache = _stale_cache(tmp_path)
+    out = tmp_path / "out.h5"
+    res = CliRunner().invoke(cli.main, ["export", "--cache", str(cache), "--dataset", "demo", "--out", str(out)])
+    assert res.exit_code == 1, res.output
+    assert "wrote 1 videos" in res.output
+    assert "'v2'" in res.output and "dphase_s0 is stale" in res.output
+    assert f"python cli.py features --dataset demo --cache {cache}" in res.output
+    with h5py.File(out) as h5:
+        assert list(h5) == ["v1"] and "v2" in h5.attrs["left_out"]
+
+
+def test_inspect_refuses_an_unusable_video_with_the_repair_command(tmp_path):
+    cache = _stale_cache(tmp_path)
+    res = CliRunner().invoke(cli.main, ["inspect", "--cache", str(cache), "--dataset", "demo", "--video", "v2",
+                                        "--out", str(tmp_path / "png")])
+    assert res.exit_code == 2 and "'v2'" in res.output and "dphase_s0 is stale" in res.output
+    assert "cli.py features --dataset demo" in res.output and "--stages align,motion" in res.output
+    assert not (tmp_path / "png").exists() or not list((tmp_path / "png").iterdir())
+    ok = CliRunner().invoke(cli.main, ["inspect", "--cache", str(cache), "--dataset", "demo", "--video", "v1",
+                                       "--out", str(tmp_path / "png")])
+    assert ok.exit_code == 0, ok.output
+
+
+def test_info_lists_variants_and_where_they_are_usable(tmp_path):
+    cache = _stale_cache(tmp_path)
+    rng = np.random.default_rng(3)
+    g = store.open_video(cache, "demo", "v1", mode="r+")
+    a = store.create_array(g, "dphase_s0@mw9", 40)
+    a[:] = rng.standard_normal((40, 2, 48, 48)).astype("f2")
+    store.set_fingerprints(g, {"dphase_s0@mw9": "abc"})
+    g.attrs["made_with"] = {"dphase_s0@mw9": {"motion_variant": "mw9", "motion": {"mean_window": 9}}}
+    res = CliRunner().invoke(cli.main, ["info", "--cache", str(cache)])
+    assert res.exit_code == 0, res.output
+    lines = {ln.split()[0]: ln.split()[1:] for ln in res.output.splitlines()[-8:] if ln.startswith("      ")}
+    assert lines["dphase"][0] == "1/2"                  # v2's is stale
+    assert lines["dphase@mw9"] == ["1/1", "mean_window=9"]

@@ -1,0 +1,114 @@
+"""Named variants of a feature side by side in one cache, and `features` with video files as arguments.
+
+Real videos, the real CLI (in-process), a real LocalCluster and Zarr cache.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from synth_video import write_face_video
+
+import cli
+from pipeline import settings, store
+from pipeline.manifest import videos_from_files
+
+
+def _features(*args) -> object:
+    return CliRunner().invoke(cli.main, ["features", *map(str, args), "--workers", "1", "--no-progress"])
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    d = tmp_path_factory.mktemp("videos")
+    files = []
+    for i in range(2):
+        files.append(d / f"v{i}.avi")
+        write_face_video(files[-1], 40, size=(320, 240), fourcc="MJPG", seed=i)
+    c = tmp_path_factory.mktemp("cache")
+    res = _features(*files, "--cache", c, "--stages", "align,motion")   # files as arguments, like predict
+    assert res.exit_code == 0, res.output
+    return files, c
+
+
+def test_video_files_as_arguments_and_with_videos(cache):
+    files, c = cache
+    for f in files:
+        assert store.group_status(c, "videos", f.stem) == "done"
+    res = _features("--videos", files[0], "--cache", c, "--stages", "align,motion", "--dry-run")
+    assert res.exit_code == 0 and "v0" in res.output and "1 already done" in res.output
+
+
+def test_motion_flags_without_a_name_are_refused_with_a_suggestion(cache):
+    files, c = cache
+    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-mean-window", "9")
+    assert res.exit_code == 2 and "--motion-variant mw9" in res.output
+
+
+def test_a_variant_is_added_beside_the_default_and_recorded(cache):
+    files, c = cache
+    before = {f.stem: store.open_video(c, "videos", f.stem)["dphase_s0"][:] for f in files}
+    fps_before = {f.stem: store.video_fingerprints(c, "videos", f.stem) for f in files}
+    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "mw9",
+                    "--motion-mean-window", "9")
+    assert res.exit_code == 0, res.output
+    assert "0 new, 2 updated" in res.output and " 0.0 frames/s decoded" in res.output   # from cached faces
+    for f in files:
+        g = store.open_video(c, "videos", f.stem)
+        np.testing.assert_array_equal(g["dphase_s0"][:], before[f.stem])      # the default is untouched
+        fps = dict(g.attrs["fingerprints"])
+        assert all(fps[n] == fp for n, fp in fps_before[f.stem].items())
+        assert not np.array_equal(g["dphase_s0@mw9"][:], before[f.stem])
+        assert fps["dphase_s0@mw9"] != fps["dphase_s0"]
+        assert g.attrs["made_with"]["dphase_s0@mw9"]["motion"] == {"mean_window": 9}
+        store.check_arrays(c, "videos", f.stem, ["dphase_s0@mw9", "dphase_s1@mw9", "dphase_s0"])
+        # predict rebuilds the variant from what the group recorded: same fingerprints on this video
+        s = settings.settings_for(dict(g.attrs), ["dphase_s0@mw9", "dphase_s1@mw9"])
+        assert s.motion_variant == "mw9" and s.motion == {"mean_window": 9}
+        want = settings.fingerprints(s, videos_from_files([f])[0])
+        assert {n: want[n] for n in ("dphase_s0@mw9", "face48")} == {n: fps[n] for n in ("dphase_s0@mw9", "face48")}
+    # the name alone reuses the settings the cache recorded: nothing to do
+    again = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "mw9")
+    assert again.exit_code == 0 and "2 skipped" in again.output
+    info = CliRunner().invoke(cli.main, ["info", "--cache", str(c)])
+    assert any(ln.split()[:3] == ["dphase@mw9", "2/2", "mean_window=9"] for ln in info.output.splitlines())
+
+
+def test_a_variant_under_other_settings_needs_replace(cache):
+    files, c = cache
+    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "mw7",
+                    "--motion-mean-window", "7")
+    assert res.exit_code == 0, res.output
+    old = store.open_video(c, "videos", "v0")["dphase_s0@mw7"][:]
+    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "mw7",
+                    "--motion-mean-window", "5")
+    assert res.exit_code == 2 and "--replace-variant" in res.output and "mean_window" in res.output
+    np.testing.assert_array_equal(store.open_video(c, "videos", "v0")["dphase_s0@mw7"][:], old)
+    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "mw7",
+                    "--motion-mean-window", "5", "--replace-variant")
+    assert res.exit_code == 0 and "2 updated" in res.output
+    g = store.open_video(c, "videos", "v0")
+    assert not np.array_equal(g["dphase_s0@mw7"][:], old)
+    assert g.attrs["made_with"]["dphase_s0@mw7"]["motion"] == {"mean_window": 5}
+
+
+def _knows_paper() -> bool:
+    from features.motion import MotionConfig
+    return "variant" in MotionConfig.__dataclass_fields__
+
+
+@pytest.mark.skipif(_knows_paper(), reason="features.motion has MotionConfig(variant=...)")
+def test_builtin_paper_variant_is_a_clear_error_until_motion_knows_it(cache):
+    files, c = cache
+    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "paper")
+    assert res.exit_code == 2 and "{'variant': 'paper'}" in res.output and "features.motion" in res.output
+
+
+@pytest.mark.skipif(not _knows_paper(), reason="features.motion has no MotionConfig(variant=...) yet")
+def test_builtin_paper_variant(cache):
+    files, c = cache
+    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "paper")
+    assert res.exit_code == 0, res.output
+    g = store.open_video(c, "videos", "v0")
+    assert g.attrs["made_with"]["dphase_s0@paper"]["motion"] == {"variant": "paper"}
+    assert not np.array_equal(g["dphase_s0@paper"][:], g["dphase_s0"][:])
