@@ -65,7 +65,8 @@ def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: 
     if entry.path.is_file() and src and src != source_identity(entry.path):
         return _rebuild(g, want, s, motion, "source video changed")
     if any(have.get(n) != want[n] or n in bad for n in FACE_ARRAYS):
-        why = "damaged faces" if any(have.get(n) == "damaged" for n in FACE_ARRAYS) else "face settings changed"
+        why = "damaged faces" if any(have.get(n) == "damaged" for n in FACE_ARRAYS) else \
+            "face fingerprint changed (settings, landmark model or code version)"
         return _rebuild(g, want, s, motion, why)
     made = dict(g.attrs.get("made_with", {}))
     conflicts = [n for n in want if arrays.kind_of(n).params == "motion" and n in made and n not in bad

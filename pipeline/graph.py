@@ -32,6 +32,7 @@ class Summary:
 
     rows: list[dict] = field(default_factory=list)
     seconds: float = 0.0
+    truth: dict[str, dict] = field(default_factory=dict)   # video -> index row rebuilt from its group, once
     dashboard: str | None = None
 
     def count(self, action: str) -> int:
@@ -140,6 +141,9 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
             echo("job script:\n" + batch_cluster(scheduler, cluster_opts or {}).job_script())
         return Summary()
     with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
+        # half-built arrays of killed or failed tasks: no task of this dataset runs now (an orphaned task whose
+        # folder this removes fails at its swap, which is what it should do)
+        shutil.rmtree(store.dataset_dir(cache, dataset) / ".staging", ignore_errors=True)
         if force:
             for e in entries:
                 shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)
@@ -152,7 +156,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
             _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
                         replace_variant, lock)
         summary.seconds = time.perf_counter() - t0
-        update_index(cache, dataset, summary.rows, lock)
+        update_index(cache, dataset, summary.rows, lock, summary.truth)
     return summary
 
 
@@ -187,7 +191,8 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
             vbar.update(1)
             if row.get("status") == "failed":
                 vbar.write(f"failed: {row['error']}")
-            update_index(cache, dataset, summary.rows, lock)   # the index is current after every video
+            summary.truth[row["video"]] = truth_row(cache, dataset, row)
+            update_index(cache, dataset, summary.rows, lock, summary.truth)   # current after every video
         vbar.close()
         fbar.close()
     finally:
@@ -236,15 +241,22 @@ def truth_row(cache: Path, dataset: str, row: dict) -> dict:
             "error": why, "n_frames": 0}
 
 
-def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock | None = None) -> None:
-    """Merge this run's videos into index.parquet, each row rebuilt from its group; other videos' rows are kept."""
+def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock | None = None,
+                 truth: dict[str, dict] | None = None) -> None:
+    """Merge this run's videos into index.parquet, each row rebuilt from its group; other videos' rows are kept.
+
+    `truth` caches rows already rebuilt (video -> row), so a long run reads each group once, not after every video.
+    """
+    truth = {} if truth is None else truth
     if lock is not None and lock.lost:
         raise BadInputError(lock.path, "this run's lock was taken over by another features run",
                             "the other run owns the cache now; rerun this one after it")
     old = store.read_index(cache, dataset)
     merged = {} if old is None else {r["video"]: r for r in old.to_dict("records")}
     for r in rows:
-        merged[r["video"]] = {c: v for c, v in truth_row(cache, dataset, r).items() if c in store.INDEX_COLUMNS}
+        if r["video"] not in truth:
+            truth[r["video"]] = truth_row(cache, dataset, r)
+        merged[r["video"]] = {c: v for c, v in truth[r["video"]].items() if c in store.INDEX_COLUMNS}
     store.write_index(cache, dataset, list(merged.values()))
 
 

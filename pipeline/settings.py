@@ -12,7 +12,8 @@ settings into {array name: fingerprint}. What enters a fingerprint, and why:
 - flow: its code version, the FlowConfig (with MOTION_VERSION), the face's.
 - labels: the label files (path, size, mtime) and the video-level labels.
 
-Library versions (torch, OpenCV, dlib, numpy) are recorded in each group's attrs (`libraries`) but are not part of
+Not in fingerprints: how the work runs (device, threads, workers, scheduler): the same maths on CPU or CUDA differs
+in float rounding only. Library versions (torch, OpenCV, dlib, numpy) are recorded in each group's attrs (`libraries`) but are not part of
 the fingerprints: a routine upgrade would otherwise throw away a cache that took days to build, and the pinned
 versions are what the stage digests (tests/test_digests.py) check: an upgrade that changes a stage's output fails
 that test, and the stage's version is then bumped, which does invalidate the cache.
