@@ -12,6 +12,13 @@ A full-frame detection runs every `detect_every` frames, whenever verification f
 `verify_threshold`) and whenever the shape is implausible (Procrustes residual against the mean shape above
 `max_shape_residual`, in face-box units). No frame is ever dropped: a frame without a face has
 `valid=False`, NaN landmarks and all-zero crops (not filled from neighbours).
+
+Which face (`side`): "largest" takes the largest detection. "left"/"right" serve Aff-Wild2's two-person videos,
+whose `<video>_left` / `<video>_right` label files annotate one person each: the left-most (right-most) face is
+acquired, kept by tracking whatever its position, and after a loss re-acquired only on its own side of its
+*partner* (the nearest person on the far side, remembered from the last detection that saw both), never by frame
+halves, so both people may move across the frame. The partner never replaces the tracked face: with only the
+partner in view the frame is invalid.
 """
 from __future__ import annotations
 
@@ -174,14 +181,28 @@ def _iou(a: tuple, b: tuple) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def _centre(box: tuple) -> np.ndarray:
+    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
+
+
+def _dist(a: tuple | None, b: tuple) -> float:
+    return float(np.hypot(*(_centre(a) - _centre(b)))) if a is not None else np.inf
+
+
+SIDES = ("largest", "left", "right")
+
+
 class FaceTracker:
     """Detect once, then track 68 landmarks frame to frame; `process` keeps its state across successive chunks."""
 
     def __init__(self, detect_every: int = 30, detect_size: int = 320, upsample: int = 1,
                  verify_threshold: float = -0.2, max_shape_residual: float = 0.1, crop_size: int = 224,
-                 gray_size: int = 48, scale: float = TEMPLATE_SCALE):
+                 gray_size: int = 48, scale: float = TEMPLATE_SCALE, side: str = "largest"):
         if detect_every < 1:
             raise ValueError("detect_every must be >= 1")
+        if side not in SIDES:
+            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        self.side = side
         self.detect_every = detect_every
         self.detect_size = detect_size
         self.upsample = upsample
@@ -201,12 +222,14 @@ class FaceTracker:
                 "verify_threshold": self.verify_threshold, "verify_size": VERIFY_SIZE, "verify_scale": VERIFY_SCALE,
                 "max_shape_residual": self.max_shape_residual, "rigid_points": list(RIGID),
                 "template_scale": self.scale, "crop_size": self.crop_size, "gray_size": self.gray_size,
-                "border": "replicate", "invalid_fill": "zeros"}
+                "border": "replicate", "invalid_fill": "zeros", "side": self.side}
 
     def reset(self) -> None:
         """Forget the tracked face (start of a new video)."""
         self._prev: np.ndarray | None = None  # last frame's landmarks [68, 2]
         self._since_detect = 0
+        self._last_seen: np.ndarray | None = None  # landmarks of the last frame with our face (side modes)
+        self._partner: tuple | None = None  # box of the nearest face on the far side when last seen (side modes)
 
     def _box_from_landmarks(self, lm: np.ndarray) -> tuple:
         m = similarity_transform(mean_shape(), lm)  # unit box -> this face
@@ -264,16 +287,61 @@ class FaceTracker:
             ref = self._box_from_landmarks(self._prev)
             ious = [_iou(ref, b) for b in boxes]
             if ious and max(ious) > 0.3:
-                return self._predict(gray, boxes[int(np.argmax(ious))]), True
+                k = int(np.argmax(ious))
+                self._remember_partner(boxes[k], boxes)
+                return self._predict(gray, boxes[k]), True
             if due and self.detect_every > 1:
                 # A scheduled detection that misses the tracked face (the detector misses turned heads)
                 # keeps it while the tracked fit still verifies; another face never replaces it.
                 lm = self._track(gray)
                 if lm is not None:
+                    self._remember_partner(self._box_from_landmarks(lm), boxes)
                     return lm, True
+        box = self._acquire(boxes, gray.shape[1])
+        return (None if box is None else self._predict(gray, box)), True
+
+    def _far(self, box: tuple, ref: tuple) -> bool:
+        """Whether `box` lies on the far side of `ref` (right of it when we follow the left person)."""
+        dx = _centre(box)[0] - _centre(ref)[0]
+        return dx > 0 if self.side == "left" else dx < 0
+
+    def _remember_partner(self, ours: tuple, boxes: list[tuple]) -> None:
+        """Note the nearest face on the far side of ours (side modes); kept as it was when none is seen."""
+        if self.side == "largest":
+            return
+        near = 0.5 * (ours[2] - ours[0])  # a detection this close is our own face, however poorly boxed
+        far = [b for b in boxes if _dist(ours, b) > near and _iou(ours, b) <= 0.3 and self._far(b, ours)]
+        if far:
+            self._partner = min(far, key=lambda b: _dist(ours, b))
+
+    def _acquire(self, boxes: list[tuple], width: int) -> tuple | None:
+        """Which detection is our face when none is tracked: the largest, or the side-most on our side."""
         if not boxes:
-            return None, True
-        return self._predict(gray, max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))), True
+            return None
+        if self.side == "largest":
+            return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
+        last = None if self._last_seen is None else self._box_from_landmarks(self._last_seen)
+        candidates = list(boxes)
+        if self._partner is not None:
+            # The partner claims the detection nearest its last box, unless that one is nearer our own last box;
+            # its memory follows it only on a clear claim, so an ambiguous frame stays invalid and changes nothing.
+            j = min(range(len(boxes)), key=lambda i: _dist(self._partner, boxes[i]))
+            d_partner, d_ours = _dist(self._partner, boxes[j]), _dist(last, boxes[j])
+            if d_partner < d_ours:
+                partner = candidates.pop(j)
+                if d_partner <= 0.5 * d_ours:
+                    self._partner = partner
+            candidates = [b for b in candidates if not self._far(b, self._partner)]
+        elif len(candidates) == 1:
+            # Nobody seen beside us yet: a lone face counts only on our half of the frame.
+            half = _centre(candidates[0])[0] - width / 2
+            candidates = candidates if (half < 0 if self.side == "left" else half > 0) else []
+        if not candidates:
+            return None
+        sign = 1 if self.side == "left" else -1
+        ours = min(candidates, key=lambda b: sign * _centre(b)[0])
+        self._remember_partner(ours, boxes)
+        return ours
 
     def process(self, frames: np.ndarray) -> AlignedFaces:
         """Track and align frames [n, H, W, 3] uint8 RGB, continuing from the previous call's last frame."""
@@ -290,6 +358,7 @@ class FaceTracker:
             self._prev = lm
             if lm is not None:
                 landmarks[i], valid[i] = lm, True
+                self._last_seen = lm
         out = align_faces(frames, landmarks, valid, self.crop_size, self.gray_size, self.scale)
         out.detected = detected
         return out

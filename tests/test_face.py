@@ -4,6 +4,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from people_video import portrait_landmarks, two_people, write_people_video
 from synth_video import astronaut, write_face_video
 
 from features import face as F
@@ -228,3 +229,55 @@ def test_several_faces_start_with_largest_then_keep_the_tracked_one(tmp_path):
                                atol=3)  # on the left face throughout, across the scheduled detections
     fresh = F.FaceTracker(detect_every=5).process(frames[10:])
     assert (fresh.landmarks.mean(1)[:, 0] > 300).all()  # a fresh start takes the larger face (x = 350)
+
+
+# ---- two-person videos (Aff-Wild2 <video>_left / <video>_right) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_person(tmp_path_factory):
+    """The two_people scene (120 frames, 480x240), tracked from each side in 32-frame chunks."""
+    path = tmp_path_factory.mktemp("two") / "two.mp4"
+    people = two_people(120)
+    truths = write_people_video(path, 120, people)
+    out = {side: track(path, side=side) for side in ("left", "right", "largest")}
+    return path, people, truths, out
+
+
+def landmark_errors(out, person, truth):
+    """Mean landmark distance to this person's truth per frame (NaN where the output has no face)."""
+    lm = portrait_landmarks(person.photo)
+    return np.array([np.linalg.norm(out.landmarks[t] - truth.map_points(lm, t), axis=1).mean() if out.valid[t]
+                     else np.nan for t in range(len(out))])
+
+
+@pytest.mark.parametrize("side,k", [("left", 0), ("right", 1)])
+def test_each_side_follows_its_own_person(two_person, side, k):
+    _, people, truths, out = two_person
+    got = out[side]
+    np.testing.assert_array_equal(got.valid, truths[k].present)  # invalid exactly while its person is away
+    assert np.isnan(got.landmarks[~got.valid]).all() and not got.face48[~got.valid].any()
+    errs = landmark_errors(got, people[k], truths[k])[got.valid]
+    print(f"{side}: landmark error against the truth: median {np.median(errs):.2f} px, max {errs.max():.2f} px")
+    assert np.median(errs) < 1.5 and errs.max() < 3.0
+
+
+def test_largest_face_mixes_the_two_people(two_person):
+    """The scene makes the choice matter: the largest face is Grace Hopper's, then the astronaut's while Grace is away."""
+    _, people, truths, out = two_person
+    on_left = landmark_errors(out["largest"], people[0], truths[0]) < 3
+    on_right = landmark_errors(out["largest"], people[1], truths[1]) < 3
+    assert on_right[:30].all() and on_left[~truths[1].present].all()
+
+
+def test_a_lone_face_on_the_far_half_is_not_taken_without_a_partner(two_person):
+    path, _, truths, _ = two_person
+    frames = np.concatenate([c.frames for c in iter_chunks(path)])
+    only_right = np.flatnonzero(~truths[0].present)  # Grace Hopper alone, right of the centre
+    assert not F.FaceTracker(side="left").process(frames[only_right]).valid.any()
+    assert F.FaceTracker(side="right").process(frames[only_right]).valid.all()
+
+
+def test_side_is_part_of_the_params():
+    assert F.FaceTracker().params["side"] == "largest" and F.FaceTracker(side="left").params["side"] == "left"
+    with pytest.raises(ValueError, match="side"):
+        F.FaceTracker(side="middle")
