@@ -13,17 +13,12 @@ A full-frame detection runs every `detect_every` frames, whenever verification f
 `max_shape_residual`, in face-box units). No frame is ever dropped: a frame without a face has
 `valid=False`, NaN landmarks and all-zero crops (not filled from neighbours).
 
-Which face (`side`): "largest" takes the largest detection. "left"/"right" serve Aff-Wild2's two-person videos,
-whose `<video>_left` / `<video>_right` label files annotate one person each: the left-most (right-most) face is
-acquired, kept by tracking whatever its position, and after a loss re-acquired only on its own side of its
-*partner* (the nearest person on the far side, remembered from the last detection that saw both), never by frame
-halves, so both people may move across the frame. The partner never replaces the tracked face: with only the
-partner in view the frame is invalid.
+Which face (`side`, see features/face_side.py): the largest, or in Aff-Wild2's two-person videos the left or the
+right person, acquired by relative order, kept by tracking, and never replaced by the other person.
 """
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +27,7 @@ import cv2
 import numpy as np
 
 from features.errors import BadInputError
+from features.face_side import SidePicker, iou
 
 MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
 # Stable under expression: nose bridge and base (27-35), outer and inner eye corners (36, 39, 42, 45).
@@ -120,6 +116,14 @@ def shape_residual(landmarks: np.ndarray) -> float:
     return float(np.sqrt(((fitted - mean_shape()) ** 2).sum(1).mean()))
 
 
+def box_from_landmarks(lm: np.ndarray) -> tuple[float, float, float, float]:
+    """The detection-like box (left, top, right, bottom) implied by landmarks [68, 2]: the mean shape's unit box."""
+    m = similarity_transform(mean_shape(), lm)  # unit box -> this face
+    side = float(np.hypot(m[0, 0], m[1, 0]))
+    cx, cy = m[:, :2] @ np.array([0.5, 0.5]) + m[:, 2]
+    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+
+
 @dataclass
 class AlignedFaces:
     """Per-frame alignment results; one row per input frame, none dropped."""
@@ -141,10 +145,10 @@ class AlignedFaces:
                               for k in ("landmarks", "valid", "face224", "face48")), detected=det)
 
 
-def crops_from_face224(face224: np.ndarray, gray_size: int = 48) -> np.ndarray:
-    """The gray crop [n, g, g] from 224 crops [n, 224, 224, 3]: area averaging, i.e. the same transform scaled."""
-    out = np.zeros((len(face224), gray_size, gray_size), np.uint8)
-    for i, f in enumerate(face224):
+def gray_crops(faces: np.ndarray, gray_size: int = 48) -> np.ndarray:
+    """Gray crops [n, g, g] from RGB crops [n, s, s, 3] of any size: luma, then area averaging (the same framing)."""
+    out = np.zeros((len(faces), gray_size, gray_size), np.uint8)
+    for i, f in enumerate(faces):
         out[i] = cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (gray_size, gray_size), interpolation=cv2.INTER_AREA)
     return out
 
@@ -166,30 +170,11 @@ def align_faces(frames: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, cr
         # Replicated borders, not black: an edge moving with the head would show up as motion downstream.
         face224[i] = cv2.warpAffine(frames[i], m, (crop_size, crop_size), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_REPLICATE)
-    face48 = crops_from_face224(face224, gray_size)
+    face48 = gray_crops(face224, gray_size)
     face48[~valid] = 0
     out_lm = landmarks.copy()
     out_lm[~valid] = np.nan
     return AlignedFaces(landmarks=out_lm, valid=valid, face224=face224, face48=face48)
-
-
-def _iou(a: tuple, b: tuple) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
-def _centre(box: tuple) -> np.ndarray:
-    return np.array([(box[0] + box[2]) / 2, (box[1] + box[3]) / 2])
-
-
-def _dist(a: tuple | None, b: tuple) -> float:
-    return float(np.hypot(*(_centre(a) - _centre(b)))) if a is not None else np.inf
-
-
-SIDES = ("largest", "left", "right")
 
 
 class FaceTracker:
@@ -200,8 +185,7 @@ class FaceTracker:
                  gray_size: int = 48, scale: float = TEMPLATE_SCALE, side: str = "largest"):
         if detect_every < 1:
             raise ValueError("detect_every must be >= 1")
-        if side not in SIDES:
-            raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+        self._sides = SidePicker(side)  # raises on an unknown side
         self.side = side
         self.detect_every = detect_every
         self.detect_size = detect_size
@@ -228,14 +212,8 @@ class FaceTracker:
         """Forget the tracked face (start of a new video)."""
         self._prev: np.ndarray | None = None  # last frame's landmarks [68, 2]
         self._since_detect = 0
-        self._last_seen: np.ndarray | None = None  # landmarks of the last frame with our face (side modes)
-        self._partner: tuple | None = None  # box of the nearest face on the far side when last seen (side modes)
-
-    def _box_from_landmarks(self, lm: np.ndarray) -> tuple:
-        m = similarity_transform(mean_shape(), lm)  # unit box -> this face
-        side = float(np.hypot(m[0, 0], m[1, 0]))
-        cx, cy = m[:, :2] @ np.array([0.5, 0.5]) + m[:, 2]
-        return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+        self._last_seen: np.ndarray | None = None  # landmarks of the last frame with our face
+        self._sides.reset()
 
     def _predict(self, gray: np.ndarray, box: tuple) -> np.ndarray:
         dlib, _, predictor = _dlib()
@@ -268,7 +246,7 @@ class FaceTracker:
         return max(ok) if ok else -np.inf
 
     def _track(self, gray: np.ndarray) -> np.ndarray | None:
-        lm = self._predict(gray, self._box_from_landmarks(self._prev))
+        lm = self._predict(gray, box_from_landmarks(self._prev))
         if shape_residual(lm) > self.max_shape_residual:
             return None
         return lm if self.verify_score(gray, lm) >= self.verify_threshold else None
@@ -284,64 +262,22 @@ class FaceTracker:
         boxes = self._detect(gray)
         self._since_detect = 1
         if self._prev is not None:
-            ref = self._box_from_landmarks(self._prev)
-            ious = [_iou(ref, b) for b in boxes]
+            ref = box_from_landmarks(self._prev)
+            ious = [iou(ref, b) for b in boxes]
             if ious and max(ious) > 0.3:
                 k = int(np.argmax(ious))
-                self._remember_partner(boxes[k], boxes)
+                self._sides.seen(boxes[k], boxes)
                 return self._predict(gray, boxes[k]), True
             if due and self.detect_every > 1:
                 # A scheduled detection that misses the tracked face (the detector misses turned heads)
                 # keeps it while the tracked fit still verifies; another face never replaces it.
                 lm = self._track(gray)
                 if lm is not None:
-                    self._remember_partner(self._box_from_landmarks(lm), boxes)
+                    self._sides.seen(box_from_landmarks(lm), boxes)
                     return lm, True
-        box = self._acquire(boxes, gray.shape[1])
-        return (None if box is None else self._predict(gray, box)), True
-
-    def _far(self, box: tuple, ref: tuple) -> bool:
-        """Whether `box` lies on the far side of `ref` (right of it when we follow the left person)."""
-        dx = _centre(box)[0] - _centre(ref)[0]
-        return dx > 0 if self.side == "left" else dx < 0
-
-    def _remember_partner(self, ours: tuple, boxes: list[tuple]) -> None:
-        """Note the nearest face on the far side of ours (side modes); kept as it was when none is seen."""
-        if self.side == "largest":
-            return
-        near = 0.5 * (ours[2] - ours[0])  # a detection this close is our own face, however poorly boxed
-        far = [b for b in boxes if _dist(ours, b) > near and _iou(ours, b) <= 0.3 and self._far(b, ours)]
-        if far:
-            self._partner = min(far, key=lambda b: _dist(ours, b))
-
-    def _acquire(self, boxes: list[tuple], width: int) -> tuple | None:
-        """Which detection is our face when none is tracked: the largest, or the side-most on our side."""
-        if not boxes:
-            return None
-        if self.side == "largest":
-            return max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))
-        last = None if self._last_seen is None else self._box_from_landmarks(self._last_seen)
-        candidates = list(boxes)
-        if self._partner is not None:
-            # The partner claims the detection nearest its last box, unless that one is nearer our own last box;
-            # its memory follows it only on a clear claim, so an ambiguous frame stays invalid and changes nothing.
-            j = min(range(len(boxes)), key=lambda i: _dist(self._partner, boxes[i]))
-            d_partner, d_ours = _dist(self._partner, boxes[j]), _dist(last, boxes[j])
-            if d_partner < d_ours:
-                partner = candidates.pop(j)
-                if d_partner <= 0.5 * d_ours:
-                    self._partner = partner
-            candidates = [b for b in candidates if not self._far(b, self._partner)]
-        elif len(candidates) == 1:
-            # Nobody seen beside us yet: a lone face counts only on our half of the frame.
-            half = _centre(candidates[0])[0] - width / 2
-            candidates = candidates if (half < 0 if self.side == "left" else half > 0) else []
-        if not candidates:
-            return None
-        sign = 1 if self.side == "left" else -1
-        ours = min(candidates, key=lambda b: sign * _centre(b)[0])
-        self._remember_partner(ours, boxes)
-        return ours
+        last = None if self._last_seen is None else box_from_landmarks(self._last_seen)
+        k = self._sides.pick(boxes, gray.shape[1], last)
+        return (None if k is None else self._predict(gray, boxes[k])), True
 
     def process(self, frames: np.ndarray) -> AlignedFaces:
         """Track and align frames [n, H, W, 3] uint8 RGB, continuing from the previous call's last frame."""
@@ -362,90 +298,3 @@ class FaceTracker:
         out = align_faces(frames, landmarks, valid, self.crop_size, self.gray_size, self.scale)
         out.detected = detected
         return out
-
-
-# ---- inputs users already have: OpenFace CSVs and folders of pre-aligned crops --------------------------------
-
-def read_openface_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks float32 [T, 68, 2] (source pixels, NaN where failed) and valid bool [T] from an OpenFace CSV.
-
-    Rows are placed by the `frame` column (1-based) when present, so missing rows are invalid frames; with
-    several faces per frame (FaceLandmarkVidMulti) the most confident successful row is kept.
-    """
-    import csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(path, "OpenFace CSV not found")
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        col = {h: i for i, h in enumerate(header)}
-        need = [f"x_{k}" for k in range(68)] + [f"y_{k}" for k in range(68)] + ["success"]
-        missing = [h for h in need if h not in col]
-        if missing:
-            raise BadInputError(path, f"line 1: not an OpenFace landmark CSV, missing columns {missing[:4]}"
-                                      f"{'...' if len(missing) > 4 else ''}", "run FeatureExtraction with -2Dfp")
-        xi = [col[f"x_{k}"] for k in range(68)]
-        yi = [col[f"y_{k}"] for k in range(68)]
-        rows: dict[int, tuple[tuple, np.ndarray, bool]] = {}
-        for lineno, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            try:
-                if len(row) != len(header):
-                    raise ValueError(f"{len(row)} fields, the header has {len(header)}")
-                vals = [float(c) for c in row]
-                frame = int(vals[col["frame"]]) - 1 if "frame" in col else len(rows)
-                if frame < 0:
-                    raise ValueError(f"frame number {frame + 1} < 1")
-            except ValueError as err:
-                raise BadInputError(path, f"line {lineno}: {err}", "a malformed OpenFace CSV") from None
-            ok = vals[col["success"]] > 0.5
-            key = (ok, vals[col["confidence"]] if "confidence" in col else 0.0)
-            if frame not in rows or key > rows[frame][0]:
-                rows[frame] = (key, np.stack([[vals[i] for i in xi], [vals[i] for i in yi]], 1), ok)
-    if not rows:
-        raise BadInputError(path, "no data rows")
-    n = max(rows) + 1
-    landmarks = np.full((n, 68, 2), np.nan, np.float32)
-    valid = np.zeros(n, bool)
-    for t, (_, lm, ok) in rows.items():
-        if ok and np.isfinite(lm).all():
-            landmarks[t], valid[t] = lm, True
-    return landmarks, valid
-
-
-def iter_aligned_folder(folder: str | Path, chunk_size: int = 64, n_frames: int | None = None,
-                        crop_size: int = 224, gray_size: int = 48) -> Iterator[AlignedFaces]:
-    """AlignedFaces chunks (frames 0.., in order) from a folder of pre-aligned crops (Aff-Wild2 cropped_aligned).
-
-    Files are numbered from 1 (`00001.jpg` is frame 0); a missing number is a frame without a face (valid False,
-    zero crops). The video has `n_frames` frames if given (trailing frames without a face are otherwise unknown),
-    else as many as the largest number. Landmarks are NaN: the crops carry none.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInputError(folder, "folder of aligned faces not found")
-    files = {int(p.stem) - 1: p for p in folder.iterdir()
-             if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") and p.stem.isdigit() and int(p.stem) > 0}
-    if not files:
-        raise BadInputError(folder, "no numbered images (00001.jpg ...) in this folder")
-    total = n_frames if n_frames is not None else max(files) + 1
-    for start in range(0, total, chunk_size):
-        n = min(chunk_size, total - start)
-        face224 = np.zeros((n, crop_size, crop_size, 3), np.uint8)
-        valid = np.zeros(n, bool)
-        for i in range(n):
-            p = files.get(start + i)
-            if p is None:
-                continue
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise BadInputError(p, "cannot read this image", "re-extract the cropped_aligned folder")
-            interp = cv2.INTER_AREA if img.shape[0] > crop_size else cv2.INTER_LINEAR
-            face224[i] = cv2.cvtColor(cv2.resize(img, (crop_size, crop_size), interpolation=interp),
-                                      cv2.COLOR_BGR2RGB)
-            valid[i] = True
-        yield AlignedFaces(landmarks=np.full((n, 68, 2), np.nan, np.float32), valid=valid,
-                           face224=face224, face48=crops_from_face224(face224, gray_size))

@@ -158,65 +158,6 @@ def test_missing_model_says_what_to_install(monkeypatch):
     assert F.model_path().is_file()
 
 
-# ---- readers -----------------------------------------------------------------------------------------------
-
-def write_openface_csv(path, landmarks, success):
-    cols = ["frame", "face_id", "timestamp", "confidence", "success"]
-    cols += [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
-    lines = [", ".join(cols)]  # OpenFace writes ", " between names: leading spaces
-    for t, (lm, ok) in enumerate(zip(landmarks, success)):
-        lm = np.zeros((68, 2)) if not ok else lm  # OpenFace writes zeros when it fails
-        vals = [t + 1, 0, t / 30, 0.98 if ok else 0.0, int(ok)] + list(lm[:, 0]) + list(lm[:, 1])
-        lines.append(", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in vals))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def test_openface_csv_round_trip_then_align(tmp_path, moving):
-    path, _, out = moving
-    csv_path = tmp_path / "moving.csv"
-    success = out.valid[:32].copy()
-    success[2] = False
-    lm = np.round(out.landmarks[:32].astype(float), 3)
-    write_openface_csv(csv_path, lm, success)
-    got_lm, got_valid = F.read_openface_csv(csv_path)
-    np.testing.assert_array_equal(got_valid, success)
-    np.testing.assert_allclose(got_lm[success], lm[success], atol=1e-3)
-    assert np.isnan(got_lm[2]).all()
-    frames = next(iter_chunks(path, 32)).frames
-    aligned = F.align_faces(frames, got_lm, got_valid)
-    assert np.abs(aligned.face48[success].astype(int) - out.face48[:32][success]).max() <= 2
-
-
-def test_malformed_openface_csv_names_file_and_line(tmp_path):
-    path = tmp_path / "bad.csv"
-    write_openface_csv(path, np.ones((3, 68, 2)), [True, True, True])
-    lines = path.read_text().splitlines()
-    lines[2] = lines[2].replace("1.000", "abc", 1)
-    path.write_text("\n".join(lines))
-    with pytest.raises(BadInputError) as err:
-        F.read_openface_csv(path)
-    assert str(path) in str(err.value) and "line 3" in str(err.value)
-    path.write_text("frame, success, x_0\n1, 1, 3\n")
-    with pytest.raises(BadInputError, match="line 1"):
-        F.read_openface_csv(path)
-
-
-def test_aligned_folder_with_a_gap(tmp_path):
-    face = cv2.resize(astronaut()[30:250, 120:340], (112, 112))
-    for i in (1, 2, 3, 5, 6):  # 00004.jpg missing: frame 3 had no face
-        cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-    chunks = list(F.iter_aligned_folder(tmp_path, chunk_size=4))
-    assert [len(c) for c in chunks] == [4, 2]
-    out = F.AlignedFaces.concat(chunks)
-    np.testing.assert_array_equal(out.valid, [True, True, True, False, True, True])
-    assert out.face224.shape == (6, 224, 224, 3) and out.face48.shape == (6, 48, 48)
-    assert not out.face48[3].any() and out.face48[0].mean() > 50 and np.isnan(out.landmarks).all()
-    longer = F.AlignedFaces.concat(list(F.iter_aligned_folder(tmp_path, chunk_size=4, n_frames=8)))
-    np.testing.assert_array_equal(longer.valid[6:], [False, False])
-    with pytest.raises(BadInputError, match="no numbered images"):
-        next(F.iter_aligned_folder(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path))
-
-
 def test_several_faces_start_with_largest_then_keep_the_tracked_one(tmp_path):
     path = tmp_path / "two.mp4"
     # The tracked face (small, left) is alone for 10 frames, then a larger face appears on the right.
