@@ -12,11 +12,13 @@ A full-frame detection runs every `detect_every` frames, whenever verification f
 `verify_threshold`) and whenever the shape is implausible (Procrustes residual against the mean shape above
 `max_shape_residual`, in face-box units). No frame is ever dropped: a frame without a face has
 `valid=False`, NaN landmarks and all-zero crops (not filled from neighbours).
+
+Which face (`side`, see features/face_side.py): the largest, or in Aff-Wild2's two-person videos the left or the
+right person, acquired by relative order, kept by tracking, and never replaced by the other person.
 """
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +27,7 @@ import cv2
 import numpy as np
 
 from features.errors import BadInputError
+from features.face_side import SidePicker, iou
 
 MODEL_FILE = "shape_predictor_68_face_landmarks.dat"
 # Stable under expression: nose bridge and base (27-35), outer and inner eye corners (36, 39, 42, 45).
@@ -113,6 +116,14 @@ def shape_residual(landmarks: np.ndarray) -> float:
     return float(np.sqrt(((fitted - mean_shape()) ** 2).sum(1).mean()))
 
 
+def box_from_landmarks(lm: np.ndarray) -> tuple[float, float, float, float]:
+    """The detection-like box (left, top, right, bottom) implied by landmarks [68, 2]: the mean shape's unit box."""
+    m = similarity_transform(mean_shape(), lm)  # unit box -> this face
+    side = float(np.hypot(m[0, 0], m[1, 0]))
+    cx, cy = m[:, :2] @ np.array([0.5, 0.5]) + m[:, 2]
+    return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+
+
 @dataclass
 class AlignedFaces:
     """Per-frame alignment results; one row per input frame, none dropped."""
@@ -134,10 +145,10 @@ class AlignedFaces:
                               for k in ("landmarks", "valid", "face224", "face48")), detected=det)
 
 
-def crops_from_face224(face224: np.ndarray, gray_size: int = 48) -> np.ndarray:
-    """The gray crop [n, g, g] from 224 crops [n, 224, 224, 3]: area averaging, i.e. the same transform scaled."""
-    out = np.zeros((len(face224), gray_size, gray_size), np.uint8)
-    for i, f in enumerate(face224):
+def gray_crops(faces: np.ndarray, gray_size: int = 48) -> np.ndarray:
+    """Gray crops [n, g, g] from RGB crops [n, s, s, 3] of any size: luma, then area averaging (the same framing)."""
+    out = np.zeros((len(faces), gray_size, gray_size), np.uint8)
+    for i, f in enumerate(faces):
         out[i] = cv2.resize(cv2.cvtColor(f, cv2.COLOR_RGB2GRAY), (gray_size, gray_size), interpolation=cv2.INTER_AREA)
     return out
 
@@ -159,19 +170,11 @@ def align_faces(frames: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, cr
         # Replicated borders, not black: an edge moving with the head would show up as motion downstream.
         face224[i] = cv2.warpAffine(frames[i], m, (crop_size, crop_size), flags=cv2.INTER_LINEAR,
                                     borderMode=cv2.BORDER_REPLICATE)
-    face48 = crops_from_face224(face224, gray_size)
+    face48 = gray_crops(face224, gray_size)
     face48[~valid] = 0
     out_lm = landmarks.copy()
     out_lm[~valid] = np.nan
     return AlignedFaces(landmarks=out_lm, valid=valid, face224=face224, face48=face48)
-
-
-def _iou(a: tuple, b: tuple) -> float:
-    w = min(a[2], b[2]) - max(a[0], b[0])
-    h = min(a[3], b[3]) - max(a[1], b[1])
-    inter = max(0.0, w) * max(0.0, h)
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 class FaceTracker:
@@ -179,9 +182,11 @@ class FaceTracker:
 
     def __init__(self, detect_every: int = 30, detect_size: int = 320, upsample: int = 1,
                  verify_threshold: float = -0.2, max_shape_residual: float = 0.1, crop_size: int = 224,
-                 gray_size: int = 48, scale: float = TEMPLATE_SCALE):
+                 gray_size: int = 48, scale: float = TEMPLATE_SCALE, side: str = "largest"):
         if detect_every < 1:
             raise ValueError("detect_every must be >= 1")
+        self._sides = SidePicker(side)  # raises on an unknown side
+        self.side = side
         self.detect_every = detect_every
         self.detect_size = detect_size
         self.upsample = upsample
@@ -201,18 +206,14 @@ class FaceTracker:
                 "verify_threshold": self.verify_threshold, "verify_size": VERIFY_SIZE, "verify_scale": VERIFY_SCALE,
                 "max_shape_residual": self.max_shape_residual, "rigid_points": list(RIGID),
                 "template_scale": self.scale, "crop_size": self.crop_size, "gray_size": self.gray_size,
-                "border": "replicate", "invalid_fill": "zeros"}
+                "border": "replicate", "invalid_fill": "zeros", "side": self.side}
 
     def reset(self) -> None:
         """Forget the tracked face (start of a new video)."""
         self._prev: np.ndarray | None = None  # last frame's landmarks [68, 2]
         self._since_detect = 0
-
-    def _box_from_landmarks(self, lm: np.ndarray) -> tuple:
-        m = similarity_transform(mean_shape(), lm)  # unit box -> this face
-        side = float(np.hypot(m[0, 0], m[1, 0]))
-        cx, cy = m[:, :2] @ np.array([0.5, 0.5]) + m[:, 2]
-        return cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2
+        self._last_seen: np.ndarray | None = None  # landmarks of the last frame with our face
+        self._sides.reset()
 
     def _predict(self, gray: np.ndarray, box: tuple) -> np.ndarray:
         dlib, _, predictor = _dlib()
@@ -245,7 +246,7 @@ class FaceTracker:
         return max(ok) if ok else -np.inf
 
     def _track(self, gray: np.ndarray) -> np.ndarray | None:
-        lm = self._predict(gray, self._box_from_landmarks(self._prev))
+        lm = self._predict(gray, box_from_landmarks(self._prev))
         if shape_residual(lm) > self.max_shape_residual:
             return None
         return lm if self.verify_score(gray, lm) >= self.verify_threshold else None
@@ -261,19 +262,22 @@ class FaceTracker:
         boxes = self._detect(gray)
         self._since_detect = 1
         if self._prev is not None:
-            ref = self._box_from_landmarks(self._prev)
-            ious = [_iou(ref, b) for b in boxes]
+            ref = box_from_landmarks(self._prev)
+            ious = [iou(ref, b) for b in boxes]
             if ious and max(ious) > 0.3:
-                return self._predict(gray, boxes[int(np.argmax(ious))]), True
+                k = int(np.argmax(ious))
+                self._sides.seen(boxes[k], boxes)
+                return self._predict(gray, boxes[k]), True
             if due and self.detect_every > 1:
                 # A scheduled detection that misses the tracked face (the detector misses turned heads)
                 # keeps it while the tracked fit still verifies; another face never replaces it.
                 lm = self._track(gray)
                 if lm is not None:
+                    self._sides.seen(box_from_landmarks(lm), boxes)
                     return lm, True
-        if not boxes:
-            return None, True
-        return self._predict(gray, max(boxes, key=lambda b: (b[2] - b[0]) * (b[3] - b[1]))), True
+        last = None if self._last_seen is None else box_from_landmarks(self._last_seen)
+        k = self._sides.pick(boxes, gray.shape[1], last)
+        return (None if k is None else self._predict(gray, boxes[k])), True
 
     def process(self, frames: np.ndarray) -> AlignedFaces:
         """Track and align frames [n, H, W, 3] uint8 RGB, continuing from the previous call's last frame."""
@@ -290,93 +294,7 @@ class FaceTracker:
             self._prev = lm
             if lm is not None:
                 landmarks[i], valid[i] = lm, True
+                self._last_seen = lm
         out = align_faces(frames, landmarks, valid, self.crop_size, self.gray_size, self.scale)
         out.detected = detected
         return out
-
-
-# ---- inputs users already have: OpenFace CSVs and folders of pre-aligned crops --------------------------------
-
-def read_openface_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Landmarks float32 [T, 68, 2] (source pixels, NaN where failed) and valid bool [T] from an OpenFace CSV.
-
-    Rows are placed by the `frame` column (1-based) when present, so missing rows are invalid frames; with
-    several faces per frame (FaceLandmarkVidMulti) the most confident successful row is kept.
-    """
-    import csv
-
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(path, "OpenFace CSV not found")
-    with path.open(newline="") as fh:
-        reader = csv.reader(fh)
-        header = [h.strip() for h in next(reader, [])]
-        col = {h: i for i, h in enumerate(header)}
-        need = [f"x_{k}" for k in range(68)] + [f"y_{k}" for k in range(68)] + ["success"]
-        missing = [h for h in need if h not in col]
-        if missing:
-            raise BadInputError(path, f"line 1: not an OpenFace landmark CSV, missing columns {missing[:4]}"
-                                      f"{'...' if len(missing) > 4 else ''}", "run FeatureExtraction with -2Dfp")
-        xi = [col[f"x_{k}"] for k in range(68)]
-        yi = [col[f"y_{k}"] for k in range(68)]
-        rows: dict[int, tuple[tuple, np.ndarray, bool]] = {}
-        for lineno, row in enumerate(reader, start=2):
-            if not row or all(not c.strip() for c in row):
-                continue
-            try:
-                if len(row) != len(header):
-                    raise ValueError(f"{len(row)} fields, the header has {len(header)}")
-                vals = [float(c) for c in row]
-                frame = int(vals[col["frame"]]) - 1 if "frame" in col else len(rows)
-                if frame < 0:
-                    raise ValueError(f"frame number {frame + 1} < 1")
-            except ValueError as err:
-                raise BadInputError(path, f"line {lineno}: {err}", "a malformed OpenFace CSV") from None
-            ok = vals[col["success"]] > 0.5
-            key = (ok, vals[col["confidence"]] if "confidence" in col else 0.0)
-            if frame not in rows or key > rows[frame][0]:
-                rows[frame] = (key, np.stack([[vals[i] for i in xi], [vals[i] for i in yi]], 1), ok)
-    if not rows:
-        raise BadInputError(path, "no data rows")
-    n = max(rows) + 1
-    landmarks = np.full((n, 68, 2), np.nan, np.float32)
-    valid = np.zeros(n, bool)
-    for t, (_, lm, ok) in rows.items():
-        if ok and np.isfinite(lm).all():
-            landmarks[t], valid[t] = lm, True
-    return landmarks, valid
-
-
-def iter_aligned_folder(folder: str | Path, chunk_size: int = 64, n_frames: int | None = None,
-                        crop_size: int = 224, gray_size: int = 48) -> Iterator[AlignedFaces]:
-    """AlignedFaces chunks (frames 0.., in order) from a folder of pre-aligned crops (Aff-Wild2 cropped_aligned).
-
-    Files are numbered from 1 (`00001.jpg` is frame 0); a missing number is a frame without a face (valid False,
-    zero crops). The video has `n_frames` frames if given (trailing frames without a face are otherwise unknown),
-    else as many as the largest number. Landmarks are NaN: the crops carry none.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise BadInputError(folder, "folder of aligned faces not found")
-    files = {int(p.stem) - 1: p for p in folder.iterdir()
-             if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp") and p.stem.isdigit() and int(p.stem) > 0}
-    if not files:
-        raise BadInputError(folder, "no numbered images (00001.jpg ...) in this folder")
-    total = n_frames if n_frames is not None else max(files) + 1
-    for start in range(0, total, chunk_size):
-        n = min(chunk_size, total - start)
-        face224 = np.zeros((n, crop_size, crop_size, 3), np.uint8)
-        valid = np.zeros(n, bool)
-        for i in range(n):
-            p = files.get(start + i)
-            if p is None:
-                continue
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)
-            if img is None:
-                raise BadInputError(p, "cannot read this image", "re-extract the cropped_aligned folder")
-            interp = cv2.INTER_AREA if img.shape[0] > crop_size else cv2.INTER_LINEAR
-            face224[i] = cv2.cvtColor(cv2.resize(img, (crop_size, crop_size), interpolation=interp),
-                                      cv2.COLOR_BGR2RGB)
-            valid[i] = True
-        yield AlignedFaces(landmarks=np.full((n, 68, 2), np.nan, np.float32), valid=valid,
-                           face224=face224, face48=crops_from_face224(face224, gray_size))

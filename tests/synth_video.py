@@ -70,15 +70,17 @@ def background(size: tuple[int, int], seed: int = 0) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC).clip(0, 255).astype(np.uint8)
 
 
-def face_affine(size: tuple[int, int], scale: float, dx: float, dy: float, angle: float) -> np.ndarray:
-    """Affine [2, 3]: astronaut face centre -> frame centre + (dx, dy), rotated by `angle` degrees, scaled."""
+def face_affine(size: tuple[int, int], scale: float, dx: float, dy: float, angle: float,
+                centre: tuple[float, float] = FACE_CENTRE) -> np.ndarray:
+    """Affine [2, 3]: the photograph's face `centre` -> frame centre + (dx, dy), rotated by `angle` degrees, scaled."""
     w, h = size
-    m = cv2.getRotationMatrix2D(FACE_CENTRE, angle, scale)
-    m[:, 2] += np.array([w / 2 + dx, h / 2 + dy]) - np.array(FACE_CENTRE)
+    m = cv2.getRotationMatrix2D(centre, angle, scale)
+    m[:, 2] += np.array([w / 2 + dx, h / 2 + dy]) - np.array(centre)
     return m
 
 
-def _paste(frame: np.ndarray, img: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+def paste(frame: np.ndarray, img: np.ndarray, mask: np.ndarray, affine: np.ndarray) -> np.ndarray:
+    """Blend `img` warped by `affine` into float `frame` through the soft `mask` (same warp)."""
     h, w = frame.shape[:2]
     face = cv2.warpAffine(img, affine, (w, h), flags=cv2.INTER_LINEAR)
     alpha = cv2.warpAffine(mask, affine, (w, h), flags=cv2.INTER_LINEAR)[..., None]
@@ -126,9 +128,9 @@ def write_face_video(
             affine[t] = face_affine(size, scale, *move(u))
             frame = bg
             if second_face is not None and t >= second_face[3]:
-                frame = _paste(frame, img, mask, face_affine(size, second_face[2], *second_face[:2], 0.0))
+                frame = paste(frame, img, mask, face_affine(size, second_face[2], *second_face[:2], 0.0))
             if present[t]:
-                frame = _paste(frame, img, mask, affine[t])
+                frame = paste(frame, img, mask, affine[t])
             writer.write(cv2.cvtColor(frame.clip(0, 255).astype(np.uint8), cv2.COLOR_RGB2BGR))
     finally:
         writer.release()

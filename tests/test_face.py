@@ -4,6 +4,7 @@ import json
 import cv2
 import numpy as np
 import pytest
+from people_video import portrait_landmarks, two_people, write_people_video
 from synth_video import astronaut, write_face_video
 
 from features import face as F
@@ -157,65 +158,6 @@ def test_missing_model_says_what_to_install(monkeypatch):
     assert F.model_path().is_file()
 
 
-# ---- readers -----------------------------------------------------------------------------------------------
-
-def write_openface_csv(path, landmarks, success):
-    cols = ["frame", "face_id", "timestamp", "confidence", "success"]
-    cols += [f"x_{i}" for i in range(68)] + [f"y_{i}" for i in range(68)]
-    lines = [", ".join(cols)]  # OpenFace writes ", " between names: leading spaces
-    for t, (lm, ok) in enumerate(zip(landmarks, success)):
-        lm = np.zeros((68, 2)) if not ok else lm  # OpenFace writes zeros when it fails
-        vals = [t + 1, 0, t / 30, 0.98 if ok else 0.0, int(ok)] + list(lm[:, 0]) + list(lm[:, 1])
-        lines.append(", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in vals))
-    path.write_text("\n".join(lines) + "\n")
-
-
-def test_openface_csv_round_trip_then_align(tmp_path, moving):
-    path, _, out = moving
-    csv_path = tmp_path / "moving.csv"
-    success = out.valid[:32].copy()
-    success[2] = False
-    lm = np.round(out.landmarks[:32].astype(float), 3)
-    write_openface_csv(csv_path, lm, success)
-    got_lm, got_valid = F.read_openface_csv(csv_path)
-    np.testing.assert_array_equal(got_valid, success)
-    np.testing.assert_allclose(got_lm[success], lm[success], atol=1e-3)
-    assert np.isnan(got_lm[2]).all()
-    frames = next(iter_chunks(path, 32)).frames
-    aligned = F.align_faces(frames, got_lm, got_valid)
-    assert np.abs(aligned.face48[success].astype(int) - out.face48[:32][success]).max() <= 2
-
-
-def test_malformed_openface_csv_names_file_and_line(tmp_path):
-    path = tmp_path / "bad.csv"
-    write_openface_csv(path, np.ones((3, 68, 2)), [True, True, True])
-    lines = path.read_text().splitlines()
-    lines[2] = lines[2].replace("1.000", "abc", 1)
-    path.write_text("\n".join(lines))
-    with pytest.raises(BadInputError) as err:
-        F.read_openface_csv(path)
-    assert str(path) in str(err.value) and "line 3" in str(err.value)
-    path.write_text("frame, success, x_0\n1, 1, 3\n")
-    with pytest.raises(BadInputError, match="line 1"):
-        F.read_openface_csv(path)
-
-
-def test_aligned_folder_with_a_gap(tmp_path):
-    face = cv2.resize(astronaut()[30:250, 120:340], (112, 112))
-    for i in (1, 2, 3, 5, 6):  # 00004.jpg missing: frame 3 had no face
-        cv2.imwrite(str(tmp_path / f"{i:05d}.jpg"), cv2.cvtColor(face, cv2.COLOR_RGB2BGR))
-    chunks = list(F.iter_aligned_folder(tmp_path, chunk_size=4))
-    assert [len(c) for c in chunks] == [4, 2]
-    out = F.AlignedFaces.concat(chunks)
-    np.testing.assert_array_equal(out.valid, [True, True, True, False, True, True])
-    assert out.face224.shape == (6, 224, 224, 3) and out.face48.shape == (6, 48, 48)
-    assert not out.face48[3].any() and out.face48[0].mean() > 50 and np.isnan(out.landmarks).all()
-    longer = F.AlignedFaces.concat(list(F.iter_aligned_folder(tmp_path, chunk_size=4, n_frames=8)))
-    np.testing.assert_array_equal(longer.valid[6:], [False, False])
-    with pytest.raises(BadInputError, match="no numbered images"):
-        next(F.iter_aligned_folder(tmp_path / "x" if (tmp_path / "x").mkdir() is None else tmp_path))
-
-
 def test_several_faces_start_with_largest_then_keep_the_tracked_one(tmp_path):
     path = tmp_path / "two.mp4"
     # The tracked face (small, left) is alone for 10 frames, then a larger face appears on the right.
@@ -228,3 +170,55 @@ def test_several_faces_start_with_largest_then_keep_the_tracked_one(tmp_path):
                                atol=3)  # on the left face throughout, across the scheduled detections
     fresh = F.FaceTracker(detect_every=5).process(frames[10:])
     assert (fresh.landmarks.mean(1)[:, 0] > 300).all()  # a fresh start takes the larger face (x = 350)
+
+
+# ---- two-person videos (Aff-Wild2 <video>_left / <video>_right) ---------------------------------------------
+
+@pytest.fixture(scope="module")
+def two_person(tmp_path_factory):
+    """The two_people scene (120 frames, 480x240), tracked from each side in 32-frame chunks."""
+    path = tmp_path_factory.mktemp("two") / "two.mp4"
+    people = two_people(120)
+    truths = write_people_video(path, 120, people)
+    out = {side: track(path, side=side) for side in ("left", "right", "largest")}
+    return path, people, truths, out
+
+
+def landmark_errors(out, person, truth):
+    """Mean landmark distance to this person's truth per frame (NaN where the output has no face)."""
+    lm = portrait_landmarks(person.photo)
+    return np.array([np.linalg.norm(out.landmarks[t] - truth.map_points(lm, t), axis=1).mean() if out.valid[t]
+                     else np.nan for t in range(len(out))])
+
+
+@pytest.mark.parametrize("side,k", [("left", 0), ("right", 1)])
+def test_each_side_follows_its_own_person(two_person, side, k):
+    _, people, truths, out = two_person
+    got = out[side]
+    np.testing.assert_array_equal(got.valid, truths[k].present)  # invalid exactly while its person is away
+    assert np.isnan(got.landmarks[~got.valid]).all() and not got.face48[~got.valid].any()
+    errs = landmark_errors(got, people[k], truths[k])[got.valid]
+    print(f"{side}: landmark error against the truth: median {np.median(errs):.2f} px, max {errs.max():.2f} px")
+    assert np.median(errs) < 1.5 and errs.max() < 3.0
+
+
+def test_largest_face_mixes_the_two_people(two_person):
+    """The scene makes the choice matter: the largest face is Grace Hopper's, then the astronaut's while Grace is away."""
+    _, people, truths, out = two_person
+    on_left = landmark_errors(out["largest"], people[0], truths[0]) < 3
+    on_right = landmark_errors(out["largest"], people[1], truths[1]) < 3
+    assert on_right[:30].all() and on_left[~truths[1].present].all()
+
+
+def test_a_lone_face_on_the_far_half_is_not_taken_without_a_partner(two_person):
+    path, _, truths, _ = two_person
+    frames = np.concatenate([c.frames for c in iter_chunks(path)])
+    only_right = np.flatnonzero(~truths[0].present)  # Grace Hopper alone, right of the centre
+    assert not F.FaceTracker(side="left").process(frames[only_right]).valid.any()
+    assert F.FaceTracker(side="right").process(frames[only_right]).valid.all()
+
+
+def test_side_is_part_of_the_params():
+    assert F.FaceTracker().params["side"] == "largest" and F.FaceTracker(side="left").params["side"] == "left"
+    with pytest.raises(ValueError, match="side"):
+        F.FaceTracker(side="middle")
