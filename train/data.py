@@ -5,7 +5,8 @@ and the motion rows the L windows need, [L + N - 1, 2, h, w] per scale (``m0``, 
 stream): the loader reads only the arrays the model uses, so a cache without resnet50 trains a temporal model.
 Frame t's window is the N motion rows t-left .. t+right, right = N // 2, left = N - 1 - right (N = 12:
 differences t-5..t+6, i.e. frames t-6..t+6, centred on t). The windows overlap, so items carry the rows once and
-``windows`` unfolds them on the compute device: 12x less data through the worker pipes than materialised windows. Channels are merged as orientation-major: channel = o * N + k.
+``windows`` unfolds them on the compute device: 12x less data through the worker pipes than materialised windows.
+Channels are merged as orientation-major: channel = o * N + k.
 
 Rows outside the video are zero for differences (dphase, flow: no motion) and the edge row repeated for
 ``phase`` (a state, not a change); frames whose window was cut are marked ``full=False``.

@@ -53,11 +53,11 @@ def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160
         f = dict(fps)
         if not spatial:
             del arrays["resnet50"], f["resnet50"]
-        for k, name in enumerate(variants):
+        for k, var in enumerate(variants):
             sign = -1 if k % 2 == 0 else 1     # the same energy, other values
-            arrays[f"dphase_s0@{name}"] = (sign * d0[:, ::-1]).astype("f2")
-            arrays[f"dphase_s1@{name}"] = (sign * d1[:, ::-1]).astype("f2")
-            f.update({f"dphase_s0@{name}": f"synth-d0@{name}", f"dphase_s1@{name}": f"synth-d1@{name}"})
+            arrays[f"dphase_s0@{var}"] = (sign * d0[:, ::-1]).astype("f2")
+            arrays[f"dphase_s1@{var}"] = (sign * d1[:, ::-1]).astype("f2")
+            f.update({f"dphase_s0@{var}": f"synth-d0@{var}", f"dphase_s1@{var}": f"synth-d1@{var}"})
         if extras:
             arrays["phase_s0"] = np.cumsum(d0, 0).astype("f2")
             arrays["phase_s1"] = np.cumsum(d1, 0).astype("f2")
