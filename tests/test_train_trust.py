@@ -90,7 +90,7 @@ def test_resume_compares_the_whole_configuration_and_the_data(tmp_path):
         train(resume)
     for v in ("v00", "v01", "v02", "v03", "v04"):
         _set_fp(cfg.cache, v, dphase_s0="synth-d0")
-    m = train(replace(resume, num_workers=1, threads=2, quiet=True, plots=True))   # runtime knobs may change
+    m = train(replace(resume, num_workers=1, cache_mb=16, quiet=False))   # runtime knobs may change
     assert m["epochs_run"] == 3
 
 

@@ -40,10 +40,10 @@ class TrainConfig:
     length: int = 64
     stride: int = 32
     patience: int = 5
-    skip_unusable: bool = False        # leave out (and list) videos whose cached arrays are unusable, not refuse
     pretrain: bool = True              # streams=both without init checkpoints: train the single streams first
     init_spatial: str | None = None
     init_temporal: str | None = None
+    skip_unusable: bool = False        # leave out (and list) videos whose cached arrays are unusable, not refuse
     # runtime only (RUNTIME): how the run is carried out, not what it computes
     device: str = "cpu"
     num_workers: int = 2
@@ -58,10 +58,11 @@ class TrainConfig:
 
 
 # Settings that change how a run is carried out, never its numbers. The init checkpoints enter the identity by
-# their content hash instead of their path; `pretrain` by whether there are init checkpoints. The device is
-# runtime: CPU and CUDA round differently, but a run moved between them is the same experiment.
+# their content hash instead of their path; `pretrain` by whether there are init checkpoints; `skip_unusable` by
+# the videos it leaves out (the identity holds the video lists). The device is runtime: CPU and CUDA round
+# differently, but a run moved between them is the same experiment.
 RUNTIME = ("out", "device", "num_workers", "cache_mb", "resume", "reuse", "stop_after", "plots", "threads", "quiet",
-           "init_spatial", "init_temporal", "pretrain")
+           "init_spatial", "init_temporal", "pretrain", "skip_unusable")
 
 
 def check(cfg: TrainConfig) -> None:

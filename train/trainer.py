@@ -140,7 +140,8 @@ def reusable(run: Run) -> dict | None:
     if not diff:
         _say(run.cfg, f"{run.out}: done with the same settings and data; reused")
         return saved
-    what = config.describe(diff, saved.get("identity") or {}, run.identity)
+    what = (config.describe(diff, saved["identity"], run.identity) if "identity" in saved else
+            "an older mimamo made it without recording the settings and data it came from")
     _say(run.cfg, f"{run.out}: made with other settings or data ({what}); training it again", always=True)
     return None
 
