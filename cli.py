@@ -208,8 +208,9 @@ def _train_options(f):
         click.option("--dataset", required=True, help="Dataset name inside the cache, e.g. demo, affwild, omg."),
         click.option("--streams", type=click.Choice(["both", "spatial", "temporal"]), default="both",
                      show_default=True, help="Two-stream MIMAMO Net, or one stream only (no GRU, as in the paper)."),
-        click.option("--input", "input_", type=click.Choice(["dphase", "phase", "flow"]), default="dphase",
-                     show_default=True, help="Temporal-stream input (phase/flow need `features --extras phase,flow`)."),
+        click.option("--input", "input_", default="dphase", show_default=True, callback=_check_input,
+                     help="Temporal-stream input: dphase, phase or flow, or a variant such as dphase@paper "
+                          "(phase/flow need `features --extras phase,flow`; a variant `features --motion-variant`)."),
         click.option("--window", type=click.IntRange(4, 16), default=12, show_default=True,
                      help="Motion rows per frame, centred on it (12 = frames t-6..t+6)."),
         click.option("--arch", type=click.Choice(["paper", "released"]), default="paper", show_default=True,
@@ -235,11 +236,24 @@ def _train_options(f):
                      help="Data-loader worker processes."),
         click.option("--threads", type=click.IntRange(1, 256), default=None,
                      help="Torch CPU threads (1 is fastest on a busy shared machine)."),
+        click.option("--skip-unusable", is_flag=True,
+                     help="Leave out videos whose cached arrays cannot be read (not done, stale, missing) and list "
+                          "them in metrics.json, instead of stopping with the command that repairs them."),
         click.option("--no-plots", is_flag=True, help="Skip the PNG plots."),
     ]
     for o in reversed(opts):
         f = o(f)
     return f
+
+
+def _check_input(ctx, param, value):
+    from pipeline.arrays import parse_input
+
+    try:
+        parse_input(value)
+    except BadInputError as e:
+        raise click.BadParameter(str(e)) from None
+    return value
 
 
 def _train_config(**kw):
@@ -257,7 +271,9 @@ def _train_config(**kw):
 @click.option("--fold", type=int, default=0, show_default=True, help="Which fold is held out (0..folds-1).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: best.pt, last.pt, metrics.json, log.csv/.jsonl, predictions.parquet/.csv, PNGs.")
-@click.option("--resume", is_flag=True, help="Continue from OUT/last.pt after a kill (same final numbers).")
+@click.option("--resume", is_flag=True,
+              help="Continue from OUT/last.pt after a kill (same final numbers); its configuration and the cache's "
+                   "fingerprints must be this run's, else the differing keys are listed.")
 @click.option("--init-spatial", type=click.Path(dir_okay=False, exists=True), default=None,
               help="--streams both: initialise the spatial stream from this single-stream checkpoint.")
 @click.option("--init-temporal", type=click.Path(dir_okay=False, exists=True), default=None,
@@ -268,7 +284,9 @@ def train(out, no_pretrain, **kw):
     """Train MIMAMO Net on a feature cache; writes checkpoints, metrics, per-frame predictions and plots.
 
     With --streams both and no --init-* checkpoints, the spatial and temporal single-stream models are trained
-    first (into OUT/spatial, OUT/temporal; reused when done) and initialise the two-stream model, as in the paper.
+    first on this run's own training videos (into OUT/spatial, OUT/temporal) and initialise the two-stream model,
+    as in the paper. They are reused only when made with the same fold, seed, settings and cache fingerprints;
+    otherwise they are trained again. --resume refuses a last.pt made under another configuration or data.
     """
     from train.trainer import train as run
 
@@ -291,7 +309,9 @@ def train(out, no_pretrain, **kw):
 def ablate(grid, fold_ids, out, **kw):
     """Run a grid of trainings from one cache and tabulate mean CCC across folds (the paper's Tables 3-5).
 
-    Finished runs (their metrics.json exists) are skipped, so an interrupted ablation picks up where it stopped.
+    A finished cell is reused only when its configuration, init checkpoints, cache fingerprints and videos are
+    the same as now; any other is rerun (and says why), so an interrupted ablation picks up where it stopped.
+    The tables say which architecture and input made each row and count only folds with a finite score.
     """
     from train.ablate import ablate as run
 

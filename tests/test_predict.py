@@ -52,7 +52,7 @@ def test_predict_writes_one_row_per_frame(trained, tmp_path):
 
 def test_predict_refuses_features_made_differently(trained, tmp_path):
     root, ckpt = trained
-    ck = torch.load(ckpt, map_location="cpu", weights_only=False)
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
     ck["fingerprints"]["resnet50"] = "0123456789abcdef"     # as if trained on other backbone weights
     other = tmp_path / "other.pt"
     torch.save(ck, other)

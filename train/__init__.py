@@ -1,6 +1,8 @@
 """The trainer: learns from the feature cache only (pipeline/store.py), never opens a video.
 
+config.py (TrainConfig, a run's identity), videos.py (which videos, checked in their groups; folds by video),
 data.py (sequences streamed from Zarr), model.py (MIMAMO Net), metrics.py (CCC/PCC/RMSE, 1-CCC loss),
-trainer.py (TrainConfig, train, check_fingerprints), report.py (logs, predictions, plots), ablate.py (grids),
+trainer.py (train = prepare, start, fit, finalize), evaluate.py (predictions and scores), checkpoint.py (plain
+checkpoints, loaded weights_only), report.py (logs, predictions, plots), ablate.py (grids), predict.py (new videos),
 synth.py (a small learnable synthetic cache for tests and benchmarks).
 """

@@ -1,12 +1,15 @@
 """Ablation grids over one feature cache (the paper's Tables 3-5: window length, streams, input features).
 
-Each cell x fold is an ordinary training run in <out>/<cell>/fold<i>; a run whose metrics.json exists is
-skipped, so an interrupted ablation resumes where it stopped. The tables report the mean CCC across folds.
+Each cell x fold is an ordinary training run in <out>/<cell>/fold<i>, trained with ``reuse``: a finished run is
+reused only when its identity (every deciding setting, the init checkpoints' content, the cache's fingerprints and
+the videos, train/config.py) equals the cell's now; any other is rerun, saying why. An unfinished run of the same
+identity resumes, so an interrupted ablation picks up where it stopped. A two-stream cell starts from the same
+fold's single-stream cells when the grid has them (as the paper trains: single streams first), under the same rule.
+The tables report the mean CCC across the folds with a finite score, the architecture and the input of each row.
 """
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 from dataclasses import fields, replace
 from pathlib import Path
@@ -15,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from train.trainer import TrainConfig, train
+from train.config import TrainConfig
+from train.trainer import train
 
 
 def parse_grid(grid: list[str]) -> list[tuple[str, list]]:
@@ -44,21 +48,21 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     out = Path(out)
     base = replace(base or TrainConfig(), cache=str(cache), dataset=dataset, folds=folds)
     rows = []
-    for values in itertools.product(*[v for _, v in axes]):
-        cell = dict(zip([k for k, _ in axes], values))
-        name = "_".join(f"{k}={v}" for k, v in cell.items())
+    cells = [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
+    for cell in cells:
+        name = _name(cell)
         res = []
         for f in (fold_ids if fold_ids is not None else range(folds)):
-            run = out / name / f"fold{f}"
-            path = run / "metrics.json"
-            if not path.is_file():
-                if not base.quiet:
-                    print(f"== {name} fold {f}", file=sys.stderr)
-                m = train(replace(base, **cell, fold=f, out=str(run), resume=True, **_siblings(out, cell, f, base)))
-                if m.get("interrupted"):
-                    continue
-            res.append(json.loads(path.read_text()))
-        rows.append({**cell, "folds": len(res), **_summary(res)})
+            cfg = replace(base, **cell, fold=f, out=str(out / name / f"fold{f}"), reuse=True, resume=False)
+            inits = _siblings(out, cell, cells, cfg)
+            if inits is None:
+                continue   # a single-stream cell it starts from was interrupted
+            if not base.quiet:
+                print(f"== {name} fold {f}", file=sys.stderr)
+            m = train(replace(cfg, **inits))
+            if not m.get("interrupted"):
+                res.append(m)
+        rows.append({**cell, **_labels(cell, base), **_summary(res)})
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
@@ -66,41 +70,59 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     return table
 
 
-def _siblings(out: Path, cell: dict, fold: int, base: TrainConfig) -> dict:
-    """A two-stream cell starts from the same fold's single-stream cells when the grid has them (as the paper
-    trains: single streams first), instead of training both single streams again inside its own folder."""
-    if cell.get("streams") != "both" or base.init_spatial or base.init_temporal:
+def _name(cell: dict) -> str:
+    return "_".join(f"{k}={v}" for k, v in cell.items())
+
+
+def _siblings(out: Path, cell: dict, cells: list[dict], cfg: TrainConfig) -> dict | None:
+    """A two-stream cell starts from the same fold's single-stream cells when the grid has both, instead of training
+    them again inside its own folder. Each is trained with ``reuse`` (so it is reused only when its identity is the
+    one it would have now, else retrained) on the two-stream cell's own split; None if one was interrupted."""
+    if cell.get("streams") != "both" or not cfg.pretrain or cfg.init_spatial or cfg.init_temporal:
+        return {}
+    twins = {part: {**cell, "streams": part} for part in ("spatial", "temporal")}
+    if any(t not in cells for t in twins.values()):
         return {}
     inits = {}
-    for part in ("spatial", "temporal"):
-        name = "_".join(f"{k}={part if k == 'streams' else v}" for k, v in cell.items())
-        ckpt = out / name / f"fold{fold}" / "best.pt"
-        if ckpt.is_file():
-            inits[f"init_{part}"] = str(ckpt)
-    return inits if len(inits) == 2 else {}
+    for part, twin in twins.items():
+        run = out / _name(twin) / f"fold{cfg.fold}"
+        if train(replace(cfg, streams=part, out=str(run))).get("interrupted"):
+            return None
+        inits[f"init_{part}"] = str(run / "best.pt")
+    return inits
+
+
+def _labels(cell: dict, base: TrainConfig) -> dict:
+    """The architecture and input variant that made a row, when not grid axes ('-' without a temporal stream)."""
+    spatial_only = cell.get("streams", base.streams) == "spatial"
+    return {k: "-" if spatial_only else str(cell.get(k, getattr(base, k))) for k in ("arch", "input") if k not in cell}
 
 
 def _summary(res: list[dict]) -> dict:
-    """Mean and std across folds of the held-out CCCs (None in metrics.json = NaN)."""
-    out = {}
+    """Mean and std across the folds with a finite held-out score (a NaN fold is counted apart, never averaged)."""
+    good = [r for r in res if all(r.get(k) is not None and np.isfinite(r[k]) for k in ("ccc_arousal", "ccc_valence"))]
+    out = {"folds": len(good), "nan_folds": len(res) - len(good)}
     for k in ("ccc_arousal", "ccc_valence"):
-        vals = np.array([np.nan if r.get(k) is None else r[k] for r in res], float)
-        out[k] = float(np.nanmean(vals)) if np.isfinite(vals).any() else float("nan")
-        out[f"{k}_std"] = float(np.nanstd(vals)) if np.isfinite(vals).any() else float("nan")
+        vals = np.array([r[k] for r in good], float)
+        out[k] = float(vals.mean()) if len(vals) else float("nan")
+        out[f"{k}_std"] = float(vals.std()) if len(vals) else float("nan")
     out["ccc_mean"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
     return out
 
 
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig) -> str:
-    """A paper-style Markdown table: one row per cell, mean CCC across folds (± std)."""
+    """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
+    keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
     head = [*keys, "CCC arousal", "CCC valence", "CCC mean", "folds"]
     lines = [f"# Ablation on {dataset}", "",
              (f"Base: streams={base.streams}, input={base.input}, window={base.window}, arch={base.arch}, "
-              f"epochs={base.epochs}, lr={base.lr}. Mean over folds (± std across folds)."), "",
+              f"epochs={base.epochs}, lr={base.lr}. Mean over the folds with a finite score (± std across them); "
+              "arch and input are '-' for spatial-only rows (no temporal stream)."), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [str(r[k]) for k in keys]
+        nan = f" ({r['nan_folds']} NaN)" if r["nan_folds"] else ""
         cells += [f"{r['ccc_arousal']:.3f} ± {r['ccc_arousal_std']:.3f}",
-                  f"{r['ccc_valence']:.3f} ± {r['ccc_valence_std']:.3f}", f"{r['ccc_mean']:.3f}", str(r["folds"])]
+                  f"{r['ccc_valence']:.3f} ± {r['ccc_valence_std']:.3f}", f"{r['ccc_mean']:.3f}", f"{r['folds']}{nan}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -1,10 +1,12 @@
 """Sequences of frames streamed from the feature cache (never a video).
 
-An item is L consecutive frames of one video: resnet50 [L, 2048] and the motion rows the L windows need,
-[L + N - 1, 2, h, w] per scale. Frame t's window is the N motion rows t-left .. t+right, right = N // 2,
-left = N - 1 - right (N = 12: differences t-5..t+6, i.e. frames t-6..t+6, centred on t). The windows overlap,
-so items carry the rows once and ``windows`` unfolds them on the compute device: 12x less data through the
-worker pipes than materialised windows. Channels are merged as orientation-major: channel = o * N + k.
+An item is L consecutive frames of one video: resnet50 [L, 2048] (``rgb``, when the model has the spatial stream)
+and the motion rows the L windows need, [L + N - 1, 2, h, w] per scale (``m0``, ``m1``, when it has the temporal
+stream): the loader reads only the arrays the model uses, so a cache without resnet50 trains a temporal model.
+Frame t's window is the N motion rows t-left .. t+right, right = N // 2, left = N - 1 - right (N = 12:
+differences t-5..t+6, i.e. frames t-6..t+6, centred on t). The windows overlap, so items carry the rows once and
+``windows`` unfolds them on the compute device: 12x less data through the worker pipes than materialised windows.
+Channels are merged as orientation-major: channel = o * N + k.
 
 Rows outside the video are zero for differences (dphase, flow: no motion) and the edge row repeated for
 ``phase`` (a state, not a change); frames whose window was cut are marked ``full=False``.
@@ -20,9 +22,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from pipeline import store
-
-INPUTS = {"dphase": ("dphase_s0", "dphase_s1"), "phase": ("phase_s0", "phase_s1"), "flow": ("flow",)}
+from pipeline import arrays, store
 
 
 def window_span(n: int) -> tuple[int, int]:
@@ -101,15 +101,19 @@ class ChunkCache:
 class SequenceDataset(torch.utils.data.Dataset):
     """Items of L frames from a list of cached videos (see the module docstring for the layout).
 
+    streams: which arrays are read ("both", "spatial": resnet50; "both", "temporal": the arrays of ``input``, a
+    model input such as "dphase", "dphase@paper" or "flow", see ``pipeline.arrays.input_arrays``).
     level="video" (OMG): every item carries its video's label in ``vlabel`` and the frame labels are NaN.
     """
 
     def __init__(self, cache, dataset: str, videos: list[dict], *, window: int = 12, input: str = "dphase",
-                 length: int = 64, stride: int = 32, test: bool = False, level: str = "frame",
-                 cache_mb: float = 64):
-        if input not in INPUTS:
-            raise ValueError(f"input must be one of {sorted(INPUTS)}, not {input!r}")
+                 streams: str = "both", length: int = 64, stride: int = 32, test: bool = False,
+                 level: str = "frame", cache_mb: float = 64):
         self.cache, self.dataset, self.window, self.input = cache, dataset, window, input
+        self.spatial = streams in ("both", "spatial")
+        self.motion = arrays.input_arrays(input) if streams in ("both", "temporal") else ()
+        # rows outside the video: a difference (dphase, flow) is no motion, a phase is a state that persists
+        self.replicate = arrays.parse_input(input)[0].name == "phase"
         self.length, self.level, self.cache_mb = length, level, cache_mb
         self.videos = [dict(v) for v in videos]
         self.items = [(i, *s) for i, v in enumerate(self.videos)
@@ -149,14 +153,15 @@ class SequenceDataset(torch.utils.data.Dataset):
         out = {
             "video_idx": vi,
             "frames": np.where(inside, frames, -1),
-            "rgb": self._rows(name, "resnet50", start, start + L, n, False),
             "valid": self._rows(name, "valid", start, start + L, n, False).astype(bool),
             "own": inside & (frames >= own_lo) & (frames < own_hi),
             # row 0 of a difference array is a zero, not a measured difference
-            "full": inside & (frames - left >= (0 if self.input == "phase" else 1)) & (frames + right < n),
+            "full": inside & (frames - left >= (0 if self.replicate else 1)) & (frames + right < n),
         }
-        for s, key in enumerate(INPUTS[self.input]):
-            out[f"m{s}"] = self._rows(name, key, start - left, start + L + right, n, self.input == "phase")
+        if self.spatial:
+            out["rgb"] = self._rows(name, "resnet50", start, start + L, n, False)
+        for s, key in enumerate(self.motion):
+            out[f"m{s}"] = self._rows(name, key, start - left, start + L + right, n, self.replicate)
         labels = self._rows(name, "labels", start, start + L, n, False).astype(np.float32)
         labels[~inside] = np.nan
         out["labels"] = labels
@@ -193,8 +198,3 @@ def video_table(cache, dataset: str) -> list[dict]:
             r[k] = float(r[k]) if r.get(k) is not None and np.isfinite(r[k]) else float("nan")
     return rows
 
-
-def has_frame_labels(cache, dataset: str, video: str) -> bool:
-    """True when any frame of the video has both labels."""
-    lab = store.open_video(cache, dataset, video)["labels"][:]
-    return bool(np.isfinite(lab).all(1).any())

@@ -3,7 +3,9 @@
 Features are computed with the settings recorded in the checkpoint (motion settings, face tracker, seed) into a
 cache beside the outputs (`<out>/cache`, dataset `videos`), so a second predict on the same videos is instant.
 The arrays' fingerprints must equal those the model was trained on: other backbone weights, other motion
-settings or other code versions are refused with a message saying which array differs.
+settings or other code versions are refused with a message saying which array differs. Each video's arrays are
+checked in its own group (``store.check_arrays``); a video that cannot be read is reported as failed, with the
+command that repairs it. Checkpoints are read with ``torch.load(weights_only=True)`` (train/checkpoint.py).
 """
 from __future__ import annotations
 
@@ -17,25 +19,23 @@ import torch
 from features.errors import BadInputError
 from pipeline import extract, graph, store
 from pipeline.manifest import videos_from_files
-from train import data
+from train import checkpoint, config, data
+from train.config import TrainConfig, used_arrays
+from train.evaluate import predict
 from train.model import MimamoNet
-from train.trainer import TrainConfig, check_fingerprints, predict, used_arrays
+from train.videos import check_fingerprints, usable
 
 
 def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
     """The model (eval mode), its training config, and the raw checkpoint dict."""
-    path = Path(path)
-    if not path.is_file():
-        raise BadInputError(path, "checkpoint not found", "pass the best.pt written by `cli.py train --out DIR`")
+    ck = checkpoint.load(path)
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
         model = MimamoNet(**ck["model_args"])
         model.load_state_dict(ck["model"])
-    except (KeyError, RuntimeError, EOFError, ValueError) as e:
-        raise BadInputError(path, f"not a mimamo checkpoint ({type(e).__name__}: {e})",
+        cfg = config.from_dict(ck["config"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise BadInputError(path, f"not a mimamo checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})",
                             "pass the best.pt written by `cli.py train`") from None
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    cfg = TrainConfig(**{k: (tuple(v) if k == "milestones" else v) for k, v in ck["config"].items() if k in names})
     return model.eval(), cfg, ck
 
 
@@ -52,10 +52,11 @@ def feature_settings(ck: dict, weights: str | None, device: str) -> extract.Sett
     return extract.Settings(**saved)
 
 
-def predict_videos(videos: list[str | Path], checkpoint: str | Path, out: str | Path, *, weights: str | None = None,
-                   device: str = "cpu", workers: int | None = None, progress: bool = True, echo=print) -> dict:
+def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: str | Path, *,
+                   weights: str | None = None, device: str = "cpu", workers: int | None = None, progress: bool = True,
+                   echo=print) -> dict:
     """Features, then the model, for each video; returns {"written": [paths], "failed": [(video, error)]}."""
-    model, cfg, ck = load_checkpoint(checkpoint)
+    model, cfg, ck = load_checkpoint(checkpoint_path)
     out = Path(out)
     cache = out / "cache"
     entries = videos_from_files(videos)
@@ -63,17 +64,19 @@ def predict_videos(videos: list[str | Path], checkpoint: str | Path, out: str | 
     summary = graph.run(entries, cache, "videos", s, workers=workers or min(len(entries), 2), progress=progress,
                         echo=echo)
     failed = [(r["video"], r["error"]) for r in summary.failed]
-    ok = [e.video for e in entries if store.group_status(cache, "videos", e.video) == "done"]
-    for v in ok:
-        check_fingerprints({k: ck["fingerprints"][k] for k in used_arrays(cfg)},
-                           store.video_fingerprints(cache, "videos", v), checkpoint)
-    rows = [r for r in data.video_table(cache, "videos") if r["video"] in ok]
+    names = used_arrays(cfg)
+    tried = [e.video for e in entries if e.video not in {v for v, _ in failed}]
+    fps, bad = usable(cache, "videos", tried, [*names, "valid"], skip=True)
+    failed += [(v, f"{why} (run `{store.repair_command(cache, 'videos', names)}`)") for v, why in bad.items()]
+    for have in fps.values():
+        check_fingerprints({k: ck["fingerprints"].get(k) for k in names}, have, checkpoint_path)
+    rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     written = []
     if rows:
-        ds = data.SequenceDataset(cache, "videos", rows, window=cfg.window, input=cfg.input, length=cfg.length,
-                                  stride=cfg.length, test=True, cache_mb=cfg.cache_mb)
+        ds = data.SequenceDataset(cache, "videos", rows, window=cfg.window, input=cfg.input, streams=cfg.streams,
+                                  length=cfg.length, stride=cfg.length, test=True, cache_mb=cfg.cache_mb)
         dev = torch.device(device)
-        res = predict(model.to(dev), ds, dataclasses.replace(cfg, num_workers=0), dev)
+        res = predict(model.to(dev), ds, cfg.window, cfg.batch_size, 0, dev)
         for i, r in enumerate(rows):
             written += write_prediction(out, r, res[i])
     return {"written": written, "failed": failed}

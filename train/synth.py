@@ -3,6 +3,9 @@
 Arousal follows the energy of the motion rows in the centred 12-row window (so only the temporal stream can
 see it); valence follows the projection of resnet50 on a fixed direction (so the spatial stream can). Both are
 smooth random signals in [-1, 1]. A few frames are invalid and a few labels NaN, as in real caches.
+``spatial=False`` leaves resnet50 out (a cache made with `features --stages align,motion`); ``variants`` adds
+ΔPhase variants ``dphase_s0@NAME``/``dphase_s1@NAME`` (the same motion energy, other values) under their own
+fingerprints, as `features --motion-variant NAME` does.
 """
 from __future__ import annotations
 
@@ -18,7 +21,8 @@ def _smooth(rng, n: int, k: int = 25) -> np.ndarray:
 
 
 def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160, test_videos: int = 2,
-               seed: int = 0, extras: bool = False, labelled_test: bool = True, noise: float = 0.5) -> list[str]:
+               seed: int = 0, extras: bool = False, labelled_test: bool = True, noise: float = 0.5,
+               spatial: bool = True, variants: tuple[str, ...] = ()) -> list[str]:
     """Write ``videos`` groups of ``frames`` frames plus the index; return the video ids."""
     rng = np.random.default_rng(seed)
     direction = np.random.default_rng(12345).standard_normal(2048)
@@ -47,6 +51,13 @@ def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160
         arrays = {"valid": valid, "resnet50": r50.astype("f2"), "dphase_s0": d0.astype("f2"),
                   "dphase_s1": d1.astype("f2"), "labels": labels}
         f = dict(fps)
+        if not spatial:
+            del arrays["resnet50"], f["resnet50"]
+        for k, var in enumerate(variants):
+            sign = -1 if k % 2 == 0 else 1     # the same energy, other values
+            arrays[f"dphase_s0@{var}"] = (sign * d0[:, ::-1]).astype("f2")
+            arrays[f"dphase_s1@{var}"] = (sign * d1[:, ::-1]).astype("f2")
+            f.update({f"dphase_s0@{var}": f"synth-d0@{var}", f"dphase_s1@{var}": f"synth-d1@{var}"})
         if extras:
             arrays["phase_s0"] = np.cumsum(d0, 0).astype("f2")
             arrays["phase_s1"] = np.cumsum(d1, 0).astype("f2")

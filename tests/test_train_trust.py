@@ -1,0 +1,228 @@
+"""No score from stale, mixed or leaked data: the trainer checks each video in its group, keys runs by everything
+that decides them, reads only what the model uses, and says which architecture and input made each number."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from features.errors import BadInputError
+from pipeline import store
+from train import data
+from train.ablate import ablate
+from train.checkpoint import sha256
+from train.model import MimamoNet
+from train.synth import make_cache
+from train.trainer import TrainConfig, loss, split_videos, train
+
+TINY = {"dataset": "synth", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2,
+        "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False, "epochs": 1}
+
+
+def _fresh(tmp_path, **kw):
+    make_cache(tmp_path / "c", "synth", **{"videos": 5, "frames": 40, "test_videos": 1, **kw})
+    return TrainConfig(cache=str(tmp_path / "c"), out=str(tmp_path / "r"), **TINY)
+
+
+def _set_fp(cache, video, **fps):
+    """Change fingerprints in a video's group only (the index keeps the old ones, as after a half-done update)."""
+    store.set_fingerprints(store.open_video(cache, "synth", video, mode="r+"), fps)
+
+
+def test_a_video_unusable_in_its_group_is_refused_or_listed(tmp_path):
+    cfg = _fresh(tmp_path)
+    store.mark_stale(store.open_video(cfg.cache, "synth", "v01", mode="r+"), ["dphase_s0"])   # a killed update
+    with pytest.raises(BadInputError) as e:
+        train(replace(cfg, streams="temporal"))
+    msg = str(e.value)
+    assert "v01" in msg and "dphase_s0 is stale" in msg
+    assert f"python cli.py features --dataset synth --cache {cfg.cache} --stages align,motion" in msg
+    train(replace(cfg, streams="spatial"))                  # a spatial run does not read the stale array
+    m = train(replace(cfg, streams="temporal", skip_unusable=True))
+    assert "v01" in m["left_out"] and "stale" in m["left_out"]["v01"]
+    assert "v01" not in sum(m["videos"].values(), [])
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["left_out"] == m["left_out"]
+
+
+def test_an_array_with_two_fingerprints_names_the_array_and_videos(tmp_path):
+    cfg = _fresh(tmp_path)
+    _set_fp(cfg.cache, "v03", dphase_s1="other-setting")
+    with pytest.raises(BadInputError, match=r"'dphase_s1' was made with different settings.*other-setting in v03"):
+        train(replace(cfg, streams="temporal"))
+
+
+def test_temporal_model_trains_on_a_cache_without_resnet50(tmp_path):
+    cfg = _fresh(tmp_path, spatial=False)     # as `features --stages align,motion` makes it
+    m = train(replace(cfg, streams="temporal"))
+    assert np.isfinite(m["ccc_arousal"]) and "resnet50" not in m["fingerprints"]
+    with pytest.raises(BadInputError, match="resnet50 is missing.*--stages align,spatial"):
+        train(replace(cfg, streams="spatial"))
+
+
+def test_the_loader_reads_only_the_arrays_the_model_uses(tmp_path):
+    cfg = _fresh(tmp_path)
+    rows = data.video_table(cfg.cache, "synth")
+    for streams, want in (("spatial", {"resnet50"}), ("temporal", {"dphase_s0", "dphase_s1"}),
+                          ("both", {"resnet50", "dphase_s0", "dphase_s1"})):
+        ds = data.SequenceDataset(cfg.cache, "synth", rows, window=4, streams=streams, length=32)
+        for i in range(len(ds)):
+            ds[i]
+        read = {name for _, name, _ in ds.reader.lru}
+        assert read == want | {"valid", "labels"}, streams
+
+
+def test_resume_compares_the_whole_configuration_and_the_data(tmp_path):
+    cfg = replace(_fresh(tmp_path), streams="temporal", epochs=3, stop_after=1)
+    assert train(cfg).get("interrupted")
+    resume = replace(cfg, resume=True, stop_after=None)
+    for change, key in (({"lr": 0.05}, "config.lr"), ({"batch_size": 2}, "config.batch_size"),
+                        ({"milestones": (1,)}, "config.milestones"), ({"seed": 1}, "config.seed"),
+                        ({"window": 6}, "config.window"), ({"patience": 1}, "config.patience")):
+        with pytest.raises(BadInputError, match=key.replace(".", r"\.")):
+            train(replace(resume, **change))
+    for v in ("v00", "v01", "v02", "v03", "v04"):        # every video's ΔPhase recomputed under another setting
+        _set_fp(cfg.cache, v, dphase_s0="recomputed")
+    with pytest.raises(BadInputError, match=r"fingerprints\.dphase_s0: synth-d0 -> recomputed"):
+        train(resume)
+    for v in ("v00", "v01", "v02", "v03", "v04"):
+        _set_fp(cfg.cache, v, dphase_s0="synth-d0")
+    m = train(replace(resume, num_workers=1, cache_mb=16, quiet=False))   # runtime knobs may change
+    assert m["epochs_run"] == 3
+
+
+def test_resume_checks_the_init_checkpoints_by_content(tmp_path):
+    cfg = _fresh(tmp_path)
+    sp = train(replace(cfg, streams="spatial", out=str(tmp_path / "sp")))
+    tp = train(replace(cfg, streams="temporal", out=str(tmp_path / "tp")))
+    assert sp["videos"] == tp["videos"]
+    both = replace(cfg, streams="both", init_spatial=str(tmp_path / "sp" / "best.pt"),
+                   init_temporal=str(tmp_path / "tp" / "best.pt"), epochs=2, stop_after=1)
+    assert train(both).get("interrupted")
+    train(replace(cfg, streams="spatial", out=str(tmp_path / "sp"), lr=0.05))   # same path and videos, other weights
+    with pytest.raises(BadInputError, match=r"init\.spatial"):
+        train(replace(both, resume=True, stop_after=None))
+
+
+def test_init_checkpoint_that_saw_held_out_videos_is_refused(tmp_path):
+    make_cache(tmp_path / "c", "synth", videos=6, frames=40, test_videos=0)
+    cfg = TrainConfig(cache=str(tmp_path / "c"), out=str(tmp_path / "r"), **{**TINY, "folds": 3})
+    train(replace(cfg, streams="spatial", out=str(tmp_path / "sp")))           # fold 0
+    train(replace(cfg, streams="temporal", out=str(tmp_path / "tp")))
+    with pytest.raises(BadInputError, match="trained or selected on videos this run holds out"):
+        train(replace(cfg, streams="both", fold=1, init_spatial=str(tmp_path / "sp" / "best.pt"),
+                      init_temporal=str(tmp_path / "tp" / "best.pt")))
+
+
+def test_ablate_reruns_cells_made_under_other_settings_or_data(tmp_path, capfd):
+    cfg = _fresh(tmp_path, extras=True)
+    base = replace(cfg, streams="temporal")
+    grid = ["input=dphase,flow"]
+    ablate(cfg.cache, "synth", grid, tmp_path / "abl", base, folds=2, fold_ids=[0])
+    done = {i: tmp_path / "abl" / f"input={i}" / "fold0" / "metrics.json" for i in ("dphase", "flow")}
+    stamp = {i: p.stat().st_mtime_ns for i, p in done.items()}
+    capfd.readouterr()
+    ablate(cfg.cache, "synth", grid, tmp_path / "abl", base, folds=2, fold_ids=[0])
+    assert {i: p.stat().st_mtime_ns for i, p in done.items()} == stamp            # same settings: reused
+    assert "training it again" not in capfd.readouterr().err
+    for v in ("v00", "v01", "v02", "v03", "v04"):
+        _set_fp(cfg.cache, v, flow="flow-recomputed")
+    ablate(cfg.cache, "synth", grid, tmp_path / "abl", base, folds=2, fold_ids=[0])
+    err = capfd.readouterr().err
+    assert done["dphase"].stat().st_mtime_ns == stamp["dphase"] and done["flow"].stat().st_mtime_ns != stamp["flow"]
+    assert "input=flow/fold0: made with other settings or data (fingerprints.flow: synth-f -> flow-recomputed)" in err
+    ablate(cfg.cache, "synth", grid, tmp_path / "abl", replace(base, lr=0.05), folds=2, fold_ids=[0])
+    assert "config.lr: 0.1 -> 0.05" in capfd.readouterr().err
+    assert json.loads(done["dphase"].read_text())["config"]["lr"] == 0.05
+
+
+def test_ablation_tables_count_only_folds_with_a_finite_score(tmp_path):
+    make_cache(tmp_path / "c", "synth", videos=6, frames=40, test_videos=0)
+    cache = tmp_path / "c"
+    rows = [store.index_row(cache, "synth", v) for v in store.done_videos(cache, "synth").video]
+    for r in split_videos(rows, 3, 0, 0)["test"]:   # fold 0's held-out videos: no valid labelled frame to score
+        g = store.open_video(cache, "synth", r["video"], mode="r+")
+        lab = g["labels"][:]
+        lab[np.arange(len(lab)) != 1] = np.nan        # still a labelled video (frame 1), so the folds stay
+        g["labels"][:] = lab
+        g["valid"][1:2] = False
+    base = TrainConfig(streams="spatial", **TINY)
+    table = ablate(cache, "synth", ["width=4"], tmp_path / "abl", base, folds=3, fold_ids=[0, 1])
+    one = json.loads((tmp_path / "abl" / "width=4" / "fold1" / "metrics.json").read_text())
+    assert table.folds[0] == 1 and table.nan_folds[0] == 1
+    assert table.ccc_arousal[0] == pytest.approx(one["ccc_arousal"])
+    assert "| 1 (1 NaN) |" in (tmp_path / "abl" / "ablation.md").read_text()
+
+
+def test_video_level_loss_ignores_sequences_without_a_valid_frame():
+    torch.manual_seed(0)
+    model = MimamoNet(streams="spatial").eval()
+    mask = torch.ones(4, 8, dtype=torch.bool)
+    mask[2] = False                                          # a sequence of frames without a face
+    batch = {"rgb": torch.randn(4, 8, 2048), "mask": mask, "vlabel": torch.tensor([[.5, -.2], [-.3, .1],
+                                                                                   [.9, .9], [.1, .4]])}
+    keep = [0, 1, 3]
+    without = {k: v[keep] for k, v in batch.items()}
+    got = loss(model, batch, 4, "cpu", "video")
+    assert torch.allclose(got, loss(model, without, 4, "cpu", "video"))
+
+
+def test_input_variants_and_architectures_are_named_in_metrics_and_tables(tmp_path):
+    cfg = _fresh(tmp_path, variants=("paper",))
+    base = replace(cfg, streams="temporal")
+    table = ablate(cfg.cache, "synth", ["input=dphase,dphase@paper"], tmp_path / "abl", base, folds=2, fold_ids=[0])
+    assert list(table.input) == ["dphase", "dphase@paper"] and list(table.arch) == ["paper", "paper"]
+    m = json.loads((tmp_path / "abl" / "input=dphase@paper" / "fold0" / "metrics.json").read_text())
+    assert m["input"] == "dphase@paper" and m["fingerprints"]["dphase_s0@paper"] == "synth-d0@paper"
+    assert "dphase_s0" not in m["fingerprints"]
+    csv = (tmp_path / "abl" / "ablation.csv").read_text().splitlines()
+    assert csv[0].startswith("input,arch,") and csv[2].startswith("dphase@paper,paper,")
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| input | arch |" in md and "| dphase@paper | paper |" in md
+    rel = train(replace(base, arch="released", out=str(tmp_path / "rel")))
+    assert rel["arch"] == "released" and np.isfinite(rel["ccc_arousal"])
+    model = torch.load(tmp_path / "rel" / "best.pt", weights_only=True)["model"]
+    convs = [k for k, v in model.items() if k.startswith("temporal.blocks.") and v.ndim == 4]
+    assert len({k.split(".")[2] for k in convs}) == 3 and len(convs) == 6      # 3 blocks, 6 conv layers
+    sp = ablate(cfg.cache, "synth", ["streams=spatial"], tmp_path / "abl2", base, folds=2, fold_ids=[0])
+    assert sp.arch[0] == "-" and sp.input[0] == "-"                          # no temporal stream
+
+
+def test_cli_validates_input_variants(tmp_path):
+    cfg = _fresh(tmp_path, variants=("paper",))
+    args = ["train", "--cache", cfg.cache, "--dataset", "synth", "--streams", "temporal", "--epochs", "1", "--lr",
+            "0.1", "--folds", "2", "--width", "4", "--window", "4", "--num-workers", "0", "--threads", "1",
+            "--no-plots", "--out", str(tmp_path / "r")]
+    r = CliRunner().invoke(main, args + ["--input", "dphase@paper"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "r" / "metrics.json").read_text())["input"] == "dphase@paper"
+    for bad in ("dphase@../x", "resnet", "flow@"):
+        r = CliRunner().invoke(main, args + ["--input", bad])
+        assert r.exit_code == 2 and "--input" in r.output, (bad, r.output)
+    r = CliRunner().invoke(main, args + ["--input", "dphase@mw9"])           # a variant the cache lacks
+    assert r.exit_code == 2 and "dphase_s0@mw9 is missing" in r.output and "--motion-variant mw9" in r.output
+
+
+def test_ablation_two_stream_cells_start_from_sibling_cells_of_the_same_identity(tmp_path, capfd):
+    cfg = _fresh(tmp_path)
+    grid = ["streams=spatial,temporal,both"]
+    ablate(cfg.cache, "synth", grid, tmp_path / "abl", cfg, folds=2, fold_ids=[0])
+    cell = {s: tmp_path / "abl" / f"streams={s}" / "fold0" for s in ("spatial", "temporal", "both")}
+    both = json.loads((cell["both"] / "metrics.json").read_text())
+    assert both["init"] == {p: str((cell[p] / "best.pt").resolve()) for p in ("spatial", "temporal")}
+    assert not (cell["both"] / "spatial").exists()                # no second copy of the single streams
+    stamp = {s: (c / "metrics.json").stat().st_mtime_ns for s, c in cell.items()}
+    for v in ("v00", "v01", "v02", "v03", "v04"):                # ΔPhase recomputed: temporal and both are stale
+        _set_fp(cfg.cache, v, dphase_s0="recomputed")
+    capfd.readouterr()
+    ablate(cfg.cache, "synth", grid, tmp_path / "abl", cfg, folds=2, fold_ids=[0])
+    err = capfd.readouterr().err
+    now = {s: (c / "metrics.json").stat().st_mtime_ns for s, c in cell.items()}
+    assert now["spatial"] == stamp["spatial"] and now["temporal"] != stamp["temporal"] and now["both"] != stamp["both"]
+    assert "streams=both/fold0: made with other settings or data (fingerprints.dphase_s0: synth-d0 -> recomputed;" \
+           in err and "init.temporal" in err
+    both = json.loads((cell["both"] / "metrics.json").read_text())
+    assert both["identity"]["init"]["temporal"] == sha256(cell["temporal"] / "best.pt")

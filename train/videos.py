@@ -1,0 +1,142 @@
+"""Which videos a run reads, checked in their own groups, and how they are split by video.
+
+Every video the dataset's index lists is checked in its group (``store.check_arrays``: done, each array the run
+reads present, complete and under a real fingerprint), not only in the index, which is a summary. A video that
+cannot be read is refused, naming it and the `features` command that repairs it: leaving it out silently would
+change the folds (they are drawn over the video list), and a researcher must never get a table from a different
+video set than the one they think. ``--skip-unusable`` leaves such videos out instead; they are then listed with
+the reason in metrics.json, and the run's identity (its video lists) changes with them.
+
+Every array the run reads must carry one fingerprint across the videos it trains and scores on: a cache half
+updated under other settings is an error naming the array and the videos on each side.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from features.errors import BadInputError
+from pipeline import store
+
+
+@dataclass
+class Selection:
+    """The labelled, usable videos of a dataset and what the run reads from them."""
+
+    rows: list[dict]                 # video, split, n_frames, fps, video_arousal, video_valence (from each group)
+    level: str                       # "frame" (per-frame labels) or "video" (OMG: one label per video)
+    fingerprints: dict[str, str]     # array -> its one fingerprint; "labels" -> a digest of the per-video ones
+    left_out: dict[str, str] = field(default_factory=dict)   # video -> why (only with skip_unusable)
+    feature_settings: dict = field(default_factory=dict)     # how the features were made (for `predict`)
+
+
+def check_fingerprints(checkpoint_fps: dict, cache_fps: dict, path=None) -> None:
+    """Raise BadInputError unless every array the checkpoint was trained on has the same fingerprint here."""
+    bad = [f"{k}: trained on {v}, cache has {cache_fps.get(k, 'nothing')}"
+           for k, v in sorted(checkpoint_fps.items()) if cache_fps.get(k) != v]
+    if bad:
+        raise BadInputError(path, "features were made differently from those the model was trained on ("
+                            + "; ".join(bad) + ")", "recompute the features with the settings of the training "
+                            "cache, or train a model on this cache")
+
+
+def _listing(videos: list[str], limit: int = 4) -> str:
+    return ", ".join(videos[:limit]) + (f" and {len(videos) - limit} more" if len(videos) > limit else "")
+
+
+def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
+           skip: bool = False) -> tuple[dict[str, dict], dict[str, str]]:
+    """({video: its arrays' fingerprints}, {video: why it cannot be read}); refuses unless ``skip``."""
+    fps, bad = {}, {}
+    for video in videos:
+        try:
+            fps[video] = store.check_arrays(cache, dataset, video, names)
+        except store.UnusableVideo as e:
+            bad[video] = e.problem + (f" (extraction failed: {failed[video]})" if (failed or {}).get(video) else "")
+    if bad and not skip:
+        first = "; ".join(list(bad.values())[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
+        raise BadInputError(store.dataset_dir(cache, dataset), f"{len(bad)} of {len(videos)} videos cannot be "
+                            f"read: {first}", f"run `{store.repair_command(cache, dataset, names)}`, or pass "
+                            "--skip-unusable to leave them out (they are then listed in metrics.json)")
+    return fps, bad
+
+
+def one_fingerprint(cache, dataset: str, fps: dict[str, dict], names: list[str]) -> dict[str, str]:
+    """{array: fingerprint} when each array has one fingerprint across the videos; else an error naming them."""
+    out = {}
+    for name in names:
+        sides = defaultdict(list)
+        for video, f in sorted(fps.items()):
+            sides[f[name]].append(video)
+        if len(sides) > 1:
+            desc = "; ".join(f"{fp} in {_listing(vs)}" for fp, vs in sorted(sides.items(), key=lambda s: -len(s[1])))
+            raise BadInputError(store.dataset_dir(cache, dataset), f"array {name!r} was made with different settings "
+                                f"across videos ({desc})", "recompute it so every video uses one setting: "
+                                f"`{store.repair_command(cache, dataset, [name])}` with the flags you want")
+        out[name] = next(iter(sides))
+    return out
+
+
+def select(cache, dataset: str, names: list[str], skip_unusable: bool = False) -> Selection:
+    """The labelled videos a run reads ``names`` (model inputs) from, checked as the module docstring says."""
+    idx = store.read_index(cache, dataset)
+    if idx is None:
+        raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
+                            f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+    failed = {r["video"]: r["error"] for r in idx.to_dict("records") if r.get("status") == "failed"}
+    fps, left_out = usable(cache, dataset, sorted(idx.video), [*names, "valid", "labels"], failed, skip_unusable)
+    rows = [_row(cache, dataset, v) for v in fps]
+    framed = [r for r in rows if has_frame_labels(cache, dataset, r["video"])]
+    level = "frame" if framed else "video"
+    rows = framed or [r for r in rows if np.isfinite(r["video_arousal"]) and np.isfinite(r["video_valence"])]
+    if not rows:
+        raise BadInputError(store.dataset_dir(cache, dataset), "no video in the cache has labels",
+                            "train on a labelled dataset (features of the train split with annotations)")
+    used = {r["video"]: fps[r["video"]] for r in rows}
+    out = one_fingerprint(cache, dataset, used, [*names, "valid"])
+    # label files differ per video by design (their path is part of it); one digest catches any change
+    out["labels"] = store.fingerprint(sorted((v, f["labels"]) for v, f in used.items()))
+    settings = dict(store.open_video(cache, dataset, rows[0]["video"]).attrs.get("settings", {}))
+    return Selection(rows, level, out, left_out, settings)
+
+
+def _row(cache, dataset: str, video: str) -> dict:
+    """What the loader needs of a video, read from its group (the truth), not from the index."""
+    r = store.index_row(cache, dataset, video)
+    for k in ("video_arousal", "video_valence"):
+        r[k] = float(r[k]) if r.get(k) is not None and np.isfinite(r[k]) else float("nan")
+    return r
+
+
+def has_frame_labels(cache, dataset: str, video: str) -> bool:
+    """True when any frame of the video has both labels."""
+    lab = store.open_video(cache, dataset, video)["labels"][:]
+    return bool(np.isfinite(lab).all(1).any())
+
+
+def split_videos(rows: list[dict], folds: int, fold: int, seed: int) -> dict[str, list[dict]]:
+    """train/val/test video rows (rows: labelled videos only).
+
+    When the cache has labelled ``test`` videos they are the held-out set and the validation set is fold I of K
+    (seeded) over the other labelled videos; otherwise all labelled videos are shuffled (seeded) into K folds,
+    fold I is held out and fold (I+1) mod K validates.
+    """
+    if not 0 <= fold < folds:
+        raise BadInputError(None, f"--fold {fold} is not in 0..{folds - 1}", "pick a fold below --folds")
+    rows = sorted(rows, key=lambda r: r["video"])
+    test = [r for r in rows if r.get("split") == "test"]
+    pool = [r for r in rows if r.get("split") != "test"]
+    need = 2 if test else 3
+    if folds < need or len(pool) < need:
+        raise BadInputError(None, f"{len(pool)} labelled videos and --folds {folds}: too few to split by video",
+                            f"use --folds >= {need} and a cache with at least {need} labelled videos")
+    perm = np.random.default_rng(seed).permutation(len(pool))
+    parts = [[pool[i] for i in sorted(p)] for p in np.array_split(perm, folds)]
+    if test:
+        val = parts[fold]
+    else:
+        test, val = parts[fold], parts[(fold + 1) % folds]
+    held = {r["video"] for r in test + val}
+    return {"train": [r for r in pool if r["video"] not in held], "val": val, "test": test}
