@@ -31,9 +31,17 @@ def trained(tmp_path_factory):
     summary = graph.run(list_videos(get_dataset("demo", root)), cache, "demo", s, workers=1, progress=False,
                         echo=lambda *a: None)
     assert not summary.failed
+    # a named motion variant too: a model trained on it must get that variant for new videos, not plain dphase
+    variant = extract.Settings(weights="random", face={"detect_every": 7}, motion={"mean_window": 9},
+                               motion_variant="mw9")
+    assert not graph.run(list_videos(get_dataset("demo", root)), cache, "demo", variant, workers=1, progress=False,
+                         echo=lambda *a: None).failed
     out = tmp_path_factory.mktemp("run")
     train(TrainConfig(cache=str(cache), dataset="demo", out=str(out), streams="both", pretrain=False, folds=3,
                       epochs=1, length=16, stride=8, batch_size=4, width=8, num_workers=0, plots=False, quiet=True))
+    train(TrainConfig(cache=str(cache), dataset="demo", out=str(out / "mw9"), streams="temporal", input="dphase@mw9",
+                      folds=3, epochs=1, length=16, stride=8, batch_size=4, width=8, num_workers=0, plots=False,
+                      quiet=True))
     return root, out / "best.pt"
 
 
@@ -48,6 +56,18 @@ def test_predict_writes_one_row_per_frame(trained, tmp_path):
     assert not df.valid[30:36].any() and df.valid[:30].all()
     assert df.arousal[df.valid].notna().all() and df.arousal[~df.valid].isna().all()
     assert (tmp_path / "v0.png").stat().st_size > 0
+
+
+def test_predict_rebuilds_the_variant_the_model_read(trained, tmp_path):
+    from pipeline import store
+
+    root, ckpt = trained
+    res = predict_videos([root / "videos" / "train" / "v1.avi"], ckpt.parent / "mw9" / "best.pt", tmp_path, workers=1,
+                         progress=False, echo=lambda *a: None)
+    assert not res["failed"], res["failed"]
+    made = store.open_video(tmp_path / "cache", "videos", "v1").attrs["made_with"]
+    assert made["dphase_s0@mw9"]["motion"] == {"mean_window": 9}
+    assert pd.read_csv(tmp_path / "v1.csv").arousal.notna().sum() == 48
 
 
 def test_predict_refuses_features_made_differently(trained, tmp_path):

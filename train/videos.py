@@ -13,11 +13,12 @@ updated under other settings is an error naming the array and the videos on each
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
 from features.errors import BadInputError
+from pipeline import settings as feature_settings
 from pipeline import store
 
 
@@ -98,8 +99,11 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False) -
     out = one_fingerprint(cache, dataset, used, [*names, "valid"])
     # label files differ per video by design (their path is part of it); one digest catches any change
     out["labels"] = store.fingerprint(sorted((v, f["labels"]) for v, f in used.items()))
-    settings = dict(store.open_video(cache, dataset, rows[0]["video"]).attrs.get("settings", {}))
-    return Selection(rows, level, out, left_out, settings)
+    # how these very arrays were made (a variant's own settings, not only the run that first built the group),
+    # so `predict` rebuilds them for new videos under the same fingerprints
+    attrs = dict(store.open_video(cache, dataset, rows[0]["video"]).attrs)
+    made = asdict(feature_settings.settings_for(attrs, names))
+    return Selection(rows, level, out, left_out, made)
 
 
 def _row(cache, dataset: str, video: str) -> dict:
