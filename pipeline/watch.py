@@ -136,8 +136,8 @@ class WorkerWatch:
         self.states: dict[str, tuple[str, str]] = {}
         self.stop_reason: str | None = None
         now = time.monotonic()
-        self.last_worker = self.last_report = now
-        self.last_query = 0.0
+        self.last_worker = now
+        self.last_report = self.last_query = float("-inf")
         self.ended_since: float | None = None
         self._minimum: int | None = None
         client.subscribe_topic(START_TOPIC, self._on_start)

@@ -52,21 +52,20 @@ def _our_jobs(cwd: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    """Two 3-second demo videos and the cache a local run makes of them."""
+def demo(tmp_path_factory) -> Path:
+    """Two 3-second demo videos."""
     from pipeline.demo import make_demo
 
     root = tmp_path_factory.mktemp("demo")
     make_demo(root, videos=2, seconds=3, seed=0, progress=False)
-    ref = tmp_path_factory.mktemp("local") / "cache"
-    subprocess.run(_features(root, ref, "--workers", "1"), check=True, env=_env(), capture_output=True, timeout=600)
-    return root, ref
+    return root
 
 
 def test_scancel_mid_video_resubmits_and_equals_local(demo, tmp_path):
     """The job running a video is cancelled mid-way: a new job starts, the video starts again, the cache equals a
     local run's. (Before: nothing replaced the job and the run waited forever, printing nothing.)"""
-    root, ref = demo
+    root, ref = demo, tmp_path / "local"
+    subprocess.run(_features(root, ref, "--workers", "1"), check=True, env=_env(), capture_output=True, timeout=600)
     cache = tmp_path / "cache"
     proc = subprocess.Popen(_features(root, cache, "--scheduler", "slurm", *ONE_CORE, "--walltime", "00:10:00"),
                             cwd=tmp_path, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -94,8 +93,8 @@ def test_scancel_mid_video_resubmits_and_equals_local(demo, tmp_path):
 
 def test_jobs_pending_forever_stop_the_run_with_the_reason(demo, tmp_path):
     """Jobs that never leave the queue (the `down` partition of slurm-local.sh) stop the run after --worker-timeout,
-    naming the state, the reason and the flags to change; the index is written."""
-    root, _ = demo
+    naming the state, the reason and the flags to change."""
+    root = demo
     t0 = time.time()
     run = subprocess.run(_features(root, tmp_path / "cache", "--scheduler", "slurm", *ONE_CORE, "--walltime",
                                    "00:10:00", "--queue", "down", "--worker-timeout", "20s"),
