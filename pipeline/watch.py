@@ -219,8 +219,9 @@ class WorkerWatch:
             self.fbar.update(-done)            # its frames are done again by the next attempt
         name = self.names.get(address, address)
         if n <= self.retries:
-            self.say(f"{video}: its worker {name}{self._job_text(name)} left after {done} frames; the video starts "
-                     f"again on another worker (attempt {n + 1} of {self.retries + 1})")
+            after = f" after {done} frames" if done else ""
+            self.say(f"{video}: its worker {name}{self._job_text(name)} left{after}; the video starts again on another "
+                     f"worker (attempt {n + 1} of {self.retries + 1})")
             return {}
         fut.cancel()
         if self.kind:
