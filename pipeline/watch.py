@@ -129,6 +129,7 @@ class WorkerWatch:
         self.fbar, self.say = fbar, say
         self.lock = threading.Lock()
         self.running: dict[str, str] = {}      # video -> address of the worker it started on
+        self.restarted: list[tuple[str, str]] = []   # (video, address) of attempts replaced before _check saw them
         self.frames: Counter = Counter()       # frames reported by each video's current attempt
         self.losses: Counter = Counter()
         self.names: dict[str, str] = {}        # worker address -> name, every worker seen
@@ -149,6 +150,10 @@ class WorkerWatch:
     def _on_start(self, event) -> None:
         video, address = event[1]
         with self.lock:
+            previous = self.running.get(video)
+            if previous is not None and previous != address:
+                # it starts again elsewhere before _check saw its worker go: that was a loss all the same
+                self.restarted.append((video, previous))
             self.running[video] = address
 
     def on_frames(self, event) -> None:
@@ -200,9 +205,10 @@ class WorkerWatch:
             lost = [(v, a) for v, a in self.running.items() if a not in workers]
             for v, _ in lost:
                 del self.running[v]
+            lost, self.restarted = self.restarted + lost, []
         for video, address in lost:
             fut = by_video.get(video)
-            if fut is not None and not fut.done():
+            if fut is not None and not fut.done() and fut not in given_up:
                 given_up.update(self._lost(video, address, fut, futures[fut]))
         if workers:
             self.last_worker, self.ended_since = now, None

@@ -28,11 +28,15 @@ def _slurm_up() -> str | None:
     ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True)
     if ping.returncode != 0 or "UP" not in ping.stdout:
         return "SLURM is installed but its controller does not answer: start it with scripts/slurm-local.sh"
+    config = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True).stdout
+    if not any(line.split() == ["ClusterName", "=", "mimamo-local"] for line in config.splitlines()):
+        return "this SLURM is not the one of scripts/slurm-local.sh: the tests would submit jobs to a real cluster"
     return None
 
 
-if _slurm_up():
-    pytestmark.append(pytest.mark.skip(reason=_slurm_up()))
+_NO_SLURM = _slurm_up()
+if _NO_SLURM:
+    pytestmark.append(pytest.mark.skip(reason=_NO_SLURM))
 
 ONE_CORE = ["--jobs", "1", "--cores", "1", "--memory", "3GB"]
 
