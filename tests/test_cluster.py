@@ -104,9 +104,12 @@ def test_no_worker_coming_back_stops_the_run_and_keeps_what_finished(two_videos,
     root, entries = two_videos
     cache, lines = tmp_path / "cache", []
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address="127.0.0.1:0") as cluster:
+        retired = threading.Event()
+
         def retire_after_first():
-            _wait_for(lambda: any(store.group_status(cache, "demo", e.video) == "done" for e in entries))
+            _wait_for(lambda: any(store.group_status(cache, "demo", e.video) == "done" for e in entries), 900)
             cluster.scale(0)
+            retired.set()
 
         helper = threading.Thread(target=retire_after_first, daemon=True)
         helper.start()
@@ -115,8 +118,9 @@ def test_no_worker_coming_back_stops_the_run_and_keeps_what_finished(two_videos,
             entries, cache, "demo", extract.Settings(weights="random"), scheduler=cluster.scheduler_address,
             progress=False, echo=lines.append, cluster_opts={"worker_timeout": "5s"})))
         run.start()
-        run.join(timeout=300)
-        assert not run.is_alive(), "the run still waits for a worker"
+        _wait_for(lambda: retired.is_set() or not run.is_alive(), 900)     # the first video, however loaded the machine
+        run.join(timeout=120)
+        assert not run.is_alive(), "the run still waits for a worker 2 minutes after the last one left"
         helper.join()
     summary = result["summary"]
     assert summary.stopped and "no Dask worker for" in summary.stopped and "has no workers" in summary.stopped
