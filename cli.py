@@ -102,7 +102,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--gpus", type=int, default=None, help="GPUs per batch job (workers get a GPU resource) [manifest].")
 @click.option("--lifetime", default=None,
               help="A batch worker retires by this time after it starts (e.g. 03:45:00, 50m), its video going back "
-                   "to the queue, and a new job replaces it [default: from --walltime, 5-10% before it].")
+                   "to the queue, and a new job replaces it [default: from --walltime: at 85-95% of it, staggered].")
 @click.option("--worker-timeout", default=None,
               help="Stop the run (saying why, index written) after this long with no worker connected, e.g. 30m, "
                    "01:00:00 [default: 30m; on SLURM also once every job ended and none replaced it].")
