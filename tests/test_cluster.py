@@ -83,8 +83,10 @@ def two_videos(tmp_path_factory) -> tuple[Path, list]:
     root = tmp_path_factory.mktemp("data")
     vids = root / "videos" / "train"
     vids.mkdir(parents=True)
-    for i, name in enumerate(("first", "second")):
-        write_face_video(vids / f"{name}.mp4", 40, size=(320, 240), motion="translate_rotate", seed=i)
+    # Dask runs them in submission order on one worker; the second is long enough that a worker retired once the
+    # first is done cannot finish it first
+    for i, (name, frames) in enumerate((("first", 40), ("second", 160))):
+        write_face_video(vids / f"{name}.mp4", frames, size=(320, 240), motion="translate_rotate", seed=i)
     return root, list_videos(get_dataset("demo", root))
 
 
@@ -114,14 +116,22 @@ def test_no_worker_coming_back_stops_the_run_and_keeps_what_finished(two_videos,
         helper = threading.Thread(target=retire_after_first, daemon=True)
         helper.start()
         result = {}
-        run = threading.Thread(daemon=True, target=lambda: result.update(summary=graph.run(
-            entries, cache, "demo", extract.Settings(weights="random"), scheduler=cluster.scheduler_address,
-            progress=False, echo=lines.append, cluster_opts={"worker_timeout": "5s"})))
+
+        def features():
+            try:
+                result["summary"] = graph.run(entries, cache, "demo", extract.Settings(weights="random"),
+                                              scheduler=cluster.scheduler_address, progress=False, echo=lines.append,
+                                              cluster_opts={"worker_timeout": "5s"})
+            except Exception as err:     # shown by the assertion below
+                result["error"] = err
+
+        run = threading.Thread(daemon=True, target=features)
         run.start()
         _wait_for(lambda: retired.is_set() or not run.is_alive(), 900)     # the first video, however loaded the machine
         run.join(timeout=120)
         assert not run.is_alive(), "the run still waits for a worker 2 minutes after the last one left"
-        helper.join()
+        helper.join(timeout=10)
+    assert "summary" in result, f"{result.get('error')!r}; printed: {lines}"
     summary = result["summary"]
     assert summary.stopped and "no Dask worker for" in summary.stopped and "has no workers" in summary.stopped
     index = store.read_index(cache, "demo")
