@@ -100,6 +100,18 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--walltime", default=None, help="Walltime per batch job, e.g. 04:00:00 [manifest].")
 @click.option("--queue", default=None, help="Batch queue/partition.")
 @click.option("--gpus", type=int, default=None, help="GPUs per batch job (workers get a GPU resource) [manifest].")
+@click.option("--lifetime", default=None,
+              help="A batch worker retires by this time after it starts (e.g. 03:45:00, 50m), its video going back "
+                   "to the queue, and a new job replaces it [default: from --walltime: at 85-95% of it, staggered].")
+@click.option("--worker-timeout", default=None,
+              help="Stop the run (saying why, index written) after this long with no worker connected, e.g. 30m, "
+                   "01:00:00 [default: 30m; on SLURM also once every job ended and none replaced it].")
+@click.option("--retries", type=click.IntRange(0, 100), default=None,
+              help="Times a video starts again after its worker was lost (walltime, scancel, out of memory) "
+                   "before it is recorded failed [default: 2].")
+@click.option("--dashboard", default=None, metavar="HOST:PORT",
+              help="Where the Dask dashboard listens [default: 127.0.0.1 on a free port: this machine only]. "
+                   "0.0.0.0:8787 opens it to the network; see the README for an SSH tunnel instead.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda, for the pyramid and ResNet50.")
 @click.option("--keep-faces", is_flag=True, help="Also store the 224x224 RGB crops (150 KB/frame).")
 @click.option("--gamma-jitter", type=click.FloatRange(0, 0.99), default=0.0, show_default=True,
@@ -127,15 +139,17 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--dry-run", is_flag=True, help="Print the plan (and the job script for a batch system); run nothing.")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def features(videos, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, jobs, cores,
-             memory, walltime, queue, gpus, device, keep_faces, gamma_jitter, motion_variant, replace_variant,
-             motion_mean_window, motion_sigma, detect_every, seed, force, wait_for_lock, dry_run, no_progress):
+             memory, walltime, queue, gpus, lifetime, worker_timeout, retries, dashboard, device, keep_faces,
+             gamma_jitter, motion_variant, replace_variant, motion_mean_window, motion_sigma, detect_every, seed, force,
+             wait_for_lock, dry_run, no_progress):
     """Extract features of a dataset's videos (or of VIDEOS...) into the Zarr cache (resumable; bad videos do not
     stop the others).
 
     A rerun skips videos already done, redoes partial ones, and recomputes only the arrays whose settings
     changed (motion arrays are computed from the cached 48x48 faces, without opening any video). A failed or
     killed update leaves the arrays that were there usable: new arrays are built beside them and swapped in.
-    Exits with status 1 when any video failed; the summary and index.parquet say why.
+    Exits with status 1 when any video failed, or when the run stopped because no worker came back; the summary
+    and index.parquet say why.
     """
     from pipeline.features_cmd import features_command
 
@@ -145,7 +159,8 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
     summary = features_command(
         dataset=dataset, root=root, video_files=video_files, cache=cache, stages=_csv(stages),
         extras=_csv(extras), weights=weights, workers=workers, scheduler=scheduler,
-        cluster={"jobs": jobs, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue, "gpus": gpus},
+        cluster={"jobs": jobs, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue, "gpus": gpus,
+                 "lifetime": lifetime, "worker_timeout": worker_timeout, "retries": retries, "dashboard": dashboard},
         device=device, keep_faces=keep_faces, gamma_jitter=gamma_jitter,
         motion={k: v for k, v in {"mean_window": motion_mean_window, "sigma": motion_sigma}.items() if v is not None},
         face={"detect_every": detect_every} if detect_every else {}, seed=seed, force=force, dry_run=dry_run,
@@ -153,7 +168,9 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
         wait_for_lock=wait_for_lock)
     if not dry_run:
         click.echo(summary.table())
-        if summary.failed:
+        if summary.stopped:
+            click.echo(f"stopped: {summary.stopped}", err=True)
+        if summary.failed or summary.stopped:
             sys.exit(1)
 
 

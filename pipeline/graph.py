@@ -7,7 +7,6 @@ from its group after every video (the group is the truth; the index a summary), 
 """
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import sys
@@ -19,10 +18,10 @@ from tqdm import tqdm
 
 from features.errors import BadInputError
 from pipeline import extract, store
+from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry
 
-BATCH_SYSTEMS = ("slurm", "pbs", "sge", "lsf")
 TOPIC = "mimamo-frames"
 
 
@@ -34,6 +33,7 @@ class Summary:
     seconds: float = 0.0
     truth: dict[str, dict] = field(default_factory=dict)   # video -> index row rebuilt from its group, once
     dashboard: str | None = None
+    stopped: str | None = None     # why the run stopped before every video was tried (no worker came back)
 
     def count(self, action: str) -> int:
         return sum(r.get("action") == action for r in self.rows)
@@ -57,49 +57,6 @@ class Summary:
                      f"(already done); failed: {len(self.failed)}; {self.frames_per_second:.1f} frames/s decoded "
                      f"in {self.seconds:.1f} s")
         return "\n".join(lines)
-
-
-# ---------------------------------------------------------------- clusters
-
-
-def make_cluster(scheduler: str, workers: int | None, threads: int = 1, opts: dict | None = None):
-    """(cluster or None, client address or cluster) for --scheduler local | tcp://host:port | slurm|pbs|sge|lsf."""
-    opts = dict(opts or {})
-    if scheduler == "local":
-        from distributed import LocalCluster
-
-        n = workers or os.cpu_count() or 1
-        # processes, not threads: dlib and OpenCV hold the GIL in places, and one crash must not take all.
-        return LocalCluster(n_workers=n, threads_per_worker=threads, processes=True, dashboard_address=":0",
-                            silence_logs=logging.ERROR)
-    if scheduler.startswith(("tcp://", "tls://")):
-        return None
-    if scheduler in BATCH_SYSTEMS:
-        return batch_cluster(scheduler, opts)
-    raise BadInputError(None, f"unknown scheduler {scheduler!r}",
-                        "use local, tcp://host:port (an existing cluster) or one of " + ", ".join(BATCH_SYSTEMS))
-
-
-def batch_cluster(kind: str, opts: dict):
-    """A dask-jobqueue cluster; jobs are requested by `scale`, so building one submits nothing."""
-    try:
-        import dask_jobqueue
-    except ImportError:
-        raise BadInputError(None, f"--scheduler {kind} needs dask-jobqueue", "pip install 'mimamo[cluster]'") from None
-    cls = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}[kind]
-    gpus = int(opts.get("gpus") or 0)
-    kwargs = dict(cores=int(opts["cores"]), memory=str(opts["memory"]), walltime=str(opts["walltime"]),
-                  processes=int(opts.get("processes") or 1), silence_logs=logging.ERROR)
-    if opts.get("queue"):
-        kwargs["queue"] = opts["queue"]
-    if gpus:
-        # GPU tasks ask for the GPU resource, so each worker runs one at a time on its card.
-        kwargs["worker_extra_args"] = ["--resources", f"GPU={gpus}"]
-        if kind == "slurm":
-            kwargs["job_extra_directives"] = [f"--gres=gpu:{gpus}"]
-        elif kind == "pbs":
-            kwargs["resource_spec"] = f"select=1:ncpus={kwargs['cores']}:ngpus={gpus}:mem={kwargs['memory']}"
-    return getattr(dask_jobqueue, cls)(**kwargs)
 
 
 # ---------------------------------------------------------------- the run
@@ -162,43 +119,58 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
 
 def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
                 replace_variant, lock):
-    from distributed import Client, as_completed
+    from distributed import Client
 
-    cluster = make_cluster(scheduler, workers, opts=cluster_opts)
+    from pipeline.watch import WorkerWatch, tracked
+
+    opts = dict(cluster_opts or {})
+    cluster = make_cluster(scheduler, workers, opts=opts)
     client = Client(cluster if cluster is not None else scheduler)
     try:
-        if scheduler in BATCH_SYSTEMS:
-            cluster.scale(jobs=jobs)
-        summary.dashboard = client.dashboard_link
-        echo(f"dask dashboard: {client.dashboard_link}  ({len(todo)} videos to process)")
+        summary.dashboard = dashboard_link(cluster, client)
+        echo(f"dask dashboard: {summary.dashboard}  ({len(todo)} videos to process)")
         total = sum(_frames_hint(cache, dataset, e, p) for e, p, _ in todo)
         vbar = tqdm(total=len(todo), desc="videos", unit="video", disable=not progress, file=sys.stderr, position=0)
         fbar = tqdm(total=total or None, desc="frames", unit="frame", disable=not progress, file=sys.stderr,
                     position=1, smoothing=0.1)
-        client.subscribe_topic(TOPIC, lambda event: fbar.update(event[1][1]))
+        # lost workers, job states and waiting times are said as they happen, above the bars
+        watch = WorkerWatch(client, cluster, scheduler, opts, jobs, fbar=fbar, say=vbar.write if progress else echo)
+        client.subscribe_topic(TOPIC, watch.on_frames)
         resources = {"GPU": 1} if s.device.startswith("cuda") and scheduler != "local" else None
-        futures = {client.submit(_task, str(cache), dataset, e, s, w, replace_variant,
+        futures = {client.submit(tracked, _task, e.video, str(cache), dataset, e, s, w, replace_variant,
                                  key=f"video-{dataset}-{e.video}", pure=False, resources=resources): e
                    for e, _, w in todo}
-        for fut in as_completed(futures):
-            e = futures[fut]
-            try:
-                row = fut.result()
-            except Exception as err:   # the worker died (killed, out of memory): that video failed, not the run
-                row = {"video": e.video, "split": e.split, "source": str(e.path), "status": "failed",
-                       "action": "failed", "error": f"{e.path}: worker lost ({type(err).__name__}: {err})"}
-            summary.rows.append(row)
-            vbar.update(1)
-            if row.get("status") == "failed":
-                vbar.write(f"failed: {row['error']}")
-            summary.truth[row["video"]] = truth_row(cache, dataset, row)
-            update_index(cache, dataset, summary.rows, lock, summary.truth)   # current after every video
+        while futures and watch.stop_reason is None:
+            done, given_up = watch.step(futures)
+            for fut in done + list(given_up):
+                e = futures.pop(fut)
+                if fut in given_up:
+                    row = _failed_row(e, given_up[fut])
+                else:
+                    try:
+                        row = fut.result()
+                    except Exception as err:   # the worker died more often than the scheduler allows
+                        row = _failed_row(e, f"{e.path}: worker lost ({type(err).__name__}: {err})")
+                summary.rows.append(row)
+                vbar.update(1)
+                if row.get("status") == "failed":
+                    vbar.write(f"failed: {row['error']}")
+                summary.truth[row["video"]] = truth_row(cache, dataset, row)
+                update_index(cache, dataset, summary.rows, lock, summary.truth)   # current after every video
+        if watch.stop_reason:
+            client.cancel(list(futures))
+            summary.stopped = watch.stop_reason
         vbar.close()
         fbar.close()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _failed_row(e: VideoEntry, error: str) -> dict:
+    return {"video": e.video, "split": e.split, "source": str(e.path), "status": "failed", "action": "failed",
+            "error": error}
 
 
 def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings, want: dict,
