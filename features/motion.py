@@ -1,38 +1,76 @@
 """Micro-motion inputs of the temporal stream: ΔPhase (the paper's), and phase and optical flow (its ablations).
 
 All functions take aligned gray faces [T, H, W] (48x48 in the paper), uint8 or float in 0..255, numpy or
-torch, and return numpy float32 arrays in a dict. They can run on a long video in chunks: pass the last
-face of the previous chunk as ``previous`` and the rows equal those of a whole-video run exactly.
+torch, and return numpy float32 arrays in a dict. They can run on a long video in chunks: ``delta_phase(...,
+return_state=True)`` also returns a :class:`MotionState` to pass to the next chunk as ``previous`` (for the
+mimamo variant and optical flow the last face of the previous chunk is enough), and the rows equal those of a
+whole-video run exactly.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import NamedTuple
+from dataclasses import asdict, dataclass, replace
 
 import cv2
 import numpy as np
 import torch
 
+from .dphase import mimamo_band, paper_band
 from .errors import BadInputError
+from .filters import gaussian_blur
 from .pyramid import MirroredFacePyramid
+from .scratch import Scratch, take, thread_scratch
 
 MOTION_VERSION = "1"  # bump whenever the maths of delta_phase/phase/optical_flow changes (cache fingerprints)
+VARIANTS = ("mimamo", "paper")  # the order of ΔPhase's steps: see MotionConfig
+CPU_BLOCK = 256  # most frames per product on CPU: larger blocks were no faster and their buffers cost memory
 
 _PYRAMIDS: dict[tuple[int, int], MirroredFacePyramid] = {}
-_FILTERS: dict[tuple, _Filter] = {}
 
 
 @dataclass(frozen=True)
 class MotionConfig:
-    """Settings of the ΔPhase/phase maths; defaults are the paper's released code."""
+    r"""Settings of the ΔPhase/phase maths; ``variant`` picks the order of ΔPhase's steps.
+
+    Per scale and orientation, frame t has the complex band :math:`c_t = A_t e^{i\varphi_t}`,
+    :math:`\varphi_t \in (-\pi, \pi]` (see ``face_bands``). :math:`G` is the ``taps`` x ``taps`` Gaussian of std
+    ``sigma``, zero-padded at the map borders, :math:`*` a 2-D convolution, :math:`M` subtracts the map's mean
+    (``remove_mean``; over a k x k box with ``mean_window``) and :math:`C` clamps to :math:`\pm` ``clamp``.
+    ΔPhase row t is :math:`C(M(D_t))` with :math:`D_t` from the variant:
+
+    - ``"mimamo"`` (default): the wrapped phase step, then its amplitude-weighted blur (Wadhwa et al. 2013),
+
+      .. math:: \delta_t = \arg(c_t \bar c_{t-1}) \in (-\pi, \pi], \qquad D_t = G*(w_t \delta_t) / G*w_t,
+
+      :math:`w_t = \sqrt{A_t A_{t-1}}` (``amplitude="geometric"``) or :math:`A_t` (``"current"``). It needs
+      frames t-1 and t only, is right for motion in either direction, and never blurs across a spatial 2π wrap
+      of the phase (δ is small wherever the face moves little).
+    - ``"paper"`` (the paper and its released code, with the unwrap fixed): unwrap each pixel's phase over
+      time, blur each frame's unwrapped phase, then difference,
+
+      .. math:: \Phi_t = \varphi_t + 2\pi k_t, \qquad \Psi_t = G*(A_t \Phi_t) / G*A_t, \qquad
+                D_t = \Psi_t - \Psi_{t-1},
+
+      with integer turns :math:`k_t` per pixel: :math:`k_r = 0` at the video's first valid frame r and at the
+      first valid frame after each gap of invalid frames, and :math:`k_t = k_{t-1} - \mathrm{round}((\varphi_t
+      - \varphi_{t-1}) / 2\pi)`, so that :math:`|\Phi_t - \Phi_{t-1}| \le \pi` (``numpy.unwrap``, right in both
+      directions; the released ``torch.fmod`` unwrap left steps below -π, i.e. increasing phase, wrapped).
+      :math:`D_t` depends on where the unwrap started (the weights :math:`A_t`, :math:`A_{t-1}` differ, so the
+      offsets :math:`2\pi k` do not cancel), hence the restart rule; the released code restarted at every
+      13-frame window, so its values depended on the window. ``amplitude`` does not apply.
+
+    On faces the two differ by about 27% RMS, correlation ~0.96 (``test_paper_and_mimamo_variants_differ``).
+    ``sigma``, ``taps``, the whole-map mean and ``clamp`` are the released code's; the default variant's order
+    of steps is not (mimamo's own: see DESIGN.md).
+    """
 
     sigma: float = 2.0  # Gaussian of the amplitude-weighted denoising blur, pixels
     taps: int = 11  # blur support (taps x taps), zero-padded at the map borders as the released code
     remove_mean: bool = True  # subtract the spatial mean of ΔPhase (rigid head motion)
     mean_window: int | None = None  # None: mean over the whole map (released code); odd k: k x k box at scale 0
     clamp: float = 5 * math.pi  # ΔPhase is clamped to ±clamp after mean removal
-    amplitude: str = "geometric"  # blur weight: "geometric" sqrt(A_t A_{t-1}) or "current" A_t
+    amplitude: str = "geometric"  # mimamo's blur weight: "geometric" sqrt(A_t A_{t-1}) or "current" A_t
+    variant: str = "mimamo"  # "mimamo": difference, then blur; "paper": unwrap, blur, then difference
 
     def __post_init__(self):
         if self.taps < 1 or self.taps % 2 == 0:
@@ -41,6 +79,10 @@ class MotionConfig:
             raise ValueError(f"mean_window must be None or odd and positive, got {self.mean_window}")
         if self.amplitude not in ("geometric", "current"):
             raise ValueError(f"amplitude must be 'geometric' or 'current', got {self.amplitude!r}")
+        if self.variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
+        if self.variant == "paper" and self.amplitude != "geometric":
+            raise ValueError("amplitude is the mimamo variant's blur weight; the paper variant weights by A_t")
 
     def as_dict(self) -> dict:
         """Every setting plus the code version, for cache fingerprints."""
@@ -61,6 +103,22 @@ class FlowConfig:
     def as_dict(self) -> dict:
         """Every setting plus the code version, for cache fingerprints."""
         return {**asdict(self), "version": MOTION_VERSION}
+
+
+@dataclass(frozen=True)
+class MotionState:
+    """What a chunk of a video hands the next (``delta_phase(..., return_state=True)``), so that chunked ΔPhase
+    equals a whole-video run.
+
+    ``face``: the chunk's last face [H, W] (it was valid). ``turns``, for the paper variant: the integer turns k
+    (see ``MotionConfig``) of that face's unwrapped phase, per scale {"s0": int32 [2, H, W], "s1": int32
+    [2, H/2, W/2]}; None for the mimamo variant, which needs only the face. Integers, so the state is exact
+    however long the video (the unwrapped phase is never accumulated in floating point). :func:`motion_state`
+    rebuilds it from the faces since the last gap, to resume a video mid-way from cached faces.
+    """
+
+    face: np.ndarray | torch.Tensor
+    turns: dict[str, np.ndarray] | None = None
 
 
 def _as_faces(faces, name: str = "faces") -> np.ndarray | torch.Tensor:
@@ -96,93 +154,16 @@ def face_bands(faces: torch.Tensor) -> list[torch.Tensor]:
     return _pyramid(*faces.shape[-2:])(faces)
 
 
-class _Filter(NamedTuple):
-    """A separable filter along one axis: its dense [n, n] matrix, and the matrix split into row blocks
-    (lo, hi, col_lo, col_hi, dense[lo:hi, col_lo:col_hi]) that keep only each block's non-zero columns."""
+def mirror_faces(faces):
+    """Faces [..., H, W] (numpy or torch) mirrored left-right, for the flip augmentation.
 
-    dense: torch.Tensor
-    blocks: list[tuple[int, int, int, int, torch.Tensor]]
-
-
-def _filter(kind: str, n: int, size, like: torch.Tensor, block: int = 16) -> _Filter:
-    """Cached zero-padded filter on n samples: 'gauss' (size = (sigma, half width)) or 'box' (size = width).
-
-    With 16-row blocks an 11-tap Gaussian on 48 rows costs 3 products of [16 x 26] instead of one [48 x 48]:
-    most of a dense blur's time went to multiplying zeros.
+    Compute a flipped video's motion arrays from its mirrored faces: the rule "mirror the maps and negate
+    orientation 0" holds at scale 0 only (to rounding); at scale 1 the pyramid's factor-2 subsampling breaks the
+    symmetry (~20% RMS; ``test_mirroring_faces_mirrors_delta_phase_exactly_at_scale_0_only`` measures it).
     """
-    key = (kind, n, size, like.dtype, str(like.device))
-    if key not in _FILTERS:
-        off = np.arange(n)[None, :] - np.arange(n)[:, None]
-        if kind == "box":
-            m = (np.abs(off) <= int(size) // 2).astype(np.float64)
-        else:
-            sigma, half = size
-            m = np.exp(-off ** 2 / (2 * sigma ** 2)) * (np.abs(off) <= half)
-        dense = torch.as_tensor(m, dtype=like.dtype, device=like.device)
-        blocks = []
-        for lo in range(0, n, block):
-            hi = min(n, lo + block)
-            cols = np.flatnonzero(m[lo:hi].any(axis=0))
-            c0, c1 = int(cols[0]), int(cols[-1]) + 1
-            blocks.append((lo, hi, c0, c1, dense[lo:hi, c0:c1].contiguous()))
-        _FILTERS[key] = _Filter(dense, blocks)
-    return _FILTERS[key]
-
-
-def _separable(x: torch.Tensor, outer: _Filter, inner: _Filter) -> torch.Tensor:
-    """Filter maps laid out [..., O, I, B] along O and I.
-
-    The inner pass is one batched product (blocking it would cost a copy per block); the outer pass works on
-    contiguous [O, I*B] slabs, so each row block reads and writes contiguous rows with no copy.
-    """
-    o, i, b = x.shape[-3:]
-    y = (inner.dense @ x.reshape(-1, i, b)).view(-1, o, i * b)
-    z = torch.empty_like(y)
-    for k in range(y.shape[0]):
-        for lo, hi, c0, c1, m in outer.blocks:
-            torch.mm(m, y[k, c0:c1], out=z[k, lo:hi])
-    return z.view(x.shape)
-
-
-def _blur(x: torch.Tensor, cfg: MotionConfig) -> torch.Tensor:
-    """Gaussian blur (unnormalised: only ratios of blurs are used) of maps [..., O, I, B]."""
-    o, i = x.shape[-3:-1]
-    size = (cfg.sigma, cfg.taps // 2)
-    return _separable(x, _filter("gauss", o, size, x), _filter("gauss", i, size, x))
-
-
-def _remove_mean(x: torch.Tensor, scale: int, cfg: MotionConfig) -> torch.Tensor:
-    """Subtract, in place, the mean over the map, or over a k x k box (fewer pixels counted at the borders)."""
-    if not cfg.remove_mean:
-        return x
-    if cfg.mean_window is None:
-        return x.sub_(x.mean(dim=(0, 1), keepdim=True))
-    k = (cfg.mean_window >> scale) | 1  # the same window in face pixels: half as many at the coarser scale
-    o, i = x.shape[:2]
-    bo, bi = _filter("box", o, k, x), _filter("box", i, k, x)
-    count = bo.dense.sum(1)[:, None, None] * bi.dense.sum(1)[None, :, None]
-    return x.sub_(_separable(x, bo, bi).div_(count))
-
-
-def _delta_band(band: torch.Tensor, scale: int, cfg: MotionConfig) -> torch.Tensor:
-    """ΔPhase [O, I, B-1] between consecutive frames of one band [re/im, O, I, B]."""
-    re, im = band[0], band[1]
-    cr, ci, pr, pi_ = re[..., 1:], im[..., 1:], re[..., :-1], im[..., :-1]
-    # in-place wherever possible: fresh multi-MB temporaries cost page faults that rivalled the arithmetic
-    # c_t conj(c_{t-1}): its angle is the phase step wrapped to (-pi, pi], right in both directions
-    p_re = torch.mul(cr, pr).addcmul_(ci, pi_)
-    p_im = torch.mul(ci, pr).addcmul_(cr, pi_, value=-1)
-    both = torch.empty((2, *p_re.shape), dtype=p_re.dtype, device=p_re.device)
-    if cfg.amplitude == "geometric":  # sqrt(|c_t| |c_t-1|) = sqrt(|p|)
-        torch.sqrt(torch.hypot(p_re, p_im, out=both[0]), out=both[1])
-    else:
-        torch.hypot(cr, ci, out=both[1])
-    torch.mul(torch.atan2(p_im, p_re, out=p_im), both[1], out=both[0])
-    # Wadhwa et al. 2013: blur(A x) / blur(A), as phase is unreliable where the amplitude is low;
-    # a flat image has zero amplitude and numerator: 0, not NaN
-    smooth = _blur(both, cfg)
-    out = smooth[0].div_(smooth[1].clamp_min_(torch.finfo(smooth.dtype).tiny))
-    return _remove_mean(out, scale, cfg).clamp_(-cfg.clamp, cfg.clamp)
+    if isinstance(faces, torch.Tensor):
+        return faces.flip(-1)
+    return np.ascontiguousarray(np.asarray(faces)[..., ::-1])
 
 
 def _store(out: dict, s: int, b: int, maps: torch.Tensor, first: int, stop: int) -> None:
@@ -192,10 +173,11 @@ def _store(out: dict, s: int, b: int, maps: torch.Tensor, first: int, stop: int)
     torch.from_numpy(out[f"s{s}"])[first:stop, b].copy_(rows)
 
 
-def _block(batch_size: int) -> int:
+def _block(batch_size: int, device) -> int:
     """Frames per matrix product: batch_size rounded up to a multiple of 16 (tiny products were seen to round
-    differently by position; fixed shapes of this size did not)."""
-    return max(16, -(-int(batch_size) // 16) * 16)
+    differently by position; fixed shapes of this size did not), at most CPU_BLOCK on CPU."""
+    block = max(16, -(-int(batch_size) // 16) * 16)
+    return min(block, CPU_BLOCK) if torch.device(device).type == "cpu" else block
 
 
 def _frame_flags(t: int, valid) -> np.ndarray:
@@ -216,20 +198,26 @@ def _row_mask(t: int, valid, has_previous: bool) -> np.ndarray:
     return ok
 
 
-def _batches(faces, ok: np.ndarray, batch_size: int, lead: int, previous, dtype, device):
+def _maps(t: int, h: int, w: int) -> dict[str, np.ndarray]:
+    return {"s0": np.zeros((t, 2, h, w), np.float32), "s1": np.zeros((t, 2, h // 2, w // 2), np.float32)}
+
+
+def _batches(faces, ok: np.ndarray, batch_size: int, lead: int, previous, dtype, device, ws: Scratch | None):
     """(start, stop, frames) for each batch of rows [start, stop) with at least one ``ok`` row.
 
     frames is [H, W, lead + batch_size] (batch last: see ``MirroredFacePyramid.native``): ``lead`` (0 or 1) slots
     for the face before the batch (zero when there is none), the batch, then zero padding. Every batch has this
     one fixed shape, so matrix products give each frame the same bits wherever it sits and chunked runs equal
-    whole ones.
+    whole ones. It is a ``ws`` buffer, overwritten by the next batch.
     """
     t, h, w = faces.shape
+    shape = (h, w, lead + batch_size)
     for start in range(0, t, batch_size):
         stop = min(t, start + batch_size)
         if not ok[start:stop].any():
             continue
-        frames = torch.zeros((h, w, lead + batch_size), dtype=dtype, device=device)
+        frames = ws.take("frames", shape, dtype, device) if ws is not None else torch.empty(shape, dtype=dtype, device=device)
+        frames.zero_()
         frames[..., lead:lead + stop - start] = _batch_last(faces[start:stop])
         if lead and start > 0:
             frames[..., 0] = _batch_last(faces[start - 1:start])[..., 0]
@@ -238,38 +226,148 @@ def _batches(faces, ok: np.ndarray, batch_size: int, lead: int, previous, dtype,
         yield start, stop, frames
 
 
-def delta_phase(faces, valid=None, previous=None, *, config: MotionConfig = MotionConfig(), device: str = "cpu",
-                batch_size: int = 256, dtype: torch.dtype = torch.float32) -> dict[str, np.ndarray]:
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """[a, e) of each run of consecutive True entries."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], flags, [False]]).astype(np.int8)))
+    return [(int(a), int(e)) for a, e in zip(edges[::2], edges[1::2])]
+
+
+def _previous(previous, cfg: MotionConfig, h: int, w: int):
+    """(face [1, H, W] or None, turns per band (s, b) in the bands' native layout or None) from ``previous``."""
+    if previous is None:
+        return None, None
+    face, turns = (previous.face, previous.turns) if isinstance(previous, MotionState) else (previous, None)
+    if cfg.variant == "paper" and turns is None:
+        raise BadInputError(None, "the paper variant continues the previous chunk's unwrapped phase, which a face "
+                            "(or a mimamo state) does not carry",
+                            "pass the MotionState that delta_phase(..., return_state=True) returned for the previous "
+                            "chunk, or rebuild it with motion_state(faces since the last gap)")
+    face = _as_faces(face[None] if face.ndim == 2 else face, "previous")
+    if tuple(face.shape[1:]) != (h, w):
+        raise BadInputError(None, f"previous face is {tuple(face.shape[1:])}, faces are {(h, w)}")
+    if turns is not None:  # orientation 0's native layout is [x, y]
+        turns = {(s, b): torch.from_numpy(np.asarray(turns[f"s{s}"][b])) for s in range(2) for b in range(2)}
+        turns = {(s, b): (k.T if b == 0 else k) for (s, b), k in turns.items()}
+    return face, turns
+
+
+def _state(faces, v: np.ndarray, previous, turns: dict | None, cfg: MotionConfig) -> MotionState | None:
+    """The state after the last face (None if it is invalid); ``turns`` per band (s, b), native, or None (= 0)."""
+    if len(v) == 0:  # nothing new: the previous state carries over
+        if previous is None or isinstance(previous, MotionState):
+            return previous
+        return MotionState(previous if previous.ndim == 2 else previous[-1])
+    if not v[-1]:
+        return None
+    face = faces[-1].clone() if isinstance(faces, torch.Tensor) else np.array(faces[-1])
+    if cfg.variant != "paper":
+        return MotionState(face)
+    h, w = faces.shape[1:]
+    out = {f"s{s}": np.zeros((2, h >> s, w >> s), np.int32) for s in range(2)}
+    for (s, b), k in (turns or {}).items():
+        out[f"s{s}"][b] = (k.T if b == 0 else k).round().to(torch.int32).cpu().numpy()
+    return MotionState(face, out)
+
+
+def _mimamo_rows(faces, ok, prev_face, cfg, out, block, dtype, device, ws) -> None:
+    """Fill ``out`` with the mimamo variant's rows; each batch carries the face before it (slot 0)."""
+    h, w = faces.shape[1:]
+    for start, stop, frames in _batches(faces, ok, block, 1, prev_face, dtype, device, ws):
+        for s, b, band in _pyramid(h, w).native(frames, ws):  # band by band: one band's temporaries at a time
+            _store(out, s, b, mimamo_band(band, s, cfg, ws)[..., :stop - start], start, stop)
+
+
+def _paper_rows(faces, v, ok, prev_face, turns, cfg, out, block, dtype, device, ws) -> dict | None:
+    """Fill ``out`` (None: compute the turns only) with the paper variant's rows; return the last face's turns.
+
+    The turns of the face before each batch come from the previous batch (or ``turns``, from the previous
+    chunk). A batch with no valid row is skipped: its last face, if valid, starts a run (its turns are 0).
+    """
+    h, w = faces.shape[1:]
+    carried, expected = turns, 0
+    for start, stop, frames in _batches(faces, ok, block, 1, prev_face, dtype, device, ws):
+        if start != expected:  # the batches in between were skipped
+            carried = None
+        slots = np.zeros(block + 1, bool)  # slot 0: the face before the batch
+        slots[0] = v[start - 1] if start else prev_face is not None
+        slots[1:stop - start + 1] = v[start:stop]
+        runs, nxt = _runs(slots), {}
+        for s, b, band in _pyramid(h, w).native(frames, ws):
+            before = None if carried is None else carried[(s, b)].to(band.device, band.dtype)
+            maps, k = paper_band(band, s, cfg, runs, before, ws, maps=out is not None)
+            if out is not None:
+                _store(out, s, b, maps[..., :stop - start], start, stop)
+            nxt[(s, b)] = k[..., stop - start].clone()
+        carried, expected = nxt, stop
+    return carried if expected == len(v) else None
+
+
+def _with_variant(config: MotionConfig, variant: str | None) -> MotionConfig:
+    return config if variant is None or variant == config.variant else replace(config, variant=variant)
+
+
+def delta_phase(faces, valid=None, previous=None, *, variant: str | None = None, config: MotionConfig = MotionConfig(),
+                device: str = "cpu", batch_size: int = 256, dtype: torch.dtype = torch.float32,
+                return_state: bool = False):
     """ΔPhase of consecutive faces [T, H, W] -> {"s0": [T, 2, H, W], "s1": [T, 2, H/2, W/2]} float32.
 
     Row t is the denoised, rigid-motion-free phase change from frame t-1 to t, per orientation (0: motion
     along x, 1: along y); a translation by d gives about -omega.d with omega the band's centre frequency.
-    Row 0 is 0 unless ``previous`` (the face before ``faces[0]``, e.g. the last one of the previous chunk,
-    which must be valid) is given; rows whose frame or previous frame is invalid (``valid`` [T] bool) are 0.
-    The blur weight is the geometric mean of the two frames' amplitudes (``config.amplitude``).
-    ``batch_size`` frames (rounded up to a multiple of 16) go through the pyramid at a time, bounding
-    memory; a short last batch is zero-padded so every matrix product has one shape. Hence chunked calls
-    equal one whole call bit for bit when they use the same ``batch_size`` (as measured with MKL and
-    tested; it rests on BLAS rounding a column alike wherever it sits in a fixed-shape product); other
-    batch sizes agree to rounding (~1e-6 rad).
+    ``variant`` ("mimamo" or "paper", default ``config.variant``) picks the maths: see :class:`MotionConfig`.
+    Row 0 is 0 unless ``previous`` (what precedes ``faces[0]``, which must be valid) is given; rows whose
+    frame or previous frame is invalid (``valid`` [T] bool) are 0; the paper variant's unwrap restarts after
+    each invalid frame. ``previous`` is the :class:`MotionState` of the previous chunk (``return_state=True``
+    returns ``(maps, state)``, state None when the last face is invalid); for mimamo the face alone also does.
+
+    ``batch_size`` frames (rounded up to a multiple of 16; at most ``CPU_BLOCK`` on CPU) go through the pyramid
+    at a time, bounding memory; a short last batch is zero-padded so every matrix product has one shape. Hence
+    chunked calls equal one whole call bit for bit when they use the same ``batch_size`` (as measured with MKL
+    and tested; it rests on BLAS rounding a column alike wherever it sits in a fixed-shape product); other
+    batch sizes agree to rounding (~1e-6 rad; for the paper variant, except at the rare pixel whose phase step
+    is within rounding of ±π, where the unwrap may turn the other way). The batch buffers stay allocated in
+    this thread for the next call (``features.scratch.thread_scratch().clear()`` frees them).
     """
+    cfg = _with_variant(config, variant)
     faces = _as_faces(faces)
     t, h, w = faces.shape
-    out = {"s0": np.zeros((t, 2, h, w), np.float32), "s1": np.zeros((t, 2, h // 2, w // 2), np.float32)}
-    ok = _row_mask(t, valid, previous is not None)
-    if previous is not None:
-        previous = _as_faces(previous[None] if previous.ndim == 2 else previous, "previous")
-        if tuple(previous.shape[1:]) != (h, w):
-            raise BadInputError(None, f"previous face is {tuple(previous.shape[1:])}, faces are {(h, w)}")
-    if not ok.any():
-        return out
-    with torch.no_grad():  # each batch carries the face before it (slot 0) for its first difference
-        for start, stop, frames in _batches(faces, ok, _block(batch_size), 1, previous, dtype, device):
-            for s, b, band in _pyramid(h, w).native(frames):  # band by band: one band's temporaries at a time
-                _store(out, s, b, _delta_band(band, s, config)[..., :stop - start], start, stop)
-    for v in out.values():
-        v[~ok] = 0
-    return out
+    out = _maps(t, h, w)
+    prev_face, prev_turns = _previous(previous, cfg, h, w)
+    v = _frame_flags(t, valid)
+    ok = _row_mask(t, v, prev_face is not None)
+    last_turns, ws = None, thread_scratch()
+    with torch.no_grad():
+        if cfg.variant == "paper":
+            last_turns = _paper_rows(faces, v, ok, prev_face, prev_turns, cfg, out, _block(batch_size, device),
+                                     dtype, device, ws)
+        else:
+            _mimamo_rows(faces, ok, prev_face, cfg, out, _block(batch_size, device), dtype, device, ws)
+    for m in out.values():
+        m[~ok] = 0
+    return (out, _state(faces, v, previous, last_turns, cfg)) if return_state else out
+
+
+def motion_state(faces, valid=None, *, variant: str | None = None, config: MotionConfig = MotionConfig(),
+                 device: str = "cpu", batch_size: int = 256, dtype: torch.dtype = torch.float32) -> MotionState | None:
+    """The state a whole-video run carries after the last of ``faces``, rebuilt from faces alone (to resume
+    extraction mid-video from cached faces); None if that face is invalid.
+
+    ``faces`` [T, H, W] (and ``valid``) must start at the video's first frame or just after an invalid frame;
+    only the faces after the last invalid one are used (the paper variant's unwrap restarts there), so passing
+    the whole video so far is fine. The paper variant recomputes their phases (no blur): same turns as the
+    whole run, bit for bit with the same ``batch_size`` and ``dtype``; the mimamo variant needs only the face.
+    """
+    cfg = _with_variant(config, variant)
+    faces = _as_faces(faces)
+    v = _frame_flags(faces.shape[0], valid)
+    if cfg.variant != "paper" or not len(v):
+        return _state(faces, v, None, None, cfg)
+    first = int(np.flatnonzero(~v)[-1]) + 1 if not v.all() else 0
+    faces, v = faces[first:], v[first:]
+    ok = _row_mask(len(v), v, False)
+    with torch.no_grad():
+        turns = _paper_rows(faces, v, ok, None, None, cfg, None, _block(batch_size, device), dtype, device,
+                            thread_scratch())
+    return _state(faces, v, None, turns, cfg)
 
 
 def phase(faces, valid=None, *, config: MotionConfig = MotionConfig(), device: str = "cpu",
@@ -278,19 +376,21 @@ def phase(faces, valid=None, *, config: MotionConfig = MotionConfig(), device: s
 
     The denoising is the amplitude-weighted mean taken on the circle, angle(blur(A e^{i phi})), since a
     plain blur(A phi)/blur(A) averages across the 2 pi wraps of a phase map. No mean is removed (a
-    circular quantity has no meaningful offset to subtract). Invalid rows are 0.
+    circular quantity has no meaningful offset to subtract). Invalid rows are 0. ``config.variant`` does not
+    apply (there is no difference in time).
     """
     faces = _as_faces(faces)
     t, h, w = faces.shape
-    out = {"s0": np.zeros((t, 2, h, w), np.float32), "s1": np.zeros((t, 2, h // 2, w // 2), np.float32)}
-    ok = _frame_flags(t, valid)
+    out = _maps(t, h, w)
+    ok, ws = _frame_flags(t, valid), thread_scratch()
     with torch.no_grad():
-        for start, stop, frames in _batches(faces, ok, _block(batch_size), 0, None, dtype, device):
-            for s, b, band in _pyramid(h, w).native(frames):
-                smooth = _blur(band, config)[..., :stop - start]
-                _store(out, s, b, torch.atan2(smooth[1], smooth[0]), start, stop)
-    for v in out.values():
-        v[~ok] = 0
+        for start, stop, frames in _batches(faces, ok, _block(batch_size, device), 0, None, dtype, device, ws):
+            for s, b, band in _pyramid(h, w).native(frames, ws):
+                smooth = gaussian_blur(band, config.sigma, config.taps, ws)[..., :stop - start]
+                angle = torch.atan2(smooth[1], smooth[0], out=take(ws, "ph.angle", tuple(smooth.shape[1:]), band))
+                _store(out, s, b, angle, start, stop)
+    for m in out.values():
+        m[~ok] = 0
     return out
 
 

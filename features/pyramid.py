@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .scratch import Scratch, take
+
 _LUT_SIZE = 1024  # angular lookup table resolution, as pyrtools
 _RCOS_SIZE = 256  # radial raised-cosine table resolution, as pyrtools
 
@@ -248,23 +250,30 @@ class MirroredFacePyramid:
             self._moved[key] = (cos, plans)
         return self._moved[key]
 
-    def native(self, faces: torch.Tensor) -> Iterator[tuple[int, int, torch.Tensor]]:
+    def native(self, faces: torch.Tensor, scratch: Scratch | None = None) -> Iterator[tuple[int, int, torch.Tensor]]:
         """(scale, orientation, band [2, outer, inner, B] real) for faces laid out [h, w, B], float32/float64.
 
         Batch last, as every product here wants it (a caller building batches can write them so directly).
         A generator: a caller that is done with a band before asking for the next holds one band at a time.
+        With ``scratch`` every product is written into its buffers (names "pyr.*"), so no temporary is
+        allocated per batch, and a band is valid only until the next one is asked for.
         """
         if self.orientations != 2:
             raise ValueError("the mirrored fast path handles 2 orientations")
         h, w = self.size
         n = faces.shape[-1]
-        layouts = {0: faces.transpose(0, 1).reshape(w, h * n), 1: faces.reshape(h, w * n)}
         cos, plans = self._plans(faces.device, faces.dtype)
-        spectra = {b: (cos[b] @ layouts[b]).view(cos[b].shape[0], -1, n) for b in cos}
+        across = take(scratch, "pyr.layout", (w, h, n), faces).copy_(faces.transpose(0, 1))
+        layouts = {0: across.view(w, h * n), 1: faces.reshape(h, w * n)}
+        spectra = {}
+        for b, m in cos.items():
+            spectrum = take(scratch, f"pyr.spectrum{b}", (m.shape[0], layouts[b].shape[1]), faces)
+            spectra[b] = torch.mm(m, layouts[b], out=spectrum).view(m.shape[0], -1, n)
         for s, b, pick, inner, block in plans:
-            r = inner @ spectra[b][pick]  # [support, 2 * o_in, B]
+            picked = spectra[b][pick]  # [support, inner size, B]
+            r = torch.matmul(inner, picked, out=take(scratch, "pyr.r", (inner.shape[0], inner.shape[1], n), faces))
             o_in = r.shape[1] // 2
-            band = block @ r.view(-1, o_in * n)
+            band = torch.mm(block, r.view(-1, o_in * n), out=take(scratch, "pyr.band", (block.shape[0], o_in * n), faces))
             del r  # before the caller's work on the band: its memory can serve the next allocation
             yield s, b, band.view(2, block.shape[0] // 2, o_in, n)
 
