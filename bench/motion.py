@@ -1,9 +1,17 @@
-"""ΔPhase throughput against pyrtools (same bands, frame by frame, same run) and Farneback; float16 storage error.
+"""ΔPhase throughput against pyrtools (same bands, frame by frame, same rounds) and Farneback; float16 storage error.
 
-Prints one JSON line. Runs on 2 threads (torch.set_num_threads(2)) unless BENCH_THREADS says otherwise.
+ΔPhase is measured twice, each in a fresh process: "library", as any caller of ``features.motion.delta_phase``
+(glibc's malloc untuned), and "cli", with ``pipeline.allocator.keep_freed_memory()`` as the CLI and the
+pipeline's workers run it; each reports frames/s per batch size, for the mimamo (default) and paper variants, and
+the median over rounds of each round's ratio to pyrtools (this VM's speed drifts ~20%: interleaved rounds compare
+like with like). "memory" is a third fresh process: the peak RSS one 256-frame call adds, and what stays held.
+Prints one JSON line. Runs on 2 threads (torch.set_num_threads(2)) unless BENCH_THREADS says otherwise;
+BENCH_ROUNDS sets the rounds (5). ``BENCH_ALLOCATOR=default|tuned`` measures only that one, in this process.
 """
 import json
 import os
+import resource
+import subprocess
 import sys
 import time
 
@@ -13,7 +21,10 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from features.motion import delta_phase, optical_flow
+from features.scratch import thread_scratch
 from pipeline.allocator import keep_freed_memory
+
+SIZES = (64, 256, 1024, 4096)
 
 
 def realistic_faces(t: int, seed: int = 0) -> np.ndarray:
@@ -59,49 +70,89 @@ def interleaved(contenders: dict, rounds: int, min_s: float) -> dict[str, list[f
     return rates
 
 
-def main() -> None:
-    threads = int(os.environ.get("BENCH_THREADS", "2"))
-    torch.set_num_threads(threads)
+def speed(allocator: str, threads: int) -> dict:
+    """Rates against pyrtools in interleaved rounds, in this process, with malloc "tuned" or left as "default"."""
     import pyrtools as pt
 
-    # the CLI and the pipeline's workers run with the allocator tuned; BENCH_ALLOCATOR=default measures glibc's own
-    allocator = os.environ.get("BENCH_ALLOCATOR", "tuned")
     tuned = allocator == "tuned" and keep_freed_memory()
-
     faces = realistic_faces(4096)
-    result = {"bench": "motion", "threads": threads, "torch": torch.__version__,
-              "allocator": "kept freed memory" if tuned else "glibc default"}
-
+    result = {"allocator": "kept freed memory (pipeline/allocator.py)" if tuned else "glibc default"}
     ext = np.block([[faces[:64], faces[:64, :, ::-1]], [faces[:64, ::-1, :], faces[:64, ::-1, ::-1]]]).astype(float)
 
     def pyr_ref():
         for img in ext[:16]:
             pt.pyramids.SteerablePyramidFreq(img, height=2, order=1, is_complex=True)
 
-    sizes = (64, 256, 1024, 4096)
     contenders = {"pyrtools": (pyr_ref, 16)}
-    contenders.update({bs: (lambda bs=bs: delta_phase(faces[:bs], batch_size=bs), bs) for bs in sizes})
+    contenders.update({f"b{bs}": (lambda bs=bs: delta_phase(faces[:bs], batch_size=bs), bs) for bs in SIZES})
+    contenders["paper_b256"] = (lambda: delta_phase(faces[:256], variant="paper"), 256)
     rates = interleaved(contenders, rounds=int(os.environ.get("BENCH_ROUNDS", "5")), min_s=0.5)
-    ref = rates["pyrtools"]
+    ref = rates.pop("pyrtools")
     result["rounds"] = len(ref)
     result["pyrtools_pyramid_fps"] = round(float(np.median(ref)), 1)
-    print(f"pyrtools: {np.median(ref):.0f} frames/s", file=sys.stderr)
-    for bs in sizes:
-        fps = float(np.median(rates[bs]))
-        result[f"dphase_fps_b{bs}"] = round(fps, 1)
+    print(f"[{allocator}] pyrtools: {np.median(ref):.0f} frames/s", file=sys.stderr)
+    for name, r in rates.items():
+        label = name if name.startswith("paper") else f"mimamo_{name}"
+        result[f"{label}_fps"] = round(float(np.median(r)), 1)
         # the median over rounds of each round's own ratio: both sides saw the same machine state
-        result[f"speedup_vs_pyrtools_b{bs}"] = round(float(np.median(np.divide(rates[bs], ref))), 1)
-        print(f"ΔPhase batch {bs}: {fps:.0f} frames/s", file=sys.stderr)
+        result[f"{label}_vs_pyrtools"] = round(float(np.median(np.divide(r, ref))), 1)
+        print(f"[{allocator}] ΔPhase {label}: {np.median(r):.0f} frames/s, "
+              f"{result[f'{label}_vs_pyrtools']}x pyrtools", file=sys.stderr)
+    result["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    result["scratch_mb"] = round(thread_scratch().nbytes() / 2 ** 20, 1)
+    return result
 
-    result["farneback_fps"] = round(rate(lambda: optical_flow(faces[:256]), 256, 1.0), 1)
 
-    # the cache stores ΔPhase as float16: how much does that cost?
-    dp = delta_phase(faces[:1024], batch_size=256)
+def memory() -> dict:
+    """Peak RSS that one call on 256 frames (batch 256) adds to a fresh process, and RSS held after it returns."""
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20
+
+    faces = realistic_faces(256)
+    base_peak, base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb()
+    for _ in range(3):
+        delta_phase(faces)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"frames": 256, "peak_rss_added_mb": round(peak - max(base_peak, base), 1),
+            "rss_held_after_mb": round(rss_mb() - base, 1), "scratch_mb": round(thread_scratch().nbytes() / 2 ** 20, 1)}
+
+
+def storage() -> dict:
+    """Farneback's rate and the cost of storing ΔPhase as float16 (the cache's dtype)."""
+    faces = realistic_faces(1024)
+    result = {"farneback_fps": round(rate(lambda: optical_flow(faces[:256]), 256, 1.0), 1)}
+    dp = delta_phase(faces, batch_size=256)
     for k, v in dp.items():
         err = np.abs(v.astype(np.float16).astype(np.float32) - v)[1:]
         result[f"float16_max_abs_err_{k}"] = float(f"{err.max():.3g}")
         result[f"float16_max_err_over_std_{k}"] = float(f"{err.max() / v[1:].std():.3g}")
         result[f"dphase_std_{k}"] = float(f"{v[1:].std():.3g}")
+    return result
+
+
+def child(part: str) -> dict:
+    """Run one part in a fresh process: the allocator setting is per process and cannot be undone."""
+    out = subprocess.run([sys.executable, __file__, "--part", part], check=True, stdout=subprocess.PIPE, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    threads = int(os.environ.get("BENCH_THREADS", "2"))
+    torch.set_num_threads(threads)
+    if sys.argv[1:2] == ["--part"]:
+        part = sys.argv[2]
+        print(json.dumps(memory() if part == "memory" else storage() if part == "storage" else speed(part, threads)))
+        return
+    result = {"bench": "motion", "threads": threads, "torch": torch.__version__}
+    if os.environ.get("BENCH_ALLOCATOR"):  # one allocator setting, in this process (as before)
+        result[os.environ["BENCH_ALLOCATOR"]] = speed(os.environ["BENCH_ALLOCATOR"], threads)
+    else:
+        result["library"] = child("default")
+        result["cli"] = child("tuned")
+        result["memory"] = child("memory")
+    result.update(child("storage"))
     print(json.dumps(result))
 
 

@@ -105,7 +105,7 @@ class FlowConfig:
         return {**asdict(self), "version": MOTION_VERSION}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class MotionState:
     """What a chunk of a video hands the next (``delta_phase(..., return_state=True)``), so that chunked ΔPhase
     equals a whole-video run.
