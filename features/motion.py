@@ -23,7 +23,7 @@ from .scratch import Scratch, take, thread_scratch
 
 MOTION_VERSION = "1"  # bump whenever the maths of delta_phase/phase/optical_flow changes (cache fingerprints)
 VARIANTS = ("mimamo", "paper")  # the order of ΔPhase's steps: see MotionConfig
-CPU_BLOCK = 256  # most frames per product on CPU: larger blocks were no faster and their buffers cost memory
+CPU_BLOCK = 256  # most frames per product on CPU: the fastest block measured (4096: ~15% slower, 16x the buffers)
 
 _PYRAMIDS: dict[tuple[int, int], MirroredFacePyramid] = {}
 
@@ -59,7 +59,13 @@ class MotionConfig:
       offsets :math:`2\pi k` do not cancel), hence the restart rule; the released code restarted at every
       13-frame window, so its values depended on the window. ``amplitude`` does not apply.
 
-    On faces the two differ by about 27% RMS, correlation ~0.96 (``test_paper_and_mimamo_variants_differ``).
+    How far apart (measured on face clips, ``test_paper_variant_differs_from_mimamo_and_drifts_with_the_unwrap``):
+    within 13 frames of the unwrap's start the paper variant differs from mimamo by ~0.35-0.5 of mimamo's RMS
+    (correlation ~0.9-0.95), and the gap grows with the distance from the start (~0.75-1.2 beyond 100 frames,
+    correlation ~0.45-0.8; its own RMS grows 1.5-2.4x by frames 600-1000): the turns random-walk where the amplitude is low, and their
+    offsets leak into :math:`D_t` as :math:`A_t` changes. It also depends on the phase origin: mirroring a face
+    turns its band into :math:`-\bar c`, whose phase π - φ wraps at other pixels, so unlike mimamo it does not
+    mirror exactly.
     ``sigma``, ``taps``, the whole-map mean and ``clamp`` are the released code's; the default variant's order
     of steps is not (mimamo's own: see DESIGN.md).
     """

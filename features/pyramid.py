@@ -274,7 +274,7 @@ class MirroredFacePyramid:
             r = torch.matmul(inner, picked, out=take(scratch, "pyr.r", (inner.shape[0], inner.shape[1], n), faces))
             o_in = r.shape[1] // 2
             band = torch.mm(block, r.view(-1, o_in * n), out=take(scratch, "pyr.band", (block.shape[0], o_in * n), faces))
-            del r  # before the caller's work on the band: its memory can serve the next allocation
+            del r  # without scratch: freed before the caller works on the band, for its next allocation
             yield s, b, band.view(2, block.shape[0] // 2, o_in, n)
 
     def __call__(self, faces: torch.Tensor) -> list[torch.Tensor]:
