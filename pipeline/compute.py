@@ -136,6 +136,8 @@ class MotionComputer:
         self.names = {p: arrays.array_name(p, variant) for p in arrays.KINDS[kind].parts}
         self.config = FlowConfig() if kind == "flow" else motion_config(overrides)
         self.prev48: np.ndarray | None = None
+        # ΔPhase carries a MotionState (the paper variant's unwrap needs the turns, not only the last face)
+        self.state = None
 
     def __call__(self, block: dict) -> dict[str, np.ndarray]:
         """This kind's arrays for a block; row 0 uses the last face of the previous block when it was valid."""
@@ -143,7 +145,8 @@ class MotionComputer:
 
         face48, valid = block["face48"], block["valid"]
         if self.kind == "dphase":
-            r = M.delta_phase(face48, valid, self.prev48, config=self.config, device=self.device)
+            r, self.state = M.delta_phase(face48, valid, self.state, config=self.config, device=self.device,
+                                          return_state=True)
         elif self.kind == "phase":
             r = M.phase(face48, valid, config=self.config, device=self.device)
         else:

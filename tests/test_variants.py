@@ -112,3 +112,22 @@ def test_builtin_paper_variant(cache):
     g = store.open_video(c, "videos", "v0")
     assert g.attrs["made_with"]["dphase_s0@paper"]["motion"] == {"variant": "paper"}
     assert not np.array_equal(g["dphase_s0@paper"][:], g["dphase_s0"][:])
+
+
+def test_pipeline_carries_the_paper_unwrap_across_blocks():
+    """The pipeline computes ΔPhase block by block: the paper variant's unwrap (turns per pixel) must carry over,
+    so blocks equal one whole-video call (a bare previous face would restart the unwrap at every block)."""
+    from features.motion import MotionConfig, delta_phase
+    from pipeline.compute import MotionComputer
+
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (56, 56)).astype(np.float64)
+    # a slow drift of a textured face: the phase keeps increasing, so the unwrap accumulates turns
+    faces = np.stack([np.roll(base, (t // 3, t // 2), (0, 1))[4:52, 4:52] for t in range(40)]).astype(np.uint8)
+    valid = np.ones(40, bool)
+    valid[25] = False
+    whole = delta_phase(faces, valid, config=MotionConfig(variant="paper"))
+    comp = MotionComputer("dphase", "paper", {"variant": "paper"})
+    parts = [comp({"face48": faces[lo:hi], "valid": valid[lo:hi]}) for lo, hi in ((0, 16), (16, 32), (32, 40))]
+    for s in ("s0", "s1"):
+        np.testing.assert_array_equal(np.concatenate([p[f"dphase_{s}@paper"] for p in parts]), whole[s])
