@@ -130,6 +130,22 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--motion-sigma", type=float, default=None,
               help="Amplitude-weighted blur sigma (default 2). Needs --motion-variant.")
 @click.option("--detect-every", type=click.IntRange(1, 10000), default=None, help="Re-detect faces every K frames.")
+@click.option("--faces", type=click.Choice(["video", "cropped_aligned", "openface"]), default=None,
+              help="Where faces come from: video (decode, dlib track, align), cropped_aligned (Aff-Wild2's organiser "
+                   "crops <crops>/<video>/00001.jpg: no decoding, no detection), openface (landmarks from OpenFace 2 "
+                   "CSVs <dir>/<video>.csv, then our alignment). Default: the dataset's 'faces' in the manifest, "
+                   "else video. Part of the face fingerprint: changing it rebuilds the faces.")
+@click.option("--crops-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --faces cropped_aligned: the folder holding one crop folder per video "
+                   "(<video>/, <video>_left/, <video>_right/). Default: the dataset's 'crops' in the manifest.")
+@click.option("--openface-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="With --faces openface: the folder of OpenFace 2 FeatureExtraction CSVs, <video>.csv (two-person "
+                   "videos: <video>_left.csv/_right.csv, or one multi-face <video>.csv). Default: the manifest's "
+                   "'openface_dir'.")
+@click.option("--label-slack", type=click.IntRange(0, 1000), default=0, show_default=True, metavar="N",
+              help="Accept label files (and crop folders, OpenFace CSVs) that differ from the video's frame count by "
+                   "at most N frames: labels are cut, or padded with NaN (unlabelled), at the end. The difference is "
+                   "recorded per video (index columns label_frame_diff, faces_frame_diff). Default: strict.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights and gamma jitter.")
 @click.option("--force", is_flag=True, help="Recompute every video, even those already done.")
 @click.option("--wait-for-lock", type=click.FloatRange(0, 7 * 86400), default=0.0, show_default=True,
@@ -140,7 +156,8 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def features(videos, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, jobs, cores,
              memory, walltime, queue, gpus, lifetime, worker_timeout, retries, dashboard, device, keep_faces,
-             gamma_jitter, motion_variant, replace_variant, motion_mean_window, motion_sigma, detect_every, seed, force,
+             gamma_jitter, motion_variant, replace_variant, motion_mean_window, motion_sigma, detect_every, faces,
+             crops_dir, openface_dir, label_slack, seed, force,
              wait_for_lock, dry_run, no_progress):
     """Extract features of a dataset's videos (or of VIDEOS...) into the Zarr cache (resumable; bad videos do not
     stop the others).
@@ -165,7 +182,8 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
         motion={k: v for k, v in {"mean_window": motion_mean_window, "sigma": motion_sigma}.items() if v is not None},
         face={"detect_every": detect_every} if detect_every else {}, seed=seed, force=force, dry_run=dry_run,
         progress=not no_progress, echo=click.echo, motion_variant=motion_variant, replace_variant=replace_variant,
-        wait_for_lock=wait_for_lock)
+        wait_for_lock=wait_for_lock, faces=faces, crops_dir=crops_dir, openface_dir=openface_dir,
+        label_slack=label_slack)
     if not dry_run:
         click.echo(summary.table())
         if summary.stopped:

@@ -88,6 +88,12 @@ def read_crop(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
+def crop_params(crop_size: int = 224, gray_size: int = 48) -> dict:
+    """What changes `iter_crop_folder`'s output, for the fingerprint (the folder itself is the caller's)."""
+    return {"crops": "1-based numbered images, missing = no face", "face224": "resize (linear up, area down)",
+            "face48": "luma, area resize", "crop_size": crop_size, "gray_size": gray_size, "landmarks": "none"}
+
+
 def iter_crop_folder(folder: str | Path | CropFolder, n_frames: int, chunk_size: int = 64, slack: int = 0,
                      crop_size: int = 224, gray_size: int = 48) -> Iterator[AlignedFaces]:
     """AlignedFaces chunks for frames 0..n_frames-1 of a video from its organiser crops, in order.

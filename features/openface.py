@@ -98,6 +98,13 @@ def read_openface_csv(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return landmarks, valid
 
 
+def openface_params(side: str = "largest", crop_size: int = 224, gray_size: int = 48,
+                    scale: float = TEMPLATE_SCALE) -> dict:
+    """OpenFaceLandmarks' params without a CSV at hand (a fingerprint is computed before any file is read)."""
+    return {"landmarks": "openface2.csv", "success_column": True, "side": side, "template_scale": scale,
+            "crop_size": crop_size, "gray_size": gray_size, "border": "replicate", "invalid_fill": "zeros"}
+
+
 class OpenFaceLandmarks:
     """FaceTracker's interface over an OpenFace CSV: `process(frames)` aligns the next frames from the CSV's rows.
 
@@ -120,9 +127,7 @@ class OpenFaceLandmarks:
     @property
     def params(self) -> dict:
         """What changes the output, for the fingerprint (the CSV itself is the caller's to fingerprint)."""
-        return {"landmarks": "openface2.csv", "success_column": True, "side": self.side,
-                "template_scale": self.scale, "crop_size": self.crop_size, "gray_size": self.gray_size,
-                "border": "replicate", "invalid_fill": "zeros"}
+        return openface_params(self.side, self.crop_size, self.gray_size, self.scale)
 
     def reset(self) -> None:
         """Start again from the CSV's first row (a new video)."""

@@ -103,6 +103,25 @@ def probe(path: str | Path) -> VideoInfo:
     return VideoInfo(path=str(path), fps=fps, n_frames=max(n, 0), width=w, height=h)
 
 
+def count_frames(path: str | Path) -> tuple[int, str]:
+    """(frames, how counted) without decoding where the container knows: its frame count (MP4's sample table, AVI's
+    index); else every frame is grabbed (decoded, not converted). For faces that come from elsewhere (crops)."""
+    path = Path(path)
+    cap = _open(path)
+    try:
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        if n > 0:
+            return n, "the video's container says"
+        n = 0
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    if n == 0:
+        raise BadInputError(path, "no frame could be decoded (corrupt or not a video)", "check the file with ffprobe")
+    return n, "the video decodes to"
+
+
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 2:
         return cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)

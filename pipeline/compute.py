@@ -50,14 +50,22 @@ def jitter_frames(images: np.ndarray, b: float, seed: int, video: str, start: in
 # ---------------------------------------------------------------- sources
 
 
-def video_blocks(entry: VideoEntry, s, report):
-    """Decode, track, and align (from time-smoothed landmarks) in CHUNK_T-frame blocks, DECODE_CHUNK frames at a time."""
+def video_blocks(entry: VideoEntry, s, report, tracker=None, notes: dict | None = None):
+    """Decode, track, and align (from time-smoothed landmarks) in CHUNK_T-frame blocks, DECODE_CHUNK frames at a time.
+
+    The tracker is dlib's (features.face.FaceTracker, following the entry's side: the largest face, or one person of
+    a two-person video) unless another with its interface is given (features.openface.OpenFaceLandmarks); one with
+    `finish()` is asked after the last frame how many frames its input had beyond the video (notes).
+    """
     from features.face import AlignedFaces, FaceTracker
     from features.smooth_align import SmoothAligner
     from features.video import iter_chunks, probe
 
+    if entry.path is None:
+        raise BadInputError(None, f"{entry.video}: no video file", "these faces need the video; use --faces "
+                            "cropped_aligned where only the organiser crops are at hand")
     probe(entry.path)   # an unreadable file fails here with the decoder's message, before any work
-    tracker = FaceTracker(**s.face)
+    tracker = tracker if tracker is not None else FaceTracker(**{**s.face, "side": entry.side})
     aligner = SmoothAligner(s.align_smooth, crop_size=tracker.crop_size, gray_size=tracker.gray_size,
                             scale=tracker.scale)
     parts, n, decoded = [], 0, 0
@@ -83,6 +91,8 @@ def video_blocks(entry: VideoEntry, s, report):
         tracked = tracker.process(frames)   # its own crops are discarded: alignment uses smoothed landmarks
         yield from blocks(aligner.push(frames, tracked.landmarks, tracked.valid))
         report(len(frames))
+    if hasattr(tracker, "finish"):   # an outside input longer than the video fails here (beyond the slack)
+        (notes if notes is not None else {})["faces_frame_diff"] = int(tracker.finish())
     yield from blocks(aligner.flush(), final=True)
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays, compute, settings, store
+from pipeline import arrays, compute, faces, settings, store
 from pipeline.manifest import VideoEntry, fit_labels, load_labels
 from pipeline.settings import Settings, encoder_fingerprint, fingerprints
 
@@ -62,8 +62,11 @@ def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: 
     have = dict(g.attrs.get("fingerprints", {}))
     bad = store.unusable_arrays(g)
     src = g.attrs.get("source_identity")
-    if entry.path.is_file() and src and src != source_identity(entry.path):
+    if entry.path is not None and entry.path.is_file() and src and src != source_identity(entry.path):
         return _rebuild(g, want, s, motion, "source video changed")
+    why = faces.origin_change(g.attrs.get("face_source"), faces.origin(s, entry))
+    if why:
+        return _rebuild(g, want, s, motion, why)
     if any(have.get(n) != want[n] or n in bad for n in FACE_ARRAYS):
         why = "damaged faces" if any(have.get(n) == "damaged" for n in FACE_ARRAYS) else \
             "face fingerprint changed (settings, landmark model or code version)"
@@ -122,23 +125,34 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
     else:
         labels = load_labels(entry) if "labels" in names else None
         attrs = {}
+    # crops: the frame count comes first, from the video's container or the annotation file (the group's, if any)
+    count = None
+    if s.faces == "cropped_aligned" and p.needs_video:
+        have = None if full else int(store.open_video(cache, dataset, entry.video).attrs["n_frames"])
+        count = (have, "the cached group has") if have else faces.frame_count(s, entry, labels)
+        if labels is not None and "labels" in names:
+            fit_labels(labels, count[0], next(iter(entry.label_files.values())), s.label_slack, count[1])
     staged = store.staging_dir(cache, dataset, entry.video) if p.beside else None
     w = store.VideoWriter(cache, dataset, entry.video, names, attrs, path=staged)
     try:
-        n = _fill(cache, dataset, entry, s, p, w, report)
+        notes: dict = {}
+        n = _fill(cache, dataset, entry, s, p, w, report, notes, count[0] if count else None)
+        diffs = {}
         if "labels" in names:
-            lab = _frame_labels(entry, labels, n)
+            lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack,
+                                                           count[1] if count else "the video decodes to")
             for lo in range(0, n, store.CHUNK_T):
                 w.append("labels", lab[lo:lo + store.CHUNK_T])
         made = _made_with(s, p)
         if full:
-            w.finish(p.want, {"n_frames": n, "made_with": made})
+            w.finish(p.want, {"n_frames": n, "made_with": made, "faces_frame_diff": notes.get("faces_frame_diff", 0),
+                              **diffs})
             if staged is not None:
                 store.swap_group(cache, dataset, entry.video, staged)
         else:
             w.finish(p.want, {"n_frames": n})   # checks the staged arrays are all complete
             old = store.open_video(cache, dataset, entry.video).attrs
-            extra = {"made_with": {**dict(old.get("made_with", {})), **made}}
+            extra = {"made_with": {**dict(old.get("made_with", {})), **made}, **diffs}
             if "labels" in names:
                 extra["video_labels"] = entry.video_labels
             store.swap_arrays(cache, dataset, entry.video, staged, p.want, extra)
@@ -148,12 +162,13 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
     return {"n_frames": n, "decoded": n if p.needs_video else 0}
 
 
-def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report) -> int:
+def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes: dict,
+          n_frames: int | None = None) -> int:
     """Append every block's arrays; returns the number of frames."""
     names = set(p.arrays)
     comps = compute.computers(p.arrays, s, p.motion)
-    if p.needs_video:
-        blocks = compute.video_blocks(entry, s, report)
+    if p.needs_video:   # from the face source: the video, its OpenFace CSV, or the organiser crops (no video)
+        blocks = faces.face_blocks(entry, s, report, notes, n_frames)
     else:
         sources = ["valid"] + sorted({arrays.source_of(nm) for nm in names} & {"face48", "face224"})
         blocks = compute.group_blocks(cache, dataset, entry.video, sources, report)
@@ -166,7 +181,7 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report) -> in
                 w.append(name, arr)
         n += len(block["valid"])
     if n == 0:
-        raise BadInputError(entry.path, "decoded no frames", "check the file")
+        raise BadInputError(entry.path or entry.video, "decoded no frames", "check the file")
     if p.action == "update":
         have = int(store.open_video(cache, dataset, entry.video).attrs["n_frames"])
         if n != have:
@@ -186,22 +201,29 @@ def _made_with(s: Settings, p: Plan) -> dict:
 
 
 def _video_attrs(entry: VideoEntry, s: Settings) -> dict:
-    from features.video import probe
+    from features.video import FALLBACK_FPS, probe
 
+    common = {"split": entry.split, "video_labels": entry.video_labels, "settings": settings.as_attrs(s),
+              "libraries": settings.libraries(), "faces": s.faces, "face_source": faces.origin(s, entry)}
+    if s.faces == "cropped_aligned" and (entry.path is None or not entry.path.is_file()):
+        # organiser crops without their video: the dataset's frame rate, no frame size
+        folder = str(faces.crop_folder(s, entry))
+        return {"fps": float(entry.fps or FALLBACK_FPS), "width": 0, "height": 0, "source": folder, **common}
+    if entry.path is None:
+        raise BadInputError(None, f"{entry.video}: no video file", "only --faces cropped_aligned works without it")
     info = probe(entry.path)
     return {"fps": info.fps, "width": info.width, "height": info.height, "source": str(entry.path),
-            "split": entry.split, "source_size": entry.path.stat().st_size,
-            "source_mtime": entry.path.stat().st_mtime, "source_identity": source_identity(entry.path),
-            "video_labels": entry.video_labels, "settings": settings.as_attrs(s), "libraries": settings.libraries()}
+            "source_size": entry.path.stat().st_size, "source_mtime": entry.path.stat().st_mtime,
+            "source_identity": source_identity(entry.path), **common}
 
 
-def _frame_labels(entry: VideoEntry, labels, n: int):
-    """The labels array [n, 2]: the file's rows (one per decoded frame, else an error), or NaN when unlabelled."""
+def _frame_labels(entry: VideoEntry, labels, n: int, slack: int = 0, counted: str = "the video decodes to"):
+    """(labels [n, 2], label rows minus frames): the file's rows, one per frame within the slack; NaN if unlabelled."""
     import numpy as np
 
     if labels is None:
-        return np.full((n, 2), np.nan, np.float32)
-    return fit_labels(labels, n, next(iter(entry.label_files.values())))
+        return np.full((n, 2), np.nan, np.float32), 0
+    return fit_labels(labels, n, next(iter(entry.label_files.values())), slack, counted)
 
 
 def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, report=None,
@@ -219,8 +241,10 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     report = report or (lambda k: None)
     cache = Path(cache)
     t0 = time.perf_counter()
-    row = {"video": entry.video, "split": entry.split, "source": str(entry.path), "error": None}
+    row = {"video": entry.video, "split": entry.split, "source": str(entry.path or ""), "error": None}
     try:
+        if entry.problem:   # made by the lister (a bad id, a missing file): this entry fails alone
+            raise BadInputError(None, entry.problem)
         want = want or fingerprints(s, entry)
         p = plan(cache, dataset, entry, want, s, replace_variant)
         row.update(action=p.action, reason=p.reason)

@@ -11,15 +11,18 @@ from pipeline.settings import EXTRAS, STAGES, Settings, suggest_name
 
 def features_command(*, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, cluster,
                      device, keep_faces, gamma_jitter, motion, face, seed, force, dry_run, progress, echo,
-                     motion_variant=None, replace_variant=False, wait_for_lock=0.0):
+                     motion_variant=None, replace_variant=False, wait_for_lock=0.0, faces=None, crops_dir=None,
+                     openface_dir=None, label_slack=0):
     """Resolve the videos and settings, then run the stage graph; returns its Summary."""
     from features.backbone import resolve_weights
 
     manifest = load_manifest()
+    ds = None if video_files else get_dataset(dataset, root, manifest)
+    faces, faces_dir = resolve_faces(ds, faces, crops_dir, openface_dir)
     if video_files:
         name, entries = "videos", videos_from_files(video_files)
     else:
-        name, entries = dataset, list_videos(get_dataset(dataset, root, manifest))
+        name, entries = dataset, list_videos(ds, require_video=faces != "cropped_aligned")
     bad = [s for s in stages if s not in STAGES] + [e for e in extras if e not in EXTRAS]
     if bad:
         raise BadInputError(None, f"unknown stage or extra {bad}", "stages: align,motion,spatial; extras: phase,flow")
@@ -35,11 +38,34 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
         echo("note: flow has no motion settings: it is written as plain `flow`, shared by every motion variant")
     s = Settings(stages=stages, extras=tuple(extras), weights=str(w), keep_faces=keep_faces,
                  gamma_jitter=gamma_jitter, seed=seed, motion=overrides, face=face, device=device,
-                 motion_variant=variant)
+                 motion_variant=variant, faces=faces, faces_dir=faces_dir, label_slack=label_slack)
     opts = {**(manifest.get("cluster") or {}), **{k: v for k, v in cluster.items() if v is not None}}
     return graph.run(entries, Path(cache), name, s, scheduler=scheduler, workers=workers,
                      jobs=int(opts.get("jobs") or 1), cluster_opts=opts, dry_run=dry_run, progress=progress, echo=echo,
                      force=force, replace_variant=replace_variant, wait_for_lock=wait_for_lock)
+
+
+def resolve_faces(ds, faces: str | None, crops_dir, openface_dir) -> tuple[str, str | None]:
+    """(face source, the folder it reads) from --faces/--crops-dir/--openface-dir, else the dataset's manifest entry
+    (`faces`, `crops`, `openface_dir`, folders relative to its root), else the video path."""
+    opts = ds.options if ds is not None else {}
+    faces = faces or opts.get("faces") or "video"
+    flag, key, what = {"cropped_aligned": (crops_dir, "crops", "--crops-dir"),
+                       "openface": (openface_dir, "openface_dir", "--openface-dir")}.get(faces, (None, None, None))
+    stray = [f for f, v in (("--crops-dir", crops_dir), ("--openface-dir", openface_dir)) if v and f != what]
+    if stray:
+        raise BadInputError(None, f"{stray[0]} given, but faces come from {faces!r}",
+                            f"add --faces {'cropped_aligned' if stray[0] == '--crops-dir' else 'openface'}")
+    if key is None:
+        return faces, None
+    folder = Path(flag) if flag else (ds.root / opts[key] if ds is not None and opts.get(key) else None)
+    if folder is None:
+        raise BadInputError(None, f"--faces {faces} needs the folder it reads", f"pass {what} DIR"
+                            + (f" or set '{key}' for dataset {ds.name!r} in the manifest" if ds is not None else ""))
+    if not folder.is_dir():
+        raise BadInputError(folder, f"the {what[2:]} folder does not exist", f"pass {what} DIR" + (
+            f" (or set '{key}' for dataset {ds.name!r} in the manifest)" if ds is not None else ""))
+    return faces, str(folder.resolve())
 
 
 def resolve_motion_variant(variant: str | None, flags: dict, cache: Path, dataset: str) -> tuple[str | None, dict]:

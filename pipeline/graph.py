@@ -20,7 +20,7 @@ from features.errors import BadInputError
 from pipeline import extract, store
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
-from pipeline.manifest import VideoEntry
+from pipeline.manifest import VideoEntry, guard_ids
 
 TOPIC = "mimamo-frames"
 
@@ -49,10 +49,11 @@ class Summary:
 
     def table(self) -> str:
         """A plain-text table: one line per video, then the totals."""
-        lines = [f"{'video':28s} {'action':8s} {'status':7s} {'frames':>7s} {'sec':>7s}  error"]
+        lines = [f"{'video':28s} {'action':8s} {'status':7s} {'frames':>7s} {'valid':>7s} {'sec':>7s}  error"]
         for r in sorted(self.rows, key=lambda r: r["video"]):
             lines.append(f"{r['video'][:28]:28s} {r.get('action', ''):8s} {str(r.get('status')):7s} "
-                         f"{int(r.get('n_frames') or 0):7d} {float(r.get('seconds') or 0):7.1f}  {r.get('error') or ''}")
+                         f"{int(r.get('n_frames') or 0):7d} {int(r.get('n_valid') or 0):7d} "
+                         f"{float(r.get('seconds') or 0):7.1f}  {r.get('error') or ''}")
         lines.append(f"done: {self.count('full')} new, {self.count('update')} updated, {self.count('skip')} skipped "
                      f"(already done); failed: {len(self.failed)}; {self.frames_per_second:.1f} frames/s decoded "
                      f"in {self.seconds:.1f} s")
@@ -91,6 +92,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
     stops naming the holder). `force` removes these videos' groups first, under the lock.
     """
     cache = Path(cache)
+    entries = guard_ids(entries)   # the listers check ids where they make them; this covers any other caller
     if dry_run:
         wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
         echo(describe_plan(entries, plans, cache, dataset, scheduler, workers))

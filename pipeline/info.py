@@ -49,6 +49,9 @@ def _cache_lines(cache: Path) -> list[str]:
         done = idx[idx.status == "done"]
         failed = idx[idx.status == "failed"]
         out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed")
+        sources = face_sources(cache, ds_dir.name)
+        if sources:
+            out.append("    faces from: " + "; ".join(f"{what} ({n} videos)" for what, n in sources.items()))
         present = arrays_present(cache, ds_dir.name)
         if present:
             out.append("    arrays (videos where usable / where present; the settings of a variant):")
@@ -90,3 +93,23 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str]]
                 c[2] = ", ".join(f"{k}={v}" for k, v in sorted(motion.items()))
     order = list(arrays.KINDS)
     return {k: tuple(v) for k, v in sorted(counts.items(), key=lambda kv: (order.index(kv[0].split("@")[0]), kv[0]))}
+
+
+def face_sources(cache: Path, dataset: str) -> dict[str, int]:
+    """Where the done groups' faces came from ("video", "cropped_aligned from DIR", "openface from DIR") -> videos.
+
+    Read from the groups (attrs face_source); groups made before it was recorded came from the video path.
+    """
+    from pipeline import store
+
+    counts: dict[str, int] = {}
+    videos = store.dataset_dir(cache, dataset) / "videos"
+    for d in sorted(videos.iterdir()) if videos.is_dir() else []:
+        if store.group_status(cache, dataset, d.name) != "done":
+            continue
+        src = dict(store.open_video(cache, dataset, d.name).attrs.get("face_source") or {"faces": "video"})
+        what = src.get("faces", "video")
+        if src.get("path"):
+            what += f" from {Path(src['path']).parent}"
+        counts[what] = counts.get(what, 0) + 1
+    return counts

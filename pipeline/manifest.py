@@ -10,6 +10,7 @@ import numpy as np
 import yaml
 
 from features.errors import BadInputError
+from pipeline.ids import id_problem, stand_in
 
 MANIFEST = Path(__file__).resolve().parent.parent / "data_manifest.yaml"
 VIDEO_EXTS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
@@ -29,13 +30,27 @@ class Dataset:
 
 @dataclass
 class VideoEntry:
-    """One video to process: its cache id, file, split and where its labels come from."""
+    """One video to process: its cache id, file, split and where its labels come from.
+
+    `side` is the person it follows: the largest face, or in Aff-Wild2's two-person videos the left or the right
+    person (two entries read one video file; each is its own cache group). `problem` marks an entry that cannot be
+    processed (a bad id, a missing video file): it fails alone, with this message, and the others go on.
+    """
 
     video: str
-    path: Path
+    path: Path | None                                  # None: no video file (faces from organiser crops)
     split: str
     label_files: dict = field(default_factory=dict)   # per-frame: {"arousal": path, "valence": path} or {"both": path}
     video_labels: dict | None = None                   # video level (OMG): {"arousal": a, "valence": v}
+    side: str = "largest"                              # largest | left | right (features.face_side)
+    problem: str | None = None                         # why it fails (names the file and line)
+    fps: float | None = None                           # the dataset's frame rate, for entries without a video file
+
+
+def failed_entry(path: Path, problem: str, hint: str, split: str = "", lineno: int | None = None) -> VideoEntry:
+    """An entry that fails alone with a message naming the file (and line); its id is a safe stand-in."""
+    where = f"line {lineno}: " if lineno is not None else ""
+    return VideoEntry(stand_in(path.name, lineno), None, split, problem=str(BadInputError(path, where + problem, hint)))
 
 
 def load_manifest(path: str | Path | None = None) -> dict:
@@ -92,18 +107,59 @@ def get_dataset(name: str, root: str | Path | None = None, manifest: dict | None
 # ---------------------------------------------------------------- listing videos
 
 
-def list_videos(ds: Dataset) -> list[VideoEntry]:
-    """Every video of the dataset with its split and label sources, sorted by id."""
-    lister = {"affwild": _list_affwild, "affwild2": _list_affwild2, "omg": _list_omg}[ds.layout]
-    entries = lister(ds)
+def list_videos(ds: Dataset, require_video: bool = True) -> list[VideoEntry]:
+    """Every video of the dataset with its split and label sources, sorted by id.
+
+    Ids are checked where they are made (pipeline.ids): a bad one, a second entry with the same id, or (with
+    `require_video`) an annotation without its video file is an entry that fails alone, naming the file and line.
+    """
+    if ds.layout == "affwild2":
+        entries = _list_affwild2(ds, require_video)
+    else:
+        entries = {"affwild": _list_affwild, "omg": _list_omg}[ds.layout](ds)
     if not entries:
         raise BadInputError(ds.root, f"no videos found for dataset {ds.name!r} (layout {ds.layout})",
                             "check the root and the layout described in data_manifest.yaml")
-    return sorted(entries, key=lambda e: e.video)
+    for e in entries:
+        e.fps = e.fps or ds.fps
+    return sorted(unique_ids(entries), key=lambda e: e.video)
+
+
+def unique_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
+    """A second entry with an id already taken fails (two videos cannot share one cache group)."""
+    seen: dict[str, VideoEntry] = {}
+    out = []
+    for e in entries:
+        first = seen.setdefault(e.video, e)
+        if first is not e and e.problem is None:
+            src = next(iter(e.label_files.values()), e.path)
+            was = next(iter(first.label_files.values()), first.path)
+            e = failed_entry(Path(str(src)), f"a second entry with the id {e.video!r} (also from {was})",
+                             "ids must be unique across splits: rename one", e.split)
+        k = 1
+        while e.video in seen and seen[e.video] is not e:   # failed entries' stand-ins stay unique too
+            k += 1
+            e.video = f"{e.video.rsplit('#', 1)[0]}#{k}"
+        seen[e.video] = e
+        out.append(e)
+    return out
+
+
+def guard_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
+    """Entries as the stage graph may use them: one whose id would leave the cache (made by code other than the
+    listers) becomes an entry that fails alone, so no path is ever built from it."""
+    out = []
+    for e in entries:
+        problem = None if e.problem else id_problem(e.video)
+        if problem:
+            src = Path(str(next(iter(e.label_files.values()), e.path or "entry")))
+            e = failed_entry(src, f"video id refused: {problem}", "a video id is a folder name in the cache", e.split)
+        out.append(e)
+    return unique_ids(out)
 
 
 def videos_from_files(files: list[str | Path]) -> list[VideoEntry]:
-    """Unlabelled entries for explicit video files (`--videos`); ids must be unique."""
+    """Unlabelled entries for explicit video files (`--videos`); ids must be unique, and safe as folder names."""
     entries, seen = [], {}
     for f in files:
         p = Path(f)
@@ -112,7 +168,9 @@ def videos_from_files(files: list[str | Path]) -> list[VideoEntry]:
         if p.stem in seen:
             raise BadInputError(p, f"two videos share the id {p.stem!r} (also {seen[p.stem]})", "rename one")
         seen[p.stem] = p
-        entries.append(VideoEntry(p.stem, p, "predict"))
+        problem = id_problem(p.stem)
+        entries.append(VideoEntry(p.stem, p, "predict") if problem is None else
+                       failed_entry(p, f"its name cannot be a video id: {problem}", "rename the file", "predict"))
     return entries
 
 
@@ -128,6 +186,11 @@ def _list_affwild(ds: Dataset) -> list[VideoEntry]:
     out = []
     for split_dir in sorted(p for p in vroot.iterdir() if p.is_dir()):
         for p in _videos_in(split_dir):
+            problem = id_problem(p.stem)
+            if problem:
+                out.append(failed_entry(p, f"its name cannot be a video id: {problem}",
+                                        "rename or remove the file (macOS '._' files are metadata)", split_dir.name))
+                continue
             ann = ds.root / "annotations" / split_dir.name
             files = {d: ann / d / f"{p.stem}.txt" for d in ("arousal", "valence")}
             out.append(VideoEntry(p.stem, p, split_dir.name,
@@ -135,23 +198,56 @@ def _list_affwild(ds: Dataset) -> list[VideoEntry]:
     return out
 
 
-def _list_affwild2(ds: Dataset) -> list[VideoEntry]:
+PERSON_SUFFIXES = {"_left": "left", "_right": "right"}
+
+
+def person_of(stem: str, stems: set[str]) -> tuple[str, str, str | None]:
+    """(video file stem, side, problem) of an Aff-Wild2 annotation name, given every annotation name.
+
+    `<video>_left` / `<video>_right` are the left and right person of `<video>`. Real releases also pair a plain
+    `<video>` with `<video>_right` (the plain one is then the left person) or with `<video>_left` (the right one).
+    A plain `<video>` beside both suffixes cannot be placed: that entry fails.
+    """
+    for suffix, side in PERSON_SUFFIXES.items():
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[:-len(suffix)], side, None
+    partners = [side for suffix, side in PERSON_SUFFIXES.items() if stem + suffix in stems]
+    if len(partners) == 2:
+        return stem, "largest", (f"annotations {stem}, {stem}_left and {stem}_right: which person the plain one "
+                                 "follows is unknown")
+    if partners:
+        return stem, "right" if partners[0] == "left" else "left", None
+    return stem, "largest", None
+
+
+def _list_affwild2(ds: Dataset, require_video: bool = True) -> list[VideoEntry]:
     ann_root = ds.root / ds.options.get("annotations", "annotations/VA_Set")
     vid_root = ds.root / ds.options.get("videos", "videos")
     splits = ds.options.get("splits") or {"Train_Set": "train", "Validation_Set": "validation"}
     by_stem = {p.stem: p for p in _videos_in(vid_root)} if vid_root.is_dir() else {}
-    if not by_stem:
+    if not by_stem and require_video:
         raise BadInputError(vid_root, "no videos under the Aff-Wild2 videos folder", "set 'videos' in the manifest")
+    files = [(split, txt) for folder, split in splits.items() for txt in sorted((ann_root / folder).glob("*.txt"))]
+    stems = {txt.stem for _, txt in files}
     out = []
-    for folder, split in splits.items():
-        for txt in sorted((ann_root / folder).glob("*.txt")):
-            # two-person videos: <video>_left / <video>_right share one file but are two cache entries
-            stem = txt.stem
-            base = stem.rsplit("_", 1)[0] if stem.endswith(("_left", "_right")) else stem
-            if base not in by_stem:
-                raise BadInputError(txt, f"no video file for annotation {stem!r} under {vid_root}",
-                                    "check the videos folder in the manifest")
-            out.append(VideoEntry(stem, by_stem[base], split, {"both": txt}))
+    for split, txt in files:
+        stem = txt.stem
+        problem = id_problem(stem)
+        if problem:
+            out.append(failed_entry(txt, f"its name cannot be a video id: {problem}",
+                                    "rename or remove the file (macOS '._' files are metadata)", split))
+            continue
+        # two-person videos: <video>_left / <video>_right (or a plain <video> paired with one) share one file
+        base, side, problem = person_of(stem, stems)
+        if base not in by_stem and stem in by_stem:   # a video file named like the entry: one person
+            base, side = stem, "largest"
+        path = by_stem.get(base)
+        if problem is None and path is None and require_video:
+            problem = f"no video file for annotation {stem!r} under {vid_root}"
+        out.append(VideoEntry(stem, path, split, {"both": txt}, side=side,
+                              problem=None if problem is None else str(BadInputError(
+                                  txt, problem, "check the videos folder in the manifest (or use --faces "
+                                                "cropped_aligned, which needs no video)"))))
     return out
 
 
@@ -163,12 +259,19 @@ def _list_omg(ds: Dataset) -> list[VideoEntry]:
         if not path.is_file():
             continue
         for lineno, row in _read_csv_rows(path, ("video", "utterance", "arousal", "valence")):
-            clip = vid_root / row["video"] / row["utterance"]
+            # both columns become paths (the clip) and the cache id: check them before either is used
+            problem = next((f"column {c}: {p}" for c in ("video", "utterance")
+                            if (p := id_problem(row[c] or "")) is not None), None)
+            if problem:
+                out.append(failed_entry(path, problem, "fix the CSV", split, lineno))
+                continue
             try:
                 labels = {"arousal": float(row["arousal"]), "valence": float(row["valence"])}
-            except ValueError:
-                raise BadInputError(path, f"line {lineno}: arousal/valence are not numbers", "fix the CSV") from None
+            except (TypeError, ValueError):
+                out.append(failed_entry(path, "arousal/valence are not numbers", "fix the CSV", split, lineno))
+                continue
             # utterance names repeat across videos (utterance_1.mp4): the id joins both
+            clip = vid_root / row["video"] / row["utterance"]
             out.append(VideoEntry(f"{row['video']}__{Path(row['utterance']).stem}", clip, split, {}, labels))
     return out
 
@@ -236,9 +339,20 @@ def load_labels(entry: VideoEntry) -> np.ndarray | None:
     return None
 
 
-def fit_labels(labels: np.ndarray, n_frames: int, path: Path | str) -> np.ndarray:
-    """Check that a label file has one row per decoded frame; the error gives both numbers."""
-    if len(labels) != n_frames:
-        raise BadInputError(path, f"label count mismatch: {len(labels)} label lines but the video decodes to "
-                            f"{n_frames} frames", "labels must have one line per frame")
-    return labels
+def fit_labels(labels: np.ndarray, n_frames: int, path: Path | str, slack: int = 0,
+               counted: str = "the video decodes to") -> tuple[np.ndarray, int]:
+    """(labels with one row per frame, label rows minus frames). Strict by default: the error gives both numbers.
+
+    With `slack` N (`--label-slack`), a difference of at most N rows is accepted: extra rows at the end are cut,
+    missing ones are NaN (unlabelled). Decoders disagree by a frame or two, so real label files often do.
+    """
+    diff = len(labels) - n_frames
+    if abs(diff) > slack:
+        raise BadInputError(path, f"label count mismatch: {len(labels)} label lines but {counted} {n_frames} frames"
+                            + (f" (difference {diff:+d}, more than --label-slack {slack})" if slack else ""),
+                            "labels need one line per frame; accept a small difference with --label-slack N")
+    if diff > 0:
+        labels = labels[:n_frames]
+    elif diff < 0:
+        labels = np.concatenate([labels, np.full((-diff, *labels.shape[1:]), np.nan, np.float32)])
+    return labels, diff

@@ -3,9 +3,13 @@
 The arrays and what their fingerprints are made of come from `pipeline.arrays.KINDS`; this module turns a run's
 settings into {array name: fingerprint}. What enters a fingerprint, and why:
 
-- face (valid, landmarks, face48, face224): the kind's code version, the tracker's parameters, the sha256 of the
-  dlib landmark model file (a different file with the same name gives other landmarks), the landmark smoothing,
-  and the gamma jitter with its seed.
+- face (valid, landmarks, face48, face224): the kind's code version and where the faces come from (`--faces`).
+  The video path: the tracker's parameters, the sha256 of the dlib landmark model file (a different file with the
+  same name gives other landmarks), the landmark smoothing, and the gamma jitter with its seed (this formula is the
+  one of caches made before the source was recorded, so they stay valid; its tracker side "largest" stands for the
+  side rule). OpenFace CSVs: the source, the reader's parameters with the side rule, the smoothing and the jitter.
+  Organiser crops: the source and the crop reader's parameters. The entry's own side and the identity of the crop
+  folder or CSV it read are recorded in its group and compared by every run (pipeline/faces.py says why).
 - resnet50: its code version, the architecture and the weights' sha256 (or the seed of random weights), the face's.
 - dphase/phase (any variant): the kind's code version, the variant's whole MotionConfig (which carries
   features.motion.MOTION_VERSION, the maths' version), the face's.
@@ -49,8 +53,24 @@ class Settings:
     device: str = "cpu"
     threads: int = 1                          # torch threads per task
     motion_variant: str | None = None         # None: the default variant (plain dphase, default MotionConfig)
+    faces: str = "video"                      # where faces come from: video | cropped_aligned | openface
+    faces_dir: str | None = None              # the crop folders' or the OpenFace CSVs' folder
+    label_slack: int = 0                      # frames by which labels, crops or CSVs may differ from the video
 
     def __post_init__(self):
+        from pipeline.faces import FACE_SOURCES
+
+        if self.faces not in FACE_SOURCES:
+            raise BadInputError(None, f"unknown face source {self.faces!r}", f"use one of {', '.join(FACE_SOURCES)}")
+        if self.faces != "video" and not self.faces_dir:
+            raise BadInputError(None, f"--faces {self.faces} needs the folder it reads",
+                                "pass --crops-dir DIR" if self.faces == "cropped_aligned" else "pass --openface-dir DIR")
+        if self.faces == "cropped_aligned" and self.gamma_jitter:
+            raise BadInputError(None, "--gamma-jitter corrupts video frames before alignment; organiser crops have "
+                                "no frames", "use --faces video or openface, or the `robustness` experiment on "
+                                "cached faces")
+        if self.label_slack < 0:
+            raise BadInputError(None, f"--label-slack {self.label_slack} is negative", "give a number of frames >= 0")
         if self.motion and self.motion_variant is None:
             # plain dphase always means the default MotionConfig: a changed setting is a named variant
             raise BadInputError(None, f"motion settings {self.motion} change ΔPhase, and plain dphase always means "
@@ -109,13 +129,27 @@ def landmark_model_sha256() -> str:
 
 
 def face_fingerprint(s: Settings) -> str:
-    """The fingerprint of valid, landmarks, face48 (and face224)."""
+    """The fingerprint of valid, landmarks, face48 (and face224): its source is part of it."""
     from features.face import FaceTracker
     from features.smooth_align import SmoothAligner
+    from pipeline.faces import SIDE_RULE
 
-    return store.fingerprint("face", arrays.KINDS["face"].version, FaceTracker(**s.face).params,
-                             {"predictor_sha256": landmark_model_sha256()}, SmoothAligner(s.align_smooth).params,
-                             {"gamma_jitter": s.gamma_jitter, "seed": s.seed if s.gamma_jitter else None})
+    version = arrays.KINDS["face"].version
+    jitter = {"gamma_jitter": s.gamma_jitter, "seed": s.seed if s.gamma_jitter else None}
+    tracker = FaceTracker(**s.face)
+    if s.faces == "cropped_aligned":
+        from features.aligned_crops import crop_params
+
+        return store.fingerprint("face", version, {"faces": "cropped_aligned"},
+                                 crop_params(tracker.crop_size, tracker.gray_size))
+    if s.faces == "openface":
+        from features.openface import openface_params
+
+        return store.fingerprint("face", version, {"faces": "openface"},
+                                 openface_params(SIDE_RULE, tracker.crop_size, tracker.gray_size, tracker.scale),
+                                 SmoothAligner(s.align_smooth).params, jitter)
+    return store.fingerprint("face", version, tracker.params, {"predictor_sha256": landmark_model_sha256()},
+                             SmoothAligner(s.align_smooth).params, jitter)
 
 
 def motion_config(overrides: dict):
@@ -189,7 +223,7 @@ def made_with(s: Settings, names) -> dict[str, dict]:
         params = arrays.kind_of(name).params
         if params == "face":
             out[name] = {"face": dict(s.face), "align_smooth": s.align_smooth, "gamma_jitter": s.gamma_jitter,
-                         "seed": s.seed}
+                         "seed": s.seed, "faces": s.faces}
         elif params == "motion":
             out[name] = {"motion_variant": arrays.split_name(name)[1], "motion": dict(s.motion)}
         elif params == "encoder":

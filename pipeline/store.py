@@ -29,6 +29,7 @@ from zarr.storage import LocalStore
 
 from features.errors import BadInputError
 from pipeline import arrays
+from pipeline.ids import id_problem
 
 # Time chunks of 256 frames. Every writer appends whole chunks (or the tail) and dask chunks are whole
 # multiples of this, because two tasks writing one chunk silently lose data.
@@ -38,8 +39,12 @@ CHUNK_T = 256
 SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {p: spec for k in arrays.KINDS.values() for p, spec in k.parts.items()}
 REQUIRED = ("valid", "landmarks", "face48", "resnet50", "dphase_s0", "dphase_s1", "labels")
 UNUSABLE = ("stale", "damaged")   # fingerprints that say an array is not what it should be
+# faces: where the faces came from (video, cropped_aligned, openface); label_frame_diff: label lines minus frames,
+# accepted by --label-slack (labels truncated or padded with NaN at the end); faces_frame_diff: the same for the
+# crop folder (crops numbered past the last frame) or the OpenFace CSV (CSV frames minus video frames).
 INDEX_COLUMNS = ["video", "split", "n_frames", "fps", "width", "height", "source", "source_size", "source_mtime",
-                 "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence"]
+                 "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence",
+                 "faces", "label_frame_diff", "faces_frame_diff"]
 
 
 def fingerprint(*parts) -> str:
@@ -49,12 +54,23 @@ def fingerprint(*parts) -> str:
 
 
 def dataset_dir(cache: str | Path, dataset: str) -> Path:
-    """Folder of one dataset in the cache."""
+    """Folder of one dataset in the cache; a name that would leave the cache is refused."""
+    problem = id_problem(dataset)
+    if problem:
+        raise BadInputError(Path(cache), f"dataset name refused: {problem}", "name datasets with plain folder names")
     return Path(cache) / dataset
 
 
 def video_dir(cache: str | Path, dataset: str, video: str) -> Path:
-    """Folder (Zarr group) of one video."""
+    """Folder (Zarr group) of one video; an id that would leave the dataset's folder is refused.
+
+    The listers already fail a bad id where it is made (naming the file and line); this is the last line of defence
+    for ids from anywhere else.
+    """
+    problem = id_problem(video)
+    if problem:
+        raise BadInputError(dataset_dir(cache, dataset), f"video id refused: {problem}",
+                            "a video id is a folder name in the cache: no path separators, not empty, no leading '.'")
     return dataset_dir(cache, dataset) / "videos" / video
 
 
@@ -249,7 +265,7 @@ def staging_dir(cache: str | Path, dataset: str, video: str) -> Path:
     Unique per task, so a task that outlived its client never shares it with the next run's task. Earlier
     staging folders of this video (a killed or failed task) are removed first.
     """
-    root = dataset_dir(cache, dataset) / ".staging"
+    root = video_dir(cache, dataset, video).parent.parent / ".staging"   # video_dir checks the id
     for old in root.glob(f"{_glob_escape(video)}.*"):
         shutil.rmtree(old, ignore_errors=True)
     return root / f"{video}.{uuid.uuid4().hex[:12]}"
@@ -309,6 +325,9 @@ def index_row(cache: str | Path, dataset: str, video: str) -> dict:
     bad = unusable_arrays(g)
     error = ("unusable arrays: " + "; ".join(f"{k} {v}" for k, v in bad.items())) if bad else None
     row.update(video=video, status=a.get("status"), error=error, n_frames=int(a.get("n_frames", 0)),
+               faces=a.get("faces") or "video",   # groups made before the face source was recorded: the video path
+               label_frame_diff=int(a.get("label_frame_diff") or 0),
+               faces_frame_diff=int(a.get("faces_frame_diff") or 0),
                n_valid=_count_valid(g),
                fingerprints=json.dumps(a.get("fingerprints", {}), sort_keys=True),
                video_arousal=(a.get("video_labels") or {}).get("arousal"),
@@ -328,11 +347,11 @@ def write_index(cache: str | Path, dataset: str, rows: list[dict]) -> Path:
     path = dataset_dir(cache, dataset) / "index.parquet"
     path.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(rows, columns=INDEX_COLUMNS)
-    for c in ("n_frames", "n_valid", "width", "height", "source_size"):
+    for c in ("n_frames", "n_valid", "width", "height", "source_size", "label_frame_diff", "faces_frame_diff"):
         df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype("int64")
     for c in ("fps", "seconds", "source_mtime", "video_arousal", "video_valence"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-    for c in ("video", "split", "source", "status", "error", "fingerprints"):
+    for c in ("video", "split", "source", "status", "error", "fingerprints", "faces"):
         df[c] = df[c].astype("string")
     tmp = path.with_suffix(f".parquet.{os.getpid()}.tmp")
     df.sort_values("video").to_parquet(tmp, index=False)

@@ -1,0 +1,135 @@
+"""Where an entry's faces come from (`features --faces`), and what a group records about it.
+
+- `video` (default): decode, dlib detect and track, align from time-smoothed landmarks (pipeline.compute).
+- `cropped_aligned`: Aff-Wild2's organiser crops, `<crops>/<entry>/<NNNNN>.jpg` (features.aligned_crops): no decoding
+  and no detection. One row per frame of the video: the count comes from the video file's container (no decoding),
+  or from the annotation file where the video is absent; frames without a crop are invalid, landmarks NaN.
+- `openface`: landmarks and success flags from OpenFace 2 CSVs (features.openface) instead of dlib, then our own
+  time-smoothed alignment on the decoded frames. `<dir>/<entry>.csv`; for a two-person entry without its own CSV,
+  the video file's multi-face CSV `<dir>/<video>.csv` (FaceLandmarkVidMulti) followed by side.
+
+Two-person videos: each entry follows its own person (`VideoEntry.side`: the dlib tracker's and the OpenFace
+reader's side selection; crop folders are per person already).
+
+The source is part of the face fingerprint (pipeline.settings.face_fingerprint), so a cache never holds faces of two
+sources under one fingerprint. What differs per entry (its side, the crop folder or CSV it read and that input's
+identity) is recorded in the group (`attrs["face_source"]`) and compared by `extract.plan` on every run, as the video
+file's own identity is: a changed input, or an entry that now follows another person, is rebuilt. It is not in the
+fingerprint because a dataset's arrays carry one fingerprint across its videos (the trainer checks that).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from features.errors import BadInputError
+from pipeline import store
+from pipeline.manifest import VideoEntry
+
+FACE_SOURCES = ("video", "cropped_aligned", "openface")
+# What the face fingerprint says about sides for the sources new with two-person entries: the rule, not a value
+# (one value per entry would give a dataset's arrays several fingerprints).
+SIDE_RULE = "per entry: the largest face, or the left/right person of a two-person video"
+
+
+def crop_folder(s, entry: VideoEntry) -> Path:
+    """The organiser crops of one entry: `<crops>/<entry>/` (two-person videos: `<video>_left/`, `<video>_right/`)."""
+    return Path(s.faces_dir) / entry.video
+
+
+def openface_csv(s, entry: VideoEntry) -> Path:
+    """The OpenFace CSV of one entry: `<entry>.csv`, else (two-person entry) the video file's multi-face CSV."""
+    own = Path(s.faces_dir) / f"{entry.video}.csv"
+    if own.is_file() or entry.side == "largest" or entry.path is None:
+        return own
+    shared = Path(s.faces_dir) / f"{entry.path.stem}.csv"
+    return shared if shared.is_file() else own
+
+
+def folder_identity(folder: Path) -> str | None:
+    """A digest of a crop folder's numbered images (names and sizes; not mtimes, which a copy changes); None if absent.
+
+    Costs one stat per crop (no image is read), so every run can compare it.
+    """
+    from features.aligned_crops import IMAGE_EXTS
+
+    try:
+        with os.scandir(folder) as it:
+            items = sorted((e.name, e.stat().st_size) for e in it
+                           if e.name.lower().endswith(IMAGE_EXTS) and e.name.split(".")[0].isdigit() and e.is_file())
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return store.fingerprint("crops", items)
+
+
+def origin(s, entry: VideoEntry) -> dict:
+    """What this entry's faces are made from under these settings (the group's attrs["face_source"])."""
+    out = {"faces": s.faces, "side": entry.side}
+    if s.faces == "cropped_aligned":
+        folder = crop_folder(s, entry)
+        out.update(path=str(folder), identity=folder_identity(folder))
+    elif s.faces == "openface":
+        csv = openface_csv(s, entry)
+        st = csv.stat() if csv.is_file() else None
+        out.update(path=str(csv), identity=None if st is None else [st.st_size, int(st.st_mtime)])
+    return out
+
+
+def origin_change(stored: dict | None, wanted: dict) -> str | None:
+    """Why a done group's faces no longer match what the entry asks for (None: they do).
+
+    Groups from before the face source was recorded were made by the video path following the largest face. An input
+    that is absent now is not a change (the cached faces stay usable, as with a video file that was moved away).
+    """
+    stored = dict(stored or {"faces": "video", "side": "largest"})
+    if stored.get("faces", "video") != wanted["faces"]:
+        return f"face source changed ({stored.get('faces', 'video')} -> {wanted['faces']})"
+    if stored.get("side", "largest") != wanted["side"]:
+        return f"this entry follows the {wanted['side']} person (its faces followed the {stored.get('side')} one)"
+    if wanted.get("identity") is not None and stored.get("identity") != wanted["identity"]:
+        return f"{wanted['path']} changed"
+    return None
+
+
+def frame_count(s, entry: VideoEntry, labels) -> tuple[int, str]:
+    """(frames, how counted) of an entry whose faces are crops: the video's container, else its annotation file."""
+    from features.video import count_frames
+
+    if entry.path is not None and entry.path.is_file():
+        return count_frames(entry.path)
+    if labels is not None:
+        return len(labels), "the annotation file has"
+    raise BadInputError(crop_folder(s, entry), "no video file and no annotation file to count this video's frames "
+                        "(a crop folder cannot: frames after the last face leave no file)",
+                        "put the video beside the others, or give its annotation file")
+
+
+def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None = None) -> Iterator[dict]:
+    """Blocks of valid, landmarks, face48, face224 (CHUNK_T frames) from the entry's face source.
+
+    `notes["faces_frame_diff"]` is set at the end: crops numbered past the last frame, or CSV frames minus video
+    frames (both accepted only within --label-slack).
+    """
+    from pipeline import compute
+
+    if s.faces == "cropped_aligned":
+        yield from crop_blocks(entry, s, report, notes, n_frames)
+        return
+    tracker = None
+    if s.faces == "openface":
+        from features.openface import OpenFaceLandmarks
+
+        tracker = OpenFaceLandmarks(openface_csv(s, entry), slack=s.label_slack, side=entry.side)
+    yield from compute.video_blocks(entry, s, report, tracker=tracker, notes=notes)
+
+
+def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int) -> Iterator[dict]:
+    """The organiser crops of one entry in CHUNK_T-frame blocks: no decoding, no detection."""
+    from features.aligned_crops import iter_crop_folder, scan_crop_folder
+
+    crops = scan_crop_folder(crop_folder(s, entry))   # a missing folder fails this video, naming the folder
+    notes["faces_frame_diff"] = max(0, crops.last_frame - n_frames)
+    for chunk in iter_crop_folder(crops, n_frames, chunk_size=store.CHUNK_T, slack=s.label_slack):
+        yield {"valid": chunk.valid, "landmarks": chunk.landmarks, "face48": chunk.face48, "face224": chunk.face224}
+        report(len(chunk))
