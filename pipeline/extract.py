@@ -159,7 +159,8 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
     except BaseException:
         w.discard()
         raise
-    return {"n_frames": n, "decoded": n if p.needs_video else 0}
+    decoded = p.needs_video and s.faces != "cropped_aligned"   # organiser crops: nothing is decoded
+    return {"n_frames": n, "decoded": n if decoded else 0}
 
 
 def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes: dict,
@@ -240,7 +241,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     keep_freed_memory()  # workers are fresh processes: tune their allocator too (idempotent)
     report = report or (lambda k: None)
     cache = Path(cache)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     row = {"video": entry.video, "split": entry.split, "source": str(entry.path or ""), "error": None}
     try:
         if entry.problem:   # made by the lister (a bad id, a missing file): this entry fails alone
@@ -257,6 +258,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
         msg = str(e) if isinstance(e, BadInputError) else f"{entry.path}: {type(e).__name__}: {e}"
         row.update(status="failed", error=msg, action="failed", decoded=0, n_frames=0)
     row["seconds"] = time.perf_counter() - t0
+    row["cpu_seconds"] = time.process_time() - c0   # the worker's CPU time (one video at a time per worker)
     row["worker_pid"] = os.getpid()
     row["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # the worker's peak so far
     return row

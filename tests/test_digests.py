@@ -1,6 +1,7 @@
 """A stage's output may not change while its fingerprint stays the same (a cache would silently mix the two).
 
-For each stage (face, dphase, phase, flow, resnet50 with random weights) this computes the output on a fixed small
+For each stage (face from the video, from organiser crops and from an OpenFace CSV, dphase, phase, flow, resnet50 with
+random weights) this computes the output on a fixed small
 input through the pipeline's own code, and compares it with the record in tests/data/stage_digests.json:
 
 - output changed, fingerprint unchanged -> FAIL: bump the stage's version (pipeline/arrays.py Kind.version, or
@@ -19,11 +20,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
+from openface_csv import write_openface_csv
 from synth_video import astronaut, write_face_video
 
+from features.face import FaceTracker
+from features.video import iter_chunks
 from pipeline import arrays, compute, settings
+from pipeline import faces as face_sources
 from pipeline.manifest import VideoEntry
 
 RECORD = Path(__file__).resolve().parent / "data" / "stage_digests.json"
@@ -76,6 +82,27 @@ def stage_outputs(stage: str, tmp: Path) -> tuple[str, dict[str, np.ndarray]]:
         blocks = list(compute.video_blocks(VideoEntry("face", path, "train"), s, lambda k: None))
         out = {n: np.concatenate([b[n] for b in blocks]) for n in ("valid", "landmarks", "face48")}
         return settings.face_fingerprint(s), out
+    if stage == "face_crops":   # faces from organiser crops: fixed 112x112 JPEGs, frames 3 and 7 without a crop
+        s = settings.Settings(weights="random", faces="cropped_aligned", faces_dir=str(tmp))
+        (tmp / "crops").mkdir()
+        img = astronaut()
+        for t in (0, 1, 2, 4, 5, 6, 8, 9):
+            crop = cv2.resize(img[20 + 4 * t:244 + 4 * t, 110 + 3 * t:334 + 3 * t], (112, 112),
+                              interpolation=cv2.INTER_AREA)
+            cv2.imwrite(str(tmp / "crops" / f"{t + 1:05d}.jpg"), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        blocks = list(face_sources.crop_blocks(VideoEntry("crops", None, "train"), s, lambda k: None, {}, 11))
+        out = {n: np.concatenate([b[n] for b in blocks]) for n in ("valid", "face48", "face224")}
+        return settings.face_fingerprint(s), out
+    if stage == "face_openface":   # landmarks from an OpenFace CSV (dlib's, one decimal), our smoothed alignment
+        path = tmp / "face.avi"
+        write_face_video(path, 40, size=(320, 240), fourcc="MJPG", motion="translate_rotate", seed=0)
+        frames = np.concatenate([c.frames for c in iter_chunks(path)])
+        tracked = FaceTracker().process(frames)
+        write_openface_csv(tmp / "face.csv", [(tracked.landmarks, tracked.valid)])
+        s = settings.Settings(weights="random", faces="openface", faces_dir=str(tmp))
+        blocks = list(face_sources.face_blocks(VideoEntry("face", path, "train"), s, lambda k: None, {}))
+        out = {n: np.concatenate([b[n] for b in blocks]) for n in ("valid", "landmarks", "face48")}
+        return settings.face_fingerprint(s), out
     if stage == "resnet50":
         faces, valid = fixed_faces224()
         comp = compute.computers(["resnet50"], s, {})[0]
@@ -91,7 +118,7 @@ def stage_outputs(stage: str, tmp: Path) -> tuple[str, dict[str, np.ndarray]]:
     return fp, {n: np.concatenate(v) for n, v in out.items()}
 
 
-STAGES = ("face", "dphase", "phase", "flow", "resnet50")
+STAGES = ("face", "face_crops", "face_openface", "dphase", "phase", "flow", "resnet50")
 
 
 def _versions() -> dict:
