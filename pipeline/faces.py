@@ -6,7 +6,8 @@
   or from the annotation file where the video is absent; frames without a crop are invalid, landmarks NaN.
 - `openface`: landmarks and success flags from OpenFace 2 CSVs (features.openface) instead of dlib, then our own
   time-smoothed alignment on the decoded frames. `<dir>/<entry>.csv`; for a two-person entry without its own CSV,
-  the video file's multi-face CSV `<dir>/<video>.csv` (FaceLandmarkVidMulti) followed by side.
+  the video file's `<dir>/<video>.csv`. A CSV with one face per frame (FeatureExtraction) is that person's track; a
+  two-person entry follows its side through a CSV with several faces per frame (FaceLandmarkVidMulti).
 
 Two-person videos: each entry follows its own person (`VideoEntry.side`: the dlib tracker's and the OpenFace
 reader's side selection; crop folders are per person already).
@@ -120,8 +121,35 @@ def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None 
     if s.faces == "openface":
         from features.openface import OpenFaceLandmarks
 
-        tracker = OpenFaceLandmarks(openface_csv(s, entry), slack=s.label_slack, side=entry.side)
+        csv = openface_csv(s, entry)
+        # one face per frame: that person's own track, taken as it is; several (FaceLandmarkVidMulti): our side's
+        side = entry.side if entry.side != "largest" and several_faces(csv) else "largest"
+        tracker = OpenFaceLandmarks(csv, slack=s.label_slack, side=side)
     yield from compute.video_blocks(entry, s, report, tracker=tracker, notes=notes)
+
+
+def several_faces(csv: Path) -> bool:
+    """Whether an OpenFace CSV has several rows for some frame (a multi-face CSV); False if it cannot be read here.
+
+    A per-person CSV must not be followed by side: with nobody ever beside our person, the side rule would refuse
+    them whenever they stand on the other half of the frame. Reads only the `frame` field of each line.
+    """
+    try:
+        with csv.open() as fh:
+            header = [h.strip() for h in fh.readline().split(",")]
+            k = header.index("frame")
+            last = None
+            for line in fh:
+                fields = line.split(",", k + 1)
+                if len(fields) <= k:
+                    continue
+                frame = fields[k].strip()
+                if frame and frame == last:
+                    return True
+                last = frame
+    except (OSError, ValueError):
+        return False   # the reader says what is wrong with it
+    return False
 
 
 def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int) -> Iterator[dict]:

@@ -18,6 +18,7 @@ from affwild2_layout import build_affwild2_layout, default_specs
 from openface_csv import write_openface_csv
 
 from features.aligned_crops import iter_crop_folder
+from features.errors import BadInputError
 from features.face import AlignedFaces
 from pipeline import extract, graph, info, store
 from pipeline.manifest import get_dataset, list_videos
@@ -180,6 +181,11 @@ def test_openface_landmarks_are_aligned_as_usual(layout, cluster, tmp_path):
         np.testing.assert_allclose(lm[valid], e.csv_landmarks[valid], atol=0.051)   # the CSV's, one decimal
         assert not g["face48"][:][~valid].any() and g["face48"][:][valid].mean() > 40
 
+    # per-person CSVs (FeatureExtraction: one face a frame) are that person's track, wherever they stand
+    rows, _ = run(cluster, layout.root, tmp_path / "own", only={PAIR}, faces="openface",
+                  faces_dir=str(layout.openface_dir))
+    np.testing.assert_array_equal(group(tmp_path / "own", PAIR)["valid"][:], np.isfinite(left.csv_landmarks[:, 0, 0]))
+
     rows, _ = run(cluster, root, tmp_path / "c", only={"1-30-176x144"}, faces="openface", faces_dir=str(of),
                   label_slack=2)
     g = group(tmp_path / "c", "1-30-176x144")
@@ -229,3 +235,20 @@ def test_the_command_line_takes_the_flags(layout, tmp_path):
     assert idx.loc["video10_1", "label_frame_diff"] == 1 and set(idx.faces) == {"cropped_aligned"}
     bad = subprocess.run(cmd[:-4] + ["--crops-dir", str(layout.crops_dir)], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--crops-dir given, but faces come from 'video'" in bad.stderr
+
+
+def test_a_dataset_takes_its_face_source_from_the_manifest_unless_a_flag_says(tmp_path):
+    from pipeline.features_cmd import resolve_faces
+    from pipeline.manifest import Dataset
+
+    (tmp_path / "crops").mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    ds = Dataset("affwild2", "affwild2", tmp_path, 30.0, {"faces": "cropped_aligned", "crops": "crops"})
+    assert resolve_faces(ds, None, None, None) == ("cropped_aligned", str(tmp_path / "crops"))
+    assert resolve_faces(ds, None, tmp_path / "elsewhere", None) == ("cropped_aligned", str(tmp_path / "elsewhere"))
+    assert resolve_faces(ds, "video", None, None) == ("video", None)
+    with pytest.raises(BadInputError, match="openface_dir"):
+        resolve_faces(ds, "openface", None, None)   # no folder for it in the manifest, none given
+    with pytest.raises(BadInputError, match="crops-dir folder does not exist"):
+        resolve_faces(Dataset("x", "affwild2", tmp_path, 30.0, {"faces": "cropped_aligned", "crops": "gone"}),
+                      None, None, None)
