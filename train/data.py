@@ -28,6 +28,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from features.errors import BadInputError
 from pipeline import arrays, store
 
 
@@ -142,11 +143,17 @@ class SequenceDataset(torch.utils.data.Dataset):
         self.videos = [dict(v) for v in videos]
         self.sampling, self.test = sampling, test
         if sampling == "snippets":
-            self.steps = [snippet_step(v.get("fps")) for v in self.videos]
+            self.steps = []
+            for v in self.videos:
+                try:
+                    self.steps.append(snippet_step(v.get("fps")))
+                except ValueError as e:
+                    raise BadInputError(store.video_dir(cache, dataset, v["video"]), str(e), "extract it again with "
+                                        "`features` (the frame rate is read from the video)") from None
             counts = [math.ceil(int(v["n_frames"]) / st) for v, st in zip(self.videos, self.steps)]
             self.length = max(1, min(length, max(counts, default=1)))   # no item longer than the longest video
             self.items = [(i, k, None, None) for i, c in enumerate(counts) for k in range(0, c, self.length)]
-            self.offsets = [0] * len(self.videos)
+            self.offsets: list[int] | None = None    # training: set_epoch draws them
             self._eval_offsets: dict[int, int] = {}
         elif sampling == "frames":
             self.items = [(i, *s) for i, v in enumerate(self.videos)
@@ -188,6 +195,8 @@ class SequenceDataset(torch.utils.data.Dataset):
     def _offset(self, vi: int) -> int:
         """First snippet frame: drawn per epoch in training; at evaluation the first that puts a snippet on a face."""
         if not self.test:
+            if self.offsets is None:
+                raise RuntimeError("training snippets: call set_epoch(seed, epoch) before reading items")
             return self.offsets[vi]
         if vi not in self._eval_offsets:
             v, st = self.videos[vi], self.steps[vi]
