@@ -253,7 +253,15 @@ def _train_options(f):
         click.option("--width", type=click.IntRange(2, 512), default=64, show_default=True,
                      help="Channels of the first conv block (doubling after); the released code uses 64."),
         click.option("--folds", type=click.IntRange(2, 100), default=5, show_default=True,
-                     help="Folds by video (seeded). With a labelled test split, folds pick the validation videos."),
+                     help="Folds by recording (seeded). With a held-out split (a labelled test split, or Aff-Wild2's "
+                          "validation split), folds pick the validation videos used for early stopping; else fold "
+                          "--fold is held out and the next fold validates."),
+        click.option("--pool-validation/--hold-out-validation", default=None,
+                     help="Put a labelled validation split into the folds (then a fold is held out and reported), or "
+                          "hold it out like a test split (never trained or selected on; the scores are on it). "
+                          "Default: held out for per-frame labels (ABAW: train on Train_Set, report Validation_Set), "
+                          "pooled for one label per video (the paper's OMG protocol: 5-fold cross-validation over "
+                          "Train and Validation merged)."),
         click.option("--epochs", type=click.IntRange(1, 10000), default=25, show_default=True, help="Epochs."),
         click.option("--lr", type=float, default=1e-3, show_default=True,
                      help="SGD learning rate (x0.1 at --milestones). Small caches need more (the demo uses 0.05)."),
@@ -358,29 +366,53 @@ def ablate(grid, fold_ids, out, **kw):
 
 
 @main.command()
-@click.argument("videos", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("videos", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Predict the videos of a feature cache instead of video files (with --dataset, and --split).")
+@click.option("--dataset", default=None, help="With --cache: the dataset inside the cache, e.g. affwild2.")
+@click.option("--split", default=None, help="With --cache: only this split, e.g. test or validation [default: all].")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="best.pt of a `train` run.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "abaw"]), default="csv", show_default=True,
+              help="csv: <video>.csv (frame, time, arousal, valence, valid; empty where there is no face) and "
+                   "<video>.png. abaw: the ABAW challenge's <video>.txt (header valence,arousal, a line per frame, "
+                   "every frame filled from the nearest frame with a face, values clipped to [-1, 1]).")
 @click.option("--weights", default=None,
-              help="FER+ ResNet50 file, or 'random'. Must be the weights the training cache used "
+              help="Video files only: FER+ ResNet50 file, or 'random'. Must be the weights the training cache used "
                    "(default: 'random' if the model was trained on random features, else $MIMAMO_WEIGHTS or "
                    "weights/resnet50_ferplus_dag.pth).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for <video>.csv (frame, time, arousal, valence, valid), <video>.png and the feature cache.")
+              help="Folder for the per-video files (and, for video files, their feature cache in OUT/cache).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Feature-extraction workers.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Feature-extraction workers (video files).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def predict(videos, checkpoint, weights, out, device, workers, no_progress):
-    """Predict per-frame arousal and valence for new videos with a trained model.
+def predict(videos, cache, dataset, split, checkpoint, fmt, weights, out, device, workers, no_progress):
+    """Predict per-frame arousal and valence with a trained model, for VIDEOS... or for a cached dataset.
 
-    The feature stages run in-process with the settings recorded in the checkpoint; features made differently
-    from the training cache (other weights, other motion settings) are refused. Frames without a face keep
-    their row with valid=0 and no prediction.
+    \b
+    python cli.py predict clip.mp4 --checkpoint runs/aw/best.pt --out preds/
+    python cli.py predict --cache zarr --dataset affwild2 --split validation --checkpoint best.pt --format abaw --out sub/
+
+    Video files go through the feature stages in-process with the settings recorded in the checkpoint. From a
+    cache, the videos a `features` run extracted are used as they are. Either way, features made differently from
+    the training cache (other weights, other motion settings) are refused, and each video is checked in its group.
+    A model trained on one label per video (OMG) writes one prediction per video to OUT/predictions.csv.
     """
-    from train.predict import predict_videos
+    from train.predict import predict_cache, predict_videos
 
-    res = predict_videos(list(videos), checkpoint, out, weights=weights, device=device, workers=workers,
-                         progress=not no_progress, echo=click.echo)
+    if cache is not None:
+        if videos or not dataset:
+            raise click.UsageError("--cache predicts a cached dataset: give --dataset NAME (and no video files)")
+        if weights is not None:
+            raise click.UsageError("--weights is for video files; a cache's features are already made")
+        res = predict_cache(cache, dataset, checkpoint, out, split=split, fmt=fmt, device=device, echo=click.echo)
+    else:
+        if not videos:
+            raise click.UsageError("give video files, or --cache DIR --dataset NAME")
+        if dataset or split:
+            raise click.UsageError("--dataset and --split go with --cache")
+        res = predict_videos(list(videos), checkpoint, out, fmt=fmt, weights=weights, device=device, workers=workers,
+                             progress=not no_progress, echo=click.echo)
     for p in res["written"]:
         click.echo(f"wrote {p}")
     for video, err in res["failed"]:

@@ -58,6 +58,25 @@ def test_predict_writes_one_row_per_frame(trained, tmp_path):
     assert (tmp_path / "v0.png").stat().st_size > 0
 
 
+def test_predict_abaw_format_fills_every_frame_of_the_video(trained, tmp_path):
+    root, ckpt = trained
+    video = root / "videos" / "train" / "v0.avi"        # frames 30-35 have no face
+    res = predict_videos([video], ckpt, tmp_path, fmt="abaw", workers=1, progress=False, echo=lambda *a: None)
+    assert not res["failed"] and [p.name for p in res["written"]] == ["v0.txt"]
+    lines = (tmp_path / "v0.txt").read_text().splitlines()
+    assert lines[0] == "valence,arousal" and len(lines) == 49
+    sub = pd.read_csv(tmp_path / "v0.txt")
+    csv = predict_videos([video], ckpt, tmp_path / "csv", workers=1, progress=False, echo=lambda *a: None)
+    assert not csv["failed"]
+    df = pd.read_csv(tmp_path / "csv" / "v0.csv")          # the default format, as before
+    faces = df.valid.to_numpy()
+    assert not faces[30:36].any() and faces[29] and faces[36]
+    np.testing.assert_allclose(sub.valence[faces], df.valence[faces].clip(-1, 1), atol=2e-5)
+    np.testing.assert_allclose(sub.arousal[30:33], [df.arousal[29].clip(-1, 1)] * 3, atol=2e-5)   # nearest: 29
+    np.testing.assert_allclose(sub.arousal[33:36], [df.arousal[36].clip(-1, 1)] * 3, atol=2e-5)   # nearest: 36
+    assert sub.notna().all().all() and sub.abs().max().max() <= 1
+
+
 def test_predict_rebuilds_the_variant_the_model_read(trained, tmp_path):
     from pipeline import store
 

@@ -5,7 +5,10 @@ reused only when its identity (every deciding setting, the init checkpoints' con
 the videos, train/config.py) equals the cell's now; any other is rerun, saying why. An unfinished run of the same
 identity resumes, so an interrupted ablation picks up where it stopped. A two-stream cell starts from the same
 fold's single-stream cells when the grid has them (as the paper trains: single streams first), under the same rule.
-The tables report the mean CCC across the folds with a finite score, the architecture and the input of each row.
+The tables report the mean CCC across the folds with a finite score, the architecture and the input of each row,
+and the protocol that made the numbers (train/protocol.py: held-out split, selection, sampling, scoring) in their
+header (or per row when the grid changes it). For per-frame labels the CCC counts every labelled frame (no face:
+the nearest prediction); the face-only mean is in its own column.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from train import protocol
 from train.config import TrainConfig
 from train.trainer import train
 
@@ -62,7 +66,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
             m = train(replace(cfg, **inits))
             if not m.get("interrupted"):
                 res.append(m)
-        rows.append({**cell, **_labels(cell, base), **_summary(res)})
+        rows.append({**cell, **_labels(cell, base), **_summary(res), "protocol": _protocol(res)})
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
@@ -98,6 +102,11 @@ def _labels(cell: dict, base: TrainConfig) -> dict:
     return {k: "-" if spatial_only else str(cell.get(k, getattr(base, k))) for k in ("arch", "input") if k not in cell}
 
 
+def _protocol(res: list[dict]) -> str:
+    """The protocol line of a cell's folds ('' when none finished; folds differ only in which fold is held out)."""
+    return " / ".join(sorted({protocol.headline(r["protocol"]) for r in res if r.get("protocol")}))
+
+
 def _summary(res: list[dict]) -> dict:
     """Mean and std across the folds with a finite held-out score (a NaN fold is counted apart, never averaged)."""
     good = [r for r in res if all(r.get(k) is not None and np.isfinite(r[k]) for k in ("ccc_arousal", "ccc_valence"))]
@@ -107,22 +116,32 @@ def _summary(res: list[dict]) -> dict:
         out[k] = float(vals.mean()) if len(vals) else float("nan")
         out[f"{k}_std"] = float(vals.std()) if len(vals) else float("nan")
     out["ccc_mean"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
+    face = [r["face_only"]["ccc_mean"] for r in good if isinstance(r.get("face_only"), dict)]
+    out["ccc_mean_face_only"] = float(np.mean(face)) if len(face) == len(good) and face else float("nan")
     return out
 
 
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
     keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
-    head = [*keys, "CCC arousal", "CCC valence", "CCC mean", "folds"]
+    protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
+    per_row = len(protocols) > 1
+    face = "ccc_mean_face_only" in table and table.ccc_mean_face_only.notna().any()
+    head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *(["CCC mean (face frames)"] if face else []), "folds",
+            *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
              (f"Base: streams={base.streams}, input={base.input}, window={base.window}, arch={base.arch}, "
               f"epochs={base.epochs}, lr={base.lr}. Mean over the folds with a finite score (± std across them); "
               "arch and input are '-' for spatial-only rows (no temporal stream)."), "",
+             (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
+              "Protocol: none (no fold finished)."), "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [str(r[k]) for k in keys]
         nan = f" ({r['nan_folds']} NaN)" if r["nan_folds"] else ""
         cells += [f"{r['ccc_arousal']:.3f} ± {r['ccc_arousal_std']:.3f}",
-                  f"{r['ccc_valence']:.3f} ± {r['ccc_valence_std']:.3f}", f"{r['ccc_mean']:.3f}", f"{r['folds']}{nan}"]
+                  f"{r['ccc_valence']:.3f} ± {r['ccc_valence_std']:.3f}", f"{r['ccc_mean']:.3f}",
+                  *([f"{r['ccc_mean_face_only']:.3f}"] if face else []), f"{r['folds']}{nan}",
+                  *([r["protocol"]] if per_row else [])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

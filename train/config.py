@@ -29,6 +29,8 @@ class TrainConfig:
     single_gru: bool = False           # keep a BiGRU in single-stream models (the paper has none)
     folds: int = 5
     fold: int = 0
+    pool_validation: bool | None = None   # validation split into the folds (None: the protocol's default, see
+    #                                       train/protocol.py: pooled for video-level labels, else held out)
     seed: int = 0
     epochs: int = 25
     lr: float = 1e-3

@@ -11,6 +11,12 @@ Channels are merged as orientation-major: channel = o * N + k.
 Rows outside the video are zero for differences (dphase, flow: no motion) and the edge row repeated for
 ``phase`` (a state, not a change); frames whose window was cut are marked ``full=False``.
 Memory is bounded: a worker holds at most ``cache_mb`` of decoded Zarr chunks (LRU), whatever the cache's size.
+
+``sampling="snippets"`` (video-level labels, the paper's OMG sampling): an item is up to L *snippets* of one video,
+one per second (``snippet_step`` frames apart): frame c's resnet50 row and its N motion rows, the motion already as
+windows [L, N, 2, h, w] (snippets do not overlap). Training draws each video's first snippet at random in its first
+second per epoch (``set_epoch``: from the seed and the epoch only, so a resumed run draws the same); evaluation
+samples once, from the first frame that puts a snippet on a face. ``frames`` holds the snippet frames (-1: none).
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from features.errors import BadInputError
 from pipeline import arrays, store
 
 
@@ -50,6 +57,23 @@ def sequences(n_frames: int, length: int = 64, stride: int = 32, test: bool = Fa
         out.append((s, covered, s + length))
         covered = s + length
     return out
+
+
+def snippet_step(fps) -> int:
+    """Frames between snippets: one second of video (the paper samples OMG at one snippet per second)."""
+    try:
+        fps = float(fps)
+    except (TypeError, ValueError):
+        fps = float("nan")
+    if not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"a video without a frame rate ({fps}) cannot be sampled one snippet per second")
+    return max(1, round(fps))
+
+
+def snippet_windows(rows: torch.Tensor) -> torch.Tensor:
+    """[B, L, N, O, h, w] snippet motion rows -> [B, L, O*N, h, w] windows (channel = o * N + k, as ``windows``)."""
+    b, t, n, o, h, w = rows.shape
+    return rows.permute(0, 1, 3, 2, 4, 5).reshape(b, t, o * n, h, w)
 
 
 def windows(rows: torch.Tensor, n: int) -> torch.Tensor:
@@ -104,11 +128,12 @@ class SequenceDataset(torch.utils.data.Dataset):
     streams: which arrays are read ("both", "spatial": resnet50; "both", "temporal": the arrays of ``input``, a
     model input such as "dphase", "dphase@paper" or "flow", see ``pipeline.arrays.input_arrays``).
     level="video" (OMG): every item carries its video's label in ``vlabel`` and the frame labels are NaN.
+    sampling="snippets": items of snippets one second apart (module docstring), for video-level labels.
     """
 
     def __init__(self, cache, dataset: str, videos: list[dict], *, window: int = 12, input: str = "dphase",
                  streams: str = "both", length: int = 64, stride: int = 32, test: bool = False,
-                 level: str = "frame", cache_mb: float = 64):
+                 level: str = "frame", cache_mb: float = 64, sampling: str = "frames"):
         self.cache, self.dataset, self.window, self.input = cache, dataset, window, input
         self.spatial = streams in ("both", "spatial")
         self.motion = arrays.input_arrays(input) if streams in ("both", "temporal") else ()
@@ -116,8 +141,25 @@ class SequenceDataset(torch.utils.data.Dataset):
         self.replicate = arrays.parse_input(input)[0].name == "phase"
         self.length, self.level, self.cache_mb = length, level, cache_mb
         self.videos = [dict(v) for v in videos]
-        self.items = [(i, *s) for i, v in enumerate(self.videos)
-                      for s in sequences(int(v["n_frames"]), length, stride, test)]
+        self.sampling, self.test = sampling, test
+        if sampling == "snippets":
+            self.steps = []
+            for v in self.videos:
+                try:
+                    self.steps.append(snippet_step(v.get("fps")))
+                except ValueError as e:
+                    raise BadInputError(store.video_dir(cache, dataset, v["video"]), str(e), "extract it again with "
+                                        "`features` (the frame rate is read from the video)") from None
+            counts = [math.ceil(int(v["n_frames"]) / st) for v, st in zip(self.videos, self.steps)]
+            self.length = max(1, min(length, max(counts, default=1)))   # no item longer than the longest video
+            self.items = [(i, k, None, None) for i, c in enumerate(counts) for k in range(0, c, self.length)]
+            self.offsets: list[int] | None = None    # training: set_epoch draws them
+            self._eval_offsets: dict[int, int] = {}
+        elif sampling == "frames":
+            self.items = [(i, *s) for i, v in enumerate(self.videos)
+                          for s in sequences(int(v["n_frames"]), length, stride, test)]
+        else:
+            raise ValueError(f"sampling must be 'frames' or 'snippets', not {sampling!r}")
         self._reader = None
         self._pid = None
 
@@ -143,7 +185,64 @@ class SequenceDataset(torch.utils.data.Dataset):
         out[a - lo:b - lo] = data
         return out
 
+    def set_epoch(self, seed: int, epoch: int) -> None:
+        """Training snippets: each video's first snippet frame for this epoch, from (seed, epoch) only."""
+        if self.sampling != "snippets" or self.test:
+            return
+        rng = np.random.default_rng([seed % 2**32, epoch])
+        self.offsets = [int(rng.integers(0, min(st, int(v["n_frames"])))) for v, st in zip(self.videos, self.steps)]
+
+    def _offset(self, vi: int) -> int:
+        """First snippet frame: drawn per epoch in training; at evaluation the first that puts a snippet on a face."""
+        if not self.test:
+            if self.offsets is None:
+                raise RuntimeError("training snippets: call set_epoch(seed, epoch) before reading items")
+            return self.offsets[vi]
+        if vi not in self._eval_offsets:
+            v, st = self.videos[vi], self.steps[vi]
+            n = int(v["n_frames"])
+            valid = self.reader.read(v["video"], "valid", 0, n).astype(bool)
+            self._eval_offsets[vi] = next((o for o in range(min(st, n)) if valid[o::st].any()), 0)
+        return self._eval_offsets[vi]
+
+    def _gather(self, video: str, name: str, centres: np.ndarray, left: int, right: int, n: int,
+                replicate: bool) -> np.ndarray:
+        """Rows c-left..c+right of one array for each centre c: [len(centres), left+right+1, ...] (one read)."""
+        if not len(centres):    # a last item whose snippets all fell past the end this epoch
+            return self._gather(video, name, np.zeros(1, int), left, right, n, replicate)[:0]
+        lo, hi = int(centres.min()) - left, int(centres.max()) + right + 1
+        block = self._rows(video, name, lo, hi, n, replicate)
+        return block[centres[:, None] - lo + np.arange(-left, right + 1)[None]]
+
+    def _snippets(self, i: int) -> dict:
+        vi, k0, _, _ = self.items[i]
+        v = self.videos[vi]
+        name, n, L, st = v["video"], int(v["n_frames"]), self.length, self.steps[vi]
+        centres = self._offset(vi) + st * (k0 + np.arange(L))
+        inside = centres < n
+        c = centres[inside]
+        left, right = window_span(self.window)
+
+        def pad(x: np.ndarray, fill=0) -> np.ndarray:
+            out = np.full((L, *x.shape[1:]), fill, x.dtype)
+            out[: len(x)] = x        # snippets inside the video come first
+            return out
+
+        out = {"video_idx": vi, "frames": np.where(inside, centres, -1),
+               "valid": pad(self._gather(name, "valid", c, 0, 0, n, False)[:, 0].astype(bool)), "own": inside,
+               "full": inside & (centres - left >= (0 if self.replicate else 1)) & (centres + right < n)}
+        if self.spatial:
+            out["rgb"] = pad(self._gather(name, "resnet50", c, 0, 0, n, False)[:, 0])
+        for s, key in enumerate(self.motion):
+            out[f"m{s}"] = pad(self._gather(name, key, c, left, right, n, self.replicate))
+        out["labels"] = pad(self._gather(name, "labels", c, 0, 0, n, False)[:, 0].astype(np.float32), np.nan)
+        out["vlabel"] = np.array([v.get("video_arousal", np.nan), v.get("video_valence", np.nan)], np.float32)
+        out["mask"] = out["valid"] & inside
+        return out
+
     def __getitem__(self, i: int) -> dict:
+        if self.sampling == "snippets":
+            return self._snippets(i)
         vi, start, own_lo, own_hi = self.items[i]
         v = self.videos[vi]
         name, n, L = v["video"], int(v["n_frames"]), self.length

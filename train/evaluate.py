@@ -1,4 +1,9 @@
-"""A model over held-out sequences: per-video predictions (every frame once) and their scores."""
+"""A model over held-out sequences: per-video predictions (every frame once) and their scores, as the protocol says.
+
+Frame level: every labelled frame is scored, frames without a face taking the nearest prediction in time
+(``fill_nearest``), and the face-only scores go beside them in ``face_only`` (train/protocol.py says why). Video
+level: one prediction per video (utterance), CCC over the videos.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -10,10 +15,19 @@ from train.metrics import scores
 
 def inputs(batch: dict, window: int, device) -> tuple:
     """(rgb, m0, m1) on the device, motion rows unfolded into windows; None for what the model does not read."""
+    def motion(key):
+        if key not in batch:
+            return None
+        rows = batch[key].to(device).float()
+        return data.snippet_windows(rows) if rows.ndim == 6 else data.windows(rows, window)
+
     rgb = batch["rgb"].to(device).float() if "rgb" in batch else None
-    m0 = data.windows(batch["m0"].to(device).float(), window) if "m0" in batch else None
-    m1 = data.windows(batch["m1"].to(device).float(), window) if "m1" in batch else None
-    return rgb, m0, m1
+    return rgb, motion("m0"), motion("m1")
+
+
+def present(batch: dict, device) -> torch.Tensor | None:
+    """[B, L] positions that hold a frame of the video (the rest is padding the model leaves out); None: all."""
+    return (batch["frames"] >= 0).to(device) if "frames" in batch else None
 
 
 @torch.no_grad()
@@ -27,7 +41,8 @@ def predict(model, ds: data.SequenceDataset, window: int, batch_size: int, num_w
                   "valid": np.zeros(n, bool), "vsum": np.zeros(2), "vw": 0.0}
     for batch in data.loader(ds, batch_size, None, num_workers):
         own = batch["own"].to(device)
-        out = model(*inputs(batch, window, device), mask=own & batch["valid"].to(device))
+        out = model(*inputs(batch, window, device), mask=own & batch["valid"].to(device),
+                    present=present(batch, device))
         frame = out["frame"].float().cpu().numpy()
         video = out["video"].float().cpu().numpy()
         for b, vi in enumerate(batch["video_idx"].tolist()):
@@ -45,20 +60,43 @@ def predict(model, ds: data.SequenceDataset, window: int, batch_size: int, num_w
     return res
 
 
+def fill_nearest(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Predictions [T, 2] where each frame without a face takes the prediction of the nearest frame with one (the
+    earlier on a tie), as the released code filled its test files; all NaN when no frame has a face."""
+    valid = np.asarray(valid, bool)
+    idx = np.flatnonzero(valid)
+    if not len(idx):
+        return np.full_like(pred, np.nan)
+    t = np.arange(len(pred))
+    after = np.clip(np.searchsorted(idx, t), 0, len(idx) - 1)        # first face frame at or after t
+    before = np.clip(after - 1, 0, len(idx) - 1)
+    take_before = np.abs(t - idx[before]) <= np.abs(idx[after] - t)
+    return pred[np.where(take_before, idx[before], idx[after])]
+
+
 def evaluate(res: dict, videos: list[dict], level: str) -> dict:
-    """Overall and per-video scores from ``predict``'s output."""
+    """Overall and per-video scores from ``predict``'s output, as the protocol scores (module docstring).
+
+    Frame level also fills ``res[i]["scored"]``: the predictions that were scored (no face: the nearest one).
+    """
     if level == "video":
         pred = np.stack([res[i]["video"] for i in range(len(videos))])
         lab = np.array([[v["video_arousal"], v["video_valence"]] for v in videos])
         out = scores(pred, lab)
+        out["unscored"] = int((~np.isfinite(pred).all(1)).sum())     # utterances without a face in any snippet
         out["per_video"] = {v["video"]: {"arousal": float(pred[i, 0]), "valence": float(pred[i, 1]),
-                                         "label_arousal": float(lab[i, 0]), "label_valence": float(lab[i, 1])}
+                                         "label_arousal": float(lab[i, 0]), "label_valence": float(lab[i, 1]),
+                                         "snippets": int(res[i]["vw"])}
                             for i, v in enumerate(videos)}
         return out
-    pred = np.concatenate([res[i]["pred"] for i in range(len(videos))])
-    lab = np.concatenate([res[i]["labels"] for i in range(len(videos))])
-    valid = np.concatenate([res[i]["valid"] for i in range(len(videos))])
-    out = scores(pred, lab, valid)
-    out["per_video"] = {v["video"]: scores(res[i]["pred"], res[i]["labels"], res[i]["valid"])
+    for i in range(len(videos)):
+        res[i]["scored"] = fill_nearest(res[i]["pred"], res[i]["valid"])
+    cat = {k: np.concatenate([res[i][k] for i in range(len(videos))]) for k in ("pred", "scored", "labels", "valid")}
+    out = scores(cat["scored"], cat["labels"])
+    labelled = np.isfinite(cat["labels"]).all(1)
+    out["unscored"] = int((labelled & ~np.isfinite(cat["scored"]).all(1)).sum())   # videos without any face
+    out["face_only"] = scores(cat["pred"], cat["labels"], cat["valid"])
+    out["per_video"] = {v["video"]: {**scores(res[i]["scored"], res[i]["labels"]),
+                                     "face_only": scores(res[i]["pred"], res[i]["labels"], res[i]["valid"])}
                         for i, v in enumerate(videos)}
     return out

@@ -19,6 +19,11 @@ has width 64. Single-stream models (streams=spatial|temporal) drop the fusion an
 output on the 256-d stream feature, as the paper's single-stream nets do (gru=True keeps a GRU instead).
 Submodule names (spatial, temporal, fuse, gru, head) are shared by all variants, so a two-stream model can be
 initialised from single-stream checkpoints.
+
+``present`` [B, L] marks the positions that hold a frame (a prefix of each sequence; the rest is padding: a video
+shorter than L, an utterance with fewer snippets than L). Padding is kept out of the computation: the streams and
+BatchNorm see present rows only and the GRU runs over each sequence's own length, so an utterance of 5 snippets is
+not read through 59 padded steps. Without padding the computation is the plain batched one.
 """
 from __future__ import annotations
 
@@ -83,22 +88,37 @@ class MimamoNet(nn.Module):
                               dropout=0.3 if gru_layers > 1 else 0.0)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(256, 2))
 
-    def features(self, rgb: torch.Tensor | None, m0: torch.Tensor | None, m1: torch.Tensor | None) -> torch.Tensor:
-        """f_t for every frame: [B, L, 256]."""
+    def features(self, rgb: torch.Tensor | None, m0: torch.Tensor | None, m1: torch.Tensor | None,
+                 present: torch.Tensor | None = None) -> torch.Tensor:
+        """f_t for every frame: [B, L, 256] (zeros at absent positions when ``present`` marks padding)."""
+        b, l = (rgb if rgb is not None else m0).shape[:2]
+        keep = None if present is None or bool(present.all()) else present.reshape(-1)
+
+        def rows(x: torch.Tensor) -> torch.Tensor:
+            x = x.flatten(0, 1)
+            return x if keep is None else x[keep]
+
         parts = []
         if hasattr(self, "spatial"):
-            b, l = rgb.shape[:2]
-            parts.append(self.spatial(rgb.reshape(b * l, -1)))
+            parts.append(self.spatial(rows(rgb)))
         if hasattr(self, "temporal"):
-            b, l = m0.shape[:2]
-            parts.append(self.temporal(m0.flatten(0, 1), None if m1 is None else m1.flatten(0, 1)))
+            parts.append(self.temporal(rows(m0), None if m1 is None else rows(m1)))
         g = self.fuse(torch.cat(parts, 1)) if len(parts) == 2 else parts[0]
+        if keep is not None:
+            g = g.new_zeros(b * l, g.shape[1]).index_put((keep.nonzero()[:, 0],), g)
         g = g.reshape(b, l, -1)
-        return self.gru(g)[0] if self.use_gru else g
+        if not self.use_gru:
+            return g
+        if keep is None:
+            return self.gru(g)[0]
+        lengths = present.sum(1).clamp(min=1).cpu()
+        packed = nn.utils.rnn.pack_padded_sequence(g, lengths, batch_first=True, enforce_sorted=False)
+        return nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True, total_length=l)[0]
 
-    def forward(self, rgb, m0, m1=None, mask: torch.Tensor | None = None) -> dict:
+    def forward(self, rgb, m0, m1=None, mask: torch.Tensor | None = None,
+                present: torch.Tensor | None = None) -> dict:
         """Per-frame (arousal, valence) [B, L, 2]; with a frame mask also the video-level output [B, 2]."""
-        f = self.features(rgb, m0, m1)
+        f = self.features(rgb, m0, m1, present)
         out = {"frame": self.head(f)}
         if mask is not None:
             w = mask.to(f.dtype).unsqueeze(-1)

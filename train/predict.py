@@ -1,11 +1,20 @@
-"""`cli.py predict`: run the feature stages on new videos, then a trained model; per-frame CSV and a plot per video.
+"""`cli.py predict`: a trained model on new videos, or on videos already in a feature cache; per-frame files.
 
-Features are computed with the settings recorded in the checkpoint (motion settings, face tracker, seed) into a
-cache beside the outputs (`<out>/cache`, dataset `videos`), so a second predict on the same videos is instant.
-The arrays' fingerprints must equal those the model was trained on: other backbone weights, other motion
-settings or other code versions are refused with a message saying which array differs. Each video's arrays are
-checked in its own group (``store.check_arrays``); a video that cannot be read is reported as failed, with the
-command that repairs it. Checkpoints are read with ``torch.load(weights_only=True)`` (train/checkpoint.py).
+From video files: features are computed with the settings recorded in the checkpoint (motion settings, face
+tracker, seed) into a cache beside the outputs (`<out>/cache`, dataset `videos`), so a second predict on the same
+videos is instant. From a cache (`--cache DIR --dataset NAME [--split S]`): the videos a `features` run extracted,
+e.g. a test set extracted by the same command as the training set, so its features match by construction.
+
+Either way the arrays' fingerprints must equal those the model was trained on: other backbone weights, other motion
+settings or other code versions are refused with a message saying which array differs (and, from a cache, on which
+videos). Each video's arrays are checked in its own group (``store.check_arrays``); a video that cannot be read is
+reported as failed, with the command that repairs it. Checkpoints are read with ``torch.load(weights_only=True)``.
+
+Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
+and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
+of the video, every frame filled (a frame without a face takes the nearest prediction in time, as the released code
+did), values clipped to [-1, 1]. A model trained on one label per video (OMG) predicts one line per video into
+`predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training.
 """
 from __future__ import annotations
 
@@ -21,9 +30,11 @@ from pipeline import extract, graph, store
 from pipeline.manifest import videos_from_files
 from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
-from train.evaluate import predict
+from train.evaluate import fill_nearest, predict
 from train.model import MimamoNet
 from train.videos import check_fingerprints, usable
+
+FORMATS = ("csv", "abaw")
 
 
 def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
@@ -52,11 +63,20 @@ def feature_settings(ck: dict, weights: str | None, device: str) -> extract.Sett
     return extract.Settings(**saved)
 
 
-def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: str | Path, *,
+def _check_format(fmt: str, ck: dict, path) -> None:
+    if fmt not in FORMATS:
+        raise BadInputError(None, f"--format {fmt!r} is not one of {', '.join(FORMATS)}", "pick one of them")
+    if fmt == "abaw" and ck.get("level") == "video":
+        raise BadInputError(path, "--format abaw writes one line per frame, but this model was trained on one label "
+                            "per video (OMG)", "use --format csv (one prediction per video)")
+
+
+def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: str | Path, *, fmt: str = "csv",
                    weights: str | None = None, device: str = "cpu", workers: int | None = None, progress: bool = True,
                    echo=print) -> dict:
     """Features, then the model, for each video; returns {"written": [paths], "failed": [(video, error)]}."""
     model, cfg, ck = load_checkpoint(checkpoint_path)
+    _check_format(fmt, ck, checkpoint_path)
     out = Path(out)
     cache = out / "cache"
     entries = videos_from_files(videos)
@@ -71,15 +91,108 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
     for have in fps.values():
         check_fingerprints({k: ck["fingerprints"].get(k) for k in names}, have, checkpoint_path)
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
-    written = []
-    if rows:
-        ds = data.SequenceDataset(cache, "videos", rows, window=cfg.window, input=cfg.input, streams=cfg.streams,
-                                  length=cfg.length, stride=cfg.length, test=True, cache_mb=cfg.cache_mb)
-        dev = torch.device(device)
-        res = predict(model.to(dev), ds, cfg.window, cfg.batch_size, 0, dev)
-        for i, r in enumerate(rows):
+    res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device)
+    return {"written": res["written"], "failed": failed + res["failed"]}
+
+
+def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, out: str | Path, *,
+                  split: str | None = None, fmt: str = "csv", device: str = "cpu", echo=print) -> dict:
+    """The model on a cached dataset's videos (one split, or all); returns {"written": [...], "failed": [...]}.
+
+    Every video is checked in its group; the arrays the model reads must carry the checkpoint's fingerprints on
+    every video, else nothing is predicted and the error names the arrays and the videos.
+    """
+    model, cfg, ck = load_checkpoint(checkpoint_path)
+    _check_format(fmt, ck, checkpoint_path)
+    idx = store.read_index(cache, dataset)
+    if idx is None:
+        raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
+                            f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+    if split is not None:
+        idx = idx[idx.split == split]
+        if idx.empty:
+            raise BadInputError(store.dataset_dir(cache, dataset), f"no video of split {split!r} in the cache",
+                                f"splits there: {', '.join(sorted(map(str, store.read_index(cache, dataset).split.unique())))}")
+    names = used_arrays(cfg)
+    failed = [(r["video"], f"extraction failed: {r['error']}") for r in idx.to_dict("records")
+              if r.get("status") == "failed"]
+    fps, bad = usable(cache, dataset, sorted(set(idx.video) - {v for v, _ in failed}), [*names, "valid", "labels"],
+                      skip=True)
+    failed += [(v, f"{why} (run `{store.repair_command(cache, dataset, names)}`)") for v, why in bad.items()]
+    _same_features(fps, ck["fingerprints"], names, cache, dataset, checkpoint_path)
+    _say_if_seen(ck, cache, dataset, sorted(fps), echo)
+    rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
+    res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device)
+    return {"written": res["written"], "failed": failed + res["failed"]}
+
+
+def _same_features(fps: dict[str, dict], trained: dict, names: list[str], cache, dataset: str, path) -> None:
+    """Refuse when any video's arrays were made differently from the training cache's (naming arrays and videos)."""
+    bad: dict[str, list[str]] = {}
+    for video, have in sorted(fps.items()):
+        for k in names:
+            if have.get(k) != trained.get(k):
+                bad.setdefault(f"{k}: trained on {trained.get(k)}, cache has {have.get(k)}", []).append(video)
+    if bad:
+        desc = "; ".join(f"{what} ({', '.join(vs[:4])}{' ...' if len(vs) > 4 else ''})" for what, vs in bad.items())
+        raise BadInputError(path, f"features in {store.dataset_dir(cache, dataset)} were made differently from those "
+                            f"the model was trained on ({desc})", "extract them with the `features` settings of the "
+                            "training cache (same weights, motion settings, code), or train a model on this cache")
+
+
+def _say_if_seen(ck: dict, cache, dataset: str, videos: list[str], echo) -> None:
+    """A note when predicting videos this model was trained or selected on (same cache and dataset)."""
+    ident = ck.get("identity") or {}
+    conf = ident.get("config") or {}
+    if conf.get("dataset") != dataset or conf.get("cache") != str(Path(cache).resolve()):
+        return
+    seen = sorted(set(videos) & set(ident.get("videos", {}).get("train", []) + ident.get("videos", {}).get("val", [])))
+    if seen:
+        echo(f"note: {len(seen)} of these videos were used to train or select this model "
+             f"({', '.join(seen[:4])}{' ...' if len(seen) > 4 else ''}); their predictions are not held-out scores")
+
+
+def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str, rows: list[dict], out: Path,
+              fmt: str, device: str) -> dict:
+    """The model over checked cached videos; writes the files of ``fmt``; {"written": [...], "failed": [...]}."""
+    written, failed = [], []
+    if not rows:
+        return {"written": written, "failed": failed}
+    out.mkdir(parents=True, exist_ok=True)
+    level = ck.get("level") or "frame"
+    ds = data.SequenceDataset(cache, dataset, rows, window=cfg.window, input=cfg.input, streams=cfg.streams,
+                              length=cfg.length, stride=cfg.length, test=True, cache_mb=cfg.cache_mb, level=level,
+                              sampling="snippets" if level == "video" else "frames")
+    dev = torch.device(device)
+    res = predict(model.to(dev), ds, cfg.window, cfg.batch_size, 0, dev)
+    if level == "video":
+        table = pd.DataFrame([{"video": r["video"], "arousal": res[i]["video"][0], "valence": res[i]["video"][1],
+                               "snippets": int(res[i]["vw"])} for i, r in enumerate(rows)])
+        path = out / "predictions.csv"
+        table.to_csv(path, index=False, float_format="%.5f")
+        failed += [(v, "no face in any of its snippets: no prediction") for v in table.video[table.snippets == 0]]
+        return {"written": [path], "failed": failed}
+    for i, r in enumerate(rows):
+        if fmt == "abaw":
+            try:
+                written.append(write_abaw(out, r, res[i]))
+            except BadInputError as e:
+                failed.append((r["video"], str(e)))
+        else:
             written += write_prediction(out, r, res[i])
     return {"written": written, "failed": failed}
+
+
+def write_abaw(out: Path, row: dict, res: dict) -> Path:
+    """`<video>.txt` as ABAW reads it: `valence,arousal`, a line per frame, no gaps, values in [-1, 1]."""
+    filled = fill_nearest(res["pred"], res["valid"])
+    if not np.isfinite(filled).all():
+        raise BadInputError(None, f"no face in any of its {len(filled)} frames: nothing to fill its ABAW file with",
+                            "check the video (or its crops) and its `features` run")
+    path = out / f"{row['video']}.txt"
+    lines = "".join(f"{v:.6f},{a:.6f}\n" for a, v in np.clip(filled.astype(np.float64), -1, 1))
+    path.write_text("valence,arousal\n" + lines)
+    return path
 
 
 def write_prediction(out: Path, row: dict, res: dict) -> list[Path]:

@@ -31,30 +31,37 @@ def write_log(out: Path, history: list[dict]) -> None:
 
 
 def frame_table(res: dict, videos: list[dict]) -> pd.DataFrame:
-    """One row per held-out frame: video, frame, arousal, valence, label_arousal, label_valence, valid."""
+    """One row per held-out frame: video, frame, arousal, valence (as scored: a frame without a face holds the nearest
+    prediction), label_arousal, label_valence, valid (a face was found)."""
     parts = []
     for i, v in enumerate(videos):
         r = res[i]
         n = len(r["pred"])
-        lab = r["labels"]
-        if not np.isfinite(lab).any() and np.isfinite(v.get("video_arousal", np.nan)):
-            lab = np.tile([v["video_arousal"], v["video_valence"]], (n, 1))   # video-level labels, per frame
-        parts.append(pd.DataFrame({"video": v["video"], "frame": np.arange(n), "arousal": r["pred"][:, 0],
-                                   "valence": r["pred"][:, 1], "label_arousal": lab[:, 0],
-                                   "label_valence": lab[:, 1], "valid": r["valid"]}))
+        pred = r.get("scored", r["pred"])
+        parts.append(pd.DataFrame({"video": v["video"], "frame": np.arange(n), "arousal": pred[:, 0],
+                                   "valence": pred[:, 1], "label_arousal": r["labels"][:, 0],
+                                   "label_valence": r["labels"][:, 1], "valid": r["valid"]}))
     return pd.concat(parts, ignore_index=True)
+
+
+def video_table(res: dict, videos: list[dict]) -> pd.DataFrame:
+    """One row per held-out video (utterance): its one prediction, its labels and the snippets that made it."""
+    return pd.DataFrame([{"video": v["video"], "arousal": res[i]["video"][0], "valence": res[i]["video"][1],
+                          "label_arousal": v["video_arousal"], "label_valence": v["video_valence"],
+                          "snippets": int(res[i]["vw"])} for i, v in enumerate(videos)])
 
 
 def write_outputs(out: Path, metrics: dict, res: dict, videos: list[dict], history: list[dict],
                   plots: bool = True) -> None:
-    """metrics.json, per-frame predictions and the plots."""
+    """metrics.json, the predictions (per frame, or per video for video-level labels) and the plots."""
     (out / "metrics.json").write_text(json.dumps(clean(metrics), indent=1) + "\n")
-    table = frame_table(res, videos)
+    video_level = metrics.get("level") == "video"
+    table = video_table(res, videos) if video_level else frame_table(res, videos)
     table.to_parquet(out / "predictions.parquet", index=False)
     table.to_csv(out / "predictions.csv", index=False, float_format="%.5f")
     if plots:
         plot_curves(out / "curves.png", history)
-        plot_predictions(out / "predictions.png", table)
+        (plot_scatter if video_level else plot_predictions)(out / "predictions.png", table)
 
 
 def _plt():
@@ -81,6 +88,19 @@ def plot_curves(path: Path, history: list[dict]) -> None:
         a.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def plot_scatter(path: Path, table: pd.DataFrame) -> None:
+    """One prediction per video against its label, per dimension."""
+    plt = _plt()
+    fig, ax = plt.subplots(1, 2, figsize=(8, 4))
+    for c, dim in enumerate(("arousal", "valence")):
+        ax[c].scatter(table[f"label_{dim}"], table[dim], s=12)
+        ax[c].set(title=dim, xlabel="label", ylabel="prediction")
+        ax[c].grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
 
 

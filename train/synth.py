@@ -5,7 +5,10 @@ see it); valence follows the projection of resnet50 on a fixed direction (so the
 smooth random signals in [-1, 1]. A few frames are invalid and a few labels NaN, as in real caches.
 ``spatial=False`` leaves resnet50 out (a cache made with `features --stages align,motion`); ``variants`` adds
 ΔPhase variants ``dphase_s0@NAME``/``dphase_s1@NAME`` (the same motion energy, other values) under their own
-fingerprints, as `features --motion-variant NAME` does.
+fingerprints, as `features --motion-variant NAME` does. ``splits`` names each video's split (e.g. Aff-Wild2's
+`train`/`validation`) instead of the last ``test_videos`` being `test`; ``names`` gives the ids (e.g. OMG's
+`<video>__<utterance>`); ``video_labels`` makes one label per video (OMG): the mean of its frame labels, recorded as
+the pipeline records it (group attrs ``video_labels``, index columns), the frame labels NaN.
 """
 from __future__ import annotations
 
@@ -22,16 +25,18 @@ def _smooth(rng, n: int, k: int = 25) -> np.ndarray:
 
 def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160, test_videos: int = 2,
                seed: int = 0, extras: bool = False, labelled_test: bool = True, noise: float = 0.5,
-               spatial: bool = True, variants: tuple[str, ...] = ()) -> list[str]:
+               spatial: bool = True, variants: tuple[str, ...] = (), splits: list[str] | None = None,
+               names: list[str] | None = None, video_labels: bool = False, frame_rate: float = 30.0) -> list[str]:
     """Write ``videos`` groups of ``frames`` frames plus the index; return the video ids."""
     rng = np.random.default_rng(seed)
     direction = np.random.default_rng(12345).standard_normal(2048)
     direction /= np.linalg.norm(direction)
-    names, rows = [], []
+    ids, rows = list(names) if names else [f"v{i:02d}" for i in range(videos)], []
+    names = []
     fps = {"resnet50": "synth-r", "dphase_s0": "synth-d0", "dphase_s1": "synth-d1", "labels": "synth-l",
            "valid": "synth-v"}
     for i in range(videos):
-        name = f"v{i:02d}"
+        name = ids[i]
         n = frames + int(rng.integers(0, 40))
         energy = 0.5 * (_smooth(rng, n) + 1) + 0.05          # motion amplitude per row, in (0.05, 1.05)
         val = _smooth(rng, n)
@@ -45,8 +50,13 @@ def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160
         valid = np.ones(n, bool)
         valid[rng.integers(0, n, 3)] = False
         labels[rng.integers(0, n, 3)] = np.nan
-        split = "test" if i >= videos - test_videos else "train"
+        split = splits[i] if splits else "test" if i >= videos - test_videos else "train"
         if split == "test" and not labelled_test:
+            labels[:] = np.nan
+        attrs = {"split": split, "fps": frame_rate, "n_frames": n}
+        if video_labels:
+            attrs["video_labels"] = {"arousal": float(np.nanmean(labels[:, 0])),
+                                     "valence": float(np.nanmean(labels[:, 1]))}
             labels[:] = np.nan
         arrays = {"valid": valid, "resnet50": r50.astype("f2"), "dphase_s0": d0.astype("f2"),
                   "dphase_s1": d1.astype("f2"), "labels": labels}
@@ -63,7 +73,7 @@ def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160
             arrays["phase_s1"] = np.cumsum(d1, 0).astype("f2")
             arrays["flow"] = d0.astype("f2")
             f.update(phase_s0="synth-p0", phase_s1="synth-p1", flow="synth-f")
-        store.write_video(cache, dataset, name, arrays, {"split": split, "fps": 30.0, "n_frames": n}, f)
+        store.write_video(cache, dataset, name, arrays, attrs, f)
         rows.append(store.index_row(cache, dataset, name))
         names.append(name)
     store.write_index(cache, dataset, rows)

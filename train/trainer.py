@@ -1,7 +1,8 @@
 """Train MIMAMO Net from the feature cache: folds by video, SGD, 1-CCC loss, early stopping, exact resume.
 
-    train(cfg) = prepare   the single-stream runs a two-stream run starts from (trained on its own split), the
-                           videos (each checked in its group, train/videos.py), the arrays the model reads and
+    train(cfg) = prepare   the videos (each checked in its group, train/videos.py), the protocol (train/protocol.py:
+                           which split is held out, how videos are sampled and scored), the single-stream runs a
+                           two-stream run starts from (trained on its own split), the arrays the model reads and
                            their one fingerprint: together with the deciding settings, the run's *identity*
                -> reuse    (sub-runs and ablation cells) a finished run of the same identity is returned as is
                -> start    the model and its init check (init checkpoints never saw this run's held-out videos),
@@ -10,7 +11,8 @@
                -> finalize held-out scores from best.pt; metrics.json (config, identity, fingerprints, init),
                            predictions, plots
 
-Exact resume: the shuffle order and the dropout stream are drawn from seeds made of (seed, epoch), and last.pt
+Exact resume: the shuffle order, the dropout stream and (video-level labels) the snippet starts are drawn from seeds
+made of (seed, epoch), and last.pt
 (written atomically after every epoch) holds the model, optimiser, scheduler, RNG state, history, best score and
 early-stopping counter, so a killed run resumed with ``resume=True`` ends with the same numbers.
 """
@@ -30,9 +32,9 @@ from tqdm import tqdm
 
 from features.errors import BadInputError
 from pipeline import arrays
-from train import checkpoint, config, data, report, videos
+from train import checkpoint, config, data, protocol, report, videos
 from train.config import TrainConfig, used_arrays
-from train.evaluate import evaluate, inputs, predict
+from train.evaluate import evaluate, inputs, predict, present
 from train.metrics import ccc_loss
 from train.model import MimamoNet
 from train.videos import check_fingerprints, split_videos
@@ -48,6 +50,7 @@ class Run:
     cfg: TrainConfig
     sel: videos.Selection
     split: dict[str, list[dict]]
+    protocol: dict                  # train/protocol.py: held-out split, selection, sampling, scoring
     identity: dict
     init: dict[str, str]            # part -> checkpoint path (two-stream runs started from single streams)
 
@@ -89,19 +92,23 @@ def train(cfg: TrainConfig) -> dict:
 
 
 def prepare(cfg: TrainConfig) -> Run | None:
-    """Check the settings, train the single streams first (streams=both), select the videos; None if interrupted."""
+    """Check the settings, select the videos, decide the protocol, train the single streams first (streams=both);
+    None if interrupted."""
     config.check(cfg)
+    sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable)
+    cfg = protocol.resolve(cfg, sel.level)
     if cfg.streams == "both" and cfg.pretrain and not (cfg.init_spatial and cfg.init_temporal):
         cfg = _pretrain(cfg)
         if cfg is None:
             return None
-    sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable)
-    split = split_videos(sel.rows, cfg.folds, cfg.fold, cfg.seed)
+    proto = protocol.describe(cfg, sel.rows, sel.level)
+    split = split_videos(sel.rows, cfg.folds, cfg.fold, cfg.seed, protocol.held_out_split(sel.rows, cfg.pool_validation))
     init = {p: str(Path(path).resolve()) for p in ("spatial", "temporal")
             if cfg.streams == "both" and (path := getattr(cfg, f"init_{p}"))}
-    identity = {"config": config.decisive(cfg), "init": {p: checkpoint.sha256(path) for p, path in init.items()},
+    identity = {"config": config.decisive(cfg), "protocol": proto,
+                "init": {p: checkpoint.sha256(path) for p, path in init.items()},
                 "fingerprints": sel.fingerprints, "videos": {k: [r["video"] for r in v] for k, v in split.items()}}
-    return Run(cfg, sel, split, identity, init)
+    return Run(cfg, sel, split, proto, identity, init)
 
 
 def _pretrain(cfg: TrainConfig) -> TrainConfig | None:
@@ -251,15 +258,20 @@ def _seed(seed: int) -> None:
 def _datasets(run: Run) -> dict[str, data.SequenceDataset]:
     cfg = run.cfg
     mk = {"window": cfg.window, "input": cfg.input, "streams": cfg.streams, "length": cfg.length,
-          "level": run.sel.level, "cache_mb": cfg.cache_mb}
+          "level": run.sel.level, "cache_mb": cfg.cache_mb, "sampling": sampling(run.sel.level)}
     return {k: data.SequenceDataset(cfg.cache, cfg.dataset, rows, stride=cfg.stride if k == "train" else cfg.length,
                                     test=k != "train", **mk) for k, rows in run.split.items()}
+
+
+def sampling(level: str) -> str:
+    """How a level's videos are read: frame sequences, or (video-level labels) one snippet per second."""
+    return "snippets" if level == "video" else "frames"
 
 
 def loss(model: MimamoNet, batch: dict, window: int, device, level: str) -> torch.Tensor:
     """1-CCC over the valid labelled frames, or (level="video") over the sequences that have a valid frame."""
     mask = batch["mask"].to(device)
-    out = model(*inputs(batch, window, device), mask=mask)
+    out = model(*inputs(batch, window, device), mask=mask, present=present(batch, device))
     if level == "video":
         # a sequence without a valid frame has no f_t to average: its output is the head's bias, not a prediction
         return ccc_loss(out["video"], batch["vlabel"].to(device), mask.any(1))
@@ -285,11 +297,14 @@ def fit(run: Run, f: Fit) -> bool:
         g = torch.Generator().manual_seed(cfg.seed * 1000 + e)
         order = torch.randperm(len(ds["train"]), generator=g).tolist()
         torch.manual_seed(cfg.seed * 1000 + e + 1)   # the dropout stream depends on (seed, epoch) only
+        ds["train"].set_epoch(cfg.seed, e)            # snippet starts too (video-level labels)
         model.train()
         losses = []
         bar = tqdm(data.loader(ds["train"], cfg.batch_size, order, cfg.num_workers, f.device.type == "cuda"),
                    desc=f"epoch {e + 1}/{cfg.epochs}", leave=False, file=sys.stderr, disable=cfg.quiet)
         for batch in bar:
+            if int((batch["frames"] >= 0).sum()) < 2:
+                continue   # one snippet in all: BatchNorm cannot normalise a single row (and CCC needs two)
             step = loss(model, batch, cfg.window, f.device, run.sel.level)
             f.opt.zero_grad(set_to_none=True)
             step.backward()
@@ -335,7 +350,8 @@ def finalize(run: Run, f: Fit) -> dict:
     res = predict(f.model, _datasets(run)["test"], cfg.window, cfg.batch_size, cfg.num_workers, f.device)
     scores = evaluate(res, run.split["test"], run.sel.level)
     temporal = config.uses_temporal(cfg)
-    metrics = {"split": "test" if any(r.get("split") == "test" for r in run.split["test"]) else f"fold {cfg.fold}",
+    held = protocol.held_out_split(run.sel.rows, cfg.pool_validation)
+    metrics = {"split": held or f"fold {cfg.fold}", "protocol": run.protocol,
                **{k: v for k, v in scores.items() if k != "per_video"},
                "level": run.sel.level, "best_epoch": state["best_epoch"], "best_val_ccc_mean": state["best"],
                "epochs_run": state["epoch"], "early_stopped": state["stopped"],

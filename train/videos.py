@@ -20,6 +20,7 @@ import numpy as np
 from features.errors import BadInputError
 from pipeline import settings as feature_settings
 from pipeline import store
+from train.protocol import recording
 
 
 @dataclass
@@ -120,24 +121,31 @@ def has_frame_labels(cache, dataset: str, video: str) -> bool:
     return bool(np.isfinite(lab).all(1).any())
 
 
-def split_videos(rows: list[dict], folds: int, fold: int, seed: int) -> dict[str, list[dict]]:
+def split_videos(rows: list[dict], folds: int, fold: int, seed: int,
+                 held_out: str | None = "test") -> dict[str, list[dict]]:
     """train/val/test video rows (rows: labelled videos only).
 
-    When the cache has labelled ``test`` videos they are the held-out set and the validation set is fold I of K
-    (seeded) over the other labelled videos; otherwise all labelled videos are shuffled (seeded) into K folds,
-    fold I is held out and fold (I+1) mod K validates.
+    The videos of the ``held_out`` split (train/protocol.py decides which) are the test set, and the validation set
+    is fold I of K (seeded) over the other labelled videos; without held-out videos all labelled videos are shuffled
+    (seeded) into K folds, fold I is held out and fold (I+1) mod K validates. Folds are drawn over recordings
+    (``protocol.recording``), so the entries of one recording never sit on both sides.
     """
     if not 0 <= fold < folds:
         raise BadInputError(None, f"--fold {fold} is not in 0..{folds - 1}", "pick a fold below --folds")
     rows = sorted(rows, key=lambda r: r["video"])
-    test = [r for r in rows if r.get("split") == "test"]
-    pool = [r for r in rows if r.get("split") != "test"]
+    test = [r for r in rows if held_out is not None and r.get("split") == held_out]
+    pool = [r for r in rows if held_out is None or r.get("split") != held_out]
+    groups: dict[str, list[dict]] = {}
+    for r in pool:
+        groups.setdefault(recording(r["video"]), []).append(r)
+    groups = list(groups.values())
     need = 2 if test else 3
-    if folds < need or len(pool) < need:
-        raise BadInputError(None, f"{len(pool)} labelled videos and --folds {folds}: too few to split by video",
-                            f"use --folds >= {need} and a cache with at least {need} labelled videos")
-    perm = np.random.default_rng(seed).permutation(len(pool))
-    parts = [[pool[i] for i in sorted(p)] for p in np.array_split(perm, folds)]
+    if folds < need or len(groups) < need:
+        raise BadInputError(None, f"{len(groups)} labelled recordings outside the held-out split and --folds "
+                            f"{folds}: too few to split by video", f"use --folds >= {need} and a cache with at least "
+                            f"{need} labelled recordings to draw folds from")
+    perm = np.random.default_rng(seed).permutation(len(groups))
+    parts = [[r for i in sorted(p) for r in groups[i]] for p in np.array_split(perm, folds)]
     if test:
         val = parts[fold]
     else:

@@ -1,0 +1,174 @@
+"""Evaluation protocols on real Zarr caches: ABAW's held-out validation split, folds by recording, every labelled
+frame scored (no face: the nearest prediction) with face-only scores beside, and predict from a cache in the csv and
+ABAW formats."""
+import json
+from dataclasses import replace
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from features.errors import BadInputError
+from pipeline import store
+from train.ablate import ablate
+from train.evaluate import fill_nearest
+from train.metrics import ccc
+from train.predict import predict_cache, write_abaw
+from train.synth import make_cache
+from train.trainer import TrainConfig, split_videos, train
+
+TINY = {"dataset": "aw2", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2,
+        "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False, "epochs": 1}
+SPLITS = ["train"] * 5 + ["validation"] * 2          # Aff-Wild2 as data_manifest.yaml names its splits
+VALIDATION = {"v05", "v06"}
+
+
+def _blank(cache, dataset, video, lo, hi):
+    """Frames lo..hi-1 of a video without a face (their labels stay), as after a detector miss."""
+    g = store.open_video(cache, dataset, video, mode="r+")
+    valid = g["valid"][:]
+    valid[lo:hi] = False
+    g["valid"][:] = valid
+
+
+@pytest.fixture(scope="module")
+def abaw(tmp_path_factory):
+    """An Aff-Wild2-like cache (train and validation splits), and a spatial model trained on it."""
+    root = tmp_path_factory.mktemp("abaw")
+    make_cache(root / "c", "aw2", videos=7, frames=60, splits=SPLITS)
+    _blank(root / "c", "aw2", "v06", 5, 12)
+    cfg = TrainConfig(cache=str(root / "c"), out=str(root / "run"), streams="spatial", **TINY)
+    return cfg, train(cfg)
+
+
+def test_abaw_validation_is_held_out_and_reported(abaw):
+    cfg, m = abaw
+    assert m["split"] == "validation" and set(m["videos"]["test"]) == VALIDATION
+    assert not VALIDATION & set(m["videos"]["train"] + m["videos"]["val"])     # never trained or selected on
+    assert m["protocol"]["name"] == "abaw" and m["protocol"]["held_out"] == "validation"
+    assert m["protocol"]["trained_on"] == ["train"] and m["config"]["pool_validation"] is False
+    assert set(m["per_video"]) == VALIDATION
+
+
+def test_pool_validation_puts_it_into_the_folds(abaw, tmp_path):
+    cfg, held = abaw
+    m = train(replace(cfg, out=str(tmp_path / "pooled"), pool_validation=True, folds=3))
+    assert m["split"] == "fold 0" and m["protocol"]["held_out"] == "fold 0"
+    assert m["protocol"]["trained_on"] == ["train", "validation"] and m["config"]["pool_validation"] is True
+    assert VALIDATION <= set(sum(m["videos"].values(), []))
+    assert m["identity"]["videos"] != held["identity"]["videos"]
+    saved = json.loads((tmp_path / "pooled" / "metrics.json").read_text())
+    assert saved["split"] == "fold 0" and saved["protocol"]["pool_validation"] is True
+
+
+def test_cli_flag_and_ablation_header_name_the_protocol(abaw, tmp_path):
+    cfg, _ = abaw
+    args = ["train", "--cache", cfg.cache, "--dataset", "aw2", "--streams", "spatial", "--epochs", "1", "--lr", "0.1",
+            "--folds", "3", "--width", "4", "--window", "4", "--num-workers", "0", "--threads", "1", "--no-plots"]
+    r = CliRunner().invoke(main, args + ["--pool-validation", "--out", str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    assert "split=fold 0" in r.output
+    table = ablate(cfg.cache, "aw2", ["width=4"], tmp_path / "abl", replace(cfg, out=str(tmp_path)), folds=2,
+                   fold_ids=[0])
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "Protocol abaw: the validation split is held out and reported (never trained or selected on)" in md
+    assert "scoring: all labelled frames" in md and "CCC mean (face frames)" in md
+    assert table.protocol[0].startswith("Protocol abaw")
+
+
+def test_folds_keep_the_entries_of_one_recording_together():
+    ids = ["a_left", "a_right", "b_left", "b_right", "c", "d", "e__u1", "e__u2", "e__u3", "f__u1", "f__u2", "g", "h"]
+    rows = [{"video": v, "split": "train"} for v in ids]
+    for seed in range(6):
+        for fold in range(3):
+            s = split_videos(rows, 3, fold, seed, held_out=None)
+            side = {r["video"]: k for k, part in s.items() for r in part}
+            assert len(side) == len(ids)
+            for rec in ("a", "b", "e", "f"):
+                assert len({k for v, k in side.items() if v.startswith(rec + "_")}) == 1, (seed, fold, rec, s)
+
+
+def test_fill_nearest_takes_the_nearest_face_frame():
+    pred = np.arange(10, dtype=np.float32)[:, None].repeat(2, 1)
+    valid = np.array([0, 0, 1, 0, 0, 0, 1, 0, 1, 0], bool)
+    got = fill_nearest(pred, valid)[:, 0]
+    assert got.tolist() == [2, 2, 2, 2, 2, 6, 6, 6, 8, 8]       # frame 4: equally near 2 and 6, takes the earlier
+    assert np.isnan(fill_nearest(pred, np.zeros(10, bool))).all()
+
+
+def test_every_labelled_frame_is_scored_and_face_only_scores_stay_beside(tmp_path):
+    make_cache(tmp_path / "c", "aw", videos=6, frames=80, test_videos=2)
+    for v in ("v04", "v05"):
+        _blank(tmp_path / "c", "aw", v, 10, 50)
+    cfg = TrainConfig(cache=str(tmp_path / "c"), out=str(tmp_path / "r"), streams="spatial", **{**TINY, "dataset": "aw"})
+    m = train(cfg)
+    assert m["protocol"]["name"] == "affwild" and m["protocol"]["scoring"].startswith("all labelled frames")
+    pred = pd.read_parquet(tmp_path / "r" / "predictions.parquet")
+    labelled = pred[["label_arousal", "label_valence"]].notna().all(axis=1)
+    assert m["n"] == labelled.sum() and m["face_only"]["n"] == (labelled & pred.valid).sum() < m["n"]
+    for v, t in pred.groupby("video"):
+        faces = np.flatnonzero(t.valid)
+        for f in np.flatnonzero(~t.valid.to_numpy()):      # the nearest frame with a face; the earlier on a tie
+            near = min(faces, key=lambda s: (abs(s - f), s))
+            assert t.arousal.iloc[f] == t.arousal.iloc[near], (v, f, near)
+    assert m["ccc_arousal"] == pytest.approx(ccc(pred.arousal.to_numpy(), pred.label_arousal.to_numpy()))
+    face = pred[pred.valid]
+    assert m["face_only"]["ccc_valence"] == pytest.approx(ccc(face.valence.to_numpy(), face.label_valence.to_numpy()))
+    assert m["ccc_arousal"] != pytest.approx(m["face_only"]["ccc_arousal"])
+    assert set(m["per_video"]["v04"]["face_only"]) >= {"ccc_arousal", "n"}
+
+
+def test_predict_from_a_cache_in_both_formats(abaw, tmp_path):
+    cfg, _ = abaw
+    ckpt = f"{cfg.out}/best.pt"
+    csv = predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "csv", split="validation", echo=lambda *a: None)
+    assert not csv["failed"] and sorted(p.name for p in csv["written"]) == ["v05.csv", "v05.png", "v06.csv", "v06.png"]
+    abaw_files = predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "abaw", split="validation", fmt="abaw",
+                               echo=lambda *a: None)
+    assert sorted(p.name for p in abaw_files["written"]) == ["v05.txt", "v06.txt"]
+    for v in VALIDATION:
+        n = int(store.open_video(cfg.cache, "aw2", v).attrs["n_frames"])
+        lines = (tmp_path / "abaw" / f"{v}.txt").read_text().splitlines()
+        assert lines[0] == "valence,arousal" and len(lines) == n + 1
+        sub = pd.read_csv(tmp_path / "abaw" / f"{v}.txt")
+        per_frame = pd.read_csv(tmp_path / "csv" / f"{v}.csv")
+        assert sub.notna().all().all() and sub.abs().max().max() <= 1
+        faces = per_frame.valid.to_numpy()
+        want = fill_nearest(per_frame[["arousal", "valence"]].to_numpy(), faces).clip(-1, 1)
+        np.testing.assert_allclose(sub[["arousal", "valence"]].to_numpy(), want, atol=2e-5)
+        assert v != "v06" or not faces[5:12].any()
+    r = CliRunner().invoke(main, ["predict", "--cache", cfg.cache, "--dataset", "aw2", "--split", "validation",
+                                  "--checkpoint", ckpt, "--format", "abaw", "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "cli" / "v05.txt").read_text() == (tmp_path / "abaw" / "v05.txt").read_text()
+    r = CliRunner().invoke(main, ["predict", "--cache", cfg.cache, "--checkpoint", ckpt, "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "--dataset" in r.output
+
+
+def test_abaw_files_clip_and_fill_every_frame(tmp_path):
+    res = {"pred": np.array([[3.0, -0.5], [0.0, 0.0], [0.2, -7.0]], np.float32), "valid": np.array([1, 0, 1], bool)}
+    path = write_abaw(tmp_path, {"video": "x_left"}, res)
+    assert path.name == "x_left.txt"
+    assert path.read_text().splitlines() == ["valence,arousal", "-0.500000,1.000000", "-0.500000,1.000000",
+                                             "-1.000000,0.200000"]
+    with pytest.raises(BadInputError, match="no face in any of its 3 frames"):
+        write_abaw(tmp_path, {"video": "y"}, {**res, "valid": np.zeros(3, bool)})
+
+
+def test_predict_from_a_cache_checks_each_video_in_its_group(abaw, tmp_path):
+    cfg, _ = abaw
+    ckpt = f"{cfg.out}/best.pt"
+    cache = tmp_path / "c"
+    make_cache(cache, "aw2", videos=7, frames=60, splits=SPLITS)       # same fingerprints as the training cache
+    store.mark_stale(store.open_video(cache, "aw2", "v05", mode="r+"), ["resnet50"])    # a killed update
+    res = predict_cache(cache, "aw2", ckpt, tmp_path / "o", split="validation", echo=lambda *a: None)
+    assert [p.name for p in res["written"]] == ["v06.csv", "v06.png"]
+    assert res["failed"][0][0] == "v05" and "resnet50 is stale" in res["failed"][0][1]
+    assert "python cli.py features --dataset aw2" in res["failed"][0][1]
+    store.set_fingerprints(store.open_video(cache, "aw2", "v06", mode="r+"), {"resnet50": "other-weights"})
+    with pytest.raises(BadInputError, match=r"resnet50: trained on synth-r, cache has other-weights \(v06\)"):
+        predict_cache(cache, "aw2", ckpt, tmp_path / "o2", split="validation", echo=lambda *a: None)
+    with pytest.raises(BadInputError, match="no video of split 'test'"):
+        predict_cache(cache, "aw2", ckpt, tmp_path / "o3", split="test", echo=lambda *a: None)
