@@ -92,19 +92,6 @@ def test_a_variant_under_other_settings_needs_replace(cache):
     assert g.attrs["made_with"]["dphase_s0@mw7"]["motion"] == {"mean_window": 5}
 
 
-def _knows_paper() -> bool:
-    from features.motion import MotionConfig
-    return "variant" in MotionConfig.__dataclass_fields__
-
-
-@pytest.mark.skipif(_knows_paper(), reason="features.motion has MotionConfig(variant=...)")
-def test_builtin_paper_variant_is_a_clear_error_until_motion_knows_it(cache):
-    files, c = cache
-    res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "paper")
-    assert res.exit_code == 2 and "{'variant': 'paper'}" in res.output and "features.motion" in res.output
-
-
-@pytest.mark.skipif(not _knows_paper(), reason="features.motion has no MotionConfig(variant=...) yet")
 def test_builtin_paper_variant(cache):
     files, c = cache
     res = _features(*files, "--cache", c, "--stages", "align,motion", "--motion-variant", "paper")
