@@ -11,8 +11,7 @@ Prints one JSON line (progress on stderr). Sections (``--sections``, default all
             the GPU: frames/s (wall clock, and per worker while busy), GPU memory per worker (nvidia-smi); the same
             with --stages align (the CPU part alone) and with --device cpu (one video per worker) at the largest
             worker count; the align stage on the demo video upscaled to 1280x720, one worker; Aff-Wild2-style
-            organiser crops (--faces cropped_aligned: no decoding, detection or alignment) at the largest count;
-            the largest count again with CUDA's default spinning waits (MIMAMO_CUDA_WAIT=spin, pipeline/gpu_share.py)
+            organiser crops (--faces cropped_aligned: no decoding, detection or alignment) at the largest count
   trainer   paper defaults (batch 16, width 64, window 12, 64 frames): loader sequences/s (shuffled, pinned, 2 and 8
             workers) from a synthetic cache, training steps/s with the loader and with the batch already loaded
 ``--device cpu --quick`` runs it all small on a machine without CUDA (a check of the script, not a measurement).
@@ -175,8 +174,6 @@ if __name__ == "__main__":
     ap.add_argument("--sections", default=",".join(SECTIONS))
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--workers", default="1,4,8,16", help="worker counts of the features section")
-    ap.add_argument("--features-extras", default="spin,align,cpu,720p,crops",
-                    help="reference runs of the features section at the largest worker count")
     ap.add_argument("--quick", action="store_true", help="tiny sizes: checks the script, measures nothing")
     a = ap.parse_args()
     dev = torch.device(a.device)
@@ -195,8 +192,7 @@ if __name__ == "__main__":
         for name in todo:
             t0 = time.perf_counter()
             if name == "features":
-                part = features(dev, [int(w) for w in a.workers.split(",")], tmp / "features", a.quick,
-                                a.features_extras.split(","))
+                part = features(dev, [int(w) for w in a.workers.split(",")], tmp / "features", a.quick)
             elif name == "trainer":
                 part = trainer(dev, tmp / "trainer", a.quick)
             else:

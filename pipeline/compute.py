@@ -184,9 +184,6 @@ class SpatialComputer:
 
 def computers(targets: list[str], s, motion_by_variant: dict) -> list:
     """The computers that make these derived arrays (face and labels are not computed here)."""
-    from pipeline.gpu_share import sleep_while_waiting
-
-    sleep_while_waiting(s.device)   # before this process's first CUDA work: workers share the GPU (see there)
     out, seen = [], set()
     for name in targets:
         kind = arrays.kind_of(name)

@@ -228,28 +228,6 @@ def test_train_on_cuda_resumed_after_sigkill_equals_uninterrupted(train_cache, t
 
 # ---------------------------------------------------------------- features, end to end
 
-WAIT_POLICY = """
-import ctypes, torch
-from pipeline import compute
-from pipeline.extract import Settings
-compute.computers(["dphase_s0"], Settings(weights="random", device="cuda"), {})   # what a features worker builds
-torch.zeros(1, device="cuda").sum().item()
-lib, dev, flags, active = ctypes.CDLL("libcuda.so.1"), ctypes.c_int(), ctypes.c_uint(), ctypes.c_int()
-assert lib.cuDeviceGet(ctypes.byref(dev), 0) == 0
-assert lib.cuDevicePrimaryCtxGetState(dev, ctypes.byref(flags), ctypes.byref(active)) == 0 and active.value
-print("flags", flags.value)
-"""
-
-
-def test_features_workers_sleep_while_waiting_for_the_gpu():
-    """A worker's CUDA context waits with CU_CTX_SCHED_BLOCKING_SYNC (pipeline/gpu_share.py), not CUDA's default spin
-    (with 16 workers on 16 cores, spinning waits took the cores that decoding and dlib needed)."""
-    r = subprocess.run([sys.executable, "-c", WAIT_POLICY], cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert r.returncode == 0, r.stderr[-3000:]
-    flags = int(r.stdout.split()[-1])
-    print(f"features worker: CUDA context flags {flags:#x}")
-    assert flags & 0x07 == 0x04, flags
-
 
 def test_features_on_cuda_equal_cpu(tmp_path):
     videos = []

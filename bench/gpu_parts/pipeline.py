@@ -1,7 +1,6 @@
 """bench/gpu.py's sections that run `cli.py features` and the trainer (see bench/gpu.py)."""
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
 import subprocess
@@ -39,6 +38,8 @@ class GpuMemory:
         return int(self._query("gpu=memory.used")[0][0])
 
     def _run(self) -> None:
+        import os
+
         while not self.stop:
             for pid, mb in self._query("compute-apps=pid,used_memory"):
                 if pid.isdigit() and int(pid) != os.getpid() and mb.isdigit():
@@ -58,7 +59,7 @@ class GpuMemory:
 
 
 def run_features(sources: list[Path], videos: int, workers: int, device: str, folder: Path,
-                 stages: str = "align,motion,spatial", env: dict | None = None) -> dict:
+                 stages: str = "align,motion,spatial") -> dict:
     """`cli.py features` on ``videos`` copies of the sources with ``workers`` workers: frames/s and GPU memory."""
     folder.mkdir(parents=True)
     files = []
@@ -66,7 +67,7 @@ def run_features(sources: list[Path], videos: int, workers: int, device: str, fo
         src = sources[i % len(sources)]
         files.append(folder / f"v{i:03d}{src.suffix}")
         shutil.copyfile(src, files[-1])
-    return run_cli(list(map(str, files)), videos, workers, device, folder, stages, env)
+    return run_cli(list(map(str, files)), videos, workers, device, folder, stages)
 
 
 def crops_root(sources: list[Path], videos: int, folder: Path) -> Path:
@@ -94,14 +95,13 @@ def crops_root(sources: list[Path], videos: int, folder: Path) -> Path:
     return folder
 
 
-def run_cli(inputs: list[str], videos: int, workers: int, device: str, folder: Path, stages: str,
-            env: dict | None = None) -> dict:
+def run_cli(inputs: list[str], videos: int, workers: int, device: str, folder: Path, stages: str) -> dict:
     """`cli.py features INPUTS` with ``workers`` workers: frames/s and GPU memory per worker."""
     cmd = [sys.executable, str(ROOT / "cli.py"), "features", *inputs, "--cache", str(folder / "zarr"),
            "--weights", "random", "--workers", str(workers), "--device", device, "--stages", stages, "--no-progress"]
     with GpuMemory(torch.cuda.is_available() and device.startswith("cuda")) as mem:
         t0 = time.perf_counter()
-        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=580, env={**os.environ, **(env or {})})
+        r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=580)
         wall = time.perf_counter() - t0
     if r.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd[:4])} ... failed:\n{r.stdout[-2000:]}\n{r.stderr[-3000:]}")
@@ -119,7 +119,7 @@ def run_cli(inputs: list[str], videos: int, workers: int, device: str, folder: P
            "gpu_mb_per_worker_median": statistics.median(per_pid) if per_pid else None,
            "gpu_mb_per_worker_max": max(per_pid) if per_pid else None,
            "gpu_mb_total_peak": mem.peak if mem.on else None}
-    say(f"features {device} {stages} x{workers} {env or ''}: {row}")
+    say(f"features {device} {stages} x{workers}: {row}")
     shutil.rmtree(folder, ignore_errors=True)
     return row
 
@@ -148,11 +148,7 @@ def decode_rate(path: Path) -> float:
     return n / (time.perf_counter() - t0)
 
 
-EXTRAS = ("spin", "align", "cpu", "720p", "crops")
-
-
-def features(dev: torch.device, counts: list[int], work: Path, quick: bool, extras=EXTRAS) -> dict:
-    """The features runs (see bench/gpu.py); ``extras`` picks the reference runs made at the largest worker count."""
+def features(dev: torch.device, counts: list[int], work: Path, quick: bool) -> dict:
     from concurrent.futures import ProcessPoolExecutor
 
     from pipeline.demo import make_demo
@@ -167,24 +163,18 @@ def features(dev: torch.device, counts: list[int], work: Path, quick: bool, extr
     for n in counts:
         out[f"features_{dev.type}_w{n}"] = run_features(sources, 2 * n, n, dev.type, work / f"w{n}")
     top = max(counts)
-    spin = {"MIMAMO_CUDA_WAIT": "spin"}   # CUDA's default wait policy instead of pipeline/gpu_share.py's
-    if "spin" in extras and dev.type == "cuda":
-        out[f"features_{dev.type}_w{top}_spin"] = run_features(sources, 2 * top, top, dev.type, work / "spin", env=spin)
-    if "align" in extras:
-        out[f"features_align_only_w{top}"] = run_features(sources, 2 * top, top, "cpu", work / "align", "align")
-    if "cpu" in extras and dev.type == "cuda":
+    out[f"features_align_only_w{top}"] = run_features(sources, 2 * top, top, "cpu", work / "align", "align")
+    if dev.type == "cuda":
         out[f"features_cpu_w{top}"] = run_features(sources, top, top, "cpu", work / "cpu")   # 1 video each: slow
-    if "720p" in extras:
-        hd = upscaled(sources[0], work / "hd.mp4")
-        out["decode_360p_mjpeg_frames_per_s"] = round(decode_rate(sources[0]), 1)
-        out["decode_720p_mp4v_frames_per_s"] = round(decode_rate(hd), 1)
-        out["features_align_only_720p_w1"] = run_features([hd], 1, 1, "cpu", work / "hd", "align")
-    if "crops" in extras:   # Aff-Wild2's organiser crops instead of decoding, detection and alignment
-        for tag, env in (("", None), ("_spin", spin)) if dev.type == "cuda" and "spin" in extras else (("", None),):
-            root = crops_root(sources, 2 * top, work / f"crops{tag}")
-            out[f"features_crops_{dev.type}_w{top}{tag}"] = run_cli(
-                ["--dataset", "affwild2", "--root", str(root), "--faces", "cropped_aligned"], 2 * top, top,
-                dev.type, root, "align,motion,spatial", env)
+    hd = upscaled(sources[0], work / "hd.mp4")
+    out["decode_360p_mjpeg_frames_per_s"] = round(decode_rate(sources[0]), 1)
+    out["decode_720p_mp4v_frames_per_s"] = round(decode_rate(hd), 1)
+    out["features_align_only_720p_w1"] = run_features([hd], 1, 1, "cpu", work / "hd", "align")
+    # Aff-Wild2's organiser crops instead of decoding, detection and alignment (--faces cropped_aligned)
+    root = crops_root(sources, 2 * top, work / "crops")
+    out[f"features_crops_{dev.type}_w{top}"] = run_cli(
+        ["--dataset", "affwild2", "--root", str(root), "--faces", "cropped_aligned"], 2 * top, top, dev.type,
+        work / "crops", "align,motion,spatial")
     return out
 
 
