@@ -8,7 +8,7 @@ Prints one JSON line (progress on stderr). Sections (``--sections``, default all
   dphase    delta_phase frames/s from uint8 faces in host memory to float32 maps in host memory (as `features` calls
             it), both variants, batch 256 and 1024; one CPU thread beside it for the ratio
   features  `cli.py features --device cuda` on copies of demo videos, 2 videos per worker, 1/4/8/16 workers sharing
-            the GPU: frames/s (wall clock, and per worker while busy), GPU memory per worker (nvidia-smi); the same
+            the GPU: frames/s (wall clock, and per worker while busy), GPU memory per worker (nvidia-smi, MiB); the same
             with --stages align (the CPU part alone) and with --device cpu (one video per worker) at the largest
             worker count; the align stage on the demo video upscaled to 1280x720, one worker; Aff-Wild2-style
             organiser crops (--faces cropped_aligned: no decoding, detection or alignment) at the largest count

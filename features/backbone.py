@@ -237,9 +237,9 @@ class SpatialEncoder:
     weights: a path to resnet50_ferplus_dag.pth, or "random" (seeded, for the demo and tests; warns).
     batch_size bounds memory: default 32 on CPU (measured: the process peaks at ~0.7 GB, ~10 MB per image on
     top of ~0.36 GB for torch and the model), 64 on CUDA, where `features` runs one encoder per worker process on a
-    shared GPU (measured on an H100, bench/gpu.py: a worker held 6.3 GB at batch 256, so 16 workers ran out of its
-    80 GB; batch 64 gave 15% fewer images/s in fp32 than 256, 8% in bf16). A batch that runs out of GPU memory is
-    retried at half the size, and that size is kept (a warning says so).
+    shared GPU (measured on an H100, bench/gpu.py: a worker held 6.3 GiB at batch 256, so 16 workers ran out of its
+    80 GB, and 2.4 GiB at 64; batch 64 gave 15% fewer images/s in fp32 than 256, 8% in bf16). A batch that runs out
+    of GPU memory is retried at half the size, and that size is kept (a warning says so).
     amp: None, "bf16" or "fp16": autocast on CUDA (the features change slightly; it is in the fingerprint). Without it
     CUDA convolutions run in IEEE float32, not TF32 (see ``ieee_fp32_convolutions``).
     channels_last: NHWC activations; on CPU it was faster in bench/spatial.py, and uint8 NHWC crops map onto
