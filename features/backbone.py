@@ -1,6 +1,7 @@
 """Frozen FER+ ResNet50 (VGGFace2, then FER+; S. Albanie's MatConvNet "dag" conversion): 2048-d pool5 features."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import warnings
@@ -207,6 +208,26 @@ def fold_batchnorm(model: ResNet50FerPlusDag) -> ResNet50FerPlusDag:
     return model
 
 
+@contextlib.contextmanager
+def ieee_fp32_convolutions():
+    """cuDNN convolutions in IEEE float32 while inside: torch's default lets them use TF32 (10-bit mantissa), which put
+    CUDA features ~1e-3 away from the CPU's; the cache treats a device change as float rounding only."""
+    cudnn = torch.backends.cudnn
+    new_api = hasattr(cudnn, "conv") and hasattr(cudnn.conv, "fp32_precision")   # torch >= 2.9
+    before = cudnn.conv.fp32_precision if new_api else cudnn.allow_tf32
+    if new_api:
+        cudnn.conv.fp32_precision = "ieee"
+    else:
+        cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        if new_api:
+            cudnn.conv.fp32_precision = before
+        else:
+            cudnn.allow_tf32 = before
+
+
 _AMP = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16}
 
 
@@ -215,8 +236,12 @@ class SpatialEncoder:
 
     weights: a path to resnet50_ferplus_dag.pth, or "random" (seeded, for the demo and tests; warns).
     batch_size bounds memory: default 32 on CPU (measured: the process peaks at ~0.7 GB, ~10 MB per image on
-    top of ~0.36 GB for torch and the model), 256 on CUDA.
-    amp: None, "bf16" or "fp16": autocast on CUDA (the features change slightly; it is in the fingerprint).
+    top of ~0.36 GB for torch and the model), 64 on CUDA, where `features` runs one encoder per worker process on a
+    shared GPU (measured on an H100, bench/gpu.py: a worker held 6.3 GiB at batch 256, so 16 workers ran out of its
+    80 GB, and 2.4 GiB at 64; batch 64 gave 15% fewer images/s in fp32 than 256, 8% in bf16). A batch that runs out
+    of GPU memory is retried at half the size, and that size is kept (a warning says so).
+    amp: None, "bf16" or "fp16": autocast on CUDA (the features change slightly; it is in the fingerprint). Without it
+    CUDA convolutions run in IEEE float32, not TF32 (see ``ieee_fp32_convolutions``).
     channels_last: NHWC activations; on CPU it was faster in bench/spatial.py, and uint8 NHWC crops map onto
     it without a copy. fold_bn: fold BatchNorm into the convolutions (same features up to float rounding).
     """
@@ -228,7 +253,7 @@ class SpatialEncoder:
         if amp is not None and (amp not in _AMP or self.device.type != "cuda"):
             raise ValueError(f"amp={amp!r}: autocast is offered on CUDA only, as one of {sorted(_AMP)}")
         self.amp = None if amp is None else _AMP[amp]
-        self.batch_size = int(batch_size or (256 if self.device.type == "cuda" else 32))
+        self.batch_size = int(batch_size or (64 if self.device.type == "cuda" else 32))
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.channels_last = channels_last
@@ -273,13 +298,34 @@ class SpatialEncoder:
                              f"got {faces.dtype} {list(faces.shape)}")
         out = np.empty((len(faces), FEATURE_DIM), np.float32)
         src = torch.from_numpy(np.ascontiguousarray(faces))
-        with torch.inference_mode():
-            for i in range(0, len(faces), self.batch_size):
-                x = self.preprocess(src[i:i + self.batch_size])
-                if self.amp is not None:
-                    with torch.autocast(device_type="cuda", dtype=self.amp):
-                        y = self.net(x)
-                else:
-                    y = self.net(x)
-                out[i:i + len(x)] = y.float().cpu().numpy()
+        i = 0
+        while i < len(faces):
+            n = min(self.batch_size, len(faces) - i)
+            if self._fits(src[i:i + n], out[i:i + n]):
+                i += n
+                continue
+            self.batch_size = max(1, n // 2)   # kept: the other processes on this GPU still hold their memory
+            torch.cuda.empty_cache()           # the failed batch's tensors are gone with its exception
+            warnings.warn(f"SpatialEncoder: out of GPU memory at batch {n}; batch {self.batch_size} from now on (other "
+                          "processes on this GPU, e.g. `features` workers, hold the rest)", UserWarning, stacklevel=2)
         return out
+
+    def _fits(self, faces: torch.Tensor, out: np.ndarray) -> bool:
+        """Encode one batch into ``out``; False when the GPU ran out of memory (a batch of one raises)."""
+        try:
+            out[:] = self._forward(faces)
+            return True
+        except torch.cuda.OutOfMemoryError:
+            if len(faces) == 1:
+                raise
+            return False
+
+    def _forward(self, faces: torch.Tensor) -> np.ndarray:
+        """One batch of uint8 faces -> float32 features, as numpy."""
+        exact = self.amp is None and self.device.type == "cuda"
+        with torch.inference_mode(), ieee_fp32_convolutions() if exact else contextlib.nullcontext():
+            x = self.preprocess(faces)
+            if self.amp is not None:
+                with torch.autocast(device_type="cuda", dtype=self.amp):
+                    return self.net(x).float().cpu().numpy()
+            return self.net(x).float().cpu().numpy()
