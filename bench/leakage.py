@@ -51,11 +51,9 @@ NUISANCES = ("rotation", "translation", "scale", "lighting")
 LENGTHS = {"reference": 108, "micro": 240, "rotation": 150, "translation": 150, "scale": 150, "lighting": 150,
            "mixed": 300}
 MIXED_PER_FACE = 2
-# Named settings. `default` is the pipeline's defaults; `today` reproduces the output before issue 17.
-SETTINGS = {
-    "default": {},
-    "today": {"motion": "MOTION_V1"},
-}
+# Named settings: `default` is what `features` does without flags; the others are the built-in motion variants
+# (pipeline.arrays.MOTION_VARIANTS: `v1` the defaults before issue 17, `paper` the paper's ΔPhase).
+SETTINGS = {"default": {}, "v1": {"motion": "v1"}, "paper": {"motion": "paper"}}
 
 
 def _decode(path: Path):
@@ -97,10 +95,11 @@ def align(path: Path, landmarks: np.ndarray, valid: np.ndarray, setting: dict) -
 
 def motion_maps(face48: np.ndarray, valid: np.ndarray, setting: dict) -> np.ndarray:
     """ΔPhase scale 0 [T, 2, 48, 48] under the setting's MotionConfig."""
-    from features.motion import MOTION_V1, MotionConfig, delta_phase
+    from features.motion import MotionConfig, delta_phase
+    from pipeline.arrays import MOTION_VARIANTS
 
     motion = setting.get("motion", {})
-    motion = MOTION_V1 if motion == "MOTION_V1" else motion
+    motion = MOTION_VARIANTS[motion] if isinstance(motion, str) else motion  # a built-in variant's name
     return delta_phase(face48, valid, config=MotionConfig(**motion))["s0"]
 
 
@@ -220,12 +219,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--faces", type=int, default=len(FACES), help=f"how many of the {len(FACES)} face scenes to use")
     ap.add_argument("--setting", action="append", default=None,
-                    help="a named setting (default, today) or NAME=JSON; repeat; default: default and today")
+                    help="a named setting (default, v1, paper) or NAME=JSON; repeat; default: default and v1")
     ap.add_argument("--keep", type=Path, help="write the clips (AVI) and their true speeds (CSV) to this folder")
     ap.add_argument("--progress", action="store_true", help="one line per clip on stderr")
     args = ap.parse_args()
     settings = {}
-    for s in args.setting or ["default", "today"]:
+    for s in args.setting or ["default", "v1"]:
         name, _, js = s.partition("=")
         if js:
             settings[name] = json.loads(js)
