@@ -98,7 +98,7 @@ class MotionConfig:
     amplitude: str | None = None  # mimamo's blur weight: "product" A_t A_t-1, "geometric" its sqrt, "current" A_t
     variant: str = "mimamo"  # "mimamo": difference, then blur; "paper": unwrap, blur, then difference
     rigid: str | None = None  # head-motion removal: "affine" (features.rigid), "mean" (+ mean_window), "none"
-    rigid_iterations: int = 4  # rigid="affine": IRLS steps of the robust fit
+    rigid_iterations: int = 2  # rigid="affine": IRLS steps of the robust fit (after its start)
     window: tuple | str | None = "default"  # (cx, cy, ax, ay) soft face ellipse (features.window), or None
     window_edge: float = FACE_EDGE  # the window falls from 1 to 0 over this outer fraction of its radius
 

@@ -12,33 +12,58 @@ so for small d the wrapped phase change is
 
     dphi(p) = -omega(p) . d(p),     omega(p) = grad phi(p)  (the band's local frequency, rad/px),
 
-and for an affine motion d(p) = t + A p (p centred on the map) this is linear in the six parameters
-theta = (t_o, t_i, A_oo, A_oi, A_io, A_ii) (o, i: the band's outer and inner axes):
+and for an affine motion d(p) = t + A p (p centred on the map, in units of its half size) this is linear in the six
+parameters theta = (t_o, t_i, A_oo, A_oi, A_io, A_ii) (o, i: the band's outer and inner axes):
 
     dphi(p) = x(p) . theta,  x(p) = -(w_o, w_i, w_o p_o, w_o p_i, w_i p_o, w_i p_i).
 
-Per frame pair and band, theta minimises sum_p a(p) rho(dphi(p) - x(p) . theta) by iteratively reweighted least
-squares: a(p) = |c_t(p)| |c_{t-1}(p)| (phase noise has variance ~ 1/amplitude^2, so this is the inverse variance)
-and rho is Tukey's biweight with scale 4.685 x 1.4826 x median|residual| (over the pixels of at least median
-amplitude), so pixels that move on their own (micro-motions, background seen past the face) get weight 0 and
-do not pull the fit. omega comes from central differences of the complex band, angle(c(p+1) conj(c(p-1))) / 2,
-summed over both frames (robust to phase wraps); the outermost pixel ring is left out of the fit. The fitted
-field x(p) . theta is subtracted from the wrapped phase change everywhere (and wrapped again to (-pi, pi]).
-A motion exactly affine leaves ~0 (up to the linearisation); a local motion is kept (it is an outlier of the
-fit) apart from the tiny share an affine field can explain of it.
+Per frame pair and band, theta minimises sum_p a(p) rho(dphi(p) - x(p) . theta) over a grid of samples (every other
+pixel at the finer scale, every pixel at the coarser; six parameters need no more), with a(p) = |c_t(p)| |c_{t-1}(p)|
+times the caller's weight (phase noise has variance ~ 1/amplitude^2, so this is the inverse variance) and rho
+Tukey's biweight, so that pixels that move on their own (micro-motions, background seen past the face) get weight 0
+and do not pull the fit:
+
+1. start (block-trimmed least squares, the "concentration steps" of FAST-LTS at the scale of blocks): the grid is cut
+   into GRID x GRID blocks; the weighted least-squares fit on all blocks, then twice: drop the TRIM blocks whose
+   weighted mean square residual is largest and refit on the rest. A compact micro-motion lies in a few blocks,
+   which the steps find and drop; a head motion leaves every block alike.
+2. scale: s = the weighted RMS residual over the kept blocks (at least ``floor``); c = 4.685 s.
+3. ``iterations`` IRLS steps with Tukey weights a (1 - (r / c)^2)^2 (zero beyond c), c fixed.
+
+omega comes from one-pixel steps of the complex band, angle(c(p+1) conj(c(p)) + c(p) conj(c(p-1))) summed over both
+frames (robust to phase wraps); the outermost pixel ring is left out of the fit. The fitted field x(p) . theta is
+subtracted from the wrapped phase change everywhere (and wrapped again to (-pi, pi]). A motion exactly affine leaves
+~0 (up to the linearisation); a local motion is kept (it is an outlier of the fit) apart from the tiny share an
+affine field can explain of it.
+
+Everything is batched over the frame pairs, with no per-frame selection over pixels (the median-based start this
+replaced cost more than the rest of ΔPhase) and no matrix product across frames: the normal equations come from
+weighted sums of the products of two frequencies times two coordinate monomials, summed along each frame's own
+row, so a frame's result does not depend on where it sits in a batch (chunked runs equal whole ones, bit for bit).
 """
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
-import numpy as np
 import torch
 
 TUKEY = 4.685  # 95 % efficiency under Gaussian noise
-MAD = 1.4826  # median |r| -> standard deviation for Gaussian noise
-GRID = 4  # the start's candidate fits use halves of a GRID x GRID partition of the map
-CANDIDATES = 24  # how many halves: a compact motion within 2 blocks is missed by ~1 in 4.4 of them
+SAMPLES = 24  # samples per axis of the fit's grid: every other pixel at 48x48, every pixel at 24x24 (fewer, 16 or
+# 12, are 25-30% faster but let a small micro-motion pull the fit: an eyelid's map 58% wrong on a moving head)
+GRID = 4  # the start's blocks: GRID x GRID over the sample grid
+TRIM = 4  # blocks (of GRID^2) dropped in each concentration step of the start
+STEPS = 2  # concentration steps of the start
+RIDGE = 1e-6  # relative ridge of the normal equations: a blank (padding) frame gives theta = 0
+# theta's design column k is -(frequency _F[k]) x (monomial _M[k]) of (w_o, w_i) x (1, p_o, p_i):
+# w_o, w_i, w_o p_o, w_o p_i, w_i p_o, w_i p_i; the normal equations need the weighted sums of the products of two
+# frequencies (w_o w_o, w_o w_i, w_i w_i) times the products of two monomials (1, p_o, p_i, p_o^2, p_o p_i, p_i^2)
+_F = [0, 1, 0, 0, 1, 1]
+_M = [0, 0, 1, 2, 1, 2]
+_PAIR_F = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (1, 1): 2}
+_PAIR_M = {(0, 0): 0, (0, 1): 1, (1, 0): 1, (0, 2): 2, (2, 0): 2, (1, 1): 3, (1, 2): 4, (2, 1): 4, (2, 2): 5}
+_FF = [[_PAIR_F[_F[k], _F[m]] for m in range(6)] for k in range(6)]
+_MONO = [[_PAIR_M[_M[k], _M[m]] for m in range(6)] for k in range(6)]
+_U = [[0, 2, 3], [1, 4, 5]]  # theta's (t, A row) per axis: u_o = t_o + A_oo p_o + A_oi p_i, u_i likewise
 
 
 def local_frequency(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,123 +73,122 @@ def local_frequency(re: torch.Tensor, im: torch.Tensor) -> tuple[torch.Tensor, t
     no aliasing up to Nyquist) on either side of p (one side at the edges), summed over frames t-1 and t with each
     frame divided by its mean |c|^2, so a change of contrast between the two frames changes nothing.
     """
-    energy = (re * re + im * im).mean(dim=(0, 1)).clamp_min(1e-30)  # [B]
-    re, im = re / energy.sqrt(), im / energy.sqrt()
+    norm = (re * re + im * im).mean(dim=(0, 1)).clamp_min(1e-30).rsqrt()  # [B]
+    re, im = re * norm, im * norm
 
     def grad(dim: int) -> torch.Tensor:
         n = re.shape[dim]
         a, b = re.narrow(dim, 1, n - 1), im.narrow(dim, 1, n - 1)
         c, d = re.narrow(dim, 0, n - 1), im.narrow(dim, 0, n - 1)
-        fr, fi = a * c + b * d, b * c - a * d  # c(p+1) conj(c(p)), at the n-1 half-pixel positions
-        fr, fi = fr[..., 1:] + fr[..., :-1], fi[..., 1:] + fi[..., :-1]  # both frames of each pair
-        zero = torch.zeros_like(fr.narrow(dim, 0, 1))
-        sr = torch.cat([zero, fr], dim) + torch.cat([fr, zero], dim)  # the steps on both sides of p
-        si = torch.cat([zero, fi], dim) + torch.cat([fi, zero], dim)
-        return torch.atan2(si, sr)
+        fr = (a * c).addcmul_(b, d)  # c(p+1) conj(c(p)), at the n-1 half-pixel positions
+        fi = (b * c).addcmul_(a, d, value=-1)
+        shape = list(fr.shape)
+        shape[dim], shape[-1] = n, shape[-1] - 1
+        out = []
+        for f in (fr, fi):
+            pair = f[..., 1:] + f[..., :-1]  # both frames of each pair
+            side = pair.new_empty(shape)  # the steps on both sides of p (one side at the edges)
+            torch.add(pair.narrow(dim, 1, n - 2), pair.narrow(dim, 0, n - 2), out=side.narrow(dim, 1, n - 2))
+            side.narrow(dim, 0, 1).copy_(pair.narrow(dim, 0, 1))
+            side.narrow(dim, n - 1, 1).copy_(pair.narrow(dim, n - 2, 1))
+            out.append(side)
+        return torch.atan2(out[1], out[0], out=out[1])
 
     return grad(0), grad(1)
 
 
-def _design(w_o: torch.Tensor, w_i: torch.Tensor) -> torch.Tensor:
-    """x(p) of the module docstring for every pixel: [6, O, I, B], coordinates centred and in units of the half size."""
-    o, i = w_o.shape[:2]
-    po = ((torch.arange(o, dtype=w_o.dtype, device=w_o.device) - (o - 1) / 2) / (o / 2)).view(o, 1, 1)
-    pi_ = ((torch.arange(i, dtype=w_o.dtype, device=w_o.device) - (i - 1) / 2) / (i / 2)).view(1, i, 1)
-    return -torch.stack([w_o, w_i, w_o * po, w_o * pi_, w_i * po, w_i * pi_])
+def _solve(lhs: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
+    """theta [B, 6] of the normal equations lhs [B, 6, 6] theta = rhs [B, 6], with a ridge relative to lhs's
+    diagonal so that a blank (padding) frame gives theta = 0."""
+    scale = lhs.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-12)
+    lhs = lhs + torch.eye(6, dtype=lhs.dtype, device=lhs.device) * (RIDGE * scale)[:, None, None]
+    return torch.linalg.solve(lhs, rhs[..., None])[..., 0]
 
 
-def _median_scale(r: torch.Tensor, strong: torch.Tensor) -> torch.Tensor:
-    """Robust scale per frame [B]: 1.4826 median |r| over the strong pixels (indices [B, M] into r's last axis)."""
-    return MAD * r.gather(-1, strong).abs().median(dim=-1).values
+def _grid(n: int) -> slice:
+    """At most SAMPLES centred samples along an axis of n pixels, equally spaced over it, a multiple of GRID."""
+    step = -(-n // SAMPLES)
+    count = min(SAMPLES, n // step) // GRID * GRID
+    start = (n - ((count - 1) * step + 1)) // 2
+    return slice(start, start + (count - 1) * step + 1, step)
 
 
-@lru_cache(maxsize=8)
-def _subsets(grid: int, count: int) -> np.ndarray:
-    """[grid^2, count + 1] 0/1: which blocks each start candidate is fitted on: every block, then ``count``
-    fixed pseudo-random halves (seeded: the result does not depend on the run)."""
-    g = grid * grid
-    rng = np.random.default_rng(17)
-    cols = [np.ones(g)] + [np.isin(np.arange(g), rng.choice(g, g // 2, replace=False)) for _ in range(count)]
-    return np.stack(cols, 1).astype(np.float64)
+def _blocked(m: torch.Tensor) -> torch.Tensor:
+    """Sampled maps [o, i, ...] -> [..., GRID^2, P]: the samples of each block together."""
+    o, i = m.shape[:2]
+    rest = m.shape[2:]
+    m = m.reshape(GRID, o // GRID, GRID, i // GRID, *rest)
+    m = m.permute(*range(4, 4 + len(rest)), 0, 2, 1, 3)
+    return m.reshape(*rest, GRID * GRID, (o // GRID) * (i // GRID))
 
 
-def _blocks(o: int, i: int, st: int, grid: int) -> np.ndarray:
-    """Block number (0..grid^2-1) of every pixel of the [o, i] map read with stride st, flattened as the fit's N."""
-    bo = (np.arange(0, o, st) * grid) // o
-    bi = (np.arange(0, i, st) * grid) // i
-    return (bo[:, None] * grid + bi[None, :]).ravel()
-
-
-_PAIRS = [(k, m) for k in range(6) for m in range(k, 6)]
-
-
-def _start(x: torch.Tensor, a: torch.Tensor, y: torch.Tensor, strong: torch.Tensor, blocks: np.ndarray,
-           subsets: np.ndarray) -> torch.Tensor:
-    """A start theta [B, 6] that a compact local motion did not pull: the least-squares fits on several halves of
-    the face (and on all of it, and no motion at all), the one with the smallest median |residual| on the strong
-    pixels (least median of squares over candidates: a half that misses the moving feature fits the rest best)."""
-    b, _, n = x.shape
-    onehot = torch.zeros((n, subsets.shape[0]), dtype=x.dtype, device=x.device)
-    onehot[torch.arange(n), torch.as_tensor(blocks, device=x.device)] = 1.0
-    pick = torch.as_tensor(subsets, dtype=x.dtype, device=x.device)  # [G, K]
-    ku, km = zip(*_PAIRS)
-    prod = x[:, list(ku)] * x[:, list(km)] * a[:, None, :]  # [B, 21, N]
-    lhs21 = (prod @ onehot) @ pick  # [B, 21, K]: per-block sums, then per candidate
-    rhs = ((x * (a * y)[:, None, :]) @ onehot) @ pick  # [B, 6, K]
-    k = pick.shape[1]
-    lhs = torch.zeros((b, k, 6, 6), dtype=x.dtype, device=x.device)
-    for j, (u, v) in enumerate(_PAIRS):
-        lhs[:, :, u, v] = lhs[:, :, v, u] = lhs21[:, j]
-    scale = lhs.diagonal(dim1=2, dim2=3).mean(2).clamp_min(1e-12)
-    ridge = torch.eye(6, dtype=x.dtype, device=x.device) * 1e-6
-    theta = torch.linalg.solve(lhs + ridge * scale[..., None, None], rhs.transpose(1, 2)[..., None])[..., 0]
-    theta = torch.cat([torch.zeros_like(theta[:, :1]), theta], 1)  # [B, K + 1, 6]: "no motion" competes too
-    xs = x.gather(2, strong[:, None, :].expand(-1, 6, -1))  # the strong pixels only: [B, 6, M]
-    r = y.gather(1, strong)[:, None, :] - theta @ xs  # [B, K + 1, M]
-    cost = r.abs().median(dim=2).values
-    return theta[torch.arange(b, device=x.device), cost.argmin(1)]
-
-
-def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, iterations: int = 4,
-                  floor: float = 1e-3, weight: torch.Tensor | None = None, ws=None) -> torch.Tensor:
+def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, iterations: int = 2,
+                  floor: float = 1e-3, weight: torch.Tensor | None = None) -> torch.Tensor:
     """Subtract, in place, the robust affine motion field from wrapped phase changes delta [O, I, B-1].
 
-    re, im [O, I, B] are the band of the B frames delta was taken from (delta[..., k] = frame k+1 against k).
-    The fit starts from the best of several least-squares fits on halves of the face (``_start``), then takes
-    ``iterations`` IRLS steps; ``floor`` (rad) bounds the robust scale from below, so a still face (all residuals
-    ~0) keeps a well-posed fit. ``weight`` [O, I, 1] (e.g. a face window) multiplies every pixel's weight.
+    re, im [O, I, B] are the band of the B frames delta was taken from (delta[..., k] = frame k+1 against k). The
+    fit (module docstring) starts from block-trimmed least squares and takes ``iterations`` IRLS steps; ``floor``
+    (rad) bounds the robust scale from below, so a still face (all residuals ~0) keeps a well-posed fit.
+    ``weight`` [O, I, 1] (e.g. a face window) multiplies every pixel's weight.
     """
     o, i, b = delta.shape
     if b == 0:
         return delta
-    w_o, w_i = local_frequency(re, im)
-    full = _design(w_o, w_i)  # [6, O, I, B]
-    amp = torch.hypot(re, im)
-    a = amp[..., 1:] * amp[..., :-1]
-    inner = torch.zeros((o, i, 1), dtype=a.dtype, device=a.device)
-    inner[1:-1, 1:-1] = 1.0  # the outermost ring's frequencies come from one-sided differences
+    w_o, w_i = local_frequency(re, im)  # [O, I, B]
+    so, si = _grid(o), _grid(i)
+    amp = torch.hypot(re[so, si], im[so, si])
+    a = amp[..., 1:] * amp[..., :-1]  # [o, i, B] at the samples
+    ring = torch.zeros((o, i, 1), dtype=a.dtype, device=a.device)
+    ring[1:-1, 1:-1] = 1.0  # the outermost ring's frequencies come from one-sided differences
     if weight is not None:
-        inner = inner * weight
-    # Six parameters need no 2304 samples: at the finer scale the fit reads every other pixel of each axis
-    # (cost / 4), so the maps' 2-pixel-wide blur and amplitude structure are still sampled.
-    st = 2 if min(o, i) >= 32 else 1
-    x = full[:, ::st, ::st].reshape(6, -1, b).permute(2, 0, 1).contiguous()  # [B, 6, N]: batched products
-    a = (a * inner)[::st, ::st].reshape(-1, b).T.contiguous()  # [B, N]
-    y = delta[::st, ::st].reshape(-1, b).T  # [B, N]
-    strong = torch.topk(a, max(1, a.shape[1] // 2), dim=1, sorted=False).indices  # the half of larger amplitude
-    theta = _start(x, a, y, strong, _blocks(o, i, st, GRID), _subsets(GRID, CANDIDATES))[:, :, None]
-    ridge = torch.eye(6, dtype=a.dtype, device=a.device) * 1e-6
-    for _ in range(iterations):
-        r = y - torch.bmm(theta.transpose(1, 2), x)[:, 0]
-        c = TUKEY * _median_scale(r, strong).clamp_min(floor)
-        u = (r / c[:, None]).clamp(-1, 1)
-        xw = x * (a * (1 - u * u) ** 2)[:, None, :]
-        lhs = torch.bmm(xw, x.transpose(1, 2))
-        rhs = torch.bmm(xw, y[:, :, None])
-        scale = lhs.diagonal(dim1=1, dim2=2).mean(1).clamp_min(1e-12)  # a blank (padding) frame: theta = 0
-        theta = torch.linalg.solve(lhs + ridge * scale[:, None, None], rhs)  # [B, 6, 1]
-    theta = theta[:, :, 0].T  # [6, B]
-    for k in range(6):
-        delta.sub_(full[k] * theta[k])
-    # wrap back to (-pi, pi]: the fitted field is subtracted from a wrapped difference
-    return delta.sub_(torch.round(delta / (2 * math.pi)) * (2 * math.pi))
+        ring = ring * weight
+    a = _blocked(a * ring[so, si])  # [B, G, P]
+    nb, g, n = a.shape
+    a = a.view(nb, g * n)
+    po = ((torch.arange(o, dtype=a.dtype, device=a.device) - (o - 1) / 2) / (o / 2)).view(o, 1, 1)
+    pi_ = ((torch.arange(i, dtype=a.dtype, device=a.device) - (i - 1) / 2) / (i / 2)).view(1, i, 1)
+    shape = (len(range(o)[so]), len(range(i)[si]), 1)
+    qo, qi = _blocked(po[so].expand(shape)).view(g * n), _blocked(pi_[:, si].expand(shape)).view(g * n)
+    f = _blocked(torch.stack([w_o[so, si], w_i[so, si]], -1)).reshape(nb, 2, g * n)  # (w_o, w_i) [B, 2, N]
+    ff = torch.stack([f[:, 0] * f[:, 0], f[:, 0] * f[:, 1], f[:, 1] * f[:, 1]], 1)  # [B, 3, N]
+    y = _blocked(delta[so, si]).view(nb, g * n)
+
+    def fit(v: torch.Tensor) -> torch.Tensor:
+        """Weighted least squares with per-sample weights v [B, N], from the weighted moments of the design."""
+        # sums along each frame's own row, not matrix products: products across frames (folded or batched) gave a
+        # frame other bits depending on where it sat in the batch, and chunked runs must equal whole ones
+        q = torch.cat([ff, f * y[:, None]], 1).mul_(v[:, None])  # [B, 5, N]: v (w_o w_o, w_o w_i, w_i w_i, y w_o, y w_i)
+        q_o, q_i = q * qo, q * qi
+        mq = torch.stack([q.sum(-1), q_o.sum(-1), q_i.sum(-1), (q_o * qo).sum(-1), (q_o * qi).sum(-1),
+                          (q_i * qi).sum(-1)], -1)  # [B, 5, 6]: times each monomial (1, p_o, p_i, p_o^2, ...), summed
+        m, r = mq[:, :3], mq[:, 3:, :3]  # the design's products; y's products with (1, p_o, p_i)
+        return _solve(m[:, _FF, _MONO], -r[:, _F, _M])
+
+    def residual(theta: torch.Tensor) -> torch.Tensor:
+        """y - x . theta = y + w_o u_o + w_i u_i, u the displacement at each sample."""
+        out = y.clone()
+        for axis, (t, ao, ai) in enumerate(_U):  # u = t + A p at each sample, elementwise for the same reason
+            u = torch.addcmul(theta[:, t, None], theta[:, ao, None], qo).addcmul_(theta[:, ai, None], qi)
+            out.addcmul_(f[:, axis], u)
+        return out
+
+    theta, keep = fit(a), torch.ones((nb, g), dtype=a.dtype, device=a.device)
+    for _ in range(STEPS):  # drop the blocks that fit worst, refit on the rest
+        err = (residual(theta).square_() * a).view(nb, g, n).sum(-1) / a.view(nb, g, n).sum(-1).clamp_min(1e-30)
+        keep = torch.ones_like(keep).scatter_(1, err.topk(TRIM, dim=1).indices, 0.0)
+        theta = fit((a.view(nb, g, n) * keep[..., None]).view(nb, g * n))
+    r = residual(theta)
+    kept = (a.view(nb, g, n) * keep[..., None]).view(nb, g * n)
+    scale = ((r * r * kept).sum(1) / kept.sum(1).clamp_min(1e-30)).sqrt()
+    c = (TUKEY * scale.clamp_min(floor))[:, None]  # [B, 1]
+    for k in range(iterations):
+        if k:
+            r = residual(theta)
+        u = (r / c).clamp_(-1, 1)
+        theta = fit((1 - u * u).square_().mul_(a))
+    t = theta.T  # [6, B]: the displacement field u(p) = t + A p along each axis, then the phase it moves
+    u_o = torch.add((po * t[2]).add_(t[0]), pi_ * t[3])  # [O, I, B] from [O, 1, B] + [1, I, B]
+    u_i = torch.add((po * t[4]).add_(t[1]), pi_ * t[5])
+    delta.addcmul_(w_o, u_o).addcmul_(w_i, u_i)  # minus x . theta
+    # wrap back to [-pi, pi): the fitted field is subtracted from a wrapped difference
+    return delta.add_(math.pi).remainder_(2 * math.pi).sub_(math.pi)

@@ -61,7 +61,7 @@ def test_an_affine_moving_face_leaves_near_zero_delta_phase(photo, motion):
     still, moved = crop(photo), crop(photo, motion)
     for s in ("s0", "s1"):
         none = energy([still, moved], MotionConfig(rigid="none"), s)
-        assert energy([still, moved], NEW, s) < 0.03 * none  # measured 0.001-0.015
+        assert energy([still, moved], NEW, s) < 0.03 * none  # measured 0.001-0.006
     # the paper's mean subtraction handles a translation at best: rotation and scale stay
     if motion[0] or motion[1] != 1.0:
         legacy = MotionConfig(**MOTION_V1)
@@ -73,7 +73,7 @@ def test_an_affine_moving_face_leaves_near_zero_delta_phase(photo, motion):
 def test_a_local_half_pixel_motion_keeps_its_energy(photo, site):
     still, moved = crop(photo), crop(photo, local=site)
     kept = energy([still, moved], NEW) / energy([still, moved], MotionConfig(rigid="none"))
-    assert kept >= 0.9  # measured 0.99-1.00
+    assert kept >= 0.9  # measured 0.98-1.00
 
 
 @pytest.mark.parametrize("site", SITES)
@@ -140,7 +140,7 @@ def test_inverse_variance_weighting_lowers_noise(photo):
 
 def test_settings_are_part_of_the_fingerprint_and_checked():
     base = MotionConfig().as_dict()
-    for change in ({"rigid": "mean"}, {"window": None}, {"amplitude": "geometric"}, {"rigid_iterations": 2},
+    for change in ({"rigid": "mean"}, {"window": None}, {"amplitude": "geometric"}, {"rigid_iterations": 3},
                    {"window_edge": 0.1}):
         assert MotionConfig(**change).as_dict() != base
     assert MotionConfig(**MOTION_V1).window is None and MotionConfig().window == FACE_ELLIPSE
