@@ -260,8 +260,10 @@ def _motion_settings(v1: bool, rigid, mean_window, window, sigma) -> dict:
 @click.option("--truth", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
               help="CSV of per-frame curves (header, one row per frame) drawn beside the motion energy with their "
                    "correlation, e.g. the <clip>.truth.csv that `bench/leakage.py --keep DIR` writes.")
+@click.option("--input", "motion", default=None, metavar="DPHASE",
+              help="Which ΔPhase to draw: dphase (default) or a variant, e.g. dphase@v1 (the files get its name).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def inspect_cmd(cache, dataset, video, predictions, frames, truth, out):
+def inspect_cmd(cache, dataset, video, predictions, frames, truth, motion, out):
     """PNGs of one cached video: aligned faces with ΔPhase maps (symmetric colour scale at the 99th percentile of
     |ΔPhase|, with a colour bar), mean |ΔPhase| over time (beside --truth curves), labels (and predictions).
 
@@ -277,7 +279,7 @@ def inspect_cmd(cache, dataset, video, predictions, frames, truth, out):
     except ValueError:
         raise click.BadParameter(f"{frames!r}: give frame numbers separated by commas, e.g. 10,20,30",
                                  param_hint="--frames") from None
-    for p in inspect_video(cache, dataset, video, out, predictions, frames=shown, truth=truth):
+    for p in inspect_video(cache, dataset, video, out, predictions, frames=shown, truth=truth, motion=motion):
         click.echo(f"wrote {p}")
 
 # ---------------------------------------------------------------- train / ablate (train/)

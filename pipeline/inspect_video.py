@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from features.errors import BadInputError
-from pipeline import store
+from pipeline import arrays, store
 
 SMOOTH = 6.0  # frames: the Gaussian that bench/leakage.py smooths the motion curves with before correlating them
 
@@ -39,9 +39,10 @@ def read_truth(path: str | Path, n: int) -> dict[str, np.ndarray]:
 
 def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
                   predictions: str | Path | None = None, n_show: int = 8, frames: list[int] | None = None,
-                  truth: str | Path | None = None) -> list[Path]:
+                  truth: str | Path | None = None, motion: str | None = None) -> list[Path]:
     """Write PNGs: aligned faces with their ΔPhase maps, the motion energy over time (beside `truth` curves if
-    given), and the labels (and predictions) over time. `frames` picks the shown frames (else evenly spaced)."""
+    given), and the labels (and predictions) over time. `frames` picks the shown frames (else evenly spaced);
+    `motion` a ΔPhase variant ("dphase@v1"; None: plain dphase if the video has it), its files named after it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -51,8 +52,12 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
                             f"run `{store.repair_command(cache, dataset)}`, or see `cli.py info --cache {cache}`")
     # checked in the group itself: a stale or damaged array is refused with the command that repairs it
     names = ["valid", "face48", "labels"]
-    if store.group_status(cache, dataset, video) == "done" and "dphase_s0" in store.open_video(cache, dataset, video):
-        names.append("dphase_s0")
+    kind, variant = arrays.parse_input(motion or "dphase")
+    if kind.name != "dphase":
+        raise BadInputError(None, f"{motion!r} is not ΔPhase", "give dphase or a variant of it, e.g. dphase@v1")
+    dp = arrays.input_arrays(motion or "dphase")[0]   # scale 0
+    if motion or (store.group_status(cache, dataset, video) == "done" and dp in store.open_video(cache, dataset, video)):
+        names.append(dp)
     store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)
     out = Path(out)
@@ -68,16 +73,17 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
         shown = np.asarray(sorted(frames), int)
     else:
         shown = np.linspace(1, n - 1, min(n_show, n - 1)).astype(int)
-    paths = [_faces_png(plt, g, video, shown, valid, out)]
-    if "dphase_s0" in g:
-        paths.append(_motion_png(plt, g, video, n, valid, curves, out))
+    tag = f"_{variant}" if variant else ""
+    paths = [_faces_png(plt, g, video, shown, valid, out, dp, tag)]
+    if dp in g:
+        paths.append(_motion_png(plt, g, video, n, valid, curves, out, dp, tag))
     paths.append(_labels_png(plt, g, video, n, valid, predictions, out))
     return paths
 
 
-def _faces_png(plt, g, video, shown, valid, out) -> Path:
-    has = "dphase_s0" in g
-    maps = np.stack([g["dphase_s0"][int(t)] for t in shown]).astype(np.float32) if has else None
+def _faces_png(plt, g, video, shown, valid, out, dp: str, tag: str) -> Path:
+    has = dp in g
+    maps = np.stack([g[dp][int(t)] for t in shown]).astype(np.float32) if has else None
     lim = robust_scale(maps) if has else 1.0
     fig, ax = plt.subplots(3, len(shown), figsize=(1.6 * len(shown) + 0.9, 5), squeeze=False)
     im = None
@@ -89,24 +95,24 @@ def _faces_png(plt, g, video, shown, valid, out) -> Path:
                 im = ax[1 + o, j].imshow(maps[j, o], cmap="coolwarm", vmin=-lim, vmax=lim)
     for a in ax.ravel():
         a.axis("off")
-    ax[1, 0].set_title("ΔPhase x", fontsize=7, loc="left")
+    ax[1, 0].set_title(f"{dp.replace('_s0', '')} x", fontsize=7, loc="left")
     ax[2, 0].set_title("ΔPhase y", fontsize=7, loc="left")
     fig.tight_layout(rect=(0, 0, 1 - 0.6 / fig.get_figwidth(), 1))
     if im is not None:
         bar = fig.colorbar(im, ax=ax[1:, :].ravel().tolist(), fraction=0.02, pad=0.01)
         bar.set_label(f"rad (scale 0; ±{lim:.3g} = 99th pct. of |ΔPhase| shown)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
-    path = out / f"{video}_faces.png"
+    path = out / f"{video}_faces{tag}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
 
-def _motion_png(plt, g, video, n, valid, curves, out) -> Path:
+def _motion_png(plt, g, video, n, valid, curves, out, dp: str, tag: str) -> Path:
     """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
     from scipy.ndimage import gaussian_filter1d
 
-    arr = g["dphase_s0"]
+    arr = g[dp]
     step = max(1, int(arr.chunks[0]))
     energy = np.concatenate([np.abs(arr[i:i + step].astype(np.float32)).mean(axis=(1, 2, 3))
                              for i in range(0, n, step)])
@@ -132,9 +138,9 @@ def _motion_png(plt, g, video, n, valid, curves, out) -> Path:
         twin.set_ylabel("truth (own units)")
         twin.legend(fontsize=7, loc="upper right")
     ax.legend(fontsize=7, loc="upper left")
-    ax.set_title(f"{video}: motion energy over time", fontsize=8)
+    ax.set_title(f"{video}: motion energy over time ({dp.replace('_s0', '')})", fontsize=8)
     fig.tight_layout()
-    path = out / f"{video}_motion.png"
+    path = out / f"{video}_motion{tag}.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

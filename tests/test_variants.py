@@ -149,14 +149,24 @@ def labelled(tmp_path_factory):
     return root
 
 
-def test_builtin_v1_variant_is_the_old_default_and_trains(labelled, tmp_path):
+@pytest.fixture(scope="module")
+def v1_cache(labelled, tmp_path_factory):
+    """The labelled videos' cache with the default dphase only (the test below adds dphase@v1)."""
+    c = tmp_path_factory.mktemp("v1cache")
+    assert _features("--dataset", "demo", "--root", labelled, "--cache", c, "--stages", "align,motion").exit_code == 0
+    return c
+
+
+def test_builtin_v1_variant_is_the_old_default_and_trains(labelled, v1_cache, tmp_path):
     """`--motion-variant v1` (or --motion-v1 naming it) keeps the ΔPhase of before issue 17 beside the new default,
     and `train --input dphase@v1` reads it."""
     from features.motion import MOTION_V1, MotionConfig, delta_phase
 
-    c = tmp_path / "cache"
+    c = v1_cache
     base = ["--dataset", "demo", "--root", labelled, "--cache", c, "--stages", "align,motion"]
-    assert _features(*base).exit_code == 0
+    res = CliRunner().invoke(cli.main, ["inspect", "--cache", str(c), "--dataset", "demo", "--video", "v1", "--input",
+                                        "dphase@v1", "--out", str(tmp_path / "look")])
+    assert res.exit_code == 2 and "--motion-variant v1" in res.output   # not made yet: the command that makes it
     res = _features(*base, "--motion-v1")   # a changed setting without a name: the built-in name is suggested
     assert res.exit_code == 2 and "--motion-variant v1" in res.output
     res = _features(*base, "--motion-v1", "--motion-variant", "paper")
@@ -184,3 +194,27 @@ def test_builtin_v1_variant_is_the_old_default_and_trains(labelled, tmp_path):
     import json
     m = json.loads((out / "metrics.json").read_text())
     assert m["input"] == "dphase@v1" and "dphase_s0@v1" in m["fingerprints"] and "dphase_s0" not in m["fingerprints"]
+
+
+def test_inspect_draws_a_variant_on_a_visible_scale(labelled, v1_cache, tmp_path):
+    """inspect --input dphase@v1 draws that variant (files named after it), beside the default's; other inputs are
+    refused; the colour scale follows the maps (a 0.1 rad micro-motion is not drawn on a ±1 rad scale)."""
+    from pipeline.inspect_video import robust_scale
+
+    c = v1_cache
+    res = _features("--dataset", "demo", "--root", labelled, "--cache", c, "--stages", "align,motion",
+                    "--motion-variant", "v1")   # skipped when the test above made it
+    assert res.exit_code == 0, res.output
+    look = tmp_path / "look"
+    args = ["inspect", "--cache", str(c), "--dataset", "demo", "--video", "v1", "--frames", "5,10", "--out", str(look)]
+    for extra in ([], ["--input", "dphase@v1"]):
+        res = CliRunner().invoke(cli.main, args + extra)
+        assert res.exit_code == 0, res.output
+    names = {p.name for p in look.iterdir()}
+    assert {"v1_faces.png", "v1_motion.png", "v1_faces_v1.png", "v1_motion_v1.png"} <= names
+    res = CliRunner().invoke(cli.main, args + ["--input", "flow"])
+    assert res.exit_code == 2 and "not ΔPhase" in res.output
+    maps = np.zeros((4, 2, 48, 48), np.float32)
+    maps[:, :, 20:30, 20:30] = 0.1   # a micro-motion's ~0.1 rad over 4% of the map
+    maps[0, 0, 0, :3] = 10.0         # a few clamped wraps
+    assert robust_scale(maps) == pytest.approx(0.1)
