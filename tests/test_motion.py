@@ -245,6 +245,19 @@ def test_config_fingerprint_and_validation():
         MotionConfig(variant="released")
     with pytest.raises(ValueError, match="amplitude"):
         MotionConfig(variant="paper", amplitude="geometric")
+    # the paper variant's unset settings are the paper's; the affine fit and the face window are refused there
+    paper = MotionConfig(variant="paper")
+    assert (paper.sigma, paper.taps, paper.rigid, paper.window, paper.amplitude) == (2.0, 11, "mean", None, "current")
+    with pytest.raises(ValueError, match="rigid='affine'"):
+        MotionConfig(variant="paper", rigid="affine")
+    with pytest.raises(ValueError, match="window"):
+        MotionConfig(variant="paper", window=(0.5, 0.5, 0.4, 0.4))
+    assert MotionConfig(variant="paper", rigid="none", mean_window=None).rigid == "none"
+    # switching the variant keeps what was set and takes the new variant's defaults for the rest
+    assert MotionConfig().with_variant("paper") == paper and paper.with_variant("mimamo") == MotionConfig()
+    assert MotionConfig(sigma=4.0).with_variant("paper") == MotionConfig(variant="paper", sigma=4.0)
+    assert MotionConfig(sigma=4.0).taps == 21 and MotionConfig(**{"sigma": 3, "window": [0.5, 0.54, 0.42, 0.47]}) \
+        == MotionConfig()   # JSON's int and list give the same settings (and fingerprint)
     with pytest.raises(BadInputError):
         delta_phase(np.zeros((4, 47, 48)))
     with pytest.raises(BadInputError):
@@ -280,10 +293,10 @@ def test_mirroring_faces_mirrors_delta_phase_exactly_at_scale_0_only():
     of its RMS); at 24x24 the pyramid's factor-2 subsampling puts the mirrored samples half a pixel off the grid:
     the rule misses by ~13-21% RMS (measured on three face clips). The paper variant misses it even at 48x48 in
     orientation 0 (~60%): it unwraps from the first frame's wrapped phase, and pi - phi wraps at other pixels
-    than phi. mimamo's default misses it too (measured ~8% and ~58% at 48x48, where little is left after the head's
-    drift is taken out): its affine fit reads every other pixel, which mirroring moves to the pixels between, and
-    starts from fixed pseudo-random halves of the face. So a flipped video's motion arrays must be computed from
-    its mirrored faces. The exact rule is measured with MOTION_V1, the maths that has it."""
+    than phi. mimamo's default misses it too (measured ~17% and ~59% at 48x48, where little is left after the
+    head's drift is taken out): its affine fit reads every other pixel, which mirroring moves to the pixels
+    between. So a flipped video's motion arrays must be computed from its mirrored faces. The exact rule is
+    measured with MOTION_V1, the maths that has it."""
     faces = face_clip(12)
     mirrored = mirror_faces(faces)
     assert np.array_equal(mirrored, faces[:, :, ::-1])
