@@ -119,16 +119,29 @@ def _csv(value: str | None) -> tuple[str, ...]:
                    "comes from (--seed, the video id, the frame number).")
 @click.option("--motion-variant", default=None, metavar="NAME",
               help="Write the motion arrays as the named variant dphase@NAME (phase@NAME with --extras phase), "
-                   "beside the others. Built in: paper. Any other name is defined by the --motion-* flags given "
-                   "with it (or, without flags, by the settings the cache recorded for it). Without it, the default "
-                   "variant (plain dphase, default settings) is written.")
+                   "beside the others. Built in: paper (the paper's ΔPhase), v1 (the defaults before issue 17). "
+                   "Any other name is defined by the --motion-* flags given with it (or, without flags, by the "
+                   "settings the cache recorded for it). Without it, the default variant (plain dphase, default "
+                   "settings) is written.")
 @click.option("--replace-variant", is_flag=True,
               help="Recompute a --motion-variant the cache already holds under other settings (else an error).")
+@click.option("--motion-v1", is_flag=True,
+              help="Start from the ΔPhase settings before issue 17 (the paper's mean subtraction, no face window, "
+                   "blur sigma 2 over 11 taps weighted by sqrt(A_t A_t-1)); the other --motion-* flags apply on "
+                   "top. Needs --motion-variant (alone: --motion-variant v1).")
+@click.option("--motion-rigid", type=click.Choice(["affine", "mean", "none"]), default=None,
+              help="How the head's motion leaves ΔPhase: affine (default; a robust affine motion fitted per frame "
+                   "pair and subtracted), mean (the paper's mean subtraction; the paper variant's default), none. "
+                   "Needs --motion-variant.")
 @click.option("--motion-mean-window", type=int, default=None,
-              help="Rigid-motion removal: odd box size for a local mean (default: whole-map mean). Needs "
-                   "--motion-variant.")
-@click.option("--motion-sigma", type=float, default=None,
-              help="Amplitude-weighted blur sigma (default 2). Needs --motion-variant.")
+              help="The mean subtraction over an odd k x k box instead of the whole map (implies --motion-rigid "
+                   "mean). Needs --motion-variant.")
+@click.option("--motion-window/--no-motion-window", default=None,
+              help="Keep ΔPhase inside a soft ellipse over the face (default: on; the paper variant: off, and on is "
+                   "refused there); off: the whole 48x48 crop. Needs --motion-variant.")
+@click.option("--motion-sigma", type=click.FloatRange(min=0.1), default=None,
+              help="Amplitude-weighted blur sigma, pixels, over 2 int(2.5 sigma) + 1 taps (default 3; the paper "
+                   "variant: 2, 11 taps). Needs --motion-variant.")
 @click.option("--detect-every", type=click.IntRange(1, 10000), default=None, help="Re-detect faces every K frames.")
 @click.option("--faces", type=click.Choice(["video", "cropped_aligned", "openface"]), default=None,
               help="Where faces come from: video (decode, dlib track, align), cropped_aligned (Aff-Wild2's organiser "
@@ -156,7 +169,8 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def features(videos, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, jobs, cores,
              memory, walltime, queue, gpus, lifetime, worker_timeout, retries, dashboard, device, keep_faces,
-             gamma_jitter, motion_variant, replace_variant, motion_mean_window, motion_sigma, detect_every, faces,
+             gamma_jitter, motion_variant, replace_variant, motion_v1, motion_rigid, motion_mean_window, motion_window,
+             motion_sigma, detect_every, faces,
              crops_dir, openface_dir, label_slack, seed, force,
              wait_for_lock, dry_run, no_progress):
     """Extract features of a dataset's videos (or of VIDEOS...) into the Zarr cache (resumable; bad videos do not
@@ -179,7 +193,7 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
         cluster={"jobs": jobs, "cores": cores, "memory": memory, "walltime": walltime, "queue": queue, "gpus": gpus,
                  "lifetime": lifetime, "worker_timeout": worker_timeout, "retries": retries, "dashboard": dashboard},
         device=device, keep_faces=keep_faces, gamma_jitter=gamma_jitter,
-        motion={k: v for k, v in {"mean_window": motion_mean_window, "sigma": motion_sigma}.items() if v is not None},
+        motion=_motion_settings(motion_v1, motion_rigid, motion_mean_window, motion_window, motion_sigma),
         face={"detect_every": detect_every} if detect_every else {}, seed=seed, force=force, dry_run=dry_run,
         progress=not no_progress, echo=click.echo, motion_variant=motion_variant, replace_variant=replace_variant,
         wait_for_lock=wait_for_lock, faces=faces, crops_dir=crops_dir, openface_dir=openface_dir,
@@ -218,18 +232,54 @@ def export(cache, dataset, fmt, out):
         sys.exit(1)
 
 
+def _motion_settings(v1: bool, rigid, mean_window, window, sigma) -> dict:
+    """MotionConfig overrides from the features flags (MotionConfig fills in the rest: taps from sigma, rigid='mean'
+    from a mean window)."""
+    from features.motion import MOTION_V1
+    from features.window import FACE_ELLIPSE
+
+    if mean_window is not None and rigid not in (None, "mean"):
+        raise click.UsageError(f"--motion-mean-window is a box of --motion-rigid mean, not of {rigid}")
+    out = dict(MOTION_V1) if v1 else {}
+    if sigma is not None:
+        out.pop("taps", None)  # the blur's support follows sigma: 2 int(2.5 sigma) + 1
+    out.update({k: v for k, v in {"rigid": rigid, "mean_window": mean_window, "sigma": sigma}.items() if v is not None})
+    if window is not None:
+        out["window"] = list(FACE_ELLIPSE) if window else None
+    return out
+
+
 @main.command("inspect")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--dataset", required=True)
 @click.option("--video", required=True, help="Video id (file name without extension).")
 @click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="predictions.csv/.parquet of a train or predict run, to plot beside the labels.")
+@click.option("--frames", default=None,
+              help="Comma-separated frame numbers (>= 1) whose faces and ΔPhase maps to draw (default: 8 evenly spaced).")
+@click.option("--truth", type=click.Path(dir_okay=False, exists=True, path_type=Path), default=None,
+              help="CSV of per-frame curves (header, one row per frame) drawn beside the motion energy with their "
+                   "correlation, e.g. the <clip>.truth.csv that `bench/leakage.py --keep DIR` writes.")
+@click.option("--input", "motion", default=None, metavar="DPHASE",
+              help="Which ΔPhase to draw: dphase (default) or a variant, e.g. dphase@v1 (the files get its name).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
-def inspect_cmd(cache, dataset, video, predictions, out):
-    """PNGs of one cached video: aligned faces, ΔPhase maps, labels (and predictions) over time."""
+def inspect_cmd(cache, dataset, video, predictions, frames, truth, motion, out):
+    """PNGs of one cached video: aligned faces with ΔPhase maps (symmetric colour scale at the 99th percentile of
+    |ΔPhase|, with a colour bar), mean |ΔPhase| over time (beside --truth curves), labels (and predictions).
+
+    The clips of bench/leakage.py (one nuisance at a time) can be drawn too:
+    `python bench/leakage.py --faces 1 --keep clips/`, `python cli.py features clips/*.avi --cache c --weights random`,
+    then `python cli.py inspect --cache c --dataset videos --video rotation_<face> --truth clips/rotation_<face>.truth.csv
+    --out look/`.
+    """
     from pipeline.inspect_video import inspect_video
 
-    for p in inspect_video(cache, dataset, video, out, predictions):
+    try:
+        shown = [int(v) for v in frames.split(",") if v.strip()] if frames else None
+    except ValueError:
+        raise click.BadParameter(f"{frames!r}: give frame numbers separated by commas, e.g. 10,20,30",
+                                 param_hint="--frames") from None
+    for p in inspect_video(cache, dataset, video, out, predictions, frames=shown, truth=truth, motion=motion):
         click.echo(f"wrote {p}")
 
 # ---------------------------------------------------------------- train / ablate (train/)

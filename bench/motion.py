@@ -2,7 +2,8 @@
 
 ΔPhase is measured twice, each in a fresh process: "library", as any caller of ``features.motion.delta_phase``
 (glibc's malloc untuned), and "cli", with ``pipeline.allocator.keep_freed_memory()`` as the CLI and the
-pipeline's workers run it; each reports frames/s per batch size, for the mimamo (default) and paper variants, and
+pipeline's workers run it; each reports frames/s per batch size for the default ΔPhase ("mimamo_b*"), and at batch
+256 for the defaults before issue 17 ("v1_b256": no affine fit, no window, sigma 2) and the paper variant, and
 the median over rounds of each round's ratio to pyrtools (this VM's speed drifts ~20%: interleaved rounds compare
 like with like). "memory" is a third fresh process: the peak RSS one 256-frame call adds, and what stays held.
 Prints one JSON line. Runs on 2 threads (torch.set_num_threads(2)) unless BENCH_THREADS says otherwise;
@@ -20,7 +21,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from features.motion import delta_phase, optical_flow
+from features.motion import MOTION_V1, MotionConfig, delta_phase, optical_flow
 from features.scratch import thread_scratch
 from pipeline.allocator import keep_freed_memory
 
@@ -85,6 +86,7 @@ def speed(allocator: str, threads: int) -> dict:
 
     contenders = {"pyrtools": (pyr_ref, 16)}
     contenders.update({f"b{bs}": (lambda bs=bs: delta_phase(faces[:bs], batch_size=bs), bs) for bs in SIZES})
+    contenders["v1_b256"] = (lambda: delta_phase(faces[:256], config=MotionConfig(**MOTION_V1)), 256)
     contenders["paper_b256"] = (lambda: delta_phase(faces[:256], variant="paper"), 256)
     rates = interleaved(contenders, rounds=int(os.environ.get("BENCH_ROUNDS", "5")), min_s=0.5)
     ref = rates.pop("pyrtools")
@@ -92,7 +94,7 @@ def speed(allocator: str, threads: int) -> dict:
     result["pyrtools_pyramid_fps"] = round(float(np.median(ref)), 1)
     print(f"[{allocator}] pyrtools: {np.median(ref):.0f} frames/s", file=sys.stderr)
     for name, r in rates.items():
-        label = name if name.startswith("paper") else f"mimamo_{name}"
+        label = name if name.startswith(("paper", "v1")) else f"mimamo_{name}"
         result[f"{label}_fps"] = round(float(np.median(r)), 1)
         # the median over rounds of each round's own ratio: both sides saw the same machine state
         result[f"{label}_vs_pyrtools"] = round(float(np.median(np.divide(r, ref))), 1)

@@ -11,15 +11,18 @@ from typing import TYPE_CHECKING
 import torch
 
 from .filters import box_mean, gaussian_blur
+from .rigid import remove_affine
 from .scratch import Scratch, take
+from .window import native_window
 
 if TYPE_CHECKING:
     from .motion import MotionConfig
 
 
 def _remove_mean(x: torch.Tensor, scale: int, cfg: MotionConfig, ws: Scratch | None = None) -> torch.Tensor:
-    """Subtract, in place, the mean over the map, or over a k x k box (fewer pixels counted at the borders)."""
-    if not cfg.remove_mean:
+    """rigid="mean": subtract, in place, the mean over the map, or over a k x k box (fewer pixels counted at the
+    borders)."""
+    if cfg.rigid != "mean":
         return x
     if cfg.mean_window is None:
         return x.sub_(x.mean(dim=(0, 1), keepdim=True))
@@ -34,9 +37,15 @@ def _weighted_mean(pair: torch.Tensor, cfg: MotionConfig, ws: Scratch | None) ->
     return smooth[0].div_(smooth[1].clamp_min_(torch.finfo(smooth.dtype).tiny))
 
 
-def mimamo_band(band: torch.Tensor, scale: int, cfg: MotionConfig, ws: Scratch | None = None) -> torch.Tensor:
-    """mimamo's ΔPhase [O, I, B-1] between consecutive frames of one band [re/im, O, I, B]."""
+def mimamo_band(band: torch.Tensor, scale: int, orientation: int, cfg: MotionConfig,
+                ws: Scratch | None = None) -> torch.Tensor:
+    """mimamo's ΔPhase [O, I, B-1] between consecutive frames of one band [re/im, O, I, B] (orientation 0: O = x)."""
     re, im = band[0], band[1]
+    win = None
+    if cfg.window is not None:  # the face window in the band's native layout [O, I, 1]
+        o, i = re.shape[:2]
+        hw = (o, i) if orientation == 1 else (i, o)
+        win = native_window(*hw, orientation, cfg.window, cfg.window_edge, re.dtype, str(re.device))
     cr, ci, pr, pi_ = re[..., 1:], im[..., 1:], re[..., :-1], im[..., :-1]
     # in-place or into scratch buffers: fresh multi-MB temporaries cost page faults that rivalled the arithmetic
     # c_t conj(c_{t-1}): its angle is the phase step wrapped to (-pi, pi], right in both directions
@@ -45,10 +54,20 @@ def mimamo_band(band: torch.Tensor, scale: int, cfg: MotionConfig, ws: Scratch |
     both = take(ws, "dp.pair", (2, *p_re.shape), re)
     if cfg.amplitude == "geometric":  # sqrt(|c_t| |c_t-1|) = sqrt(|p|)
         torch.sqrt(torch.hypot(p_re, p_im, out=both[0]), out=both[1])
+    elif cfg.amplitude == "product":  # |c_t| |c_t-1| = |p|: the inverse variance of the phase step
+        torch.hypot(p_re, p_im, out=both[1])
     else:
         torch.hypot(cr, ci, out=both[1])
-    torch.mul(torch.atan2(p_im, p_re, out=p_im), both[1], out=both[0])
-    return _remove_mean(_weighted_mean(both, cfg, ws), scale, cfg, ws).clamp_(-cfg.clamp, cfg.clamp)
+    step = torch.atan2(p_im, p_re, out=p_im)
+    if cfg.rigid == "affine":
+        remove_affine(step, re, im, cfg.rigid_iterations, weight=win)
+    if win is not None:  # a normalised blur inside the window: nothing from outside the face bleeds in
+        both[1].mul_(win)
+    torch.mul(step, both[1], out=both[0])
+    out = _remove_mean(_weighted_mean(both, cfg, ws), scale, cfg, ws)
+    if win is not None:
+        out.mul_(win)
+    return out.clamp_(-cfg.clamp, cfg.clamp)
 
 
 def _unwrap_turns(phase_: torch.Tensor, runs: list[tuple[int, int]], before: torch.Tensor | None,

@@ -8,8 +8,7 @@ whole-video run exactly.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 import cv2
 import numpy as np
@@ -18,81 +17,13 @@ import torch
 from .dphase import mimamo_band, paper_band
 from .errors import BadInputError
 from .filters import gaussian_blur
+from .motion_config import MOTION_V1, MOTION_VERSION, VARIANTS, MotionConfig  # noqa: F401 (re-exported: the API)
 from .pyramid import MirroredFacePyramid
 from .scratch import Scratch, take, thread_scratch
 
-MOTION_VERSION = "1"  # bump whenever the maths of delta_phase/phase/optical_flow changes (cache fingerprints)
-VARIANTS = ("mimamo", "paper")  # the order of ΔPhase's steps: see MotionConfig
 CPU_BLOCK = 256  # most frames per product on CPU: the fastest block measured (4096: ~15% slower, 16x the buffers)
 
 _PYRAMIDS: dict[tuple[int, int], MirroredFacePyramid] = {}
-
-
-@dataclass(frozen=True)
-class MotionConfig:
-    r"""Settings of the ΔPhase/phase maths; ``variant`` picks the order of ΔPhase's steps.
-
-    Per scale and orientation, frame t has the complex band :math:`c_t = A_t e^{i\varphi_t}`,
-    :math:`\varphi_t \in (-\pi, \pi]` (see ``face_bands``). :math:`G` is the ``taps`` x ``taps`` Gaussian of std
-    ``sigma``, zero-padded at the map borders, :math:`*` a 2-D convolution, :math:`M` subtracts the map's mean
-    (``remove_mean``; over a k x k box with ``mean_window``) and :math:`C` clamps to :math:`\pm` ``clamp``.
-    ΔPhase row t is :math:`C(M(D_t))` with :math:`D_t` from the variant:
-
-    - ``"mimamo"`` (default): the wrapped phase step, then its amplitude-weighted blur (Wadhwa et al. 2013),
-
-      .. math:: \delta_t = \arg(c_t \bar c_{t-1}) \in (-\pi, \pi], \qquad D_t = G*(w_t \delta_t) / G*w_t,
-
-      :math:`w_t = \sqrt{A_t A_{t-1}}` (``amplitude="geometric"``) or :math:`A_t` (``"current"``). It needs
-      frames t-1 and t only, is right for motion in either direction, and never blurs across a spatial 2π wrap
-      of the phase (δ is small wherever the face moves little).
-    - ``"paper"`` (the paper and its released code, with the unwrap fixed): unwrap each pixel's phase over
-      time, blur each frame's unwrapped phase, then difference,
-
-      .. math:: \Phi_t = \varphi_t + 2\pi k_t, \qquad \Psi_t = G*(A_t \Phi_t) / G*A_t, \qquad
-                D_t = \Psi_t - \Psi_{t-1},
-
-      with integer turns :math:`k_t` per pixel: :math:`k_r = 0` at the video's first valid frame r and at the
-      first valid frame after each gap of invalid frames, and :math:`k_t = k_{t-1} - \mathrm{round}((\varphi_t
-      - \varphi_{t-1}) / 2\pi)`, so that :math:`|\Phi_t - \Phi_{t-1}| \le \pi` (``numpy.unwrap``, right in both
-      directions; the released ``torch.fmod`` unwrap left steps below -π, i.e. increasing phase, wrapped).
-      :math:`D_t` depends on where the unwrap started (the weights :math:`A_t`, :math:`A_{t-1}` differ, so the
-      offsets :math:`2\pi k` do not cancel), hence the restart rule; the released code restarted at every
-      13-frame window, so its values depended on the window. ``amplitude`` does not apply.
-
-    How far apart (measured on face clips, ``test_paper_variant_differs_from_mimamo_and_drifts_with_the_unwrap``):
-    within 13 frames of the unwrap's start the paper variant differs from mimamo by ~0.35-0.5 of mimamo's RMS
-    (correlation ~0.9-0.95), and the gap grows with the distance from the start (~0.75-1.2 beyond 100 frames,
-    correlation ~0.45-0.8; its own RMS grows 1.5-2.4x by frames 600-1000): the turns random-walk where the amplitude is low, and their
-    offsets leak into :math:`D_t` as :math:`A_t` changes. It also depends on the phase origin: mirroring a face
-    turns its band into :math:`-\bar c`, whose phase π - φ wraps at other pixels, so unlike mimamo it does not
-    mirror exactly.
-    ``sigma``, ``taps``, the whole-map mean and ``clamp`` are the released code's; the default variant's order
-    of steps is not (mimamo's own: see DESIGN.md).
-    """
-
-    sigma: float = 2.0  # Gaussian of the amplitude-weighted denoising blur, pixels
-    taps: int = 11  # blur support (taps x taps), zero-padded at the map borders as the released code
-    remove_mean: bool = True  # subtract the spatial mean of ΔPhase (rigid head motion)
-    mean_window: int | None = None  # None: mean over the whole map (released code); odd k: k x k box at scale 0
-    clamp: float = 5 * math.pi  # ΔPhase is clamped to ±clamp after mean removal
-    amplitude: str = "geometric"  # mimamo's blur weight: "geometric" sqrt(A_t A_{t-1}) or "current" A_t
-    variant: str = "mimamo"  # "mimamo": difference, then blur; "paper": unwrap, blur, then difference
-
-    def __post_init__(self):
-        if self.taps < 1 or self.taps % 2 == 0:
-            raise ValueError(f"taps must be odd and positive, got {self.taps}")
-        if self.mean_window is not None and (self.mean_window < 1 or self.mean_window % 2 == 0):
-            raise ValueError(f"mean_window must be None or odd and positive, got {self.mean_window}")
-        if self.amplitude not in ("geometric", "current"):
-            raise ValueError(f"amplitude must be 'geometric' or 'current', got {self.amplitude!r}")
-        if self.variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {self.variant!r}")
-        if self.variant == "paper" and self.amplitude != "geometric":
-            raise ValueError("amplitude is the mimamo variant's blur weight; the paper variant weights by A_t")
-
-    def as_dict(self) -> dict:
-        """Every setting plus the code version, for cache fingerprints."""
-        return {**asdict(self), "version": MOTION_VERSION}
 
 
 @dataclass(frozen=True)
@@ -280,7 +211,7 @@ def _mimamo_rows(faces, ok, prev_face, cfg, out, block, dtype, device, ws) -> No
     h, w = faces.shape[1:]
     for start, stop, frames in _batches(faces, ok, block, 1, prev_face, dtype, device, ws):
         for s, b, band in _pyramid(h, w).native(frames, ws):  # band by band: one band's temporaries at a time
-            _store(out, s, b, mimamo_band(band, s, cfg, ws)[..., :stop - start], start, stop)
+            _store(out, s, b, mimamo_band(band, s, b, cfg, ws)[..., :stop - start], start, stop)
 
 
 def _paper_rows(faces, v, ok, prev_face, turns, cfg, out, block, dtype, device, ws) -> dict | None:
@@ -308,10 +239,6 @@ def _paper_rows(faces, v, ok, prev_face, turns, cfg, out, block, dtype, device, 
     return carried if expected == len(v) else None
 
 
-def _with_variant(config: MotionConfig, variant: str | None) -> MotionConfig:
-    return config if variant is None or variant == config.variant else replace(config, variant=variant)
-
-
 def delta_phase(faces, valid=None, previous=None, *, variant: str | None = None, config: MotionConfig = MotionConfig(),
                 device: str = "cpu", batch_size: int = 256, dtype: torch.dtype = torch.float32,
                 return_state: bool = False):
@@ -333,7 +260,7 @@ def delta_phase(faces, valid=None, previous=None, *, variant: str | None = None,
     is within rounding of ±π, where the unwrap may turn the other way). The batch buffers stay allocated in
     this thread for the next call (``features.scratch.thread_scratch().clear()`` frees them).
     """
-    cfg = _with_variant(config, variant)
+    cfg = config.with_variant(variant)
     faces = _as_faces(faces)
     t, h, w = faces.shape
     out = _maps(t, h, w)
@@ -362,7 +289,7 @@ def motion_state(faces, valid=None, *, variant: str | None = None, config: Motio
     the whole video so far is fine. The paper variant recomputes their phases (no blur): same turns as the
     whole run, bit for bit with the same ``batch_size`` and ``dtype``; the mimamo variant needs only the face.
     """
-    cfg = _with_variant(config, variant)
+    cfg = config.with_variant(variant)
     faces = _as_faces(faces)
     v = _frame_flags(faces.shape[0], valid)
     if cfg.variant != "paper" or not len(v):

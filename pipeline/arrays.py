@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 
 from features.errors import BadInputError
+from features.motion_config import MOTION_V1
 
 # Variant names become parts of Zarr array names and of command lines: keep them plain.
 VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -57,6 +58,7 @@ KINDS: dict[str, Kind] = {k.name: k for k in (
 # (and phase@NAME with --extras phase); any other name is defined by the motion flags given with it.
 MOTION_VARIANTS: dict[str, dict] = {
     "paper": {"variant": "paper"},   # the paper's and the released code's order: unwrap, blur phase, difference
+    "v1": dict(MOTION_V1),   # mimamo's defaults before issue 17 (mean subtraction, no face window, sigma 2)
 }
 _KIND_OF_PART = {part: k for k in KINDS.values() for part in k.parts}
 # Fill values of arrays whose rows are unknown: NaN for landmarks and labels, False for valid, else 0.

@@ -6,7 +6,7 @@ from pathlib import Path
 from features.errors import BadInputError
 from pipeline import arrays, graph, store
 from pipeline.manifest import get_dataset, list_videos, load_manifest, videos_from_files
-from pipeline.settings import EXTRAS, STAGES, Settings, suggest_name
+from pipeline.settings import EXTRAS, STAGES, Settings, motion_config, suggest_name
 
 
 def features_command(*, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, cluster,
@@ -84,10 +84,12 @@ def resolve_motion_variant(variant: str | None, flags: dict, cache: Path, datase
         return None, {}
     arrays.check_variant(variant)
     if variant in arrays.MOTION_VARIANTS:
-        if flags:
-            raise BadInputError(None, f"--motion-variant {variant} is built in ({arrays.MOTION_VARIANTS[variant]}); "
+        builtin = dict(arrays.MOTION_VARIANTS[variant])
+        # flags that say the same (e.g. --motion-v1 --motion-variant v1) are the built-in variant itself
+        if flags and motion_config(flags) != motion_config(builtin):
+            raise BadInputError(None, f"--motion-variant {variant} is built in ({builtin}); "
                                 f"the flags {flags} would change it", "give these settings their own variant name")
-        return variant, dict(arrays.MOTION_VARIANTS[variant])
+        return variant, builtin
     if flags:
         return variant, dict(flags)
     recorded = recorded_variant(cache, dataset, variant)

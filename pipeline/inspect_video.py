@@ -1,4 +1,4 @@
-"""`cli.py inspect`: look at what the cache holds for one video (aligned faces, ΔPhase maps, labels)."""
+"""`cli.py inspect`: look at what the cache holds for one video (aligned faces, ΔPhase maps, motion energy, labels)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,12 +6,43 @@ from pathlib import Path
 import numpy as np
 
 from features.errors import BadInputError
-from pipeline import store
+from pipeline import arrays, store
+
+SMOOTH = 6.0  # frames: the Gaussian that bench/leakage.py smooths the motion curves with before correlating them
+
+
+def robust_scale(maps: np.ndarray, q: float = 99.0) -> float:
+    """Symmetric colour limit for ΔPhase maps: the q-th percentile of |ΔPhase| over them (rad), at least 1e-3.
+
+    A fixed ±1 rad showed a 0.5 px micro-motion (~0.1 rad) as nearly blank; a percentile follows what the shown
+    frames hold, and a few extreme pixels (clamped phase wraps) do not wash the rest out.
+    """
+    a = np.abs(np.asarray(maps, np.float32))
+    return max(float(np.percentile(a, q)), 1e-3) if a.size else 1.0
+
+
+def read_truth(path: str | Path, n: int) -> dict[str, np.ndarray]:
+    """Per-frame curves to compare with the motion energy: a CSV with a header and one row per frame
+    (bench/leakage.py --keep writes `micro,head,light` speeds)."""
+    path = Path(path)
+    try:
+        data = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64)
+    except (OSError, ValueError) as err:
+        raise BadInputError(path, f"cannot read a CSV of per-frame curves: {err}",
+                            "give a CSV with a header line and one row per frame") from None
+    if data.dtype.names is None or data.ndim != 1 or len(data) != n:
+        got = 0 if data.dtype.names is None else len(np.atleast_1d(data))
+        raise BadInputError(path, f"{got} rows with a header, the video has {n} frames",
+                            "give one row per frame under a header line of column names")
+    return {k: np.asarray(data[k], np.float64) for k in data.dtype.names}
 
 
 def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
-                  predictions: str | Path | None = None, n_show: int = 8) -> list[Path]:
-    """Write PNGs: a strip of aligned faces, ΔPhase maps of the same frames, labels (and predictions) over time."""
+                  predictions: str | Path | None = None, n_show: int = 8, frames: list[int] | None = None,
+                  truth: str | Path | None = None, motion: str | None = None) -> list[Path]:
+    """Write PNGs: aligned faces with their ΔPhase maps, the motion energy over time (beside `truth` curves if
+    given), and the labels (and predictions) over time. `frames` picks the shown frames (else evenly spaced);
+    `motion` a ΔPhase variant ("dphase@v1"; None: plain dphase if the video has it), its files named after it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -21,34 +52,101 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
                             f"run `{store.repair_command(cache, dataset)}`, or see `cli.py info --cache {cache}`")
     # checked in the group itself: a stale or damaged array is refused with the command that repairs it
     names = ["valid", "face48", "labels"]
-    if store.group_status(cache, dataset, video) == "done" and "dphase_s0" in store.open_video(cache, dataset, video):
-        names.append("dphase_s0")
+    kind, variant = arrays.parse_input(motion or "dphase")
+    if kind.name != "dphase":
+        raise BadInputError(None, f"{motion!r} is not ΔPhase", "give dphase or a variant of it, e.g. dphase@v1")
+    dp = arrays.input_arrays(motion or "dphase")[0]   # scale 0
+    if motion or (store.group_status(cache, dataset, video) == "done" and dp in store.open_video(cache, dataset, video)):
+        names.append(dp)
     store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = int(g.attrs["n_frames"])
     valid = g["valid"][:]
-    frames = np.linspace(1, n - 1, min(n_show, n - 1)).astype(int)
-    paths = []
+    curves = read_truth(truth, n) if truth else None
+    if frames:
+        bad = [t for t in frames if not 1 <= t < n]
+        if bad:
+            raise BadInputError(None, f"frames {bad} are outside 1..{n - 1} of video {video!r}",
+                                "ΔPhase row t compares frame t with t-1: pick frames from 1 on")
+        shown = np.asarray(sorted(frames), int)
+    else:
+        shown = np.linspace(1, n - 1, min(n_show, n - 1)).astype(int)
+    tag = f"_{variant}" if variant else ""
+    paths = [_faces_png(plt, g, video, shown, valid, out, dp, tag)]
+    if dp in g:
+        paths.append(_motion_png(plt, g, video, n, valid, curves, out, dp, tag))
+    paths.append(_labels_png(plt, g, video, n, valid, predictions, out))
+    return paths
 
-    fig, ax = plt.subplots(3, len(frames), figsize=(1.6 * len(frames), 5), squeeze=False)
-    for j, t in enumerate(frames):
+
+def _faces_png(plt, g, video, shown, valid, out, dp: str, tag: str) -> Path:
+    has = dp in g
+    maps = np.stack([g[dp][int(t)] for t in shown]).astype(np.float32) if has else None
+    lim = robust_scale(maps) if has else 1.0
+    fig, ax = plt.subplots(3, len(shown), figsize=(1.6 * len(shown) + 0.9, 5), squeeze=False)
+    im = None
+    for j, t in enumerate(shown):
         ax[0, j].imshow(g["face48"][t], cmap="gray", vmin=0, vmax=255)
         ax[0, j].set_title(f"t={t}{'' if valid[t] else ' (no face)'}", fontsize=7)
-        if "dphase_s0" in g:
-            d = g["dphase_s0"][t].astype(np.float32)
+        if has:
             for o in range(2):
-                ax[1 + o, j].imshow(d[o], cmap="coolwarm", vmin=-1, vmax=1)
+                im = ax[1 + o, j].imshow(maps[j, o], cmap="coolwarm", vmin=-lim, vmax=lim)
     for a in ax.ravel():
         a.axis("off")
-    ax[1, 0].set_title("ΔPhase x", fontsize=7, loc="left")
+    ax[1, 0].set_title(f"{dp.replace('_s0', '')} x", fontsize=7, loc="left")
     ax[2, 0].set_title("ΔPhase y", fontsize=7, loc="left")
-    fig.tight_layout()
-    paths.append(out / f"{video}_faces.png")
-    fig.savefig(paths[-1], dpi=110)
+    fig.tight_layout(rect=(0, 0, 1 - 0.6 / fig.get_figwidth(), 1))
+    if im is not None:
+        bar = fig.colorbar(im, ax=ax[1:, :].ravel().tolist(), fraction=0.02, pad=0.01)
+        bar.set_label(f"rad (scale 0; ±{lim:.3g} = 99th pct. of |ΔPhase| shown)", fontsize=7)
+        bar.ax.tick_params(labelsize=6)
+    path = out / f"{video}_faces{tag}.png"
+    fig.savefig(path, dpi=110)
     plt.close(fig)
+    return path
 
+
+def _motion_png(plt, g, video, n, valid, curves, out, dp: str, tag: str) -> Path:
+    """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
+    from scipy.ndimage import gaussian_filter1d
+
+    arr = g[dp]
+    step = max(1, int(arr.chunks[0]))
+    energy = np.concatenate([np.abs(arr[i:i + step].astype(np.float32)).mean(axis=(1, 2, 3))
+                             for i in range(0, n, step)])
+    rows = valid.copy()
+    rows[1:] &= valid[:-1]
+    rows[0] = False
+    time = np.arange(n) / float(g.attrs.get("fps") or 30.0)
+    fig, ax = plt.subplots(figsize=(9, 3))
+    ax.plot(time, np.where(rows, energy, np.nan), lw=0.6, color="0.6", label="mean |ΔPhase| (scale 0)")
+    smooth = None
+    if rows.sum() > 1:
+        filled = np.interp(np.arange(n), np.flatnonzero(rows), energy[rows])
+        smooth = gaussian_filter1d(filled, SMOOTH)
+        ax.plot(time, smooth, lw=1.5, color="k", label=f"smoothed ({SMOOTH:g} frames)")
+    ax.set_ylabel("rad")
+    ax.set_xlabel("seconds")
+    if curves:
+        twin = ax.twinx()
+        for name, y in curves.items():
+            ys = gaussian_filter1d(y, SMOOTH)
+            r = np.corrcoef(smooth[rows], ys[rows])[0, 1] if smooth is not None and ys[rows].std() > 0 else np.nan
+            twin.plot(time, ys, lw=1, label=f"{name} (smoothed), r = {r:.2f}")
+        twin.set_ylabel("truth (own units)")
+        twin.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="upper left")
+    ax.set_title(f"{video}: motion energy over time ({dp.replace('_s0', '')})", fontsize=8)
+    fig.tight_layout()
+    path = out / f"{video}_motion{tag}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _labels_png(plt, g, video, n, valid, predictions, out) -> Path:
     labels = g["labels"][:]
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
@@ -64,10 +162,10 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     ax[0].legend(fontsize=7, loc="upper right")
     ax[1].set_xlabel("seconds")
     fig.tight_layout()
-    paths.append(out / f"{video}_labels.png")
-    fig.savefig(paths[-1], dpi=110)
+    path = out / f"{video}_labels.png"
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return paths
+    return path
 
 
 def _predictions(path, video):

@@ -34,7 +34,8 @@ from pipeline.manifest import VideoEntry
 
 STAGES = ("align", "motion", "spatial")
 EXTRAS = ("phase", "flow")
-MOTION_FLAG_NAMES = {"mean_window": "mw", "sigma": "sigma", "taps": "taps", "amplitude": "amp", "clamp": "clamp"}
+MOTION_FLAG_NAMES = {"mean_window": "mw", "sigma": "sigma", "taps": "taps", "amplitude": "amp", "clamp": "clamp",
+                     "rigid": "rigid", "rigid_iterations": "it"}
 
 
 @dataclass(frozen=True)
@@ -84,10 +85,22 @@ class Settings:
 
 
 def suggest_name(overrides: dict) -> str:
-    """A variant name from motion settings: {"mean_window": 9} -> "mw9"."""
-    parts = [f"{MOTION_FLAG_NAMES.get(k, k)}{v:g}" if isinstance(v, float) else f"{MOTION_FLAG_NAMES.get(k, k)}{v}"
-             for k, v in sorted(overrides.items())]
-    return "-".join(parts).replace("_", "") or "mine"
+    """A variant name from motion settings: {"mean_window": 9} -> "mw9"; the settings of a built-in variant -> its
+    name ({"variant": "paper"} -> "paper")."""
+    try:
+        cfg = motion_config(overrides)
+        for name, builtin in arrays.MOTION_VARIANTS.items():
+            if motion_config(builtin) == cfg:
+                return name
+    except BadInputError:
+        pass
+
+    def part(k, v) -> str:
+        if k == "window":
+            return "win" if v is not None else "nowin"
+        return f"{MOTION_FLAG_NAMES.get(k, k)}{v:g}" if isinstance(v, float) else f"{MOTION_FLAG_NAMES.get(k, k)}{v}"
+
+    return "-".join(part(k, v) for k, v in sorted(overrides.items())).replace("_", "") or "mine"
 
 
 def variant_for(kind: arrays.Kind, s: Settings) -> str | None:

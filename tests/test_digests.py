@@ -109,16 +109,20 @@ def stage_outputs(stage: str, tmp: Path) -> tuple[str, dict[str, np.ndarray]]:
         fp = settings.array_fingerprint("resnet50", FIXED_FACE_FP, encoder_fp=settings.encoder_fingerprint(s))
         return fp, comp({"face224": faces, "valid": valid})
     faces, valid = fixed_faces48()
-    comp = compute.computers([arrays.array_name(p) for p in arrays.KINDS[stage].parts], s, {None: {}})[0]
+    kind, variant = arrays.parse_input(stage)   # "dphase", or a built-in motion variant "dphase@v1"
+    motion = dict(arrays.MOTION_VARIANTS[variant]) if variant else {}
+    names = [arrays.array_name(p, variant) for p in kind.parts]
+    comp = compute.computers(names, s, {variant: motion})[0]
     out = {}
-    for lo in (0, 8):   # two blocks: the previous face is carried across, as in the pipeline
+    for lo in (0, 8):   # two blocks: the previous face (the paper variant's turns) is carried across, as in the pipeline
         for name, a in comp({"face48": faces[lo:lo + 8], "valid": valid[lo:lo + 8]}).items():
             out.setdefault(name, []).append(a)
-    fp = settings.array_fingerprint(next(iter(arrays.KINDS[stage].parts)), FIXED_FACE_FP, {})
+    fp = settings.array_fingerprint(names[0], FIXED_FACE_FP, motion)
     return fp, {n: np.concatenate(v) for n, v in out.items()}
 
 
-STAGES = ("face", "face_crops", "face_openface", "dphase", "phase", "flow", "resnet50")
+STAGES = ("face", "face_crops", "face_openface", "dphase", "phase", "flow", "resnet50", "dphase@v1", "phase@v1",
+          "dphase@paper")
 
 
 def _versions() -> dict:
@@ -150,6 +154,18 @@ def test_stage_output_changes_only_with_its_fingerprint(stage, tmp_path, request
     else:
         pytest.fail(f"{stage}: its fingerprint changed ({ref['fingerprint']} -> {fp}); if that is deliberate, record "
                     f"it: `pytest tests/test_digests.py --update-digests` (and commit tests/data/stage_digests.json)")
+
+
+@pytest.mark.parametrize("stage", ["dphase", "phase"])
+def test_the_v1_variant_is_the_default_before_issue_17(stage, tmp_path):
+    """`v1` must give what plain dphase/phase gave before issue 17 changed the defaults: the record keeps those
+    digests ("before_issue_17", recorded by main at 9bae791 on these fixed inputs; --update-digests leaves them)."""
+    _, out = stage_outputs(f"{stage}@v1", tmp_path)
+    before = json.loads(RECORD.read_text())["before_issue_17"][stage]["arrays"]
+    assert sorted(before) == sorted(arrays.split_name(n)[0] for n in out)
+    for name, a in out.items():
+        ref = before[arrays.split_name(name)[0]]
+        assert matches(signature(a), ref["signature"], ref["size"]), f"{name} is not the old default's output"
 
 
 def test_signature_sees_a_small_change_and_not_float_noise():

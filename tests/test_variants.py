@@ -118,3 +118,90 @@ def test_pipeline_carries_the_paper_unwrap_across_blocks():
     parts = [comp({"face48": faces[lo:hi], "valid": valid[lo:hi]}) for lo, hi in ((0, 16), (16, 32), (32, 40))]
     for s in ("s0", "s1"):
         np.testing.assert_array_equal(np.concatenate([p[f"dphase_{s}@paper"] for p in parts]), whole[s])
+
+
+@pytest.fixture(scope="module")
+def labelled(tmp_path_factory):
+    """Three labelled videos in the demo's layout (one with a faceless stretch)."""
+    root = tmp_path_factory.mktemp("demo")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        vid = root / "videos" / "train" / f"v{i}.avi"
+        vid.parent.mkdir(parents=True, exist_ok=True)
+        write_face_video(vid, 40, size=(320, 240), fourcc="MJPG", seed=i, no_face=(20, 24) if i == 0 else None)
+        for dim in ("arousal", "valence"):
+            d = root / "annotations" / "train" / dim
+            d.mkdir(parents=True, exist_ok=True)
+            np.savetxt(d / f"v{i}.txt", rng.uniform(-1, 1, 40), fmt="%.4f")
+    return root
+
+
+@pytest.fixture(scope="module")
+def v1_cache(labelled, tmp_path_factory):
+    """The labelled videos' cache with the default dphase only (the test below adds dphase@v1)."""
+    c = tmp_path_factory.mktemp("v1cache")
+    assert _features("--dataset", "demo", "--root", labelled, "--cache", c, "--stages", "align,motion").exit_code == 0
+    return c
+
+
+def test_builtin_v1_variant_is_the_old_default_and_trains(labelled, v1_cache, tmp_path):
+    """`--motion-variant v1` (or --motion-v1 naming it) keeps the ΔPhase of before issue 17 beside the new default,
+    and `train --input dphase@v1` reads it."""
+    from features.motion import MOTION_V1, MotionConfig, delta_phase
+
+    c = v1_cache
+    base = ["--dataset", "demo", "--root", labelled, "--cache", c, "--stages", "align,motion"]
+    res = CliRunner().invoke(cli.main, ["inspect", "--cache", str(c), "--dataset", "demo", "--video", "v1", "--input",
+                                        "dphase@v1", "--out", str(tmp_path / "look")])
+    assert res.exit_code == 2 and "--motion-variant v1" in res.output   # not made yet: the command that makes it
+    res = _features(*base, "--motion-v1")   # a changed setting without a name: the built-in name is suggested
+    assert res.exit_code == 2 and "--motion-variant v1" in res.output
+    res = _features(*base, "--motion-v1", "--motion-variant", "paper")
+    assert res.exit_code == 2 and "built in" in res.output
+    res = _features(*base, "--motion-v1", "--motion-variant", "v1")
+    assert res.exit_code == 0, res.output
+    assert "2 skipped" not in res.output and "3 updated" in res.output
+    assert "3 skipped" in _features(*base, "--motion-variant", "v1").output   # the same variant by its name alone
+    for v in ("v0", "v1", "v2"):
+        g = store.open_video(c, "demo", v)
+        assert g.attrs["made_with"]["dphase_s0@v1"]["motion"] == MOTION_V1
+        faces, valid = g["face48"][:], g["valid"][:]
+        old = delta_phase(faces, valid, config=MotionConfig(**MOTION_V1))
+        new = delta_phase(faces, valid)
+        for s in ("s0", "s1"):
+            np.testing.assert_array_equal(g[f"dphase_{s}@v1"][:], old[s].astype(np.float16))
+            np.testing.assert_array_equal(g[f"dphase_{s}"][:], new[s].astype(np.float16))
+        assert not np.array_equal(g["dphase_s0@v1"][:], g["dphase_s0"][:])
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli.main, [
+        "train", "--cache", str(c), "--dataset", "demo", "--streams", "temporal", "--input", "dphase@v1",
+        "--epochs", "1", "--folds", "3", "--width", "4", "--window", "4", "--num-workers", "0", "--threads", "1",
+        "--no-plots", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    import json
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["input"] == "dphase@v1" and "dphase_s0@v1" in m["fingerprints"] and "dphase_s0" not in m["fingerprints"]
+
+
+def test_inspect_draws_a_variant_on_a_visible_scale(labelled, v1_cache, tmp_path):
+    """inspect --input dphase@v1 draws that variant (files named after it), beside the default's; other inputs are
+    refused; the colour scale follows the maps (a 0.1 rad micro-motion is not drawn on a ±1 rad scale)."""
+    from pipeline.inspect_video import robust_scale
+
+    c = v1_cache
+    res = _features("--dataset", "demo", "--root", labelled, "--cache", c, "--stages", "align,motion",
+                    "--motion-variant", "v1")   # skipped when the test above made it
+    assert res.exit_code == 0, res.output
+    look = tmp_path / "look"
+    args = ["inspect", "--cache", str(c), "--dataset", "demo", "--video", "v1", "--frames", "5,10", "--out", str(look)]
+    for extra in ([], ["--input", "dphase@v1"]):
+        res = CliRunner().invoke(cli.main, args + extra)
+        assert res.exit_code == 0, res.output
+    names = {p.name for p in look.iterdir()}
+    assert {"v1_faces.png", "v1_motion.png", "v1_faces_v1.png", "v1_motion_v1.png"} <= names
+    res = CliRunner().invoke(cli.main, args + ["--input", "flow"])
+    assert res.exit_code == 2 and "not ΔPhase" in res.output
+    maps = np.zeros((4, 2, 48, 48), np.float32)
+    maps[:, :, 20:30, 20:30] = 0.1   # a micro-motion's ~0.1 rad over 4% of the map
+    maps[0, 0, 0, :3] = 10.0         # a few clamped wraps
+    assert robust_scale(maps) == pytest.approx(0.1)
