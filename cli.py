@@ -87,7 +87,10 @@ def _csv(value: str | None) -> tuple[str, ...]:
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True, help="Cache folder (Zarr).")
 @click.option("--stages", default="align,motion,spatial", show_default=True,
               help="Stages to run: align (faces, always), motion (ΔPhase), spatial (ResNet50).")
-@click.option("--extras", default="", help="Ablation inputs to add: phase, flow (comma-separated).")
+@click.option("--extras", default="",
+              help="Add (comma-separated): phase, flow (ablation inputs); flip (the arrays of the mirrored faces, "
+                   "resnet50@flip and the motion arrays of the variant this run writes, e.g. dphase@flip, computed "
+                   "from mirrored faces: for train --augment flip).")
 @click.option("--weights", default=None,
               help="FER+ ResNet50 file, or 'random' (seeded; demo/tests). Default: $MIMAMO_WEIGHTS, "
                    "else weights/resnet50_ferplus_dag.pth.")
