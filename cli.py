@@ -282,6 +282,9 @@ def _train_options(f):
                      help="Data-loader worker processes."),
         click.option("--threads", type=click.IntRange(1, 256), default=None,
                      help="Torch CPU threads (1 is fastest on a busy shared machine)."),
+        click.option("--augment", type=click.Choice(["none", "flip"]), default="none", show_default=True,
+                     help="flip: a seeded half of each epoch's training sequences read the mirrored faces' arrays "
+                          "(needs `features --extras flip`); part of the run's identity."),
         click.option("--skip-unusable", is_flag=True,
                      help="Leave out videos whose cached arrays cannot be read (not done, stale, missing) and list "
                           "them in metrics.json, instead of stopping with the command that repairs them."),
