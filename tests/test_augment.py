@@ -101,3 +101,13 @@ def test_a_cache_without_flip_arrays_names_the_features_flag(cache, tmp_path):
         train(TrainConfig(cache=str(plain), out=str(tmp_path), streams="temporal", augment="flip", epochs=1, **TINY))
     with pytest.raises(BadInputError, match="augment"):
         train(TrainConfig(cache=str(plain), out=str(tmp_path), streams="temporal", augment="rotate", epochs=1, **TINY))
+
+
+def test_ablation_tables_say_whether_a_row_was_augmented():
+    from train.ablate import markdown, parse_grid, summarize_folds
+
+    (key, values), = parse_grid(["augment=none,flip"])
+    assert [replace(TrainConfig(), **{key: v}).augment for v in values] == [None, "flip"]
+    row = {"streams": "temporal", "arch": "paper", "input": "dphase", **summarize_folds([]), "protocol": ""}
+    assert "augment=flip," in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig(augment="flip"))
+    assert "augment=none," in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig())
