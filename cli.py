@@ -394,6 +394,14 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
     video is opened), stored in the cache as variants (dphase@gamma0.2, flow@gamma0.2) under their own
     fingerprints, and a temporal model is trained and scored on them with the train flags given (as `train`).
     A rerun reuses the cached inputs and every finished training of the same identity.
+
+    How this differs from `features --gamma-jitter B` (which corrupts the decoded frames before alignment):
+    there the face detector and landmarks see the corrupted frames, so the crops themselves move and jitter,
+    and the score mixes the tracker's robustness with the motion input's. Here alignment saw the clean
+    frames: the same 48x48 faces, pixel for pixel, are corrupted after alignment, so the only thing that
+    changes between beta values is the brightness of the faces the motion representation sees. That isolates
+    the claim under test (phase differences are insensitive to illumination changes, optical flow is not),
+    and costs no decoding or alignment: each beta is computed from the cache alone.
     """
     from click.core import ParameterSource
 

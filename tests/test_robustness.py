@@ -89,6 +89,7 @@ def test_tables_and_figure_say_what_made_them_and_a_rerun_reuses_everything(data
     assert table.ccc_arousal[1] == pytest.approx(m["ccc_arousal"], abs=1e-4)   # the table is that run's score
     md = (out / "robustness.md").read_text()
     assert "dataset demo" in md and str(cache.resolve()) in md and "epochs 1" in md and "gamma seed 0" in md
+    assert "arch paper" in md and "Protocol " in md   # which architecture and protocol made every row
     prov = json.loads((out / "robustness.json").read_text())
     assert prov["runs"]["flow_beta=0.3/fold0"]["identity"]["config"]["input"] == "flow@gamma0.3"
     from PIL import Image

@@ -27,7 +27,7 @@ import pandas as pd
 
 from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
-from train import config
+from train import config, protocol
 from train.ablate import summarize_folds
 from train.config import TrainConfig
 from train.report import _plt, clean
@@ -122,6 +122,7 @@ def provenance(cache, dataset: str, base: TrainConfig, folds: list[int], gamma_s
                           "applied to the cached 48x48 aligned faces (alignment saw clean frames)",
             "face48": _face_fingerprint(cache, dataset, videos),
             "settings": shared, "videos": {k: len(v) for k, v in videos.items()},
+            "protocol": " / ".join(sorted({protocol.headline(m["protocol"]) for m in runs.values() if m.get("protocol")})),
             "test_videos": videos.get("test", []),
             "runs": {k: {"identity": m.get("identity"), "split": m.get("split")} for k, m in runs.items()}}
 
@@ -150,6 +151,7 @@ def markdown(table: pd.DataFrame, prov: dict) -> str:
              "Held-out CCC of the temporal single-stream model trained and scored on inputs computed from the cached "
              f"48x48 faces under a per-frame gamma u^g, g ~ U[1-beta, 1+beta] ({prov['corruption']}). Mean over the "
              "folds with a finite score.", "", f"Made from: {_settings_line(prov)}.", "",
+             prov["protocol"] or "Protocol: none (no fold finished).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in sorted(set(table.beta)):
         cells = [f"{b:g}"]
