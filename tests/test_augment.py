@@ -111,3 +111,24 @@ def test_ablation_tables_say_whether_a_row_was_augmented():
     row = {"streams": "temporal", "arch": "paper", "input": "dphase", **summarize_folds([]), "protocol": ""}
     assert "augment=flip," in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig(augment="flip"))
     assert "augment=none," in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig())
+
+
+def test_video_level_snippets_read_the_mirrored_arrays_for_the_drawn_half(tmp_path):
+    from pipeline import store
+    from train.trainer import _datasets
+
+    make_cache(tmp_path / "c", "synth", videos=6, frames=100, test_videos=2, flip=True, video_labels=True,
+               frame_rate=10.0)
+    run = prepare(TrainConfig(cache=str(tmp_path / "c"), out="unused", streams="spatial", augment="flip",
+                              **{**TINY, "length": 4}))
+    ds = _datasets(run)["train"]
+    assert run.sel.level == "video" and ds.sampling == "snippets" and isinstance(ds, augment.FlipSequences)
+    ds.set_epoch(0, 2)
+    want = augment.flipped_items(len(ds), 0, 2)
+    assert 0 < want.sum() < len(want)
+    for i in range(len(ds)):
+        item = ds[i]
+        g = store.open_video(tmp_path / "c", "synth", ds.videos[item["video_idx"]]["video"])
+        frames = item["frames"][item["frames"] >= 0]
+        rgb = g["resnet50@flip" if want[i] else "resnet50"][:]
+        np.testing.assert_array_equal(item["rgb"][: len(frames)], rgb[frames])
