@@ -8,6 +8,8 @@ Naming, the contract between pipeline and trainer:
   array ``P@NAME`` (``dphase_s0@paper``); the default variant has no suffix. Each array has its own fingerprint.
 - A model input names a kind and an optional variant (``dphase``, ``dphase@paper``, ``flow``, ``resnet50@flip``);
   ``input_arrays`` maps it to the array names the loader reads.
+- A variant name may compose a motion variant with face transforms (``paper+gamma0.2+flip``): the arrays computed
+  from transformed cached faces (pipeline/face_transforms.py). flow takes transforms only, resnet50 flip only.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from dataclasses import dataclass
 
 from features.errors import BadInputError
 from features.motion_config import MOTION_V1
+from pipeline import face_transforms
 
 # Variant names become parts of Zarr array names and of command lines: keep them plain.
 VARIANT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
@@ -117,7 +120,19 @@ def parse_input(text: str) -> tuple[Kind, str | None]:
         if not kind.variants:
             raise BadInputError(None, f"input {text!r}: {name} has no variants", f"use plain {name}")
         check_variant(variant)
+        check_kind_variant(kind, variant)
     return kind, (variant if at else None)
+
+
+def check_kind_variant(kind: Kind, variant: str) -> None:
+    """What a kind's variant may hold: motion settings (dphase, phase), face transforms (not gamma for resnet50)."""
+    motion, t = face_transforms.split_variant(variant)
+    if motion is not None and kind.params != "motion":
+        raise BadInputError(None, f"{kind.name}@{variant}: {kind.name} has no motion settings (only face transforms)",
+                            f"use {kind.name}" + (f"@{face_transforms.transform_part(variant)}" if t else ""))
+    if t.gamma and kind.params == "encoder":
+        raise BadInputError(None, f"{kind.name}@{variant}: the gamma corruption applies to the 48x48 faces only",
+                            f"use {kind.name} or {kind.name}@flip")
 
 
 def input_arrays(text: str) -> tuple[str, ...]:
@@ -140,7 +155,14 @@ def make_flags(names) -> list[str]:
         {"stage": stages, "extra": extras, "flag": flags}.get(what, []).append(value)
         variant = split_name(name)[1]
         if variant is not None:
-            variants.append(variant)
+            if face_transforms.split_variant(variant)[1].flip:   # an extra of the run that writes the unflipped arrays
+                extras.append("flip")
+            rest = face_transforms.without_flip(variant)
+            if rest is not None:
+                variants.append(rest)
+    # flow@gamma0.2 (no motion settings) is written by a run of any motion variant with the same transforms
+    covered = {face_transforms.transform_part(v) for v in variants if face_transforms.motion_part(v) is not None}
+    variants = [v for v in variants if face_transforms.motion_part(v) is not None or v not in covered]
     out = ["--stages", ",".join(dict.fromkeys(stages))]
     if extras:
         out += ["--extras", ",".join(dict.fromkeys(extras))]

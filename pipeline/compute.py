@@ -167,31 +167,35 @@ class MotionComputer:
 
 
 class SpatialComputer:
-    """resnet50 rows: features of valid frames, zeros elsewhere (no face, nothing to encode)."""
+    """resnet50 rows (of a variant: resnet50@flip): features of valid frames, zeros elsewhere (nothing to encode)."""
 
-    names = {"resnet50": "resnet50"}
-
-    def __init__(self, s):
+    def __init__(self, s, variant: str | None = None):
         self.encoder = get_encoder(s)
+        self.names = {"resnet50": arrays.array_name("resnet50", variant)}
 
     def __call__(self, block: dict) -> dict[str, np.ndarray]:
         valid = block["valid"]
         feats = np.zeros((len(valid), 2048), np.float32)
         if valid.any():
             feats[valid] = self.encoder.encode(block["face224"][valid])
-        return {"resnet50": feats}
+        return {self.names["resnet50"]: feats}
 
 
-def computers(targets: list[str], s, motion_by_variant: dict) -> list:
-    """The computers that make these derived arrays (face and labels are not computed here)."""
+def computers(targets: list[str], s, motion_by_variant: dict, video: str = "") -> list:
+    """The computers that make these derived arrays (face and labels are not computed here); a variant with face
+    transforms (pipeline/face_transforms.py) is computed from the video's transformed faces."""
+    from pipeline.face_transforms import wrap
+
     out, seen = [], set()
     for name in targets:
         kind = arrays.kind_of(name)
         variant = arrays.split_name(name)[1]
-        if kind.source == "face48" and (kind.name, variant) not in seen:
-            seen.add((kind.name, variant))
-            out.append(MotionComputer(kind.name, variant, motion_by_variant.get(variant, {}), s.device))
-        elif kind.source == "face224" and kind.name not in seen:
-            seen.add(kind.name)
-            out.append(SpatialComputer(s))
+        if (kind.name, variant) in seen or kind.source not in ("face48", "face224"):
+            continue
+        seen.add((kind.name, variant))
+        if kind.source == "face48":
+            comp = MotionComputer(kind.name, variant, motion_by_variant.get(variant, {}), s.device)
+        else:
+            comp = SpatialComputer(s, variant)
+        out.append(wrap(comp, variant, video))
     return out

@@ -52,7 +52,7 @@ class Plan:
 def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: Settings,
          replace_variant: bool = False) -> Plan:
     """Compare a video's group with the fingerprints it should have. The only place that decides 'done'."""
-    motion = {s.motion_variant: dict(s.motion)}
+    motion = settings.motion_by_variant(s)
     status = store.group_status(cache, dataset, entry.video)
     if status is None:
         return Plan("full", dict(want), True, motion=motion, reason="new")
@@ -167,7 +167,7 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes
           n_frames: int | None = None) -> int:
     """Append every block's arrays; returns the number of frames."""
     names = set(p.arrays)
-    comps = compute.computers(p.arrays, s, p.motion)
+    comps = compute.computers(p.arrays, s, p.motion, entry.video)
     if p.needs_video:   # from the face source: the video, its OpenFace CSV, or the organiser crops (no video)
         blocks = faces.face_blocks(entry, s, report, notes, n_frames)
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays, graph, store
+from pipeline import arrays, face_transforms, graph, store
 from pipeline.manifest import get_dataset, list_videos, load_manifest, videos_from_files
 from pipeline.settings import EXTRAS, STAGES, Settings, motion_config, suggest_name
 
@@ -25,17 +25,19 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
         name, entries = dataset, list_videos(ds, require_video=faces != "cropped_aligned")
     bad = [s for s in stages if s not in STAGES] + [e for e in extras if e not in EXTRAS]
     if bad:
-        raise BadInputError(None, f"unknown stage or extra {bad}", "stages: align,motion,spatial; extras: phase,flow")
+        raise BadInputError(None, f"unknown stage or extra {bad}", "stages: align,motion,spatial; extras: phase,flow,flip")
     stages = tuple(dict.fromkeys(("align", *stages)))
     variant, overrides = resolve_motion_variant(motion_variant, motion, Path(cache), name)
-    if variant is not None and "motion" not in stages and "phase" not in extras:
+    transforms = face_transforms.transform_part(variant)
+    if variant is not None and "motion" not in stages and "phase" not in extras and not (transforms and "flow" in extras):
         raise BadInputError(None, f"--motion-variant {variant} but no motion array is asked for",
-                            "add motion to --stages (dphase), or --extras phase")
+                            "add motion to --stages (dphase), or --extras phase" + (" or flow" if transforms else ""))
     w = "random" if weights == "random" else resolve_weights(weights) if "spatial" in stages else "random"
     if w == "random" and "spatial" in stages:
         echo("note: --weights random: a seeded random ResNet50, NOT the paper's FER+ features (demo and tests only)")
     if variant is not None and "flow" in extras:
-        echo("note: flow has no motion settings: it is written as plain `flow`, shared by every motion variant")
+        echo(f"note: flow has no motion settings: it is written as `flow{'@' + transforms if transforms else ''}`, "
+             "shared by every motion variant" + (" with these face transforms" if transforms else ""))
     s = Settings(stages=stages, extras=tuple(extras), weights=str(w), keep_faces=keep_faces,
                  gamma_jitter=gamma_jitter, seed=seed, motion=overrides, face=face, device=device,
                  motion_variant=variant, faces=faces, faces_dir=faces_dir, label_slack=label_slack)
@@ -74,8 +76,27 @@ def resolve_motion_variant(variant: str | None, flags: dict, cache: Path, datase
     No name: the default variant, whose settings are always the defaults (flags without a name are an error that
     suggests one, so a changed setting never replaces the default dphase). A built-in name (arrays.MOTION_VARIANTS)
     means its table entry. Another name is defined by the flags given with it, or, without flags, by the settings
-    the cache recorded for it.
+    the cache recorded for it. A name may end in face transforms (``paper+gamma0.2``: pipeline/face_transforms.py),
+    which take the motion variant's settings; the flip is asked for with --extras flip instead.
     """
+    if variant is not None:
+        arrays.check_variant(variant)
+        base, t = face_transforms.split_variant(variant)
+        if t.flip:
+            plain = face_transforms.without_flip(variant)
+            raise BadInputError(None, f"--motion-variant {variant}: the mirrored faces' arrays are made with --extras flip",
+                                (f"use --motion-variant {plain} --extras flip" if plain else "use --extras flip"))
+        if t:
+            if base is None and flags:
+                raise BadInputError(None, f"motion settings {flags} with the face transforms {variant} only",
+                                    f"name the motion settings too, e.g. --motion-variant {suggest_name(flags)}+{variant}")
+            overrides = resolve_motion_variant(base, flags, cache, dataset)[1]
+            recorded = recorded_variant(cache, dataset, base) if base not in arrays.MOTION_VARIANTS else None
+            if recorded is not None and recorded != overrides:   # one name, one set of settings
+                raise BadInputError(None, f"--motion-variant {variant}: the cache holds {base} with {recorded}, these "
+                                    f"flags say {overrides}", "drop the flags, or name these settings otherwise")
+            return variant, overrides
+        face_transforms.check_motion_name(variant)
     if variant is None:
         if flags:
             raise BadInputError(None, f"motion settings {flags} without --motion-variant",

@@ -14,6 +14,8 @@ settings into {array name: fingerprint}. What enters a fingerprint, and why:
 - dphase/phase (any variant): the kind's code version, the variant's whole MotionConfig (which carries
   features.motion.MOTION_VERSION, the maths' version), the face's.
 - flow: its code version, the FlowConfig (with MOTION_VERSION), the face's.
+- a variant with face transforms (``dphase@paper+gamma0.2``, ``resnet50@flip``; pipeline/face_transforms.py) adds
+  the transforms' settings to its kind's fingerprint; arrays without transforms keep theirs unchanged.
 - labels: the label files (path, size, mtime) and the video-level labels.
 
 Not in fingerprints: how the work runs (device, threads, workers, scheduler): the same maths on CPU or CUDA differs
@@ -29,11 +31,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays, store
+from pipeline import arrays, face_transforms, store
 from pipeline.manifest import VideoEntry
 
 STAGES = ("align", "motion", "spatial")
-EXTRAS = ("phase", "flow")
+EXTRAS = ("phase", "flow", "flip")   # flip: the arrays of the mirrored faces, beside those the run writes
+MOTION_EXTRAS = ("phase", "flow")
 MOTION_FLAG_NAMES = {"mean_window": "mw", "sigma": "sigma", "taps": "taps", "amplitude": "amp", "clamp": "clamp",
                      "rigid": "rigid", "rigid_iterations": "it"}
 
@@ -43,7 +46,7 @@ class Settings:
     """Everything that decides what a video's arrays contain (and so their fingerprints), plus how to run."""
 
     stages: tuple[str, ...] = ("align", "motion", "spatial")
-    extras: tuple[str, ...] = ()              # "phase", "flow": ablation inputs
+    extras: tuple[str, ...] = ()              # "phase", "flow": ablation inputs; "flip": mirrored faces' arrays
     weights: str = "random"                   # path to resnet50_ferplus_dag.pth, or "random"
     keep_faces: bool = False                  # store face224 (lets spatial features be redone without video)
     gamma_jitter: float = 0.0                 # paper Fig. 5: per-frame gamma u^g, g ~ U[1-b, 1+b]
@@ -81,7 +84,7 @@ class Settings:
 
     def motion_kinds(self) -> list[str]:
         """Which motion kinds to compute: dphase (with the motion stage) and the extras."""
-        return (["dphase"] if "motion" in self.stages else []) + [e for e in self.extras if e in EXTRAS]
+        return (["dphase"] if "motion" in self.stages else []) + [e for e in self.extras if e in MOTION_EXTRAS]
 
 
 def suggest_name(overrides: dict) -> str:
@@ -106,9 +109,20 @@ def suggest_name(overrides: dict) -> str:
 def variant_for(kind: arrays.Kind, s: Settings) -> str | None:
     """The variant this run writes for a kind: the motion variant for the kinds MotionConfig decides, else none.
 
-    flow has no motion settings, so it is the same array whatever the motion variant: it stays plain `flow`.
+    flow has no motion settings, so it is the same array whatever the motion variant: it stays plain `flow`, or
+    takes the variant's face transforms only (`--motion-variant paper+gamma0.2` writes `flow@gamma0.2`).
     """
-    return s.motion_variant if kind.params == "motion" else None
+    if kind.params == "motion":
+        return s.motion_variant
+    return face_transforms.transform_part(s.motion_variant) if kind.params == "flow" else None
+
+
+def motion_by_variant(s: Settings) -> dict[str | None, dict]:
+    """MotionConfig overrides of each motion variant this run writes (its flipped variant has the same)."""
+    out = {s.motion_variant: dict(s.motion)}
+    if "flip" in s.extras:
+        out[face_transforms.with_flip(s.motion_variant)] = dict(s.motion)
+    return out
 
 
 def wanted_arrays(s: Settings) -> list[str]:
@@ -119,7 +133,10 @@ def wanted_arrays(s: Settings) -> list[str]:
     for kind in arrays.KINDS.values():
         what, _, value = kind.make.partition(":")
         if value in on[what]:
-            out += [arrays.array_name(p, variant_for(kind, s)) for p in kind.parts]
+            variant = variant_for(kind, s)
+            out += [arrays.array_name(p, variant) for p in kind.parts]
+            if "flip" in s.extras and kind.variants:
+                out += [arrays.array_name(p, face_transforms.with_flip(variant)) for p in kind.parts]
     return out
 
 
@@ -181,13 +198,14 @@ def motion_config(overrides: dict):
 def array_fingerprint(name: str, face_fp: str, motion: dict | None = None, encoder_fp: dict | None = None) -> str:
     """The fingerprint of one derived array (not face, not labels) given the face's and its own settings."""
     kind = arrays.kind_of(name)
+    transform = face_transforms.fingerprint_part(arrays.split_name(name)[1])   # () without face transforms
     if kind.params == "motion":
-        return store.fingerprint(kind.name, kind.version, motion_config(motion or {}).as_dict(), face_fp)
+        return store.fingerprint(kind.name, kind.version, motion_config(motion or {}).as_dict(), face_fp, *transform)
     if kind.params == "flow":
         from features.motion import FlowConfig
-        return store.fingerprint(kind.name, kind.version, FlowConfig().as_dict(), face_fp)
+        return store.fingerprint(kind.name, kind.version, FlowConfig().as_dict(), face_fp, *transform)
     if kind.params == "encoder":
-        return store.fingerprint("spatial", kind.version, encoder_fp, face_fp)
+        return store.fingerprint("spatial", kind.version, encoder_fp, face_fp, *transform)
     raise KeyError(f"{name}: not a derived array")
 
 

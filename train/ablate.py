@@ -66,7 +66,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
             m = train(replace(cfg, **inits))
             if not m.get("interrupted"):
                 res.append(m)
-        rows.append({**cell, **_labels(cell, base), **_summary(res), "protocol": _protocol(res)})
+        rows.append({**cell, **_labels(cell, base), **summarize_folds(res), "protocol": _protocol(res)})
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
@@ -107,7 +107,7 @@ def _protocol(res: list[dict]) -> str:
     return " / ".join(sorted({protocol.headline(r["protocol"]) for r in res if r.get("protocol")}))
 
 
-def _summary(res: list[dict]) -> dict:
+def summarize_folds(res: list[dict]) -> dict:
     """Mean and std across the folds with a finite held-out score (a NaN fold is counted apart, never averaged)."""
     good = [r for r in res if all(r.get(k) is not None and np.isfinite(r[k]) for k in ("ccc_arousal", "ccc_valence"))]
     out = {"folds": len(good), "nan_folds": len(res) - len(good)}
@@ -131,7 +131,8 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
             *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
              (f"Base: streams={base.streams}, input={base.input}, window={base.window}, arch={base.arch}, "
-              f"epochs={base.epochs}, lr={base.lr}. Mean over the folds with a finite score (± std across them); "
+              f"augment={base.augment or 'none'}, epochs={base.epochs}, lr={base.lr}. Mean over the folds with a "
+              "finite score (± std across them); "
               "arch and input are '-' for spatial-only rows (no temporal stream)."), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
               "Protocol: none (no fold finished)."), "",

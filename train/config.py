@@ -46,6 +46,7 @@ class TrainConfig:
     init_spatial: str | None = None
     init_temporal: str | None = None
     skip_unusable: bool = False        # leave out (and list) videos whose cached arrays are unusable, not refuse
+    augment: str | None = None         # "flip": mirrored inputs for a seeded half of the training sequences
     # runtime only (RUNTIME): how the run is carried out, not what it computes
     device: str = "cpu"
     num_workers: int = 2
@@ -57,6 +58,10 @@ class TrainConfig:
     plots: bool = True                 # curves.png and predictions.png (matplotlib)
     threads: int | None = None         # torch CPU threads (1 is fastest on a busy shared machine)
     quiet: bool = False
+
+    def __post_init__(self):
+        if self.augment in ("", "none"):   # as typed on a command line or in an ablation grid
+            self.augment = None
 
 
 # Settings that change how a run is carried out, never its numbers. The init checkpoints enter the identity by
@@ -76,6 +81,8 @@ def check(cfg: TrainConfig) -> None:
     if cfg.arch not in ("paper", "released"):
         raise BadInputError(None, f"--arch {cfg.arch!r} is not paper or released", "pick one of them")
     arrays.parse_input(cfg.input)
+    if cfg.augment not in (None, "flip"):
+        raise BadInputError(None, f"--augment {cfg.augment!r} is not flip", "use --augment flip, or none")
 
 
 def uses_spatial(cfg: TrainConfig) -> bool:

@@ -173,6 +173,10 @@ class SequenceDataset(torch.utils.data.Dataset):
             self._reader, self._pid = ChunkCache(self.cache, self.dataset, self.cache_mb), os.getpid()
         return self._reader
 
+    def arrays_for(self, i: int) -> tuple[str, tuple[str, ...]]:
+        """(spatial array, motion arrays) item i reads; train/augment.py reads the mirrored faces' for some."""
+        return "resnet50", self.motion
+
     def _rows(self, video: str, name: str, lo: int, hi: int, n: int, replicate: bool) -> np.ndarray:
         """Rows [lo, hi) of an array, outside [0, n) zero-filled or edge-replicated."""
         a, b = max(lo, 0), min(hi, n)
@@ -231,9 +235,10 @@ class SequenceDataset(torch.utils.data.Dataset):
         out = {"video_idx": vi, "frames": np.where(inside, centres, -1),
                "valid": pad(self._gather(name, "valid", c, 0, 0, n, False)[:, 0].astype(bool)), "own": inside,
                "full": inside & (centres - left >= (0 if self.replicate else 1)) & (centres + right < n)}
+        rgb, motion = self.arrays_for(i)
         if self.spatial:
-            out["rgb"] = pad(self._gather(name, "resnet50", c, 0, 0, n, False)[:, 0])
-        for s, key in enumerate(self.motion):
+            out["rgb"] = pad(self._gather(name, rgb, c, 0, 0, n, False)[:, 0])
+        for s, key in enumerate(motion):
             out[f"m{s}"] = pad(self._gather(name, key, c, left, right, n, self.replicate))
         out["labels"] = pad(self._gather(name, "labels", c, 0, 0, n, False)[:, 0].astype(np.float32), np.nan)
         out["vlabel"] = np.array([v.get("video_arousal", np.nan), v.get("video_valence", np.nan)], np.float32)
@@ -249,6 +254,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         frames = np.arange(start, start + L)
         inside = frames < n
         left, right = window_span(self.window)
+        rgb, motion = self.arrays_for(i)
         out = {
             "video_idx": vi,
             "frames": np.where(inside, frames, -1),
@@ -258,8 +264,8 @@ class SequenceDataset(torch.utils.data.Dataset):
             "full": inside & (frames - left >= (0 if self.replicate else 1)) & (frames + right < n),
         }
         if self.spatial:
-            out["rgb"] = self._rows(name, "resnet50", start, start + L, n, False)
-        for s, key in enumerate(self.motion):
+            out["rgb"] = self._rows(name, rgb, start, start + L, n, False)
+        for s, key in enumerate(motion):
             out[f"m{s}"] = self._rows(name, key, start - left, start + L + right, n, self.replicate)
         labels = self._rows(name, "labels", start, start + L, n, False).astype(np.float32)
         labels[~inside] = np.nan

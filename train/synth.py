@@ -8,7 +8,10 @@ smooth random signals in [-1, 1]. A few frames are invalid and a few labels NaN,
 fingerprints, as `features --motion-variant NAME` does. ``splits`` names each video's split (e.g. Aff-Wild2's
 `train`/`validation`) instead of the last ``test_videos`` being `test`; ``names`` gives the ids (e.g. OMG's
 `<video>__<utterance>`); ``video_labels`` makes one label per video (OMG): the mean of its frame labels, recorded as
-the pipeline records it (group attrs ``video_labels``, index columns), the frame labels NaN.
+the pipeline records it (group attrs ``video_labels``, index columns), the frame labels NaN. ``flip`` adds the
+mirrored faces' arrays (``resnet50@flip``, ``dphase_s0@flip``, ``dphase_s1@flip``, as `features --extras flip`
+makes them): the maps mirrored and orientation 0 negated, and resnet50 plus a fixed offset (so a test can tell which
+array an item read; the labels' signals stay).
 """
 from __future__ import annotations
 
@@ -26,7 +29,8 @@ def _smooth(rng, n: int, k: int = 25) -> np.ndarray:
 def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160, test_videos: int = 2,
                seed: int = 0, extras: bool = False, labelled_test: bool = True, noise: float = 0.5,
                spatial: bool = True, variants: tuple[str, ...] = (), splits: list[str] | None = None,
-               names: list[str] | None = None, video_labels: bool = False, frame_rate: float = 30.0) -> list[str]:
+               names: list[str] | None = None, video_labels: bool = False, frame_rate: float = 30.0,
+               flip: bool = False) -> list[str]:
     """Write ``videos`` groups of ``frames`` frames plus the index; return the video ids."""
     rng = np.random.default_rng(seed)
     direction = np.random.default_rng(12345).standard_normal(2048)
@@ -68,6 +72,15 @@ def make_cache(cache, dataset: str = "synth", videos: int = 8, frames: int = 160
             arrays[f"dphase_s0@{var}"] = (sign * d0[:, ::-1]).astype("f2")
             arrays[f"dphase_s1@{var}"] = (sign * d1[:, ::-1]).astype("f2")
             f.update({f"dphase_s0@{var}": f"synth-d0@{var}", f"dphase_s1@{var}": f"synth-d1@{var}"})
+        if flip:
+            for key, d in (("dphase_s0", d0), ("dphase_s1", d1)):
+                m = d[..., ::-1].copy()
+                m[:, 0] *= -1
+                arrays[f"{key}@flip"] = m.astype("f2")
+                f[f"{key}@flip"] = f"synth-{key}@flip"
+            if spatial:
+                arrays["resnet50@flip"] = (r50 + 0.25).astype("f2")
+                f["resnet50@flip"] = "synth-r@flip"
         if extras:
             arrays["phase_s0"] = np.cumsum(d0, 0).astype("f2")
             arrays["phase_s1"] = np.cumsum(d1, 0).astype("f2")

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from features.errors import BadInputError
 from pipeline import arrays
-from train import checkpoint, config, data, protocol, report, videos
+from train import augment, checkpoint, config, data, protocol, report, videos
 from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, inputs, predict, present
 from train.metrics import ccc_loss
@@ -95,7 +95,7 @@ def prepare(cfg: TrainConfig) -> Run | None:
     """Check the settings, select the videos, decide the protocol, train the single streams first (streams=both);
     None if interrupted."""
     config.check(cfg)
-    sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable)
+    sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable, extra=augment.extra_arrays(cfg))
     cfg = protocol.resolve(cfg, sel.level)
     if cfg.streams == "both" and cfg.pretrain and not (cfg.init_spatial and cfg.init_temporal):
         cfg = _pretrain(cfg)
@@ -259,8 +259,9 @@ def _datasets(run: Run) -> dict[str, data.SequenceDataset]:
     cfg = run.cfg
     mk = {"window": cfg.window, "input": cfg.input, "streams": cfg.streams, "length": cfg.length,
           "level": run.sel.level, "cache_mb": cfg.cache_mb, "sampling": sampling(run.sel.level)}
-    return {k: data.SequenceDataset(cfg.cache, cfg.dataset, rows, stride=cfg.stride if k == "train" else cfg.length,
-                                    test=k != "train", **mk) for k, rows in run.split.items()}
+    return {k: (augment.train_dataset_class(cfg) if k == "train" else data.SequenceDataset)(
+        cfg.cache, cfg.dataset, rows, stride=cfg.stride if k == "train" else cfg.length, test=k != "train", **mk)
+        for k, rows in run.split.items()}
 
 
 def sampling(level: str) -> str:
@@ -297,7 +298,7 @@ def fit(run: Run, f: Fit) -> bool:
         g = torch.Generator().manual_seed(cfg.seed * 1000 + e)
         order = torch.randperm(len(ds["train"]), generator=g).tolist()
         torch.manual_seed(cfg.seed * 1000 + e + 1)   # the dropout stream depends on (seed, epoch) only
-        ds["train"].set_epoch(cfg.seed, e)            # snippet starts too (video-level labels)
+        ds["train"].set_epoch(cfg.seed, e)   # snippet starts (video-level labels), the flipped half (--augment flip)
         model.train()
         losses = []
         bar = tqdm(data.loader(ds["train"], cfg.batch_size, order, cfg.num_workers, f.device.type == "cuda"),

@@ -81,14 +81,18 @@ def one_fingerprint(cache, dataset: str, fps: dict[str, dict], names: list[str])
     return out
 
 
-def select(cache, dataset: str, names: list[str], skip_unusable: bool = False) -> Selection:
-    """The labelled videos a run reads ``names`` (model inputs) from, checked as the module docstring says."""
+def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, extra: list[str] = ()) -> Selection:
+    """The labelled videos a run reads ``names`` (model inputs) from, checked as the module docstring says.
+
+    ``extra``: arrays read besides the model's inputs (the flip augmentation's), checked and fingerprinted alike.
+    """
     idx = store.read_index(cache, dataset)
     if idx is None:
         raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
     failed = {r["video"]: r["error"] for r in idx.to_dict("records") if r.get("status") == "failed"}
-    fps, left_out = usable(cache, dataset, sorted(idx.video), [*names, "valid", "labels"], failed, skip_unusable)
+    fps, left_out = usable(cache, dataset, sorted(idx.video), [*names, *extra, "valid", "labels"], failed,
+                           skip_unusable)
     rows = [_row(cache, dataset, v) for v in fps]
     framed = [r for r in rows if has_frame_labels(cache, dataset, r["video"])]
     level = "frame" if framed else "video"
@@ -97,7 +101,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False) -
         raise BadInputError(store.dataset_dir(cache, dataset), "no video in the cache has labels",
                             "train on a labelled dataset (features of the train split with annotations)")
     used = {r["video"]: fps[r["video"]] for r in rows}
-    out = one_fingerprint(cache, dataset, used, [*names, "valid"])
+    out = one_fingerprint(cache, dataset, used, [*names, *extra, "valid"])
     # label files differ per video by design (their path is part of it); one digest catches any change
     out["labels"] = store.fingerprint(sorted((v, f["labels"]) for v, f in used.items()))
     # how these very arrays were made (a variant's own settings, not only the run that first built the group),

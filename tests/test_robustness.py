@@ -1,0 +1,111 @@
+"""`robustness` (paper Fig. 5): gamma-corrupted motion inputs made from the cached faces, stored as variants under their
+own fingerprints (equal to what `features --motion-variant gamma0.3` makes), trained and scored per beta and input,
+tabulated and plotted; a rerun reuses the inputs and the trainings.
+
+Real videos encoded by OpenCV, the real CLI (in-process), a real LocalCluster for `features`, a real Zarr cache.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from synth_video import write_face_video
+
+import cli
+from pipeline import store
+from pipeline.compute import frame_gammas, jitter_frames
+
+FRAMES = {"long": 300, "b": 30, "c": 30, "d": 30}   # "long" spans two cache chunks (256 + 44)
+TRAIN = ["--folds", "3", "--fold-ids", "0", "--epochs", "1", "--width", "2", "--window", "4", "--batch-size", "2",
+         "--num-workers", "0", "--threads", "1", "--no-plots", "--no-progress"]
+
+
+def _run(*args):
+    return CliRunner().invoke(cli.main, [*map(str, args)])
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    for i, (vid, n) in enumerate(FRAMES.items()):
+        (root / "videos" / "train").mkdir(parents=True, exist_ok=True)
+        write_face_video(root / "videos" / "train" / f"{vid}.avi", n, size=(320, 240), fourcc="MJPG", seed=i)
+        rng = np.random.default_rng(i)
+        for dim in ("arousal", "valence"):
+            (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
+            np.savetxt(root / "annotations" / "train" / dim / f"{vid}.txt", rng.uniform(-1, 1, n), fmt="%.5f")
+    cache = tmp_path_factory.mktemp("cache")
+    res = _run("features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
+               "--extras", "flow", "--workers", "1", "--no-progress")
+    assert res.exit_code == 0, res.output
+    out = tmp_path_factory.mktemp("fig5")
+    first = _run("robustness", "--cache", cache, "--dataset", "demo", "--betas", "0,0.3", "--inputs", "dphase,flow",
+                 "--out", out, *TRAIN)
+    return root, cache, out, first
+
+
+def test_corrupted_inputs_are_the_motion_of_the_per_frame_gamma_corrupted_cached_faces(data):
+    from features.motion import delta_phase, optical_flow
+
+    _, cache, _, first = data
+    assert first.exit_code == 0, first.output
+    g = store.open_video(cache, "demo", "long")
+    face48, valid = g["face48"][:], g["valid"][:]
+    assert valid[256:].any()
+    bad = jitter_frames(face48, 0.3, 0, "long", 0)   # each frame's gamma from (seed, sha256 of the id, frame)
+    gam = frame_gammas(0.3, 0, "long", range(300))
+    assert 0.7 <= gam.min() and gam.max() <= 1.3 and gam.std() > 0.1
+    want = delta_phase(bad, valid)
+    for s in ("s0", "s1"):
+        np.testing.assert_array_equal(g[f"dphase_{s}@gamma0.3"][:], want[s].astype(np.float16))
+    assert not np.array_equal(g["dphase_s0@gamma0.3"][:], g["dphase_s0"][:])
+    np.testing.assert_array_equal(g["flow@gamma0.3"][:], optical_flow(bad, valid)["flow"].astype(np.float16))
+    fps = dict(g.attrs["fingerprints"])
+    assert len({fps["dphase_s0"], fps["dphase_s0@gamma0.3"], fps["flow"], fps["flow@gamma0.3"]}) == 4
+
+
+def test_features_makes_the_same_arrays_under_the_same_fingerprints(data):
+    root, cache, _, _ = data
+    before = store.video_fingerprints(cache, "demo", "long")
+    res = _run("features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
+               "--extras", "flow", "--motion-variant", "gamma0.3", "--workers", "1", "--no-progress")
+    assert res.exit_code == 0 and "4 skipped" in res.output, res.output
+    assert store.video_fingerprints(cache, "demo", "long") == before
+
+
+def test_tables_and_figure_say_what_made_them_and_a_rerun_reuses_everything(data):
+    _, cache, out, first = data
+    table = pd.read_csv(out / "robustness.csv")
+    assert list(zip(table.input, table.beta, table["reads"])) == [
+        ("dphase", 0.0, "dphase"), ("dphase", 0.3, "dphase@gamma0.3"), ("flow", 0.0, "flow"), ("flow", 0.3, "flow@gamma0.3")]
+    assert (table.folds == 1).all() and table.ccc_arousal.notna().all()
+    fp = store.video_fingerprints(cache, "demo", "b")["dphase_s0@gamma0.3"]
+    assert f"dphase_s0@gamma0.3={fp}" in table.fingerprint[1]
+    m = json.loads((out / "dphase_beta=0.3" / "fold0" / "metrics.json").read_text())
+    assert m["input"] == "dphase@gamma0.3" and m["streams"] == "temporal"
+    assert table.ccc_arousal[1] == pytest.approx(m["ccc_arousal"], abs=1e-4)   # the table is that run's score
+    md = (out / "robustness.md").read_text()
+    assert "dataset demo" in md and str(cache.resolve()) in md and "epochs 1" in md and "gamma seed 0" in md
+    assert "arch paper" in md and "Protocol " in md   # which architecture and protocol made every row
+    prov = json.loads((out / "robustness.json").read_text())
+    assert prov["runs"]["flow_beta=0.3/fold0"]["identity"]["config"]["input"] == "flow@gamma0.3"
+    from PIL import Image
+
+    assert Image.open(out / "robustness.png").size[0] > 500
+    mtime = (out / "flow_beta=0.3" / "fold0" / "metrics.json").stat().st_mtime_ns
+    again = _run("robustness", "--cache", cache, "--dataset", "demo", "--betas", "0,0.3", "--inputs", "dphase,flow",
+                 "--out", out, *TRAIN)
+    assert again.exit_code == 0, again.output
+    assert "0 videos updated" in again.output and "reused" in again.output
+    assert (out / "flow_beta=0.3" / "fold0" / "metrics.json").stat().st_mtime_ns == mtime
+
+
+def test_bad_requests_are_refused(data):
+    _, cache, out, _ = data
+    for args, msg in ((["--betas", "0,1.2"], "betas"), (["--streams", "both"], "drop --streams"),
+                      (["--inputs", "dphase@flip"], "already has face transforms")):
+        res = _run("robustness", "--cache", cache, "--dataset", "demo", "--out", out, *args, *TRAIN)
+        assert res.exit_code == 2 and msg in res.output, res.output
