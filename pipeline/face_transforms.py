@@ -172,7 +172,17 @@ class Transformed:
 
     def __init__(self, inner, transform: FaceTransform, video: str):
         self.inner, self.transform, self.video, self.start = inner, transform, video, 0
-        self.names = inner.names
+        self.names, self.key = inner.names, inner.key
+
+    def snapshot(self) -> dict:
+        """The wrapped computer's carry-over (it saw transformed faces)."""
+        return self.inner.snapshot()
+
+    def restore(self, last_face: np.ndarray, last_valid: bool, snap: dict, frame: int = 0) -> None:
+        """Continue after the clean cached face of `frame`: the wrapped computer gets it transformed, as it saw it."""
+        face = self.transform.apply({"face48": np.asarray(last_face)[None]}, self.video, frame)["face48"][0]
+        self.inner.restore(face, last_valid, snap)
+        self.start = frame + 1
 
     def __call__(self, block: dict) -> dict[str, np.ndarray]:
         out = self.inner(self.transform.apply(block, self.video, self.start))

@@ -17,12 +17,13 @@ from pathlib import Path
 from tqdm import tqdm
 
 from features.errors import BadInputError
-from pipeline import extract, store
+from pipeline import extract, resume, store
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry, guard_ids
 
 TOPIC = "mimamo-frames"
+GATHER_TIMEOUT = 10.0   # s to fetch a finished video's row; longer: it was lost with its worker and runs again
 
 
 @dataclass
@@ -54,7 +55,9 @@ class Summary:
             lines.append(f"{r['video'][:28]:28s} {r.get('action', ''):8s} {str(r.get('status')):7s} "
                          f"{int(r.get('n_frames') or 0):7d} {int(r.get('n_valid') or 0):7d} "
                          f"{float(r.get('seconds') or 0):7.1f}  {r.get('error') or ''}")
-        lines.append(f"done: {self.count('full')} new, {self.count('update')} updated, {self.count('skip')} skipped "
+        resumed = sum(bool(r.get("resumed_from")) for r in self.rows if r.get("status") == "done")
+        lines.append(f"done: {self.count('full')} new" + (f" ({resumed} resumed mid-way)" if resumed else "") +
+                     f", {self.count('update')} updated, {self.count('skip')} skipped "
                      f"(already done); failed: {len(self.failed)}; {self.frames_per_second:.1f} frames/s decoded "
                      f"in {self.seconds:.1f} s")
         return "\n".join(lines)
@@ -101,12 +104,18 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         return Summary()
     with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
         # half-built arrays of killed or failed tasks: no task of this dataset runs now (an orphaned task whose
-        # folder this removes fails at its swap, which is what it should do)
-        shutil.rmtree(store.dataset_dir(cache, dataset) / ".staging", ignore_errors=True)
+        # folder this removes fails at its swap, which is what it should do); partial rebuilds may be resumed
+        resume.clean_staging(cache, dataset)
         if force:
             for e in entries:
                 shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)
+                resume.drop_rebuild(cache, dataset, e.video)
         wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
+        for e, p in zip(entries, plans):
+            if not (p.action == "full" and p.beside):
+                resume.drop_rebuild(cache, dataset, e.video)   # a partial rebuild this video no longer needs
+            if p.resume or "started over" in p.reason:
+                echo(f"{e.video}: {p.reason}")
         todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
         summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans)
                                 if p.action == "skip"])
@@ -136,23 +145,32 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
         fbar = tqdm(total=total or None, desc="frames", unit="frame", disable=not progress, file=sys.stderr,
                     position=1, smoothing=0.1)
         # lost workers, job states and waiting times are said as they happen, above the bars
-        watch = WorkerWatch(client, cluster, scheduler, opts, jobs, fbar=fbar, say=vbar.write if progress else echo)
+        watch = WorkerWatch(client, cluster, scheduler, opts, jobs, fbar=fbar, say=vbar.write if progress else echo,
+                            saved=lambda video: _saved(cache, dataset, video, plans[video]))
+        watch.saved.update({e.video: int(p.resume["frames"]) for e, p, _ in todo if p.resume})
         client.subscribe_topic(TOPIC, watch.on_frames)
         resources = {"GPU": 1} if s.device.startswith("cuda") and scheduler != "local" else None
+        plans = {e.video: p for e, p, _ in todo}
         futures = {client.submit(tracked, _task, e.video, str(cache), dataset, e, s, w, replace_variant,
                                  key=f"video-{dataset}-{e.video}", pure=False, resources=resources): e
                    for e, _, w in todo}
         while futures and watch.stop_reason is None:
             done, given_up = watch.step(futures)
             for fut in done + list(given_up):
-                e = futures.pop(fut)
+                e = futures[fut]
                 if fut in given_up:
                     row = _failed_row(e, given_up[fut])
                 else:
                     try:
-                        row = fut.result()
+                        row = fut.result(timeout=GATHER_TIMEOUT)
+                        if row.get("status") == "done":
+                            at = store.open_video(cache, dataset, e.video).attrs.get("resumed_at", [])
+                            row = _whole_run(row, plans[e.video], s, watch.first_start.get(e.video), list(at))
+                    except TimeoutError:   # its result was on a worker that left: Dask runs it again (a skip)
+                        continue
                     except Exception as err:   # the worker died more often than the scheduler allows
                         row = _failed_row(e, f"{e.path}: worker lost ({type(err).__name__}: {err})")
+                futures.pop(fut)
                 summary.rows.append(row)
                 vbar.update(1)
                 if row.get("status") == "failed":
@@ -162,12 +180,45 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
         if watch.stop_reason:
             client.cancel(list(futures))
             summary.stopped = watch.stop_reason
+            for e in futures.values():   # finished by a worker that left before its result was collected
+                if _saved(cache, dataset, e.video, plans[e.video]) and store.group_status(cache, dataset,
+                                                                                          e.video) == "done":
+                    summary.rows.append({**store.index_row(cache, dataset, e.video), "action": plans[e.video].action,
+                                         "decoded": 0})
         vbar.close()
         fbar.close()
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _saved(cache: Path, dataset: str, video: str, p: extract.Plan) -> int:
+    """Frames of a video saved so far in this run's build: its progress record, or all of them once it is done."""
+    frames = resume.saved_frames(cache, dataset, video)
+    if frames or p.action != "full" or store.group_status(cache, dataset, video) != "done":
+        return frames
+    g = store.open_video(cache, dataset, video)   # done: by this build only if it has the fingerprints it wanted
+    fps = dict(g.attrs.get("fingerprints", {}))
+    return int(g.attrs["n_frames"]) if all(fps.get(n) == fp for n, fp in p.want.items()) else 0
+
+
+def _whole_run(row: dict, p: extract.Plan, s: extract.Settings, first_start: float | None, resumed_at: list) -> dict:
+    """The row of a video as this run built it, not only its last attempt: a video resumed by a later attempt counts
+    the frames and seconds of all of them; one finished by an attempt whose worker was thought lost (the last attempt
+    found it done) is the planned build, not a skip. `resumed_at`: the group's record of where it was resumed."""
+    if row.get("status") != "done" or p.action != "full":
+        return row
+    start = int(p.resume["frames"]) if p.resume else 0
+    later = [int(f) for f in resumed_at if int(f) > start]   # resumed by an attempt of this run
+    if later or row.get("action") == "skip":
+        row.update(action=p.action, reason=p.reason)
+        if s.faces != "cropped_aligned":
+            row["decoded"] = int(row["n_frames"]) - start
+        if first_start is not None:
+            row["seconds"] = time.monotonic() - first_start
+    row["resumed_from"] = int(resumed_at[-1]) if resumed_at else 0
+    return row
 
 
 def _failed_row(e: VideoEntry, error: str) -> dict:
@@ -191,7 +242,7 @@ def _frames_hint(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> i
         return int(store.open_video(cache, dataset, e.video).attrs.get("n_frames", 0))
     try:
         from features.video import probe
-        return max(0, probe(e.path).n_frames)
+        return max(0, probe(e.path).n_frames - (int(p.resume["frames"]) if p.resume else 0))
     except Exception:
         return 0
 
@@ -209,8 +260,11 @@ def truth_row(cache: Path, dataset: str, row: dict) -> dict:
         truth = store.index_row(cache, dataset, row["video"])
         errors = [e for e in (row.get("error"), truth.get("error")) if e]
         return {**truth, "error": "; ".join(errors) or None}
-    # no usable group: extraction failed (or a group was left partial); the next run redoes it
+    # no usable group: extraction failed, or stopped part-way (the next run resumes it, or redoes it)
+    saved = resume.saved_frames(cache, dataset, row["video"])
     why = row.get("error") or f"group {status or 'missing'}: not extracted"
+    if saved:
+        why += f" ({saved} frames saved: the next `features` run resumes there)"
     return {"video": row["video"], "split": row.get("split"), "source": row.get("source"), "status": "failed",
             "error": why, "n_frames": 0}
 
