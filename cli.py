@@ -163,6 +163,11 @@ def _csv(value: str | None) -> tuple[str, ...]:
                    "at most N frames: labels are cut, or padded with NaN (unlabelled), at the end. The difference is "
                    "recorded per video (index columns label_frame_diff, faces_frame_diff). Default: strict.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random weights and gamma jitter.")
+@click.option("--chunk-frames", type=click.IntRange(32, 1 << 20), default=256, show_default=True, metavar="N",
+              help="Frames per block of work (a multiple of 32). A video's progress is saved after each block, so a "
+                   "lost worker (walltime, scancel, a kill) costs at most one block: the video resumes there, and "
+                   "writes exactly what an uninterrupted run would. On a batch system one block must fit in one "
+                   "job's walltime. Changes no output (not in the fingerprints).")
 @click.option("--force", is_flag=True, help="Recompute every video, even those already done.")
 @click.option("--wait-for-lock", type=click.FloatRange(0, 7 * 86400), default=0.0, show_default=True,
               metavar="SECONDS",
@@ -174,14 +179,15 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
              memory, walltime, queue, gpus, lifetime, worker_timeout, retries, dashboard, device, keep_faces,
              gamma_jitter, motion_variant, replace_variant, motion_v1, motion_rigid, motion_mean_window, motion_window,
              motion_sigma, detect_every, faces,
-             crops_dir, openface_dir, label_slack, seed, force,
+             crops_dir, openface_dir, label_slack, seed, chunk_frames, force,
              wait_for_lock, dry_run, no_progress):
     """Extract features of a dataset's videos (or of VIDEOS...) into the Zarr cache (resumable; bad videos do not
     stop the others).
 
-    A rerun skips videos already done, redoes partial ones, and recomputes only the arrays whose settings
-    changed (motion arrays are computed from the cached 48x48 faces, without opening any video). A failed or
-    killed update leaves the arrays that were there usable: new arrays are built beside them and swapped in.
+    A rerun skips videos already done, resumes interrupted ones from their last complete block (--chunk-frames;
+    started over if made under other settings), and recomputes only the arrays whose settings changed (motion
+    arrays are computed from the cached 48x48 faces, without opening any video). A failed or killed update
+    leaves the arrays that were there usable: new arrays are built beside them and swapped in.
     Exits with status 1 when any video failed, or when the run stopped because no worker came back; the summary
     and index.parquet say why.
     """
@@ -200,7 +206,7 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
         face={"detect_every": detect_every} if detect_every else {}, seed=seed, force=force, dry_run=dry_run,
         progress=not no_progress, echo=click.echo, motion_variant=motion_variant, replace_variant=replace_variant,
         wait_for_lock=wait_for_lock, faces=faces, crops_dir=crops_dir, openface_dir=openface_dir,
-        label_slack=label_slack)
+        label_slack=label_slack, chunk_frames=chunk_frames)
     if not dry_run:
         click.echo(summary.table())
         if summary.stopped:

@@ -95,11 +95,12 @@ def crop_params(crop_size: int = 224, gray_size: int = 48) -> dict:
 
 
 def iter_crop_folder(folder: str | Path | CropFolder, n_frames: int, chunk_size: int = 64, slack: int = 0,
-                     crop_size: int = 224, gray_size: int = 48) -> Iterator[AlignedFaces]:
-    """AlignedFaces chunks for frames 0..n_frames-1 of a video from its organiser crops, in order.
+                     crop_size: int = 224, gray_size: int = 48, start: int = 0) -> Iterator[AlignedFaces]:
+    """AlignedFaces chunks for frames start..n_frames-1 of a video from its organiser crops, in order.
 
     `n_frames` comes from the video (or its annotation file); frames without a crop are invalid. Crops numbered
     past `n_frames` are an error unless within `slack` frames (decoders disagree by a frame or two), then unused.
+    Every crop must have the size of the folder's first (also when resuming at `start` > 0).
     """
     crops = folder if isinstance(folder, CropFolder) else scan_crop_folder(folder)
     if n_frames < 1:
@@ -110,13 +111,15 @@ def iter_crop_folder(folder: str | Path | CropFolder, n_frames: int, chunk_size:
                             + (f" (slack {slack})" if slack else ""),
                             "these crops belong to another video, or the frame count is wrong")
     first: tuple | None = None  # the first crop's shape: one size per folder
-    for start in range(0, n_frames, chunk_size):
-        n = min(chunk_size, n_frames - start)
+    if start and crops.files:
+        first = read_crop(crops.files[min(crops.files)]).shape
+    for lo in range(start, n_frames, chunk_size):
+        n = min(chunk_size, n_frames - lo)
         valid = np.zeros(n, bool)
         face224 = np.zeros((n, crop_size, crop_size, 3), np.uint8)
         face48 = np.zeros((n, gray_size, gray_size), np.uint8)
         for i in range(n):
-            path = crops.files.get(start + i)
+            path = crops.files.get(lo + i)
             if path is None:
                 continue
             img = read_crop(path)

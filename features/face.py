@@ -215,6 +215,19 @@ class FaceTracker:
         self._last_seen: np.ndarray | None = None  # landmarks of the last frame with our face
         self._sides.reset()
 
+    def state(self) -> dict:
+        """Everything `process` carries to the next frame, as JSON (floats round-trip exactly): a video resumed
+        mid-way from this state tracks its next frames as an uninterrupted run does."""
+        return {"prev": _points(self._prev), "since_detect": self._since_detect,
+                "last_seen": _points(self._last_seen), "partner": self._sides.state()}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a `state()` (taken after the frame before the next one `process` gets)."""
+        self._prev = _array(state["prev"])
+        self._since_detect = int(state["since_detect"])
+        self._last_seen = _array(state["last_seen"])
+        self._sides.restore(state["partner"])
+
     def _predict(self, gray: np.ndarray, box: tuple) -> np.ndarray:
         dlib, _, predictor = _dlib()
         rect = dlib.rectangle(*(round(v) for v in box))
@@ -298,3 +311,11 @@ class FaceTracker:
         out = align_faces(frames, landmarks, valid, self.crop_size, self.gray_size, self.scale)
         out.detected = detected
         return out
+
+
+def _points(a: np.ndarray | None) -> list | None:
+    return None if a is None else np.asarray(a, np.float64).tolist()
+
+
+def _array(points: list | None) -> np.ndarray | None:
+    return None if points is None else np.asarray(points, np.float64)

@@ -48,6 +48,14 @@ class SidePicker:
         """Forget the partner (start of a new video)."""
         self.partner: Box | None = None
 
+    def state(self) -> list | None:
+        """The remembered partner, as JSON (to resume a video mid-way)."""
+        return None if self.partner is None else [float(v) for v in self.partner]
+
+    def restore(self, state: list | None) -> None:
+        """Continue from a `state()`."""
+        self.partner = None if state is None else tuple(float(v) for v in state)
+
     def _far(self, box: Box, ref: Box) -> bool:
         """Whether `box` lies on the far side of `ref` (right of it when we follow the left person)."""
         dx = _centre(box)[0] - _centre(ref)[0]

@@ -140,6 +140,21 @@ class OpenFaceLandmarks:
         self._tracking = False
         self._sides.reset()
 
+    def state(self) -> dict:
+        """What `process` carries to the next frame, as JSON: the frames handed out and the face followed."""
+        box = None if self._last_box is None else [float(v) for v in self._last_box]
+        return {"done": self._done, "last_box": box, "tracking": self._tracking, "partner": self._sides.state()}
+
+    def restore(self, state: dict) -> None:
+        """Continue from a `state()`: the CSV is read again up to that frame (rows only, no image)."""
+        self.reset()
+        for t in range(int(state["done"])):
+            self._next_rows(t)
+        self._done = int(state["done"])
+        self._last_box = None if state["last_box"] is None else tuple(state["last_box"])
+        self._tracking = bool(state["tracking"])
+        self._sides.restore(state["partner"])
+
     def _advance(self) -> None:
         self._pending = next(self._rows, None)
         if self._pending is not None:

@@ -39,6 +39,15 @@ class SmoothAligner:
         """What changes the output (for fingerprints)."""
         return {"align_smooth_sigma": self.sigma, "align_smooth_radius": self.r}
 
+    def resume(self, landmarks: np.ndarray, valid: np.ndarray) -> None:
+        """Continue a video mid-way: `landmarks`/`valid` are the raw rows of the frames just before the next one
+        pushed (as `push` received them and the cache stores them; the last r are kept), and nothing is waiting."""
+        keep = min(self.r, len(valid))
+        self._frames = np.zeros((0,), np.uint8)
+        self._lm = np.asarray(landmarks, np.float32)[len(valid) - keep:].copy()
+        self._valid = np.asarray(valid, bool)[len(valid) - keep:].copy()
+        self._hist = keep
+
     def push(self, frames: np.ndarray, landmarks: np.ndarray, valid: np.ndarray) -> AlignedFaces | None:
         """Add tracked frames; returns aligned faces for the frames whose lookahead is now complete."""
         frames = np.asarray(frames)

@@ -128,11 +128,14 @@ def _to_rgb(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
 
-def iter_chunks(path: str | Path, chunk_size: int = 64) -> Iterator[FrameChunk]:
+def iter_chunks(path: str | Path, chunk_size: int = 64, start: int = 0) -> Iterator[FrameChunk]:
     """Decode a video in chunks of at most `chunk_size` frames (RGB), holding one chunk and one frame at a time.
 
-    A file that stops decoding early keeps every frame it gave: the final chunk has `truncated=True` and a
-    TruncatedVideoWarning is issued. A file that gives no frame at all raises BadInputError.
+    `start` > 0 begins at that frame (to resume a video mid-way): the frames before it are decoded in order and
+    dropped without conversion (no seek: seeking is not frame-exact in every container), so frame `start` is the
+    same image it is in a full decode. A file that stops decoding early keeps every frame it gave: the final
+    chunk has `truncated=True` and a TruncatedVideoWarning is issued. A file that gives no frame at all raises
+    BadInputError; one with no frame from `start` on gives no chunk.
     """
     if chunk_size < 1:
         raise ValueError("chunk_size must be >= 1")
@@ -141,11 +144,16 @@ def iter_chunks(path: str | Path, chunk_size: int = 64) -> Iterator[FrameChunk]:
     try:
         fps = _fps(cap) or FALLBACK_FPS
         announced = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
+        for skipped in range(start):
+            if not cap.grab():
+                raise BadInputError(path, f"the video ends at frame {skipped}, before frame {start} where its "
+                                    "extraction was to resume", "the file changed: rerun with --force")
         ok, pending = cap.read()
+        if (not ok or pending is None) and start:
+            return   # resumed exactly at the end: nothing left
         if not ok or pending is None:
             raise BadInputError(path, "no frame could be decoded (corrupt or not a video)",
                                 "check the file with ffprobe")
-        start = 0
         shape = pending.shape
         while pending is not None:
             buf = []

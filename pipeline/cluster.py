@@ -17,6 +17,7 @@ BATCH_SYSTEMS = ("slurm", "pbs", "sge", "lsf")
 DEFAULT_DASHBOARD = "127.0.0.1:0"      # this machine only, a free port
 DEFAULT_RETRIES = 2                    # a video whose worker is lost starts again at most twice more
 DEFAULT_WORKER_TIMEOUT = "30m"         # queue waits of tens of minutes are normal on busy clusters
+MAX_ATTEMPTS = 100_000                 # lost workers per video the scheduler tolerates: in effect, features decides
 
 
 def parse_dashboard(text: str | None) -> tuple[str, int]:
@@ -86,10 +87,10 @@ def make_cluster(scheduler: str, workers: int | None, threads: int = 1, opts: di
     import distributed  # noqa: F401 (registers the distributed.* config the scheduler reads)
 
     opts = dict(opts or {})
-    # the scheduler (in this process) gives up on a video after more lost workers than `features` itself allows,
-    # so `features` says why (pipeline/watch.py) rather than Dask's KilledWorker
-    retries = int(opts.get("retries") if opts.get("retries") is not None else DEFAULT_RETRIES)
-    with dask.config.set({"distributed.scheduler.allowed-failures": retries + 1}):
+    # `features` decides when a video has lost too many workers (pipeline/watch.py: only losses without a new block
+    # count, and it says why); the scheduler (in this process) must not give up first with Dask's KilledWorker,
+    # however many jobs a long video resumes through
+    with dask.config.set({"distributed.scheduler.allowed-failures": MAX_ATTEMPTS}):
         if scheduler == "local":
             from distributed import LocalCluster
 

@@ -7,6 +7,7 @@ plus one block, whatever the video's length.
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 
 import numpy as np
@@ -16,6 +17,9 @@ from pipeline import arrays, store
 from pipeline.manifest import VideoEntry
 
 DECODE_CHUNK = 32   # raw frames held at once: 32 x 1920x1080x3 is 200 MB, the largest buffer a worker holds
+# ResNet50 batches are the valid faces of frames [32j, 32j+32): CPU convolutions round differently with the batch's
+# make-up, so batches fixed by frame number keep resnet50 the same however a video is cut into blocks or resumed.
+ENCODE_WINDOW = 32
 
 
 # ---------------------------------------------------------------- gamma jitter (paper Fig. 5)
@@ -50,12 +54,18 @@ def jitter_frames(images: np.ndarray, b: float, seed: int, video: str, start: in
 # ---------------------------------------------------------------- sources
 
 
-def video_blocks(entry: VideoEntry, s, report, tracker=None, notes: dict | None = None):
-    """Decode, track, and align (from time-smoothed landmarks) in CHUNK_T-frame blocks, DECODE_CHUNK frames at a time.
+def video_blocks(entry: VideoEntry, s, report, tracker=None, notes: dict | None = None, start: int = 0,
+                 resume: dict | None = None):
+    """Decode, track, and align (from time-smoothed landmarks) in blocks of `s.chunk_frames` frames, DECODE_CHUNK
+    frames at a time.
 
     The tracker is dlib's (features.face.FaceTracker, following the entry's side: the largest face, or one person of
     a two-person video) unless another with its interface is given (features.openface.OpenFaceLandmarks); one with
     `finish()` is asked after the last frame how many frames its input had beyond the video (notes).
+
+    Each block but the last carries ``resume``: the tracker's state after the block's last frame, which is where a
+    lost worker's video resumes (pipeline/resume.py). To resume at frame `start`, `resume` holds that state and
+    the raw ``landmarks``/``valid`` rows just before it (the smoother's history), read back from the cache.
     """
     from features.face import AlignedFaces, FaceTracker
     from features.smooth_align import SmoothAligner
@@ -68,32 +78,48 @@ def video_blocks(entry: VideoEntry, s, report, tracker=None, notes: dict | None 
     tracker = tracker if tracker is not None else FaceTracker(**{**s.face, "side": entry.side})
     aligner = SmoothAligner(s.align_smooth, crop_size=tracker.crop_size, gray_size=tracker.gray_size,
                             scale=tracker.scale)
-    parts, n, decoded = [], 0, 0
+    if resume is not None:
+        tracker.restore(resume["tracker"])
+        aligner.resume(resume["landmarks"], resume["valid"])
+    size = chunk_frames(s)
+    parts, n, decoded, emitted, states = [], 0, start, start, {}
 
     def blocks(done: AlignedFaces | None, final: bool = False):
-        nonlocal parts, n
+        nonlocal parts, n, emitted
         if done is not None and len(done):
             parts.append(done)
             n += len(done)
-        while n >= store.CHUNK_T or (final and n):
+        while n >= size or (final and n):
             block = AlignedFaces.concat(parts)
-            k = min(store.CHUNK_T, n)
+            k = min(size, n)
+            emitted += k
             yield {"valid": block.valid[:k], "landmarks": block.landmarks[:k], "face48": block.face48[:k],
-                   "face224": block.face224[:k]}
+                   "face224": block.face224[:k], "resume": states.pop(emitted, None)}
             rest = AlignedFaces(block.landmarks[k:], block.valid[k:], block.face224[k:], block.face48[k:])
             parts, n = ([rest] if len(rest) else []), len(rest)
 
-    for chunk in iter_chunks(entry.path, DECODE_CHUNK):
+    for chunk in iter_chunks(entry.path, DECODE_CHUNK, start=start):
         frames = chunk.frames
         if s.gamma_jitter:
             frames = jitter_frames(frames, s.gamma_jitter, s.seed, entry.video, decoded)
         decoded += len(frames)
         tracked = tracker.process(frames)   # its own crops are discarded: alignment uses smoothed landmarks
+        if (decoded - start) % size == 0:   # a block ends here: the state a resume at this frame starts from
+            states[decoded] = {"tracker": tracker.state()}
         yield from blocks(aligner.push(frames, tracked.landmarks, tracked.valid))
         report(len(frames))
     if hasattr(tracker, "finish"):   # an outside input longer than the video fails here (beyond the slack)
         (notes if notes is not None else {})["faces_frame_diff"] = int(tracker.finish())
     yield from blocks(aligner.flush(), final=True)
+
+
+def chunk_frames(s) -> int:
+    """Frames per block (`features --chunk-frames`): the unit of work a lost worker's video resumes from.
+
+    Settings makes it a multiple of 32, i.e. of DECODE_CHUNK and ENCODE_WINDOW, so that blocks end where decoding
+    chunks and encoder batches do: every array is then the same whatever the block size (tests/test_resume.py).
+    """
+    return int(s.chunk_frames)
 
 
 def group_blocks(cache, dataset: str, video: str, names: list[str], report):
@@ -165,6 +191,37 @@ class MotionComputer:
         # features.motion names its outputs by scale ("s0", "s1") or "flow"; the cache by part ("dphase_s0")
         return {name: r[part.removeprefix(f"{self.kind}_")] for part, name in self.names.items()}
 
+    @property
+    def key(self) -> str:
+        """Names this computer in a progress record: its first array ("dphase_s0@paper")."""
+        return next(iter(self.names.values()))
+
+    def snapshot(self) -> dict:
+        """What the next block needs beyond the cached face48 rows: the paper variant's integer turns."""
+        turns = getattr(self.state, "turns", None)
+        return {"turns": None if turns is None else {k: encode_array(v) for k, v in turns.items()}}
+
+    def restore(self, last_face: np.ndarray, last_valid: bool, snap: dict, frames: int) -> None:
+        """Continue at frame `frames`, after a cached face48 row and valid flag, with a `snapshot()` taken there."""
+        from features.motion import MotionState
+
+        face = np.asarray(last_face) if last_valid else None
+        self.prev48 = face
+        turns = snap.get("turns")
+        self.state = None if face is None else MotionState(
+            face, None if turns is None else {k: decode_array(v) for k, v in turns.items()})
+
+
+def encode_array(a: np.ndarray) -> dict:
+    """A small array as JSON, exactly (for progress records)."""
+    a = np.ascontiguousarray(a)
+    return {"dtype": a.dtype.str, "shape": list(a.shape), "data": base64.b64encode(a.tobytes()).decode()}
+
+
+def decode_array(d: dict) -> np.ndarray:
+    """The inverse of `encode_array`."""
+    return np.frombuffer(base64.b64decode(d["data"]), dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+
 
 class SpatialComputer:
     """resnet50 rows (of a variant: resnet50@flip): features of valid frames, zeros elsewhere (nothing to encode)."""
@@ -173,11 +230,25 @@ class SpatialComputer:
         self.encoder = get_encoder(s)
         self.names = {"resnet50": arrays.array_name("resnet50", variant)}
 
+    @property
+    def key(self) -> str:
+        """Names this computer in a progress record: its array ("resnet50@flip")."""
+        return self.names["resnet50"]
+
+    def snapshot(self) -> dict:
+        """Nothing is carried from one block to the next."""
+        return {}
+
+    def restore(self, last_face, last_valid, snap, frames: int) -> None:
+        """Nothing to restore."""
+
     def __call__(self, block: dict) -> dict[str, np.ndarray]:
         valid = block["valid"]
         feats = np.zeros((len(valid), 2048), np.float32)
-        if valid.any():
-            feats[valid] = self.encoder.encode(block["face224"][valid])
+        for lo in range(0, len(valid), ENCODE_WINDOW):   # blocks start at multiples of ENCODE_WINDOW
+            rows = lo + np.flatnonzero(valid[lo:lo + ENCODE_WINDOW])
+            if len(rows):
+                feats[rows] = self.encoder.encode(block["face224"][rows])
         return {self.names["resnet50"]: feats}
 
 

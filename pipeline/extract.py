@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays, compute, faces, settings, store
+from pipeline import arrays, compute, faces, resume, settings, store
 from pipeline.manifest import VideoEntry, fit_labels, load_labels
 from pipeline.settings import Settings, encoder_fingerprint, fingerprints
 
@@ -42,6 +42,7 @@ class Plan:
     beside: bool = False                                   # a done group exists: build beside it, then swap
     motion: dict = field(default_factory=dict)             # motion variant -> MotionConfig overrides, for `want`
     reason: str = ""
+    resume: dict | None = None      # a full build: the progress record of the partial group it goes on from
 
     @property
     def arrays(self) -> list[str]:
@@ -51,13 +52,33 @@ class Plan:
 
 def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: Settings,
          replace_variant: bool = False) -> Plan:
-    """Compare a video's group with the fingerprints it should have. The only place that decides 'done'."""
+    """Compare a video's group with the fingerprints it should have. The only place that decides 'done'.
+
+    A full build goes on from an interrupted one's last complete block when that was made under the same settings
+    (pipeline/resume.py): a partial group in place, or a partial rebuild beside a done group.
+    """
+    p = _plan(cache, dataset, entry, want, s, replace_variant)
+    if p.action == "full" and p.beside and resume.rebuild_dir(cache, dataset, entry.video).is_dir():
+        rec, why = resume.resumable(resume.rebuild_dir(cache, dataset, entry.video),
+                                      resume.identity(p.want, p.motion, entry, s))
+        p.resume = rec
+        p.reason += f"; resumes at frame {rec['frames']}" if rec else f"; its partial rebuild started over: {why}"
+    return p
+
+
+def _plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: Settings,
+          replace_variant: bool = False) -> Plan:
     motion = settings.motion_by_variant(s)
     status = store.group_status(cache, dataset, entry.video)
     if status is None:
         return Plan("full", dict(want), True, motion=motion, reason="new")
-    if status != "done":
-        return Plan("full", dict(want), True, motion=motion, reason=f"partial group ({status}): redone")
+    if status != "done":   # an interrupted extraction: resumed where it stopped if made under the same settings
+        p = Plan("full", dict(want), True, motion=motion)
+        rec, why = resume.resumable(store.video_dir(cache, dataset, entry.video),
+                                      resume.identity(p.want, p.motion, entry, s))
+        p.resume, p.reason = rec, (f"resumes at frame {rec['frames']} (partial group)" if rec else
+                                   f"partial group ({status}) started over: {why}")
+        return p
     g = store.open_video(cache, dataset, entry.video)
     have = dict(g.attrs.get("fingerprints", {}))
     bad = store.unusable_arrays(g)
@@ -132,8 +153,11 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
         count = (have, "the cached group has") if have else faces.frame_count(s, entry, labels)
         if labels is not None and "labels" in names:
             fit_labels(labels, count[0], next(iter(entry.label_files.values())), s.label_slack, count[1])
-    staged = store.staging_dir(cache, dataset, entry.video) if p.beside else None
-    w = store.VideoWriter(cache, dataset, entry.video, names, attrs, path=staged)
+    staged = None
+    if p.beside:   # a rebuild goes to a place of its own that a later attempt finds; an update to a fresh one
+        staged = resume.rebuild_dir(cache, dataset, entry.video) if full else \
+            store.staging_dir(cache, dataset, entry.video)
+    w = store.VideoWriter(cache, dataset, entry.video, names, attrs, path=staged, resume=p.resume)
     try:
         notes: dict = {}
         n = _fill(cache, dataset, entry, s, p, w, report, notes, count[0] if count else None)
@@ -156,11 +180,12 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
             if "labels" in names:
                 extra["video_labels"] = entry.video_labels
             store.swap_arrays(cache, dataset, entry.video, staged, p.want, extra)
-    except BaseException:
-        w.discard()
+    except Exception:
+        w.discard()   # a failed video leaves no partial group (unless another attempt writes it now)
         raise
     decoded = p.needs_video and s.faces != "cropped_aligned"   # organiser crops: nothing is decoded
-    return {"n_frames": n, "decoded": n if decoded else 0}
+    start = int(p.resume["frames"]) if p.resume else 0
+    return {"n_frames": n, "decoded": n - start if decoded else 0, "resumed_from": start}
 
 
 def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes: dict,
@@ -168,12 +193,14 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes
     """Append every block's arrays; returns the number of frames."""
     names = set(p.arrays)
     comps = compute.computers(p.arrays, s, p.motion, entry.video)
+    n = int(p.resume["frames"]) if p.resume else 0
     if p.needs_video:   # from the face source: the video, its OpenFace CSV, or the organiser crops (no video)
-        blocks = faces.face_blocks(entry, s, report, notes, n_frames)
+        state = resume.restore(w.group, p.resume, comps, s) if p.resume else None
+        blocks = faces.face_blocks(entry, s, report, notes, n_frames, start=n, resume=state)
     else:
         sources = ["valid"] + sorted({arrays.source_of(nm) for nm in names} & {"face48", "face224"})
         blocks = compute.group_blocks(cache, dataset, entry.video, sources, report)
-    n = 0
+    ident = resume.identity(p.want, p.motion, entry, s) if p.action == "full" else None
     for block in blocks:
         for name in names & block.keys():   # face arrays straight from the video
             w.append(name, block[name])
@@ -181,6 +208,8 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes
             for name, arr in comp(block).items():
                 w.append(name, arr)
         n += len(block["valid"])
+        if ident is not None and block.get("resume") is not None:   # every row so far is complete: a resume point
+            w.commit(resume.record(n, ident, block["resume"], comps))
     if n == 0:
         raise BadInputError(entry.path or entry.video, "decoded no frames", "check the file")
     if p.action == "update":
@@ -253,7 +282,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
             raise BadInputError(entry.path, p.reason, "use another --motion-variant name, or --replace-variant")
         out = build(cache, dataset, entry, s, p, report) if p.action != "skip" else {"decoded": 0}
         row.update(store.index_row(cache, dataset, entry.video), action=p.action, reason=p.reason,
-                   decoded=out["decoded"])
+                   decoded=out["decoded"], resumed_from=out.get("resumed_from", 0))
     except Exception as e:  # per-video isolation: record, clean up, carry on with the others
         msg = str(e) if isinstance(e, BadInputError) else f"{entry.path}: {type(e).__name__}: {e}"
         row.update(status="failed", error=msg, action="failed", decoded=0, n_frames=0)

@@ -179,6 +179,21 @@ class Transformed:
         self.start += len(block["valid"])
         return out
 
+    @property
+    def key(self) -> str:
+        """Names the computer in a progress record (pipeline/resume.py)."""
+        return self.inner.key
+
+    def snapshot(self) -> dict:
+        """What the inner computer carries to the next block."""
+        return self.inner.snapshot()
+
+    def restore(self, last_face, last_valid: bool, snap: dict, frames: int) -> None:
+        """Continue a resumed video at frame `frames`: the inner computer gets the last face transformed, as it saw it."""
+        face = self.transform.apply({"face48": np.asarray(last_face)[None]}, self.video, frames - 1)["face48"][0]
+        self.inner.restore(face, last_valid, snap, frames)
+        self.start = frames
+
 
 def wrap(computer, variant: str | None, video: str):
     """The computer of a variant: fed with the variant's transformed faces when it has transforms."""

@@ -106,8 +106,10 @@ def frame_count(s, entry: VideoEntry, labels) -> tuple[int, str]:
                         "put the video beside the others, or give its annotation file")
 
 
-def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None = None) -> Iterator[dict]:
-    """Blocks of valid, landmarks, face48, face224 (CHUNK_T frames) from the entry's face source.
+def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None = None, start: int = 0,
+                resume: dict | None = None) -> Iterator[dict]:
+    """Blocks of valid, landmarks, face48, face224 (--chunk-frames frames) from the entry's face source, from frame
+    `start` on (a resumed video: `resume` is the state there, pipeline/resume.py).
 
     `notes["faces_frame_diff"]` is set at the end: crops numbered past the last frame, or CSV frames minus video
     frames (both accepted only within --label-slack).
@@ -115,7 +117,7 @@ def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None 
     from pipeline import compute
 
     if s.faces == "cropped_aligned":
-        yield from crop_blocks(entry, s, report, notes, n_frames)
+        yield from crop_blocks(entry, s, report, notes, n_frames, start)
         return
     tracker = None
     if s.faces == "openface":
@@ -125,7 +127,7 @@ def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None 
         # one face per frame: that person's own track, taken as it is; several (FaceLandmarkVidMulti): our side's
         side = entry.side if entry.side != "largest" and several_faces(csv) else "largest"
         tracker = OpenFaceLandmarks(csv, slack=s.label_slack, side=side)
-    yield from compute.video_blocks(entry, s, report, tracker=tracker, notes=notes)
+    yield from compute.video_blocks(entry, s, report, tracker=tracker, notes=notes, start=start, resume=resume)
 
 
 def several_faces(csv: Path) -> bool:
@@ -152,12 +154,15 @@ def several_faces(csv: Path) -> bool:
     return False
 
 
-def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int) -> Iterator[dict]:
-    """The organiser crops of one entry in CHUNK_T-frame blocks: no decoding, no detection."""
+def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int, start: int = 0) -> Iterator[dict]:
+    """The organiser crops of one entry in --chunk-frames blocks: no decoding, no detection, nothing carried from
+    one block to the next (so any block's end is a resume point with an empty state)."""
     from features.aligned_crops import iter_crop_folder, scan_crop_folder
+    from pipeline.compute import chunk_frames
 
     crops = scan_crop_folder(crop_folder(s, entry))   # a missing folder fails this video, naming the folder
     notes["faces_frame_diff"] = max(0, crops.last_frame - n_frames)
-    for chunk in iter_crop_folder(crops, n_frames, chunk_size=store.CHUNK_T, slack=s.label_slack):
-        yield {"valid": chunk.valid, "landmarks": chunk.landmarks, "face48": chunk.face48, "face224": chunk.face224}
+    for chunk in iter_crop_folder(crops, n_frames, chunk_size=chunk_frames(s), slack=s.label_slack, start=start):
+        yield {"valid": chunk.valid, "landmarks": chunk.landmarks, "face48": chunk.face48, "face224": chunk.face224,
+               "resume": {}}
         report(len(chunk))

@@ -12,7 +12,7 @@ from pipeline.settings import EXTRAS, STAGES, Settings, motion_config, suggest_n
 def features_command(*, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, cluster,
                      device, keep_faces, gamma_jitter, motion, face, seed, force, dry_run, progress, echo,
                      motion_variant=None, replace_variant=False, wait_for_lock=0.0, faces=None, crops_dir=None,
-                     openface_dir=None, label_slack=0):
+                     openface_dir=None, label_slack=0, chunk_frames=256):
     """Resolve the videos and settings, then run the stage graph; returns its Summary."""
     from features.backbone import resolve_weights
 
@@ -40,7 +40,8 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
              "shared by every motion variant" + (" with these face transforms" if transforms else ""))
     s = Settings(stages=stages, extras=tuple(extras), weights=str(w), keep_faces=keep_faces,
                  gamma_jitter=gamma_jitter, seed=seed, motion=overrides, face=face, device=device,
-                 motion_variant=variant, faces=faces, faces_dir=faces_dir, label_slack=label_slack)
+                 motion_variant=variant, faces=faces, faces_dir=faces_dir, label_slack=label_slack,
+                 chunk_frames=chunk_frames)
     opts = {**(manifest.get("cluster") or {}), **{k: v for k, v in cluster.items() if v is not None}}
     return graph.run(entries, Path(cache), name, s, scheduler=scheduler, workers=workers,
                      jobs=int(opts.get("jobs") or 1), cluster_opts=opts, dry_run=dry_run, progress=progress, echo=echo,

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from features.errors import BadInputError
-from pipeline import extract, store
+from pipeline import extract, resume, store
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry, guard_ids
@@ -54,7 +54,9 @@ class Summary:
             lines.append(f"{r['video'][:28]:28s} {r.get('action', ''):8s} {str(r.get('status')):7s} "
                          f"{int(r.get('n_frames') or 0):7d} {int(r.get('n_valid') or 0):7d} "
                          f"{float(r.get('seconds') or 0):7.1f}  {r.get('error') or ''}")
-        lines.append(f"done: {self.count('full')} new, {self.count('update')} updated, {self.count('skip')} skipped "
+        resumed = sum(bool(r.get("resumed_from")) for r in self.rows if r.get("status") == "done")
+        lines.append(f"done: {self.count('full')} new" + (f" ({resumed} resumed mid-way)" if resumed else "") +
+                     f", {self.count('update')} updated, {self.count('skip')} skipped "
                      f"(already done); failed: {len(self.failed)}; {self.frames_per_second:.1f} frames/s decoded "
                      f"in {self.seconds:.1f} s")
         return "\n".join(lines)
@@ -101,12 +103,18 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         return Summary()
     with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
         # half-built arrays of killed or failed tasks: no task of this dataset runs now (an orphaned task whose
-        # folder this removes fails at its swap, which is what it should do)
-        shutil.rmtree(store.dataset_dir(cache, dataset) / ".staging", ignore_errors=True)
+        # folder this removes fails at its swap, which is what it should do); partial rebuilds may be resumed
+        resume.clean_staging(cache, dataset)
         if force:
             for e in entries:
                 shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)
+                resume.drop_rebuild(cache, dataset, e.video)
         wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
+        for e, p in zip(entries, plans):
+            if not (p.action == "full" and p.beside):
+                resume.drop_rebuild(cache, dataset, e.video)   # a partial rebuild this video no longer needs
+            if p.resume or "started over" in p.reason:
+                echo(f"{e.video}: {p.reason}")
         todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
         summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans)
                                 if p.action == "skip"])
@@ -136,7 +144,9 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
         fbar = tqdm(total=total or None, desc="frames", unit="frame", disable=not progress, file=sys.stderr,
                     position=1, smoothing=0.1)
         # lost workers, job states and waiting times are said as they happen, above the bars
-        watch = WorkerWatch(client, cluster, scheduler, opts, jobs, fbar=fbar, say=vbar.write if progress else echo)
+        watch = WorkerWatch(client, cluster, scheduler, opts, jobs, fbar=fbar, say=vbar.write if progress else echo,
+                            saved=lambda video: resume.saved_frames(cache, dataset, video))
+        watch.saved.update({e.video: int(p.resume["frames"]) for e, p, _ in todo if p.resume})
         client.subscribe_topic(TOPIC, watch.on_frames)
         resources = {"GPU": 1} if s.device.startswith("cuda") and scheduler != "local" else None
         futures = {client.submit(tracked, _task, e.video, str(cache), dataset, e, s, w, replace_variant,
@@ -191,7 +201,7 @@ def _frames_hint(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> i
         return int(store.open_video(cache, dataset, e.video).attrs.get("n_frames", 0))
     try:
         from features.video import probe
-        return max(0, probe(e.path).n_frames)
+        return max(0, probe(e.path).n_frames - (int(p.resume["frames"]) if p.resume else 0))
     except Exception:
         return 0
 

@@ -18,7 +18,7 @@ settings into {array name: fingerprint}. What enters a fingerprint, and why:
   the transforms' settings to its kind's fingerprint; arrays without transforms keep theirs unchanged.
 - labels: the label files (path, size, mtime) and the video-level labels.
 
-Not in fingerprints: how the work runs (device, threads, workers, scheduler): the same maths on CPU or CUDA differs
+Not in fingerprints: how the work runs (device, threads, workers, scheduler, --chunk-frames): the same maths on CPU or CUDA differs
 in float rounding only. Library versions (torch, OpenCV, dlib, numpy) are recorded in each group's attrs (`libraries`) but are not part of
 the fingerprints: a routine upgrade would otherwise throw away a cache that took days to build, and the pinned
 versions are what the stage digests (tests/test_digests.py) check: an upgrade that changes a stage's output fails
@@ -60,6 +60,8 @@ class Settings:
     faces: str = "video"                      # where faces come from: video | cropped_aligned | openface
     faces_dir: str | None = None              # the crop folders' or the OpenFace CSVs' folder
     label_slack: int = 0                      # frames by which labels, crops or CSVs may differ from the video
+    chunk_frames: int = 256                   # frames per block, the unit a lost worker's video resumes from:
+    #                                           how to run, not what is made (no array depends on it)
 
     def __post_init__(self):
         from pipeline.faces import FACE_SOURCES
@@ -73,6 +75,9 @@ class Settings:
             raise BadInputError(None, "--gamma-jitter corrupts video frames before alignment; organiser crops have "
                                 "no frames", "use --faces video or openface, or the `robustness` experiment on "
                                 "cached faces")
+        if self.chunk_frames < 32 or self.chunk_frames % 32:
+            raise BadInputError(None, f"--chunk-frames {self.chunk_frames} is not a positive multiple of 32",
+                                "give e.g. 256 (the default), 128 or 64")
         if self.label_slack < 0:
             raise BadInputError(None, f"--label-slack {self.label_slack} is negative", "give a number of frames >= 0")
         if self.motion and self.motion_variant is None:

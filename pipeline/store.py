@@ -3,7 +3,9 @@
     <cache>/<dataset>/index.parquet        one row per video (INDEX_COLUMNS)
     <cache>/<dataset>/videos/<video>/      group; attrs: status, fps, n_frames, source, fingerprints, ...
 
-A group is written fully, then ``status=done`` is set last; anything else found on resume is deleted and redone.
+A group is written fully, then ``status=done`` is set last. Until then (status "writing") it holds a progress
+record after each complete block (pipeline/resume.py): a rerun resumes it there if it was made under the same
+settings, else deletes and redoes it. Readers never use a group that is not done.
 Every array records the fingerprint of what made it in ``attrs["fingerprints"][name]``.
 
 An update of a done group never exposes a half-written array: new arrays are built beside the group, in
@@ -193,17 +195,30 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
 class VideoWriter:
     """Writes one video's group: arrays grow by appending time chunks; ``finish`` sets status=done last.
 
-    One writer per video: the stage graph never lets two tasks write the same group.
+    One writer per video: the stage graph never lets two tasks write the same group. `commit` records that the rows
+    so far are complete (pipeline/resume.py); a writer made with `resume` (such a record) reopens the group, cuts
+    each array back to its committed rows and goes on from there. Each writer signs the group with a token of its
+    own: one that finds another's token at a commit or at the end stops (`Superseded`), touching nothing.
     """
 
     def __init__(self, cache: str | Path, dataset: str, video: str, names: list[str], attrs: dict,
-                 path: Path | None = None):
+                 path: Path | None = None, resume: dict | None = None):
         self.path = Path(path) if path is not None else video_dir(cache, dataset, video)
+        self.token = uuid.uuid4().hex[:12]
+        if resume is not None:
+            self.group = zarr.open_group(LocalStore(self.path), mode="r+")
+            self.n = {n: int(resume["rows"][n]) for n in names}
+            self.arrays = {n: self.group[n] for n in names}
+            for n, a in self.arrays.items():
+                a.resize((self.n[n], *a.shape[1:]))   # rows past the commit are a killed attempt's: cut
+            at = [*self.group.attrs.get("resumed_at", []), int(resume["frames"])]
+            self.group.attrs.update({"writer": self.token, "resumed_at": at})
+            return
         if self.path.exists():
             shutil.rmtree(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.group = zarr.open_group(LocalStore(self.path), mode="w")
-        self.group.attrs.update({**attrs, "status": "writing", "fingerprints": {}})
+        self.group.attrs.update({**attrs, "status": "writing", "fingerprints": {}, "writer": self.token})
         self.arrays = {n: create_array(self.group, n) for n in names}
         self.n = {n: 0 for n in names}
 
@@ -216,17 +231,45 @@ class VideoWriter:
         self.arrays[name].append(data, axis=0)
         self.n[name] += len(data)
 
+    def commit(self, record: dict) -> None:
+        """Record (attrs["progress"]) that every array's rows so far are complete, with what resuming needs."""
+        self._check_owner()
+        self.group.attrs["progress"] = {**record, "rows": dict(self.n)}
+
     def finish(self, fingerprints: dict, attrs: dict) -> None:
         """Check every array has the same number of frames, record fingerprints, then status=done."""
         counts = set(self.n.values())
         if len(counts) != 1:
             raise RuntimeError(f"{self.path}: arrays have different frame counts {self.n}")
-        self.group.attrs.update({**attrs, "fingerprints": fingerprints, "n_frames": counts.pop()})
-        self.group.attrs["status"] = "done"
+        n = counts.pop()
+        short = {name: a.shape[0] for name, a in self.arrays.items() if a.shape[0] != n}
+        if short:
+            raise RuntimeError(f"{self.path}: arrays {short} on disk for {n} frames written")
+        self._check_owner()
+        done = {k: v for k, v in dict(self.group.attrs).items() if k not in ("progress", "writer")}
+        done.update({**attrs, "fingerprints": fingerprints, "n_frames": n, "status": "done"})
+        self.group.attrs.put(done)   # one atomic write: done, fingerprints, and the progress record gone
 
     def discard(self) -> None:
-        """Remove the partial group (after a failure)."""
+        """Remove the partial group (after a failure), unless another attempt has taken it over."""
+        try:
+            self._check_owner()
+        except Superseded:
+            return
         shutil.rmtree(self.path, ignore_errors=True)
+
+    def _check_owner(self) -> None:
+        try:
+            on_disk = zarr.open_group(LocalStore(self.path, read_only=True), mode="r").attrs.get("writer")
+        except Exception:   # gone (removed by a newer run) or unreadable: not ours any more
+            on_disk = None
+        if on_disk != self.token:
+            raise Superseded(self.path, "another attempt at this video took its group over (a worker thought lost "
+                             "was still running)", "nothing to do: the other attempt goes on")
+
+
+class Superseded(BadInputError):
+    """A writer found that another attempt now writes its group."""
 
 
 def create_array(group: zarr.Group, name: str, n_frames: int = 0) -> zarr.Array:

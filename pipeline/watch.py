@@ -1,8 +1,10 @@
 """Watching the workers of a `features` run, so that a lost worker never hangs it.
 
 Each video's task says where it starts (`tracked`), so when a worker leaves (walltime, scancel, preemption, out of
-memory) the client knows which video lost its worker. Dask runs that video again elsewhere; after --retries more
-losses it is recorded failed, with the reason. On a batch system, dask-jobqueue's adaptive scaling keeps up to --jobs
+memory) the client knows which video lost its worker. Dask runs that video again elsewhere, and it resumes from its
+last complete block (pipeline/resume.py). A lost worker counts against the video only when the video saved no
+new block meanwhile: after --retries such losses it is recorded failed, with the reason; a video that advances
+goes on however many jobs it takes. On a batch system, dask-jobqueue's adaptive scaling keeps up to --jobs
 jobs (a new one for each that ended). While no worker is connected the run says so every 30 s, with the jobs' states;
 after --worker-timeout without one (on SLURM: as soon as every job has ended and none replaced it) it stops with the
 job states and what to change.
@@ -118,7 +120,7 @@ def what_to_change(states: dict[str, tuple[str, str]], walltime: str, log_hint: 
 class WorkerWatch:
     """Follows workers, jobs and which video runs where; decides when a video or the whole run gives up."""
 
-    def __init__(self, client, cluster, scheduler: str, opts: dict, jobs: int, fbar=None, say=print):
+    def __init__(self, client, cluster, scheduler: str, opts: dict, jobs: int, fbar=None, say=print, saved=None):
         self.client, self.cluster, self.scheduler, self.opts = client, cluster, scheduler, dict(opts)
         self.kind = scheduler if scheduler in BATCH_SYSTEMS else None
         self.max_jobs = max(1, int(jobs))
@@ -131,7 +133,10 @@ class WorkerWatch:
         self.running: dict[str, str] = {}      # video -> address of the worker it started on
         self.restarted: list[tuple[str, str]] = []   # (video, address) of attempts replaced before _check saw them
         self.frames: Counter = Counter()       # frames reported by each video's current attempt
-        self.losses: Counter = Counter()
+        self.losses: Counter = Counter()       # losses without progress, per video
+        # frames each video had saved when last looked (the client reads them from its group: pipeline/resume.py)
+        self.saved_of = saved or (lambda video: 0)
+        self.saved: dict[str, int] = {}
         self.names: dict[str, str] = {}        # worker address -> name, every worker seen
         self.job_ids: dict[str, str] = {}      # job name -> batch job id, every job submitted
         self.states: dict[str, tuple[str, str]] = {}
@@ -217,24 +222,33 @@ class WorkerWatch:
         return given_up
 
     def _lost(self, video: str, address: str, fut, entry) -> dict:
-        self.losses[video] += 1
-        n = self.losses[video]
+        before, now = self.saved.get(video, 0), self.saved_of(video)
+        self.saved[video] = max(before, now)
         with self.lock:
             done = self.frames.pop(video, 0)
-        if self.fbar is not None and done:
-            self.fbar.update(-done)            # its frames are done again by the next attempt
+        redo = max(0, done - max(0, now - before))   # frames decoded but not saved are done again
+        if self.fbar is not None and redo:
+            self.fbar.update(-redo)
         name = self.names.get(address, address)
+        if now > before:   # it saved blocks: not a failing video, it goes on from there
+            self.say(f"{video}: its worker {name}{self._job_text(name)} left after saving frames {before}..{now}; the "
+                     f"video resumes at frame {now} on another worker")
+            return {}
+        self.losses[video] += 1
+        n = self.losses[video]
         if n <= self.retries:
             after = f" after {done} frames" if done else ""
-            self.say(f"{video}: its worker {name}{self._job_text(name)} left{after}; the video starts again on another "
-                     f"worker (attempt {n + 1} of {self.retries + 1})")
+            where = f"resumes at frame {now}" if now else "starts again"
+            self.say(f"{video}: its worker {name}{self._job_text(name)} left{after} without saving a block; the video "
+                     f"{where} on another worker (attempt {n + 1} of {self.retries + 1})")
             return {}
         fut.cancel()
         if self.kind:
             lifetime, stagger = batch_lifetime(self.kind, self.opts)
-            why = (f"its worker was lost {_times(n)} before the video finished{self._job_text(name, True)}; a video must "
-                   f"finish within one worker's life (at most {format_seconds(lifetime + stagger)}, from --walltime "
-                   f"{self.opts.get('walltime')}): give a longer --walltime")
+            why = (f"its worker was lost {_times(n)} before the video saved a block{self._job_text(name, True)}; one "
+                   f"block (--chunk-frames) must be done within one worker's life (at most "
+                   f"{format_seconds(lifetime + stagger)}, from --walltime {self.opts.get('walltime')}): give a longer "
+                   "--walltime or a smaller --chunk-frames")
         else:
             why = (f"its worker died {_times(n)} while extracting it (killed, or out of memory?): give each worker more "
                    "memory (fewer --workers) and rerun")
