@@ -219,8 +219,11 @@ def truth_row(cache: Path, dataset: str, row: dict) -> dict:
         truth = store.index_row(cache, dataset, row["video"])
         errors = [e for e in (row.get("error"), truth.get("error")) if e]
         return {**truth, "error": "; ".join(errors) or None}
-    # no usable group: extraction failed (or a group was left partial); the next run redoes it
+    # no usable group: extraction failed, or stopped part-way (the next run resumes it, or redoes it)
+    saved = resume.saved_frames(cache, dataset, row["video"])
     why = row.get("error") or f"group {status or 'missing'}: not extracted"
+    if saved:
+        why += f" ({saved} frames saved: the next `features` run resumes there)"
     return {"video": row["video"], "split": row.get("split"), "source": row.get("source"), "status": "failed",
             "error": why, "n_frames": 0}
 

@@ -37,6 +37,7 @@ def describe(cache: Path | None = None) -> str:
 
 
 def _cache_lines(cache: Path) -> list[str]:
+    from pipeline.resume import partial_videos
     from pipeline.store import read_index
 
     if not cache.is_dir():
@@ -44,8 +45,13 @@ def _cache_lines(cache: Path) -> list[str]:
     out = []
     for ds_dir in sorted(p for p in cache.iterdir() if p.is_dir()):
         idx = read_index(cache, ds_dir.name)
-        if idx is None:
+        partial = partial_videos(cache, ds_dir.name)
+        if idx is None and not partial:
             continue
+        if idx is None:   # a first run killed before any video finished
+            import pandas as pd
+
+            idx = pd.DataFrame({"video": [], "status": [], "n_frames": [], "error": []})
         done = idx[idx.status == "done"]
         failed = idx[idx.status == "failed"]
         out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed")
@@ -59,7 +65,11 @@ def _cache_lines(cache: Path) -> list[str]:
             note = f"  {made}" if made else ""
             out.append(f"      {name:22s} {usable}/{total}{note}")
         for _, row in failed.iterrows():
-            out.append(f"    failed {row.video}: {row.error}")
+            if row.video not in partial:
+                out.append(f"    failed {row.video}: {row.error}")
+        for video, frames in partial.items():
+            out.append(f"    partial {video}: {frames} frames saved (the next `features` run resumes there, "
+                       "or starts it over if its settings changed)")
     return out or ["  (empty)"]
 
 

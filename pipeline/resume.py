@@ -125,3 +125,16 @@ def clean_staging(cache, dataset: str) -> None:
 def drop_rebuild(cache, dataset: str, video: str) -> None:
     """Remove a video's partial rebuild (its done group needs none now)."""
     shutil.rmtree(rebuild_dir(cache, dataset, video), ignore_errors=True)
+
+
+def partial_videos(cache, dataset: str) -> dict[str, int]:
+    """{video: frames saved} of the videos whose extraction was interrupted (in place or a rebuild beside)."""
+    root = store.dataset_dir(cache, dataset)
+    names = [d.name for d in (root / "videos").iterdir()] if (root / "videos").is_dir() else []
+    names += [d.name[:-len(".full")] for d in (root / ".staging").glob("*.full")] if (root / ".staging").is_dir() else []
+    out = {}
+    for video in sorted(set(names)):
+        frames = saved_frames(cache, dataset, video)
+        if frames:
+            out[video] = frames
+    return out
