@@ -145,10 +145,11 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
                     position=1, smoothing=0.1)
         # lost workers, job states and waiting times are said as they happen, above the bars
         watch = WorkerWatch(client, cluster, scheduler, opts, jobs, fbar=fbar, say=vbar.write if progress else echo,
-                            saved=lambda video: resume.saved_frames(cache, dataset, video))
+                            saved=lambda video: _saved(cache, dataset, video, plans[video]))
         watch.saved.update({e.video: int(p.resume["frames"]) for e, p, _ in todo if p.resume})
         client.subscribe_topic(TOPIC, watch.on_frames)
         resources = {"GPU": 1} if s.device.startswith("cuda") and scheduler != "local" else None
+        plans = {e.video: p for e, p, _ in todo}
         futures = {client.submit(tracked, _task, e.video, str(cache), dataset, e, s, w, replace_variant,
                                  key=f"video-{dataset}-{e.video}", pure=False, resources=resources): e
                    for e, _, w in todo}
@@ -161,6 +162,9 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
                 else:
                     try:
                         row = fut.result()
+                        if row.get("status") == "done":
+                            at = store.open_video(cache, dataset, e.video).attrs.get("resumed_at", [])
+                            row = _whole_run(row, plans[e.video], s, watch.first_start.get(e.video), list(at))
                     except Exception as err:   # the worker died more often than the scheduler allows
                         row = _failed_row(e, f"{e.path}: worker lost ({type(err).__name__}: {err})")
                 summary.rows.append(row)
@@ -178,6 +182,34 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def _saved(cache: Path, dataset: str, video: str, p: extract.Plan) -> int:
+    """Frames of a video saved so far in this run's build: its progress record, or all of them once it is done."""
+    frames = resume.saved_frames(cache, dataset, video)
+    if frames or p.action != "full" or store.group_status(cache, dataset, video) != "done":
+        return frames
+    g = store.open_video(cache, dataset, video)   # done: by this build only if it has the fingerprints it wanted
+    fps = dict(g.attrs.get("fingerprints", {}))
+    return int(g.attrs["n_frames"]) if all(fps.get(n) == fp for n, fp in p.want.items()) else 0
+
+
+def _whole_run(row: dict, p: extract.Plan, s: extract.Settings, first_start: float | None, resumed_at: list) -> dict:
+    """The row of a video as this run built it, not only its last attempt: a video resumed by a later attempt counts
+    the frames and seconds of all of them; one finished by an attempt whose worker was thought lost (the last attempt
+    found it done) is the planned build, not a skip. `resumed_at`: the group's record of where it was resumed."""
+    if row.get("status") != "done" or p.action != "full":
+        return row
+    start = int(p.resume["frames"]) if p.resume else 0
+    later = [int(f) for f in resumed_at if int(f) > start]   # resumed by an attempt of this run
+    if later or row.get("action") == "skip":
+        row.update(action=p.action, reason=p.reason)
+        if s.faces != "cropped_aligned":
+            row["decoded"] = int(row["n_frames"]) - start
+        if first_start is not None:
+            row["seconds"] = time.monotonic() - first_start
+    row["resumed_from"] = int(resumed_at[-1]) if resumed_at else 0
+    return row
 
 
 def _failed_row(e: VideoEntry, error: str) -> dict:

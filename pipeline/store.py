@@ -242,7 +242,8 @@ class VideoWriter:
         if len(counts) != 1:
             raise RuntimeError(f"{self.path}: arrays have different frame counts {self.n}")
         n = counts.pop()
-        short = {name: a.shape[0] for name, a in self.arrays.items() if a.shape[0] != n}
+        disk = zarr.open_group(LocalStore(self.path, read_only=True), mode="r")   # not this writer's cached shapes
+        short = {name: disk[name].shape[0] for name in self.arrays if disk[name].shape[0] != n}
         if short:
             raise RuntimeError(f"{self.path}: arrays {short} on disk for {n} frames written")
         self._check_owner()

@@ -137,6 +137,7 @@ class WorkerWatch:
         # frames each video had saved when last looked (the client reads them from its group: pipeline/resume.py)
         self.saved_of = saved or (lambda video: 0)
         self.saved: dict[str, int] = {}
+        self.first_start: dict[str, float] = {}   # video -> when its first attempt of this run started
         self.names: dict[str, str] = {}        # worker address -> name, every worker seen
         self.job_ids: dict[str, str] = {}      # job name -> batch job id, every job submitted
         self.states: dict[str, tuple[str, str]] = {}
@@ -154,6 +155,7 @@ class WorkerWatch:
 
     def _on_start(self, event) -> None:
         video, address = event[1]
+        self.first_start.setdefault(video, time.monotonic())
         with self.lock:
             previous = self.running.get(video)
             if previous is not None and previous != address:
@@ -231,8 +233,8 @@ class WorkerWatch:
             self.fbar.update(-redo)
         name = self.names.get(address, address)
         if now > before:   # it saved blocks: not a failing video, it goes on from there
-            self.say(f"{video}: its worker {name}{self._job_text(name)} left after saving frames {before}..{now}; the "
-                     f"video resumes at frame {now} on another worker")
+            self.say(f"{video}: its worker {name}{self._job_text(name)} left after saving frames {before}..{now} (or "
+                     "more while it stopped); the video resumes from its last saved block on another worker")
             return {}
         self.losses[video] += 1
         n = self.losses[video]

@@ -192,7 +192,8 @@ def test_a_worker_lost_after_saving_blocks_is_not_a_failing_video(video, referen
                             echo=lines.append, cluster_opts={"retries": 0})
         helper.join()
     assert not summary.failed and summary.stopped is None, (summary.rows, lines)
-    assert any("left after saving frames 0.." in line and "resumes at frame" in line for line in lines), lines
+    assert any("left after saving frames 0.." in line and "resumes from its last saved block" in line
+               for line in lines), lines
     g = store.open_video(cache, "d", "v")
     assert g.attrs["resumed_at"][0] > 0
     _assert_same_arrays(cache, reference, "d", "v")

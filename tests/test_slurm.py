@@ -112,9 +112,48 @@ def test_jobs_pending_forever_stop_the_run_with_the_reason(demo, tmp_path):
         "the run left its pending jobs in the queue"
 
 
-def test_walltime_too_short_for_a_video_fails_it_with_the_reason(tmp_path):
-    """The issue's case: a 1-minute walltime and a 20-second video that needs more than that on one core. The worker
-    retires before the walltime, the video is recorded failed with what to change, and the run ends."""
+def test_a_job_expiring_mid_video_resumes_it_in_the_next_job_and_equals_local(tmp_path):
+    """The issue's case, shorter: a 20-second video takes longer than a worker's life in 1-minute jobs (--lifetime set
+    from how long the video takes here, so that one job does about a third of it, however loaded the machine). Each
+    job saves blocks of 32 frames; the next job resumes the video at the last one; the run finishes and its arrays
+    equal an uninterrupted local run's, bit for bit. (Before: the video started again from frame 0 in every job.)
+    --retries 10 tolerates a job whose worker starts too late to save a block on a loaded machine; with resumption
+    broken no job could finish the video, and the run would fail."""
+    from pipeline import extract
+    from pipeline.demo import make_demo
+    from pipeline.manifest import get_dataset, list_videos
+
+    root = tmp_path / "demo"
+    make_demo(root, videos=1, seconds=20, seed=1, progress=False, test_videos=0)
+    ref = tmp_path / "local"
+    entry = list_videos(get_dataset("demo", root))[0]
+    row = extract.process_video(str(ref), "demo", entry, extract.Settings(weights="random", stages=("align", "motion")))
+    assert row["status"] == "done", row
+    # a worker starts in ~5-10 s, then extracts for the rest of its life: about a third of the video
+    lifetime = int(min(40, max(10, 6 + row["seconds"] / 3)))
+    cache = tmp_path / "cache"
+    t0 = time.time()
+    run = subprocess.run(_features(root, cache, "--stages", "align,motion", "--scheduler", "slurm", *ONE_CORE,
+                                   "--walltime", "00:01:00", "--lifetime", f"{lifetime}s", "--chunk-frames", "32",
+                                   "--retries", "10"),
+                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=420)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "the video resumes from its last saved block" in run.stdout, run.stdout
+    assert "(1 resumed mid-way)" in run.stdout, run.stdout
+    jobs = _our_jobs(tmp_path)
+    assert len(jobs) >= 2, jobs
+    g = store.open_video(cache, "demo", entry.video)
+    assert g.attrs["status"] == "done" and g.attrs["resumed_at"][0] > 0
+    r = store.open_video(ref, "demo", entry.video)
+    for name in r.array_keys():
+        np.testing.assert_array_equal(g[name][:], r[name][:], err_msg=name)
+    print(f"local {row['seconds']:.0f} s; slurm {time.time() - t0:.0f} s with --lifetime {lifetime}s: "
+          f"{len(jobs)} jobs, resumed at {g.attrs['resumed_at']}")
+
+
+def test_a_block_longer_than_a_job_fails_the_video_with_the_reason(tmp_path):
+    """A 20-second video in one block (--chunk-frames 1024) with a 1-minute walltime: no job can save a block, so the
+    loss counts; with --retries 0 the video is recorded failed, saying what to change, and the run ends."""
     from pipeline.demo import make_demo
 
     root = tmp_path / "demo"
@@ -123,11 +162,11 @@ def test_walltime_too_short_for_a_video_fails_it_with_the_reason(tmp_path):
     t0 = time.time()
     run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "features", "--videos", str(video), "--cache",
                           str(tmp_path / "cache"), "--weights", "random", "--no-progress", "--scheduler", "slurm",
-                          *ONE_CORE, "--walltime", "00:01:00", "--retries", "0"],
+                          *ONE_CORE, "--walltime", "00:01:00", "--retries", "0", "--chunk-frames", "1024"],
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=420)
     assert run.returncode == 1, run.stdout + run.stderr
-    assert "its worker was lost once before the video finished" in run.stdout, run.stdout
-    assert "give a longer --walltime" in run.stdout, run.stdout
+    assert "its worker was lost once before the video saved a block" in run.stdout, run.stdout
+    assert "give a longer --walltime or a smaller --chunk-frames" in run.stdout, run.stdout
     index = store.read_index(tmp_path / "cache", "videos")
-    assert list(index["status"]) == ["failed"] and "--walltime" in index["error"][0]
+    assert list(index["status"]) == ["failed"] and "--chunk-frames" in index["error"][0]
     assert time.time() - t0 < 400
