@@ -23,6 +23,7 @@ from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry, guard_ids
 
 TOPIC = "mimamo-frames"
+GATHER_TIMEOUT = 10.0   # s to fetch a finished video's row; longer: it was lost with its worker and runs again
 
 
 @dataclass
@@ -156,17 +157,20 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
         while futures and watch.stop_reason is None:
             done, given_up = watch.step(futures)
             for fut in done + list(given_up):
-                e = futures.pop(fut)
+                e = futures[fut]
                 if fut in given_up:
                     row = _failed_row(e, given_up[fut])
                 else:
                     try:
-                        row = fut.result()
+                        row = fut.result(timeout=GATHER_TIMEOUT)
                         if row.get("status") == "done":
                             at = store.open_video(cache, dataset, e.video).attrs.get("resumed_at", [])
                             row = _whole_run(row, plans[e.video], s, watch.first_start.get(e.video), list(at))
+                    except TimeoutError:   # its result was on a worker that left: Dask runs it again (a skip)
+                        continue
                     except Exception as err:   # the worker died more often than the scheduler allows
                         row = _failed_row(e, f"{e.path}: worker lost ({type(err).__name__}: {err})")
+                futures.pop(fut)
                 summary.rows.append(row)
                 vbar.update(1)
                 if row.get("status") == "failed":
@@ -176,6 +180,11 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
         if watch.stop_reason:
             client.cancel(list(futures))
             summary.stopped = watch.stop_reason
+            for e in futures.values():   # finished by a worker that left before its result was collected
+                if _saved(cache, dataset, e.video, plans[e.video]) and store.group_status(cache, dataset,
+                                                                                          e.video) == "done":
+                    summary.rows.append({**store.index_row(cache, dataset, e.video), "action": plans[e.video].action,
+                                         "decoded": 0})
         vbar.close()
         fbar.close()
     finally:
