@@ -39,8 +39,9 @@ def video(tmp_path_factory) -> VideoEntry:
 
 
 def _settings(chunk: int, **kw) -> extract.Settings:
-    """Every stateful part: tracker, smoother, the paper ΔPhase (turns), phase, flow, and per-frame gamma jitter."""
-    return extract.Settings(**{"weights": "random", "stages": ("align", "motion"), "extras": ("phase", "flow"),
+    """Every stateful part: tracker, smoother, the paper ΔPhase (turns), phase, flow, per-frame gamma jitter, and the
+    variants computed from the mirrored faces (a computer fed transformed faces)."""
+    return extract.Settings(**{"weights": "random", "stages": ("align", "motion"), "extras": ("phase", "flow", "flip"),
                                "motion_variant": "paper", "motion": {"variant": "paper"}, "gamma_jitter": 0.1,
                                "chunk_frames": chunk, **kw})
 
