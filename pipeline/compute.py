@@ -201,8 +201,8 @@ class MotionComputer:
         turns = getattr(self.state, "turns", None)
         return {"turns": None if turns is None else {k: encode_array(v) for k, v in turns.items()}}
 
-    def restore(self, last_face: np.ndarray, last_valid: bool, snap: dict, frame: int = 0) -> None:
-        """Continue after a cached frame (face48 row and valid flag) with a `snapshot()` taken there."""
+    def restore(self, last_face: np.ndarray, last_valid: bool, snap: dict, frames: int) -> None:
+        """Continue at frame `frames`, after a cached face48 row and valid flag, with a `snapshot()` taken there."""
         from features.motion import MotionState
 
         face = np.asarray(last_face) if last_valid else None
@@ -229,13 +229,17 @@ class SpatialComputer:
     def __init__(self, s, variant: str | None = None):
         self.encoder = get_encoder(s)
         self.names = {"resnet50": arrays.array_name("resnet50", variant)}
-        self.key = self.names["resnet50"]   # names this computer in a progress record
+
+    @property
+    def key(self) -> str:
+        """Names this computer in a progress record: its array ("resnet50@flip")."""
+        return self.names["resnet50"]
 
     def snapshot(self) -> dict:
         """Nothing is carried from one block to the next."""
         return {}
 
-    def restore(self, last_face, last_valid, snap, frame: int = 0) -> None:
+    def restore(self, last_face, last_valid, snap, frames: int) -> None:
         """Nothing to restore."""
 
     def __call__(self, block: dict) -> dict[str, np.ndarray]:

@@ -172,22 +172,27 @@ class Transformed:
 
     def __init__(self, inner, transform: FaceTransform, video: str):
         self.inner, self.transform, self.video, self.start = inner, transform, video, 0
-        self.names, self.key = inner.names, inner.key
-
-    def snapshot(self) -> dict:
-        """The wrapped computer's carry-over (it saw transformed faces)."""
-        return self.inner.snapshot()
-
-    def restore(self, last_face: np.ndarray, last_valid: bool, snap: dict, frame: int = 0) -> None:
-        """Continue after the clean cached face of `frame`: the wrapped computer gets it transformed, as it saw it."""
-        face = self.transform.apply({"face48": np.asarray(last_face)[None]}, self.video, frame)["face48"][0]
-        self.inner.restore(face, last_valid, snap)
-        self.start = frame + 1
+        self.names = inner.names
 
     def __call__(self, block: dict) -> dict[str, np.ndarray]:
         out = self.inner(self.transform.apply(block, self.video, self.start))
         self.start += len(block["valid"])
         return out
+
+    @property
+    def key(self) -> str:
+        """Names the computer in a progress record (pipeline/resume.py)."""
+        return self.inner.key
+
+    def snapshot(self) -> dict:
+        """What the inner computer carries to the next block."""
+        return self.inner.snapshot()
+
+    def restore(self, last_face, last_valid: bool, snap: dict, frames: int) -> None:
+        """Continue a resumed video at frame `frames`: the inner computer gets the last face transformed, as it saw it."""
+        face = self.transform.apply({"face48": np.asarray(last_face)[None]}, self.video, frames - 1)["face48"][0]
+        self.inner.restore(face, last_valid, snap, frames)
+        self.start = frames
 
 
 def wrap(computer, variant: str | None, video: str):

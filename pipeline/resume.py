@@ -96,7 +96,7 @@ def restore(group, rec: dict, computers, s) -> dict:
     lo = max(0, b - SmoothAligner(s.align_smooth).r)
     last_face, last_valid = np.asarray(group["face48"][b - 1]), bool(group["valid"][b - 1])
     for c in computers:
-        c.restore(last_face, last_valid, rec["state"]["motion"][c.key], frame=b - 1)
+        c.restore(last_face, last_valid, rec["state"]["motion"][c.key], b)
     return {**rec["state"]["faces"], "landmarks": np.asarray(group["landmarks"][lo:b]),
             "valid": np.asarray(group["valid"][lo:b])}
 
