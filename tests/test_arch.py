@@ -96,3 +96,13 @@ def test_an_ablation_over_architectures_names_each_rows(released_run):
     assert "| arch | input |" in md and "| released | dphase |" in md
     m = json.loads((tmp / "abl" / "arch=released_input=dphase" / "fold0" / "metrics.json").read_text())
     assert m["arch"] == "released" and table.ccc_arousal[1] == pytest.approx(m["ccc_arousal"], abs=1e-4)
+
+
+def test_a_spatial_only_row_names_no_architecture_or_input_even_on_those_axes():
+    from train.ablate import _labels
+    from train.config import TrainConfig
+
+    assert _labels({"input": "dphase@paper", "streams": "spatial"}, TrainConfig()) == {"arch": "-", "input": "-"}
+    assert _labels({"arch": "released", "streams": "spatial"}, TrainConfig()) == {"arch": "-", "input": "-"}
+    assert _labels({"input": "dphase@paper", "streams": "temporal"}, TrainConfig(arch="released")) == {
+        "arch": "released"}

@@ -97,9 +97,11 @@ def _siblings(out: Path, cell: dict, cells: list[dict], cfg: TrainConfig) -> dic
 
 
 def _labels(cell: dict, base: TrainConfig) -> dict:
-    """The architecture and input variant that made a row, when not grid axes ('-' without a temporal stream)."""
-    spatial_only = cell.get("streams", base.streams) == "spatial"
-    return {k: "-" if spatial_only else str(cell.get(k, getattr(base, k))) for k in ("arch", "input") if k not in cell}
+    """The architecture and input variant that made a row, when not grid axes; '-' without a temporal stream, also
+    over a grid axis (a spatial-only cell of input=dphase@paper reads no ΔPhase at all)."""
+    if cell.get("streams", base.streams) == "spatial":
+        return {"arch": "-", "input": "-"}
+    return {k: str(cell.get(k, getattr(base, k))) for k in ("arch", "input") if k not in cell}
 
 
 def _protocol(res: list[dict]) -> str:
