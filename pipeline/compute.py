@@ -20,6 +20,12 @@ DECODE_CHUNK = 32   # raw frames held at once: 32 x 1920x1080x3 is 200 MB, the l
 # ResNet50 batches are the valid faces of frames [32j, 32j+32): CPU convolutions round differently with the batch's
 # make-up, so batches fixed by frame number keep resnet50 the same however a video is cut into blocks or resumed.
 ENCODE_WINDOW = 32
+# ΔPhase and phase go through the pyramid in batches of MOTION_BATCH frames fixed by frame number (blocks start at
+# multiples of it), so every frame sits in the same column of the same product however the video is blocked. With
+# the default batch (256) a full block's last frame sits in the product's last column, which rounds differently
+# (measured, MKL: blocks of 256 and of 32 differed at frames 255, 511 of dphase_s1). 32 was as fast as 256 on one
+# CPU thread here (0.75 s vs 0.9-1.3 s for 512 frames).
+MOTION_BATCH = 32
 
 
 # ---------------------------------------------------------------- gamma jitter (paper Fig. 5)
@@ -116,8 +122,8 @@ def video_blocks(entry: VideoEntry, s, report, tracker=None, notes: dict | None 
 def chunk_frames(s) -> int:
     """Frames per block (`features --chunk-frames`): the unit of work a lost worker's video resumes from.
 
-    Settings makes it a multiple of 32, i.e. of DECODE_CHUNK and ENCODE_WINDOW, so that blocks end where decoding
-    chunks and encoder batches do: every array is then the same whatever the block size (tests/test_resume.py).
+    Settings makes it a multiple of 32, i.e. of DECODE_CHUNK, ENCODE_WINDOW and MOTION_BATCH, so that blocks end where
+    decoding chunks and encoder and pyramid batches do: every array is then the same whatever the block size (tests/test_resume.py).
     """
     return int(s.chunk_frames)
 
@@ -182,9 +188,9 @@ class MotionComputer:
         face48, valid = block["face48"], block["valid"]
         if self.kind == "dphase":
             r, self.state = M.delta_phase(face48, valid, self.state, config=self.config, device=self.device,
-                                          return_state=True)
+                                          batch_size=MOTION_BATCH, return_state=True)
         elif self.kind == "phase":
-            r = M.phase(face48, valid, config=self.config, device=self.device)
+            r = M.phase(face48, valid, config=self.config, device=self.device, batch_size=MOTION_BATCH)
         else:
             r = {"flow": M.optical_flow(face48, valid, self.prev48, config=self.config)["flow"]}
         self.prev48 = face48[-1] if valid[-1] else None

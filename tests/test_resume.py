@@ -23,7 +23,7 @@ from pipeline import compute, extract, graph, resume, store
 from pipeline.manifest import VideoEntry, videos_from_files
 
 ROOT = Path(__file__).resolve().parent.parent
-FRAMES = 230
+FRAMES = 300       # longer than a default block (256): its last frame is compared too
 GAP = (100, 110)      # no face: the smoother's and ΔPhase's restarts, a re-detection
 
 

@@ -148,6 +148,7 @@ def test_builtin_v1_variant_is_the_old_default_and_trains(labelled, v1_cache, tm
     """`--motion-variant v1` (or --motion-v1 naming it) keeps the ΔPhase of before issue 17 beside the new default,
     and `train --input dphase@v1` reads it."""
     from features.motion import MOTION_V1, MotionConfig, delta_phase
+    from pipeline.compute import MOTION_BATCH
 
     c = v1_cache
     base = ["--dataset", "demo", "--root", labelled, "--cache", c, "--stages", "align,motion"]
@@ -166,8 +167,9 @@ def test_builtin_v1_variant_is_the_old_default_and_trains(labelled, v1_cache, tm
         g = store.open_video(c, "demo", v)
         assert g.attrs["made_with"]["dphase_s0@v1"]["motion"] == MOTION_V1
         faces, valid = g["face48"][:], g["valid"][:]
-        old = delta_phase(faces, valid, config=MotionConfig(**MOTION_V1))
-        new = delta_phase(faces, valid)
+        # the pipeline's batches (pipeline.compute.MOTION_BATCH): the same products, so the same bits
+        old = delta_phase(faces, valid, config=MotionConfig(**MOTION_V1), batch_size=MOTION_BATCH)
+        new = delta_phase(faces, valid, batch_size=MOTION_BATCH)
         for s in ("s0", "s1"):
             np.testing.assert_array_equal(g[f"dphase_{s}@v1"][:], old[s].astype(np.float16))
             np.testing.assert_array_equal(g[f"dphase_{s}"][:], new[s].astype(np.float16))
