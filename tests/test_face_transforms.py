@@ -14,6 +14,7 @@ import cli
 from features.errors import BadInputError
 from pipeline import arrays, settings, store
 from pipeline import face_transforms as ft
+from pipeline.compute import MOTION_BATCH
 
 
 def test_names_compose_in_one_order_and_bad_ones_are_refused():
@@ -91,7 +92,7 @@ def test_extras_flip_computes_the_mirrored_faces_arrays_exactly_from_cached_face
     g = store.open_video(c, "videos", "mover")
     face48, valid = clean["face48"], clean["valid"]
     for variant in ("mimamo", "paper"):
-        want = delta_phase(mirror_faces(face48), valid, variant=variant)
+        want = delta_phase(mirror_faces(face48), valid, variant=variant, batch_size=MOTION_BATCH)   # pipeline's batches
         suffix = "flip" if variant == "mimamo" else "paper+flip"
         for s in ("s0", "s1"):
             np.testing.assert_array_equal(g[f"dphase_{s}@{suffix}"][:], want[s].astype(np.float16))

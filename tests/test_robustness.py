@@ -16,7 +16,7 @@ from synth_video import write_face_video
 
 import cli
 from pipeline import store
-from pipeline.compute import frame_gammas, jitter_frames
+from pipeline.compute import MOTION_BATCH, frame_gammas, jitter_frames
 
 FRAMES = {"long": 300, "b": 30, "c": 30, "d": 30}   # "long" spans two cache chunks (256 + 44)
 TRAIN = ["--folds", "3", "--fold-ids", "0", "--epochs", "1", "--width", "2", "--window", "4", "--batch-size", "2",
@@ -58,7 +58,7 @@ def test_corrupted_inputs_are_the_motion_of_the_per_frame_gamma_corrupted_cached
     bad = jitter_frames(face48, 0.3, 0, "long", 0)   # each frame's gamma from (seed, sha256 of the id, frame)
     gam = frame_gammas(0.3, 0, "long", range(300))
     assert 0.7 <= gam.min() and gam.max() <= 1.3 and gam.std() > 0.1
-    want = delta_phase(bad, valid)
+    want = delta_phase(bad, valid, batch_size=MOTION_BATCH)   # the pipeline's batches: the same products, the same bits
     for s in ("s0", "s1"):
         np.testing.assert_array_equal(g[f"dphase_{s}@gamma0.3"][:], want[s].astype(np.float16))
     assert not np.array_equal(g["dphase_s0@gamma0.3"][:], g["dphase_s0"][:])
