@@ -52,8 +52,17 @@ def identity(want: dict, motion: dict, entry, s) -> dict:
 
 
 def _json(value):
-    """As it reads back from zarr.json (None keys become "null", tuples lists)."""
-    return json.loads(json.dumps(value, sort_keys=True, default=str))
+    """As it reads back from zarr.json (None keys become "null", tuples lists). Keys are made strings first, as
+    json.dumps would: sort_keys cannot order the default variant's None key beside named variants' str keys."""
+    return json.loads(json.dumps(_str_keys(value), sort_keys=True, default=str))
+
+
+def _str_keys(value):
+    if isinstance(value, dict):
+        return {k if isinstance(k, str) else json.dumps(k): _str_keys(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_str_keys(v) for v in value]
+    return value
 
 
 def record(frames: int, ident: dict, faces_state: dict, computers) -> dict:

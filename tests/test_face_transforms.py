@@ -121,3 +121,14 @@ def test_extras_flip_computes_the_mirrored_faces_arrays_exactly_from_cached_face
     assert again.exit_code == 0 and "1 skipped" in again.output, again.output
     bad = _features(video, "--cache", c, "--motion-variant", "paper+flip")
     assert bad.exit_code == 2 and "--extras flip" in bad.output
+
+
+def test_extras_flip_on_a_new_cache_makes_the_plain_and_mirrored_arrays(tmp_path):
+    # a first run with --extras flip: the resume identity holds the default variant (key None) beside "flip"
+    video = tmp_path / "fresh.avi"
+    write_face_video(video, 24, size=(320, 240), fourcc="MJPG", seed=5)
+    out = _features(video, "--cache", tmp_path / "c", "--weights", "random", "--stages", "align,motion",
+                    "--extras", "flip")
+    assert out.exit_code == 0 and "1 new" in out.output and "failed: 0" in out.output, out.output
+    g = store.open_video(tmp_path / "c", "videos", "fresh")
+    assert {"dphase_s0", "dphase_s0@flip"} <= set(g.array_keys())
