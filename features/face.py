@@ -153,6 +153,14 @@ def gray_crops(faces: np.ndarray, gray_size: int = 48) -> np.ndarray:
     return out
 
 
+def rgb_frames(frames) -> np.ndarray:
+    """frames as an array, checked to be [n, H, W, 3] uint8 RGB (what every landmark source aligns)."""
+    frames = np.asarray(frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
+        raise ValueError(f"expected frames [n, H, W, 3] uint8 RGB, got {frames.shape} {frames.dtype}")
+    return frames
+
+
 def align_faces(frames: np.ndarray, landmarks: np.ndarray, valid: np.ndarray, crop_size: int = 224,
                 gray_size: int = 48, scale: float = TEMPLATE_SCALE) -> AlignedFaces:
     """Align frames [n, H, W, 3] uint8 RGB from given landmarks [n, 68, 2] (source pixels) and valid [n]."""
@@ -294,9 +302,7 @@ class FaceTracker:
 
     def process(self, frames: np.ndarray) -> AlignedFaces:
         """Track and align frames [n, H, W, 3] uint8 RGB, continuing from the previous call's last frame."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected frames [n, H, W, 3] uint8 RGB, got {frames.shape} {frames.dtype}")
+        frames = rgb_frames(frames)
         n = len(frames)
         landmarks = np.full((n, 68, 2), np.nan, np.float32)
         valid = np.zeros(n, bool)

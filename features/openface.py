@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from features.errors import BadInputError
-from features.face import TEMPLATE_SCALE, AlignedFaces, align_faces, box_from_landmarks
+from features.face import TEMPLATE_SCALE, AlignedFaces, align_faces, box_from_landmarks, rgb_frames
 from features.face_side import SidePicker, iou
 
 LANDMARK_COLUMNS = [f"x_{k}" for k in range(68)] + [f"y_{k}" for k in range(68)]
@@ -194,9 +194,7 @@ class OpenFaceLandmarks:
 
     def process(self, frames: np.ndarray) -> AlignedFaces:
         """Align frames [n, H, W, 3] uint8 RGB with the CSV's landmarks for them, continuing from the last call."""
-        frames = np.asarray(frames)
-        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
-            raise ValueError(f"expected frames [n, H, W, 3] uint8 RGB, got {frames.shape} {frames.dtype}")
+        frames = rgb_frames(frames)
         n = len(frames)
         landmarks = np.full((n, 68, 2), np.nan, np.float32)
         valid = np.zeros(n, bool)
