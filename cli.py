@@ -423,6 +423,10 @@ def ablate(grid, fold_ids, out, **kw):
     cfg = _train_config(out=str(out), **kw)
     ids = [int(i) for i in fold_ids.split(",")] if fold_ids else None
     table = run(cfg.cache, cfg.dataset, list(grid), out, cfg, folds=cfg.folds, fold_ids=ids)
+    protocols = set(table["protocol"]) if "protocol" in table else set()
+    if len(protocols) == 1:   # said once above the table, not on every row
+        click.echo(protocols.pop())
+        table = table.drop(columns="protocol")
     click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
     click.echo(f"tables: {out / 'ablation.md'}, {out / 'ablation.csv'}")
 
