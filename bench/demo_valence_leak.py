@@ -1,0 +1,117 @@
+"""What the temporal stream's input reads on the demo when nothing but the head, the light and a static expression
+moves; prints one JSON line.
+
+The demo's valence is a static expression (pipeline/demo_script.py): by design the spatial stream reads it and the
+temporal stream, which should see micro-motions only, should not. This measures whether a ΔPhase variant carries
+it anyway: a ridge probe on windowed ΔPhase energy (per 8x8-pixel cell, orientation and scale, mean |ΔPhase|
+over 12 frames, as the temporal model's window) is fitted on the train videos of a demo cache, then scored (CCC)
+on (a) its test videos and (b) the same test videos rendered again with every micro-motion event removed (same
+head motion, lighting and valence; `features` run on them with the same settings). A variant whose probe still
+reads valence in (b) reads it from the head's motion or the light over the face, not from micro-motions: the
+leakage of issue 17. Arousal in (b) is a check: without micro-motion it should be near 0.
+
+    python bench/demo_valence_leak.py --demo data/demo --cache zarr [--variants default,v1,paper]
+
+The cache must hold the demo (`make demo`) and each variant (`features --motion-variant v1`, ...).
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import uniform_filter1d
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline import store  # noqa: E402
+from pipeline.demo import write_video  # noqa: E402
+from pipeline.demo_script import EVENT_DTYPE, demo_script  # noqa: E402
+from train.metrics import ccc  # noqa: E402
+
+WINDOW = 12   # frames: the temporal model's window
+CELLS = 6     # cells per side of a map
+
+
+def energy_features(group, suffix: str) -> np.ndarray:
+    out = []
+    for s in ("s0", "s1"):
+        a = np.abs(group[f"dphase_{s}{suffix}"][:].astype(np.float32))
+        t, o, h, w = a.shape
+        k = h // CELLS
+        cells = a.reshape(t, o, CELLS, k, CELLS, k).mean((3, 5))
+        out.append(uniform_filter1d(cells, WINDOW, axis=0).reshape(t, -1))
+    return np.concatenate(out, 1)
+
+
+def render_still(demo: Path, out: Path) -> list[Path]:
+    """The demo's test videos again, with no micro-motion event."""
+    rows = [r for r in json.loads((demo / "demo.json").read_text())["videos"] if r["split"] == "test"]
+    paths = []
+    for row in rows:
+        script = dataclasses.replace(demo_script(row["seed"], row["frames"]), events=np.empty(0, EVENT_DTYPE))
+        path = out / f"{row['id']}.avi"
+        write_video(path, script)
+        paths.append(path)
+    return paths
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--demo", type=Path, required=True, help="the demo's folder (cli.py demo-data --out)")
+    ap.add_argument("--cache", type=Path, required=True, help="its feature cache, with the variants")
+    ap.add_argument("--variants", default="default,v1", help="comma list; 'default' is plain dphase")
+    args = ap.parse_args()
+    variants = args.variants.split(",")
+    index = store.read_index(args.cache, "demo")
+    split = dict(zip(index["video"], index["split"]))
+    tmp = Path(tempfile.mkdtemp(prefix="demo-still-"))
+    try:
+        videos = render_still(args.demo, tmp)
+        for v in variants:
+            flag = [] if v == "default" else ["--motion-variant", v]
+            subprocess.run([sys.executable, str(ROOT / "cli.py"), "features", *map(str, videos), "--cache",
+                            str(tmp / "cache"), "--stages", "align,motion", "--workers", "1", "--no-progress", *flag],
+                           check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        result = {}
+        for v in variants:
+            suffix = "" if v == "default" else "@" + v
+            x, y = [], []
+            for vid in sorted(k for k, s in split.items() if s == "train"):
+                g = store.open_video(args.cache, "demo", vid)
+                ok = g["valid"][:].astype(bool)
+                x.append(energy_features(g, suffix)[ok])
+                y.append(g["labels"][:][ok])
+            x, y = np.concatenate(x), np.concatenate(y)
+            mu, sd = x.mean(0), x.std(0) + 1e-9
+            z = (x - mu) / sd
+            w = np.linalg.solve(z.T @ z + 0.1 * len(z) * np.eye(z.shape[1]), z.T @ (y - y.mean(0)))
+            row = {}
+            for name, cache, dataset in (("test", args.cache, "demo"), ("test_no_micro_motion", tmp / "cache",
+                                                                         "videos")):
+                scores = []
+                for path in videos:
+                    g = store.open_video(cache, dataset, path.stem)
+                    labels = store.open_video(args.cache, "demo", path.stem)["labels"][:]
+                    ok = g["valid"][:].astype(bool)
+                    pred = ((energy_features(g, suffix) - mu) / sd) @ w + y.mean(0)
+                    scores.append([ccc(pred[ok, d], labels[ok, d]) for d in range(2)])
+                a, val = np.mean(scores, 0)
+                row[name] = {"ccc_arousal": round(float(a), 3), "ccc_valence": round(float(val), 3)}
+            result[v] = row
+        print(json.dumps({"probe": "ridge on 12-frame mean |dphase| per cell", "videos": [p.stem for p in videos],
+                          "variants": result}))
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
