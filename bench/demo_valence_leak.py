@@ -9,8 +9,11 @@ on (a) its test videos and (b) the same test videos rendered again with every mi
 head motion, lighting and valence; `features` run on them with the same settings). A variant whose probe still
 reads valence in (b) reads it from the head's motion or the light over the face, not from micro-motions: the
 leakage of issue 17. Arousal in (b) is a check: without micro-motion it should be near 0.
+With ``--checkpoint VARIANT=best.pt`` (a temporal model trained on that variant, e.g. from `ablate`), the trained
+model is scored the same way on (a) and (b) (`predict --cache`), so the figure is the model's, not only a probe's.
 
     python bench/demo_valence_leak.py --demo data/demo --cache zarr [--variants default,v1,paper]
+                                      [--checkpoint v1=runs/x/input=dphase@v1_streams=temporal/fold0/best.pt]
 
 The cache must hold the demo (`make demo`) and each variant (`features --motion-variant v1`, ...).
 """
@@ -64,13 +67,38 @@ def render_still(demo: Path, out: Path) -> list[Path]:
     return paths
 
 
+def score_model(checkpoint: Path, videos: list[Path], caches: list[tuple[Path, str]], labelled: Path,
+                out: Path) -> dict:
+    """A trained model's CCC on the test videos of each (cache, dataset), against the demo cache's labels."""
+    import pandas as pd
+
+    from train.predict import predict_cache
+
+    names = [p.stem for p in videos]
+    res = {}
+    for key, (cache, dataset) in zip(("test", "test_no_micro_motion"), caches):
+        predict_cache(cache, dataset, checkpoint, out / key, split=None if dataset == "videos" else "test",
+                      echo=lambda *a, **k: None)
+        scores = []
+        for name in names:
+            pred = pd.read_csv(out / key / f"{name}.csv")
+            labels = store.open_video(labelled, "demo", name)["labels"][:]
+            scores.append([ccc(pred[d].to_numpy(), labels[:, i]) for i, d in enumerate(("arousal", "valence"))])
+        a, val = np.mean(scores, 0)
+        res[key] = {"ccc_arousal": round(float(a), 3), "ccc_valence": round(float(val), 3)}
+    return res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--demo", type=Path, required=True, help="the demo's folder (cli.py demo-data --out)")
     ap.add_argument("--cache", type=Path, required=True, help="its feature cache, with the variants")
     ap.add_argument("--variants", default="default,v1", help="comma list; 'default' is plain dphase")
+    ap.add_argument("--checkpoint", action="append", default=[], metavar="VARIANT=PATH",
+                    help="also score this trained temporal model (its variant must be in --variants)")
     args = ap.parse_args()
     variants = args.variants.split(",")
+    checkpoints = dict(c.split("=", 1) for c in args.checkpoint)
     index = store.read_index(args.cache, "demo")
     split = dict(zip(index["video"], index["split"]))
     tmp = Path(tempfile.mkdtemp(prefix="demo-still-"))
@@ -106,6 +134,9 @@ def main() -> None:
                     scores.append([ccc(pred[ok, d], labels[ok, d]) for d in range(2)])
                 a, val = np.mean(scores, 0)
                 row[name] = {"ccc_arousal": round(float(a), 3), "ccc_valence": round(float(val), 3)}
+            if v in checkpoints:
+                row["model"] = score_model(Path(checkpoints[v]), videos, [(args.cache, "demo"), (tmp / "cache", "videos")],
+                                           args.cache, tmp / f"pred-{v}")
             result[v] = row
         print(json.dumps({"probe": "ridge on 12-frame mean |dphase| per cell", "videos": [p.stem for p in videos],
                           "variants": result}))
