@@ -10,7 +10,7 @@ too, and the comparison mixes the tracker's robustness into the motion input's.)
 
 The corrupted inputs are variants in the cache (``dphase@gamma0.2``, ``dphase@paper+gamma0.2``, ``flow@gamma0.2``)
 made from the faces alone (pipeline/derive.py) under their own fingerprints, so a rerun reuses them; beta 0 is the
-clean input itself. Each (input, beta, fold) is a training run in OUT/<input>_beta=<b>/fold<i>, reused when its
+clean input itself, made the same way when the cache lacks it (a cache without `--extras flow`). Each (input, beta, fold) is a training run in OUT/<input>_beta=<b>/fold<i>, reused when its
 identity (settings, fingerprints, videos) is the same, as `ablate` does. Writes robustness.csv, robustness.md,
 robustness.png (CCC against beta, a line per input and dimension) and robustness.json (every cell's identity).
 Like `predict`, this command makes features (from cached faces only; no video is opened).
@@ -76,11 +76,12 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
 
     out = Path(out)
     cells = [Cell(i, b, corrupted_input(i, b, gamma_seed)) for i in dict.fromkeys(inputs) for b in betas]
-    wanted = [n for c in cells if c.beta for n in arrays.input_arrays(c.reads)]
-    if wanted:
-        done = derive(cache, dataset, wanted, device=base.device, progress=progress, echo=echo)
-        echo(f"corrupted inputs: {len(wanted)} arrays on {done['videos']} videos, {done['updated']} videos updated "
-             "(the others already held them under the same fingerprints)")
+    # beta 0's clean inputs too: a cache made without `--extras flow` must not fail at flow's first training, after
+    # every ΔPhase run (they are made from the cached faces like the corrupted ones, under the same fingerprints)
+    wanted = list(dict.fromkeys(n for c in cells for n in arrays.input_arrays(c.reads)))
+    done = derive(cache, dataset, wanted, device=base.device, progress=progress, echo=echo)
+    echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} videos, {done['updated']} videos "
+         "updated (the others already held them under the same fingerprints)")
     base = replace(base, cache=str(cache), dataset=dataset, streams="temporal")
     folds = fold_ids if fold_ids is not None else list(range(base.folds))
     rows, runs = [], {}
