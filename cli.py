@@ -437,7 +437,7 @@ def ablate(grid, fold_ids, out, **kw):
               help="Illumination variability: per-frame gamma g ~ U[1-beta, 1+beta], each beta in [0, 1).")
 @click.option("--inputs", default="dphase,flow", show_default=True,
               help="Temporal-stream inputs to compare (dphase, phase, flow, or a variant such as dphase@paper); "
-                   "flow needs `features --extras flow` only for beta 0.")
+                   "each is made from the cached faces where missing, beta 0's clean input too.")
 @click.option("--gamma-seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
               help="Seed of the gamma draws (with the video id and frame); part of the corrupted arrays' names "
                    "(gamma0.2s3) and fingerprints.")
