@@ -35,6 +35,7 @@ from scipy.ndimage import uniform_filter1d
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.demo_signal import ridge  # noqa: E402  (the demo's learnability probe: the same ridge)
 from pipeline import store  # noqa: E402
 from pipeline.demo import write_video  # noqa: E402
 from pipeline.demo_script import EVENT_DTYPE, demo_script  # noqa: E402
@@ -118,20 +119,20 @@ def main() -> None:
                 ok = g["valid"][:].astype(bool)
                 x.append(energy_features(g, suffix)[ok])
                 y.append(g["labels"][:][ok])
-            x, y = np.concatenate(x), np.concatenate(y)
-            mu, sd = x.mean(0), x.std(0) + 1e-9
-            z = (x - mu) / sd
-            w = np.linalg.solve(z.T @ z + 0.1 * len(z) * np.eye(z.shape[1]), z.T @ (y - y.mean(0)))
+            sets = (("test", args.cache, "demo"), ("test_no_micro_motion", tmp / "cache", "videos"))
+            groups = {(name, p.stem): store.open_video(cache, dataset, p.stem) for name, cache, dataset in sets
+                      for p in videos}
+            feats = [energy_features(g, suffix) for g in groups.values()]
+            pred = ridge(np.concatenate(x), np.concatenate(y), np.concatenate(feats), lam=0.1)   # one fit
+            pred = np.split(pred, np.cumsum([len(f) for f in feats])[:-1])
             row = {}
-            for name, cache, dataset in (("test", args.cache, "demo"), ("test_no_micro_motion", tmp / "cache",
-                                                                         "videos")):
+            for name, _, _ in sets:
                 scores = []
-                for path in videos:
-                    g = store.open_video(cache, dataset, path.stem)
-                    labels = store.open_video(args.cache, "demo", path.stem)["labels"][:]
-                    ok = g["valid"][:].astype(bool)
-                    pred = ((energy_features(g, suffix) - mu) / sd) @ w + y.mean(0)
-                    scores.append([ccc(pred[ok, d], labels[ok, d]) for d in range(2)])
+                for (key, video), g, p in zip(groups, groups.values(), pred):
+                    if key == name:
+                        labels = store.open_video(args.cache, "demo", video)["labels"][:]
+                        ok = g["valid"][:].astype(bool)
+                        scores.append([ccc(p[ok, d], labels[ok, d]) for d in range(2)])
                 a, val = np.mean(scores, 0)
                 row[name] = {"ccc_arousal": round(float(a), 3), "ccc_valence": round(float(val), 3)}
             if v in checkpoints:
