@@ -60,7 +60,7 @@ def mimamo_band(band: torch.Tensor, scale: int, orientation: int, cfg: MotionCon
         torch.hypot(cr, ci, out=both[1])
     step = torch.atan2(p_im, p_re, out=p_im)
     if cfg.rigid == "affine":
-        remove_affine(step, re, im, cfg.rigid_iterations, weight=win)
+        remove_affine(step, re, im, cfg.rigid_iterations, weight=win, ws=ws)
     if win is not None:  # a normalised blur inside the window: nothing from outside the face bleeds in
         both[1].mul_(win)
     torch.mul(step, both[1], out=both[0])

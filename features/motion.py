@@ -254,8 +254,11 @@ def delta_phase(faces, valid=None, previous=None, *, variant: str | None = None,
 
     ``batch_size`` frames (rounded up to a multiple of 16; at most ``CPU_BLOCK`` on CPU) go through the pyramid
     at a time, bounding memory; a short last batch is zero-padded so every matrix product has one shape. Hence
-    chunked calls equal one whole call bit for bit when they use the same ``batch_size`` (as measured with MKL
-    and tested; it rests on BLAS rounding a column alike wherever it sits in a fixed-shape product); other
+    chunked calls equal one whole call bit for bit when they use the same ``batch_size`` and every chunk starts
+    at a multiple of it (as the pipeline's blocks do): each frame then sits in the same column of the same
+    products (as measured with MKL and tested). A chunk cut elsewhere moves frames between columns, and the
+    product's last column rounds differently (cuts at frames 37, 100 and 333 of 600, batch 32: 16 rows differed,
+    by at most 1.5e-7 rad, each in a batch's last column in one run or the other); other
     batch sizes agree to rounding (~1e-6 rad; for the paper variant, except at the rare pixel whose phase step
     is within rounding of ±π, where the unwrap may turn the other way). The batch buffers stay allocated in
     this thread for the next call (``features.scratch.thread_scratch().clear()`` frees them).
