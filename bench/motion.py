@@ -3,7 +3,8 @@
 ΔPhase is measured twice, each in a fresh process: "library", as any caller of ``features.motion.delta_phase``
 (glibc's malloc untuned), and "cli", with ``pipeline.allocator.keep_freed_memory()`` as the CLI and the
 pipeline's workers run it; each reports frames/s per batch size for the default ΔPhase ("mimamo_b*"), and at batch
-256 for the defaults before issue 17 ("v1_b256": no affine fit, no window, sigma 2) and the paper variant, and
+256 for the defaults before issue 17 ("v1_b256": no affine fit, no window, sigma 2), the paper variant and the
+default without its rigid-motion removal ("norigid_b256": rigid="none", the affine fit's whole cost), and
 the median over rounds of each round's ratio to pyrtools (this VM's speed drifts ~20%: interleaved rounds compare
 like with like). "memory" is a third fresh process: the peak RSS one 256-frame call adds, and what stays held.
 Prints one JSON line. Runs on 2 threads (torch.set_num_threads(2)) unless BENCH_THREADS says otherwise;
@@ -88,13 +89,15 @@ def speed(allocator: str, threads: int) -> dict:
     contenders.update({f"b{bs}": (lambda bs=bs: delta_phase(faces[:bs], batch_size=bs), bs) for bs in SIZES})
     contenders["v1_b256"] = (lambda: delta_phase(faces[:256], config=MotionConfig(**MOTION_V1)), 256)
     contenders["paper_b256"] = (lambda: delta_phase(faces[:256], variant="paper"), 256)
+    # the default without its rigid-motion removal: what the affine fit (and the local frequencies it needs) costs
+    contenders["norigid_b256"] = (lambda: delta_phase(faces[:256], config=MotionConfig(rigid="none")), 256)
     rates = interleaved(contenders, rounds=int(os.environ.get("BENCH_ROUNDS", "5")), min_s=0.5)
     ref = rates.pop("pyrtools")
     result["rounds"] = len(ref)
     result["pyrtools_pyramid_fps"] = round(float(np.median(ref)), 1)
     print(f"[{allocator}] pyrtools: {np.median(ref):.0f} frames/s", file=sys.stderr)
     for name, r in rates.items():
-        label = name if name.startswith(("paper", "v1")) else f"mimamo_{name}"
+        label = name if name.startswith(("paper", "v1", "norigid")) else f"mimamo_{name}"
         result[f"{label}_fps"] = round(float(np.median(r)), 1)
         # the median over rounds of each round's own ratio: both sides saw the same machine state
         result[f"{label}_vs_pyrtools"] = round(float(np.median(np.divide(r, ref))), 1)
