@@ -256,9 +256,10 @@ def delta_phase(faces, valid=None, previous=None, *, variant: str | None = None,
     at a time, bounding memory; a short last batch is zero-padded so every matrix product has one shape. Hence
     chunked calls equal one whole call bit for bit when they use the same ``batch_size`` and every chunk starts
     at a multiple of it (as the pipeline's blocks do): each frame then sits in the same column of the same
-    products (as measured with MKL and tested). A chunk cut elsewhere moves frames between columns, and the
-    product's last column rounds differently (cuts at frames 37, 100 and 333 of 600, batch 32: 16 rows differed,
-    by at most 1.5e-7 rad, each in a batch's last column in one run or the other); other
+    products and sums (as measured with MKL and tested). A chunk cut elsewhere moves frames between columns, and
+    with ``rigid="affine"`` (the default) some of the removal's sums over a frame's pixels round differently by
+    column: 4 random sets of 3 cuts in 600 frames changed 72 rows at batch 32 and 13 at 256, by at most 1.5e-7
+    rad; the old defaults (``MOTION_V1``) and the paper variant changed none. Other
     batch sizes agree to rounding (~1e-6 rad; for the paper variant, except at the rare pixel whose phase step
     is within rounding of ±π, where the unwrap may turn the other way). The batch buffers stay allocated in
     this thread for the next call (``features.scratch.thread_scratch().clear()`` frees them).
