@@ -173,8 +173,8 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
     def fit(v: torch.Tensor) -> torch.Tensor:
         """Weighted least squares with per-sample weights v [N, B], from the weighted moments of the design."""
         torch.mul(base, v[:, None], out=q)
-        # one matrix product with the frames as its columns, as the pyramid's: BLAS rounds a column alike wherever
-        # it sits in a product of one fixed shape, so a frame's result does not depend on its place in the batch
+        # one matrix product with the frames as its columns: a frame's bits depend on its column (BLAS rounds some
+        # columns, e.g. the tail's, differently), which batches fixed by frame number keep (delta_phase's docstring)
         mq = torch.mm(mono, q.view(n_s, -1)).view(6, 5, b).permute(2, 1, 0)  # [B, 5, 6]
         m, r = mq[:, :3], mq[:, 3:, :3]  # the design's products; y's products with (1, p_o, p_i)
         return _solve(m[:, _FF, _MONO], -r[:, _F, _M])
@@ -182,21 +182,19 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
     def residual(theta: torch.Tensor) -> torch.Tensor:
         """y - x . theta = y + w_o u_o + w_i u_i, u the displacement at each sample (elementwise, per frame)."""
         t = theta.T  # [6, B]
-        out = y
-        for f, (k0, ko, ki) in zip((fo, fi), _U):  # u = t + A p at each sample
-            u = torch.addcmul(t[k0], qo, t[ko]).addcmul_(qi, t[ki])
-            out = torch.addcmul(out, f, u) if out is y else out.addcmul_(f, u)
-        return out
+        u_o, u_i = (torch.addcmul(t[k0], qo, t[ko]).addcmul_(qi, t[ki]) for k0, ko, ki in _U)  # u = t + A p
+        return torch.addcmul(y, fo, u_o).addcmul_(fi, u_i)
 
     blocks = a.view(g, -1, b)
     mass = blocks.sum(1).clamp_min(1e-30)  # [G, B]
-    theta, keep = fit(a), torch.ones((g, b), dtype=a.dtype, device=a.device)
+    kept = a  # the weights of the blocks kept: all at first
+    theta = fit(kept)
     for _ in range(STEPS):  # drop the blocks that fit worst, refit on the rest
         err = (residual(theta).square_() * a).view(g, -1, b).sum(1) / mass
-        keep = torch.ones_like(keep).scatter_(0, err.topk(TRIM, dim=0).indices, 0.0)
-        theta = fit((blocks * keep[:, None]).view(n_s, b))
+        keep = torch.ones_like(err).scatter_(0, err.topk(TRIM, dim=0).indices, 0.0)
+        kept = (blocks * keep[:, None]).view(n_s, b)
+        theta = fit(kept)
     r = residual(theta)
-    kept = (blocks * keep[:, None]).view(n_s, b)
     scale = ((r * r * kept).sum(0) / kept.sum(0).clamp_min(1e-30)).sqrt()
     c = TUKEY * scale.clamp_min(floor)  # [B]
     for k in range(iterations):
