@@ -38,7 +38,7 @@ def main(ctx):
     keep_freed_memory(*((256, 512) if training else ()))
 
 
-@main.command("demo-data")
+@main.command("demo-data", short_help="Make the demo dataset: a real face, synthetic motions, labels.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("data/demo"), show_default=True,
               help="Folder for the demo dataset (Aff-Wild layout).")
 @click.option("--videos", type=click.IntRange(2, 1000), default=8, show_default=True, help="Number of videos.")
@@ -63,7 +63,7 @@ def summary_line(summary: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in summary.items() if not isinstance(v, (list, dict)))
 
 
-@main.command()
+@main.command(short_help="Versions, device, datasets; with --cache, what a cache holds.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also show what this feature cache holds.")
 def info(cache):
@@ -77,7 +77,7 @@ def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(v.strip() for v in (value or "").split(",") if v.strip())
 
 
-@main.command()
+@main.command(short_help="Extract a dataset's features into the Zarr cache (resumable).")
 @click.argument("videos", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--dataset", help="A dataset of data_manifest.yaml (demo, affwild, affwild2, omg).")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Override the dataset's root.")
@@ -215,7 +215,7 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
             sys.exit(1)
 
 
-@main.command()
+@main.command(short_help="Export a dataset's cache to one HDF5 file, for other loaders.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--dataset", required=True)
 @click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
@@ -258,7 +258,7 @@ def _motion_settings(v1: bool, rigid, mean_window, window, sigma) -> dict:
     return out
 
 
-@main.command("inspect")
+@main.command("inspect", short_help="PNGs of one cached video: faces, ΔPhase maps, predictions.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--dataset", required=True)
 @click.option("--video", required=True, help="Video id (file name without extension).")
@@ -371,7 +371,7 @@ def _train_config(**kw):
     return TrainConfig(**kw)
 
 
-@main.command()
+@main.command(short_help="Train MIMAMO Net from a cache and score it (metrics.json).")
 @_train_options
 @click.option("--fold", type=int, default=0, show_default=True, help="Which fold is held out (0..folds-1).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -403,7 +403,7 @@ def train(out, no_pretrain, **kw):
                              if k.startswith(("split", "ccc", "pcc", "rmse", "best_epoch"))}) + f" -> {out}")
 
 
-@main.command()
+@main.command(short_help="A grid of trainings from one cache: mean CCC per setting.")
 @_train_options
 @click.option("--grid", multiple=True, required=True,
               help='NAME=V1,V2,... over a train option; repeat for a product, e.g. --grid "window=4,8,12,16" '
@@ -431,7 +431,7 @@ def ablate(grid, fold_ids, out, **kw):
     click.echo(f"tables: {out / 'ablation.md'}, {out / 'ablation.csv'}")
 
 
-@main.command()
+@main.command(short_help="Temporal-model CCC against illumination change (paper Fig. 5).")
 @_train_options
 @click.option("--betas", default="0,0.2,0.4,0.6,0.8", show_default=True,
               help="Illumination variability: per-frame gamma g ~ U[1-beta, 1+beta], each beta in [0, 1).")
@@ -481,7 +481,7 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
     click.echo(f"tables: {out / 'robustness.md'}, {out / 'robustness.csv'}; figure: {out / 'robustness.png'}")
 
 
-@main.command()
+@main.command(short_help="Per-frame arousal and valence of videos or a cached split.")
 @click.argument("videos", nargs=-1, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Predict the videos of a feature cache instead of video files (with --dataset, and --split).")
