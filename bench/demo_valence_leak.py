@@ -110,6 +110,10 @@ def main() -> None:
             subprocess.run([sys.executable, str(ROOT / "cli.py"), "features", *map(str, videos), "--cache",
                             str(tmp / "cache"), "--stages", "align,motion", "--workers", "1", "--no-progress", *flag],
                            check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        sets = (("test", args.cache, "demo"), ("test_no_micro_motion", tmp / "cache", "videos"))
+        groups = {(name, p.stem): store.open_video(cache, dataset, p.stem) for name, cache, dataset in sets
+                  for p in videos}
+        labels = {p.stem: store.open_video(args.cache, "demo", p.stem)["labels"][:] for p in videos}
         result = {}
         for v in variants:
             suffix = "" if v == "default" else "@" + v
@@ -119,20 +123,16 @@ def main() -> None:
                 ok = g["valid"][:].astype(bool)
                 x.append(energy_features(g, suffix)[ok])
                 y.append(g["labels"][:][ok])
-            sets = (("test", args.cache, "demo"), ("test_no_micro_motion", tmp / "cache", "videos"))
-            groups = {(name, p.stem): store.open_video(cache, dataset, p.stem) for name, cache, dataset in sets
-                      for p in videos}
             feats = [energy_features(g, suffix) for g in groups.values()]
             pred = ridge(np.concatenate(x), np.concatenate(y), np.concatenate(feats), lam=0.1)   # one fit
-            pred = np.split(pred, np.cumsum([len(f) for f in feats])[:-1])
+            pred = dict(zip(groups, np.split(pred, np.cumsum([len(f) for f in feats])[:-1])))
             row = {}
             for name, _, _ in sets:
                 scores = []
-                for (key, video), g, p in zip(groups, groups.values(), pred):
-                    if key == name:
-                        labels = store.open_video(args.cache, "demo", video)["labels"][:]
-                        ok = g["valid"][:].astype(bool)
-                        scores.append([ccc(p[ok, d], labels[ok, d]) for d in range(2)])
+                for p in videos:
+                    g, pr, truth = groups[(name, p.stem)], pred[(name, p.stem)], labels[p.stem]
+                    ok = g["valid"][:].astype(bool)
+                    scores.append([ccc(pr[ok, d], truth[ok, d]) for d in range(2)])
                 a, val = np.mean(scores, 0)
                 row[name] = {"ccc_arousal": round(float(a), 3), "ccc_valence": round(float(val), 3)}
             if v in checkpoints:
