@@ -12,9 +12,9 @@ The corrupted inputs are variants in the cache (``dphase@gamma0.2``, ``dphase@pa
 made from the faces alone (pipeline/derive.py) under their own fingerprints, so a rerun reuses them; beta 0 is the
 clean input itself, made the same way when the cache lacks it (a cache without `--extras flow`). Each (input, beta,
 fold) is a training run in OUT/<input>_beta=<b>/fold<i>, reused when its identity (settings, fingerprints, videos) is
-the same, as `ablate` does. Writes robustness.csv, robustness.md,
-robustness.png (CCC against beta, a line per input and dimension) and robustness.json (every cell's identity).
-Like `predict`, this command makes features (from cached faces only; no video is opened).
+the same, as `ablate` does. Writes robustness.csv, robustness.md, robustness.png (CCC against beta, a line per input
+and dimension) and robustness.json (every cell's identity). Like `predict`, this command makes features (from cached
+faces only; no video is opened).
 """
 from __future__ import annotations
 
