@@ -81,7 +81,10 @@ def local_frequency(re: torch.Tensor, im: torch.Tensor,
     the results are its buffers "rg.w0", "rg.w1" (valid until those names are taken again).
     """
     o, i, b = re.shape
-    norm = (re * re + im * im).mean(dim=(0, 1)).clamp_min(1e-30).rsqrt()  # [B]
+    # |c|^2 in the buffers the scaled bands go to next (fresh full-size temporaries cost page faults: scratch.py)
+    power = torch.mul(re, re, out=take(ws, "rg.re", (o, i, b), re)).add_(
+        torch.mul(im, im, out=take(ws, "rg.im", (o, i, b), re)))
+    norm = power.mean(dim=(0, 1)).clamp_min(1e-30).rsqrt()  # [B]
     re = torch.mul(re, norm, out=take(ws, "rg.re", (o, i, b), re))
     im = torch.mul(im, norm, out=take(ws, "rg.im", (o, i, b), re))
 
@@ -124,12 +127,17 @@ def _grid(n: int) -> slice:
     return slice(start, start + (count - 1) * step + 1, step)
 
 
-def _blocked(m: torch.Tensor) -> torch.Tensor:
-    """Sampled maps [o, i, ...] -> [GRID^2 * P, ...]: the P samples of each block together, frames still last."""
+def _blocked(m: torch.Tensor, ws: Scratch | None = None, name: str = "") -> torch.Tensor:
+    """Sampled maps [o, i, ...] -> [GRID^2 * P, ...]: the P samples of each block together, frames still last.
+    With ``ws``, a copy into its buffer ``name``."""
     o, i = m.shape[:2]
-    rest = m.shape[2:]
-    m = m.reshape(GRID, o // GRID, GRID, i // GRID, *rest)
-    return m.permute(0, 2, 1, 3, *range(4, 4 + len(rest))).reshape(o * i, *rest)
+    rest = tuple(m.shape[2:])
+    m = m.reshape(GRID, o // GRID, GRID, i // GRID, *rest).permute(0, 2, 1, 3, *range(4, 4 + len(rest)))
+    if ws is None:
+        return m.reshape(o * i, *rest)
+    out = take(ws, name, (o * i, *rest), m)
+    out.view(GRID, GRID, o // GRID, i // GRID, *rest).copy_(m)
+    return out
 
 
 def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, iterations: int = 2,
@@ -147,13 +155,16 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
         return delta
     w_o, w_i = local_frequency(re, im, ws)  # [O, I, B-1]
     so, si = _grid(o), _grid(i)
-    amp = torch.hypot(re[so, si], im[so, si])
-    a = amp[..., 1:] * amp[..., :-1]  # [o, i, B] at the samples
+    # every temporary of the samples' size is a ws buffer: fresh ones cost page faults (scratch.py), which took
+    # more time than the fit's arithmetic in a library caller's process
+    sampled = (len(range(o)[so]), len(range(i)[si]))
+    amp = torch.hypot(re[so, si], im[so, si], out=take(ws, "rg.amp", (*sampled, b + 1), re))
+    a = torch.mul(amp[..., 1:], amp[..., :-1], out=take(ws, "rg.a0", (*sampled, b), re))  # [o, i, B] at the samples
     ring = torch.zeros((o, i, 1), dtype=a.dtype, device=a.device)
     ring[1:-1, 1:-1] = 1.0  # the outermost ring's frequencies come from one-sided differences
     if weight is not None:
         ring = ring * weight
-    a = _blocked(a * ring[so, si])  # [N, B], N = G P samples, block by block
+    a = _blocked(a, ws, "rg.a").mul_(_blocked(ring[so, si]))  # [N, B], N = G P samples, block by block
     n_s = a.shape[0]
     g = GRID * GRID
     po = ((torch.arange(o, dtype=a.dtype, device=a.device) - (o - 1) / 2) / (o / 2)).view(o, 1, 1)
@@ -162,8 +173,8 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
     qo, qi = _blocked(po[so].expand(shape)), _blocked(pi_[:, si].expand(shape))  # [N, 1]
     # the monomials (1, p_o, p_i, p_o^2, p_o p_i, p_i^2) of each sample, as the rows of the moments' product
     mono = torch.cat([torch.ones_like(qo), qo, qi, qo * qo, qo * qi, qi * qi], 1).T.contiguous()  # [6, N]
-    fo, fi = _blocked(w_o[so, si]), _blocked(w_i[so, si])  # [N, B]
-    y = _blocked(delta[so, si])
+    fo, fi = _blocked(w_o[so, si], ws, "rg.fo"), _blocked(w_i[so, si], ws, "rg.fi")  # [N, B]
+    y = _blocked(delta[so, si], ws, "rg.y")
     # what the normal equations sum, per sample and frame: (w_o w_o, w_o w_i, w_i w_i, y w_o, y w_i)
     base = take(ws, "rg.base", (n_s, 5, b), a)  # [N, 5, B]
     for k, (u, v) in enumerate(((fo, fo), (fo, fi), (fi, fi), (y, fo), (y, fi))):
@@ -182,26 +193,28 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
     def residual(theta: torch.Tensor) -> torch.Tensor:
         """y - x . theta = y + w_o u_o + w_i u_i, u the displacement at each sample (elementwise, per frame)."""
         t = theta.T  # [6, B]
-        u_o, u_i = (torch.addcmul(t[k0], qo, t[ko]).addcmul_(qi, t[ki]) for k0, ko, ki in _U)  # u = t + A p
-        return torch.addcmul(y, fo, u_o).addcmul_(fi, u_i)
+        u_o, u_i = (torch.addcmul(t[k0], qo, t[ko], out=take(ws, name, (n_s, b), a)).addcmul_(qi, t[ki])
+                    for name, (k0, ko, ki) in zip(("rg.uo", "rg.ui"), _U))  # u = t + A p
+        return torch.addcmul(y, fo, u_o, out=take(ws, "rg.r", (n_s, b), a)).addcmul_(fi, u_i)
 
     blocks = a.view(g, -1, b)
     mass = blocks.sum(1).clamp_min(1e-30)  # [G, B]
     kept = a  # the weights of the blocks kept: all at first
     theta = fit(kept)
     for _ in range(STEPS):  # drop the blocks that fit worst, refit on the rest
-        err = (residual(theta).square_() * a).view(g, -1, b).sum(1) / mass
+        err = residual(theta).square_().mul_(a).view(g, -1, b).sum(1) / mass
         keep = torch.ones_like(err).scatter_(0, err.topk(TRIM, dim=0).indices, 0.0)
-        kept = (blocks * keep[:, None]).view(n_s, b)
+        kept = torch.mul(blocks, keep[:, None], out=take(ws, "rg.kept", (g, n_s // g, b), a)).view(n_s, b)
         theta = fit(kept)
     r = residual(theta)
-    scale = ((r * r * kept).sum(0) / kept.sum(0).clamp_min(1e-30)).sqrt()
+    tmp = take(ws, "rg.tmp", (n_s, b), a)
+    scale = (torch.mul(r, r, out=tmp).mul_(kept).sum(0) / kept.sum(0).clamp_min(1e-30)).sqrt()
     c = TUKEY * scale.clamp_min(floor)  # [B]
     for k in range(iterations):
         if k:
             r = residual(theta)
-        u = (r / c).clamp_(-1, 1)
-        theta = fit((1 - u * u).square_().mul_(a))
+        u = torch.div(r, c, out=tmp).clamp_(-1, 1)
+        theta = fit(u.mul_(u).neg_().add_(1).square_().mul_(a))  # Tukey: a (1 - u^2)^2
     t = theta.T  # [6, B]: the displacement field u(p) = t + A p along each axis, then the phase it moves
     for w, (k0, ko, ki) in zip((w_o, w_i), _U):  # [O, I, B] from [O, 1, B] + [1, I, B]
         u = torch.add((po * t[ko]).add_(t[k0]), pi_ * t[ki], out=take(ws, "rg.u", (o, i, b), delta))
