@@ -43,6 +43,13 @@ weighted products [N, 5 x frames], with the frames as the product's columns, as 
 frame's bits depend only on its column in a product of one fixed shape, which batches fixed by frame number keep
 (see ``features.motion.delta_phase``). The product replaced 30 elementwise passes per fit (summed along each
 frame's own row): the same sums to rounding (~1e-6 of ΔPhase's RMS), in a third of the time (2.9x).
+
+The start takes no pass over the samples after its first product: that product (a batched one, block by block)
+also sums y^2, so each block g has the augmented moments S_g = sum a (y, z)(y, z)^T (z the design's columns
+up to sign, [7, 7] per frame); a block's weighted squared residual is (1, theta)^T S_g (1, theta), and the fit on
+the kept blocks solves with the sum of their S_g. Only the scale and the IRLS steps need the residuals
+themselves. This replaced two residuals and two fits per band (ΔPhase the same to rounding, ~2e-7 rad; the
+default ΔPhase ~8% faster in bench/motion.py, and another ~8% from keeping every temporary in ``ws``).
 """
 from __future__ import annotations
 
@@ -140,6 +147,18 @@ def _blocked(m: torch.Tensor, ws: Scratch | None = None, name: str = "") -> torc
     return out
 
 
+def _augmented_index() -> list[int]:
+    """Where each entry of the augmented normal matrix S = sum a (y, z)(y, z)^T [7, 7] is among the weighted
+    moments [6 monomials x 6 products] (flattened): S[0, 0] = sum a y y, S[0, k] = S[k, 0] = sum a y z_k and
+    S[k, m] = sum a z_k z_m, z_k = F_k Mono_k the design's column k up to sign (see _F, _M)."""
+    prod = [[5] + [3 + _F[m] for m in range(6)]] + [[3 + _F[k]] + [_FF[k][m] for m in range(6)] for k in range(6)]
+    mono = [[0] + [_M[m] for m in range(6)]] + [[_M[k]] + [_MONO[k][m] for m in range(6)] for k in range(6)]
+    return [mono[r][c] * 6 + prod[r][c] for r in range(7) for c in range(7)]
+
+
+_S_INDEX = _augmented_index()
+
+
 def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, iterations: int = 2,
                   floor: float = 1e-3, weight: torch.Tensor | None = None, ws: Scratch | None = None) -> torch.Tensor:
     """Subtract, in place, the robust affine motion field from wrapped phase changes delta [O, I, B-1].
@@ -175,18 +194,18 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
     mono = torch.cat([torch.ones_like(qo), qo, qi, qo * qo, qo * qi, qi * qi], 1).T.contiguous()  # [6, N]
     fo, fi = _blocked(w_o[so, si], ws, "rg.fo"), _blocked(w_i[so, si], ws, "rg.fi")  # [N, B]
     y = _blocked(delta[so, si], ws, "rg.y")
-    # what the normal equations sum, per sample and frame: (w_o w_o, w_o w_i, w_i w_i, y w_o, y w_i)
-    base = take(ws, "rg.base", (n_s, 5, b), a)  # [N, 5, B]
-    for k, (u, v) in enumerate(((fo, fo), (fo, fi), (fi, fi), (y, fo), (y, fi))):
+    # what the normal equations sum, per sample and frame: (w_o w_o, w_o w_i, w_i w_i, y w_o, y w_i, y y)
+    base = take(ws, "rg.base", (n_s, 6, b), a)  # [N, 6, B]
+    for k, (u, v) in enumerate(((fo, fo), (fo, fi), (fi, fi), (y, fo), (y, fi), (y, y))):
         torch.mul(u, v, out=base[:, k])
-    q = take(ws, "rg.q", (n_s, 5, b), a)
+    q = take(ws, "rg.q", (n_s, 6, b), a)
 
     def fit(v: torch.Tensor) -> torch.Tensor:
         """Weighted least squares with per-sample weights v [N, B], from the weighted moments of the design."""
-        torch.mul(base, v[:, None], out=q)
+        q5 = torch.mul(base[:, :5], v[:, None], out=q[:, :5])  # y y is the start's only
         # one matrix product with the frames as its columns: a frame's bits depend on its column (BLAS rounds some
         # columns, e.g. the tail's, differently), which batches fixed by frame number keep (delta_phase's docstring)
-        mq = torch.mm(mono, q.view(n_s, -1)).view(6, 5, b).permute(2, 1, 0)  # [B, 5, 6]
+        mq = torch.mm(mono, q5.reshape(n_s, -1)).view(6, 5, b).permute(2, 1, 0)  # [B, 5, 6]
         m, r = mq[:, :3], mq[:, 3:, :3]  # the design's products; y's products with (1, p_o, p_i)
         return _solve(m[:, _FF, _MONO], -r[:, _F, _M])
 
@@ -197,18 +216,32 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
                     for name, (k0, ko, ki) in zip(("rg.uo", "rg.ui"), _U))  # u = t + A p
         return torch.addcmul(y, fo, u_o, out=take(ws, "rg.r", (n_s, b), a)).addcmul_(fi, u_i)
 
-    blocks = a.view(g, -1, b)
-    mass = blocks.sum(1).clamp_min(1e-30)  # [G, B]
-    kept = a  # the weights of the blocks kept: all at first
-    theta = fit(kept)
+    # the start works on each block's augmented moments S_g [49, B] (one batched product): a block's weighted
+    # squared residual is (1, theta)^T S_g (1, theta) and a fit on kept blocks solves with their sum, so its
+    # concentration steps take no pass over the samples
+    torch.mul(base, a[:, None], out=q)
+    moments = torch.bmm(mono.view(6, g, -1).transpose(0, 1), q.view(g, -1, 6 * b))  # [G, 6 monomials, 6 x B]
+    index = torch.tensor(_S_INDEX, device=a.device)
+    s = torch.index_select(moments.view(g, 36, b), 1, index, out=take(ws, "rg.s", (g, 49, b), a))  # [G, 49, B]
+    prod = take(ws, "rg.sp", (g, 49, b), a)
+
+    def solve_kept(sk: torch.Tensor) -> torch.Tensor:
+        """theta [B, 6] from augmented moments [49, B]."""
+        sk = sk.view(7, 7, b).permute(2, 0, 1)
+        return _solve(sk[:, 1:, 1:], -sk[:, 1:, 0])
+
+    mass = a.view(g, -1, b).sum(1)  # [G, B]
+    keep = torch.ones_like(mass)
+    theta = solve_kept(s.sum(0))
     for _ in range(STEPS):  # drop the blocks that fit worst, refit on the rest
-        err = residual(theta).square_().mul_(a).view(g, -1, b).sum(1) / mass
+        v = torch.cat([torch.ones_like(theta[:, :1]), theta], 1).T  # [7, B]
+        err = torch.mul(s, (v[:, None] * v[None]).view(1, 49, b), out=prod).sum(1) / mass.clamp_min(1e-30)
         keep = torch.ones_like(err).scatter_(0, err.topk(TRIM, dim=0).indices, 0.0)
-        kept = torch.mul(blocks, keep[:, None], out=take(ws, "rg.kept", (g, n_s // g, b), a)).view(n_s, b)
-        theta = fit(kept)
+        theta = solve_kept(torch.mul(s, keep[:, None], out=prod).sum(0))
     r = residual(theta)
     tmp = take(ws, "rg.tmp", (n_s, b), a)
-    scale = (torch.mul(r, r, out=tmp).mul_(kept).sum(0) / kept.sum(0).clamp_min(1e-30)).sqrt()
+    kept_err = (torch.mul(r, r, out=tmp).mul_(a).view(g, -1, b).sum(1) * keep).sum(0)
+    scale = (kept_err / (mass * keep).sum(0).clamp_min(1e-30)).sqrt()
     c = TUKEY * scale.clamp_min(floor)  # [B]
     for k in range(iterations):
         if k:
