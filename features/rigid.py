@@ -147,16 +147,23 @@ def _blocked(m: torch.Tensor, ws: Scratch | None = None, name: str = "") -> torc
     return out
 
 
-def _augmented_index() -> list[int]:
-    """Where each entry of the augmented normal matrix S = sum a (y, z)(y, z)^T [7, 7] is among the weighted
-    moments [6 monomials x 6 products] (flattened): S[0, 0] = sum a y y, S[0, k] = S[k, 0] = sum a y z_k and
-    S[k, m] = sum a z_k z_m, z_k = F_k Mono_k the design's column k up to sign (see _F, _M)."""
+def _augmented_index(products: int) -> list[int]:
+    """Where each entry of the augmented normal matrix S = sum a (y, z)(y, z)^T [7, 7], row by row, is among the
+    weighted moments [6 monomials x ``products``] (flattened): S[0, 0] = sum a y y, S[0, k] = S[k, 0] = sum a y z_k
+    and S[k, m] = sum a z_k z_m, z_k = F_k Mono_k the design's column k up to sign (see _F, _M)."""
     prod = [[5] + [3 + _F[m] for m in range(6)]] + [[3 + _F[k]] + [_FF[k][m] for m in range(6)] for k in range(6)]
     mono = [[0] + [_M[m] for m in range(6)]] + [[_M[k]] + [_MONO[k][m] for m in range(6)] for k in range(6)]
-    return [mono[r][c] * 6 + prod[r][c] for r in range(7) for c in range(7)]
+    return [mono[r][c] * products + prod[r][c] for r in range(7) for c in range(7)]
 
 
-_S_INDEX = _augmented_index()
+_S_INDEX = _augmented_index(6)  # all of S, from the start's moments (with y y)
+_EQ_INDEX = _augmented_index(5)[7:]  # S's rows 1..6, the normal equations, from a fit's moments (no y y needed)
+
+
+def _theta(rows: torch.Tensor) -> torch.Tensor:
+    """theta [B, 6] from S's rows 1..6 [42, B]: the normal equations S[1:, 1:] theta = -S[1:, 0]."""
+    eq = rows.view(6, 7, -1).permute(2, 0, 1)
+    return _solve(eq[..., 1:], -eq[..., 0])
 
 
 def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, iterations: int = 2,
@@ -199,15 +206,15 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
     for k, (u, v) in enumerate(((fo, fo), (fo, fi), (fi, fi), (y, fo), (y, fi), (y, y))):
         torch.mul(u, v, out=base[:, k])
     q = take(ws, "rg.q", (n_s, 6, b), a)
+    eq_index = torch.tensor(_EQ_INDEX, device=a.device)
 
     def fit(v: torch.Tensor) -> torch.Tensor:
         """Weighted least squares with per-sample weights v [N, B], from the weighted moments of the design."""
         q5 = torch.mul(base[:, :5], v[:, None], out=q[:, :5])  # y y is the start's only
         # one matrix product with the frames as its columns: a frame's bits depend on its column (BLAS rounds some
         # columns, e.g. the tail's, differently), which batches fixed by frame number keep (delta_phase's docstring)
-        mq = torch.mm(mono, q5.reshape(n_s, -1)).view(6, 5, b).permute(2, 1, 0)  # [B, 5, 6]
-        m, r = mq[:, :3], mq[:, 3:, :3]  # the design's products; y's products with (1, p_o, p_i)
-        return _solve(m[:, _FF, _MONO], -r[:, _F, _M])
+        moments = torch.mm(mono, q5.reshape(n_s, -1)).view(6 * 5, b)  # [6 monomials x 5 products, B]
+        return _theta(moments[eq_index])
 
     def residual(theta: torch.Tensor) -> torch.Tensor:
         """y - x . theta = y + w_o u_o + w_i u_i, u the displacement at each sample (elementwise, per frame)."""
@@ -224,20 +231,14 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
     index = torch.tensor(_S_INDEX, device=a.device)
     s = torch.index_select(moments.view(g, 36, b), 1, index, out=take(ws, "rg.s", (g, 49, b), a))  # [G, 49, B]
     prod = take(ws, "rg.sp", (g, 49, b), a)
-
-    def solve_kept(sk: torch.Tensor) -> torch.Tensor:
-        """theta [B, 6] from augmented moments [49, B]."""
-        sk = sk.view(7, 7, b).permute(2, 0, 1)
-        return _solve(sk[:, 1:, 1:], -sk[:, 1:, 0])
-
     mass = a.view(g, -1, b).sum(1)  # [G, B]
     keep = torch.ones_like(mass)
-    theta = solve_kept(s.sum(0))
+    theta = _theta(s.sum(0)[7:])
     for _ in range(STEPS):  # drop the blocks that fit worst, refit on the rest
         v = torch.cat([torch.ones_like(theta[:, :1]), theta], 1).T  # [7, B]
         err = torch.mul(s, (v[:, None] * v[None]).view(1, 49, b), out=prod).sum(1) / mass.clamp_min(1e-30)
         keep = torch.ones_like(err).scatter_(0, err.topk(TRIM, dim=0).indices, 0.0)
-        theta = solve_kept(torch.mul(s, keep[:, None], out=prod).sum(0))
+        theta = _theta(torch.mul(s, keep[:, None], out=prod).sum(0)[7:])
     r = residual(theta)
     tmp = take(ws, "rg.tmp", (n_s, b), a)
     kept_err = (torch.mul(r, r, out=tmp).mul_(a).view(g, -1, b).sum(1) * keep).sum(0)
