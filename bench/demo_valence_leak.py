@@ -113,25 +113,24 @@ def main() -> None:
         sets = (("test", args.cache, "demo"), ("test_no_micro_motion", tmp / "cache", "videos"))
         groups = {(name, p.stem): store.open_video(cache, dataset, p.stem) for name, cache, dataset in sets
                   for p in videos}
-        labels = {p.stem: store.open_video(args.cache, "demo", p.stem)["labels"][:] for p in videos}
+        valid = {key: g["valid"][:].astype(bool) for key, g in groups.items()}
+        labels = {p.stem: groups[("test", p.stem)]["labels"][:] for p in videos}
+        # the train videos' groups, frames with a face and labels do not depend on the variant: read them once
+        train = [store.open_video(args.cache, "demo", vid) for vid in sorted(k for k, s in split.items() if s == "train")]
+        train_ok = [g["valid"][:].astype(bool) for g in train]
+        y = np.concatenate([g["labels"][:][ok] for g, ok in zip(train, train_ok)])
         result = {}
         for v in variants:
             suffix = "" if v == "default" else "@" + v
-            x, y = [], []
-            for vid in sorted(k for k, s in split.items() if s == "train"):
-                g = store.open_video(args.cache, "demo", vid)
-                ok = g["valid"][:].astype(bool)
-                x.append(energy_features(g, suffix)[ok])
-                y.append(g["labels"][:][ok])
+            x = np.concatenate([energy_features(g, suffix)[ok] for g, ok in zip(train, train_ok)])
             feats = [energy_features(g, suffix) for g in groups.values()]
-            pred = ridge(np.concatenate(x), np.concatenate(y), np.concatenate(feats), lam=0.1)   # one fit
+            pred = ridge(x, y, np.concatenate(feats), lam=0.1)   # one fit
             pred = dict(zip(groups, np.split(pred, np.cumsum([len(f) for f in feats])[:-1])))
             row = {}
             for name, _, _ in sets:
                 scores = []
                 for p in videos:
-                    g, pr, truth = groups[(name, p.stem)], pred[(name, p.stem)], labels[p.stem]
-                    ok = g["valid"][:].astype(bool)
+                    pr, truth, ok = pred[(name, p.stem)], labels[p.stem], valid[(name, p.stem)]
                     scores.append([ccc(pr[ok, d], truth[ok, d]) for d in range(2)])
                 a, val = np.mean(scores, 0)
                 row[name] = {"ccc_arousal": round(float(a), 3), "ccc_valence": round(float(val), 3)}
