@@ -13,6 +13,7 @@ from cli import main
 from features.errors import BadInputError
 from pipeline import store
 from train.ablate import ablate
+from train.checkpoint import sha256
 from train.evaluate import fill_nearest
 from train.metrics import ccc
 from train.predict import predict_cache, write_abaw
@@ -128,6 +129,10 @@ def test_predict_from_a_cache_in_both_formats(abaw, tmp_path):
     abaw_files = predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "abaw", split="validation", fmt="abaw",
                                echo=lambda *a: None)
     assert sorted(p.name for p in abaw_files["written"]) == ["v05.txt", "v06.txt"]
+    made = json.loads((tmp_path / "abaw" / "predict.json").read_text())   # what model and data made these files
+    assert made["checkpoint_sha256"] == sha256(ckpt) and made["config"]["streams"] == cfg.streams
+    assert (made["dataset"], made["split"], made["format"]) == ("aw2", "validation", "abaw")
+    assert made["fingerprints"] == {"resnet50": "synth-r", "valid": "synth-v"} and made["written"] == ["v05.txt", "v06.txt"]
     for v in VALIDATION:
         n = int(store.open_video(cfg.cache, "aw2", v).attrs["n_frames"])
         lines = (tmp_path / "abaw" / f"{v}.txt").read_text().splitlines()

@@ -1,6 +1,8 @@
 """The cache schema round-trips through a real Zarr store on disk."""
 import numpy as np
 import pytest
+import zarr
+from zarr.storage import LocalStore
 
 from pipeline import store
 
@@ -50,3 +52,34 @@ def test_missing_cache_says_what_to_run(tmp_path):
     from features.errors import BadInputError
     with pytest.raises(BadInputError, match="cli.py features"):
         store.done_videos(tmp_path, "demo")
+
+
+def _done_group(tmp_path, T=40):
+    arrays = _arrays(T, np.random.default_rng(1))
+    store.write_video(tmp_path, "ds", "v", arrays, {"split": "train"},
+                      {n: f"old-{n}" for n in arrays})
+    return arrays
+
+
+def test_a_swap_stopped_half_way_leaves_the_swapped_arrays_visibly_unusable(tmp_path):
+    old = _done_group(tmp_path)
+    staged = store.staging_dir(tmp_path, "ds", "v")
+    g = zarr.open_group(LocalStore(staged), mode="w")
+    store.create_array(g, "dphase_s0", len(old["dphase_s0"]))[:] = np.zeros_like(old["dphase_s0"])
+    # dphase_s1 was never staged: the swap stops after the first rename, as a kill between the renames would
+    with pytest.raises(FileNotFoundError):
+        store.swap_arrays(tmp_path, "ds", "v", staged, {"dphase_s0": "new-0", "dphase_s1": "new-1"}, {})
+    swapped = store.open_video(tmp_path, "ds", "v")
+    assert not swapped["dphase_s0"][:].any()            # the new array is in place...
+    with pytest.raises(store.UnusableVideo, match="dphase_s0 is stale"):   # ...but not read under the old fingerprint
+        store.check_arrays(tmp_path, "ds", "v", ["dphase_s0"])
+    with pytest.raises(store.UnusableVideo, match="dphase_s1 is missing"):   # moved out, its replacement never came
+        store.check_arrays(tmp_path, "ds", "v", ["dphase_s1"])
+    assert store.check_arrays(tmp_path, "ds", "v", ["resnet50"]) == {"resnet50": "old-resnet50"}
+
+
+def test_an_array_shorter_than_the_video_is_refused(tmp_path):
+    _done_group(tmp_path)
+    store.open_video(tmp_path, "ds", "v", mode="r+")["resnet50"].resize((30, 2048))
+    with pytest.raises(store.UnusableVideo, match="resnet50 has 30 rows for 40 frames"):
+        store.check_arrays(tmp_path, "ds", "v", ["resnet50", "valid"])

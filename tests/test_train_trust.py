@@ -94,6 +94,32 @@ def test_resume_compares_the_whole_configuration_and_the_data(tmp_path):
     assert m["epochs_run"] == 3
 
 
+def _set_source(cache, video, identity):
+    """A group as `features` leaves it after extracting a replaced video file again: same fingerprints, new source."""
+    store.open_video(cache, "synth", video, mode="r+").attrs["source_identity"] = identity
+
+
+def test_resume_and_reuse_see_a_video_extracted_again_from_another_file(tmp_path, capfd):
+    cfg = replace(_fresh(tmp_path), streams="temporal", epochs=2, stop_after=1)
+    for v in ("v00", "v01", "v02", "v03", "v04"):
+        _set_source(cfg.cache, v, [1000, 17])
+    assert train(cfg).get("interrupted")
+    _set_source(cfg.cache, "v01", [2000, 18])     # v01.mp4 replaced, then `features` rebuilt its group
+    with pytest.raises(BadInputError, match=r"sources\.v01: \[.*1000, 17.* -> \[.*2000, 18"):
+        train(replace(cfg, resume=True, stop_after=None))
+    done = replace(cfg, stop_after=None, reuse=True)
+    train(done)
+    stamp = (tmp_path / "r" / "metrics.json").stat().st_mtime_ns
+    _set_source(cfg.cache, "v01", [3000, 19])
+    capfd.readouterr()
+    train(done)
+    err = capfd.readouterr().err
+    assert "sources.v01" in err and "training it again" in err
+    assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns != stamp
+    saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
+    assert saved["identity"]["sources"]["v01"][1] == [3000, 19]
+
+
 def test_resume_checks_the_init_checkpoints_by_content(tmp_path):
     cfg = _fresh(tmp_path)
     sp = train(replace(cfg, streams="spatial", out=str(tmp_path / "sp")))

@@ -1,7 +1,8 @@
 """A training run's configuration: every `cli.py train` flag, which of them decide the result, and a run's identity.
 
 A run's *identity* is everything that decides its numbers: the deciding settings (``decisive``), the content hash
-of the checkpoints it starts from, the cache's fingerprints of every array it reads, and its videos. It is saved in
+of the checkpoints it starts from, the cache's fingerprints of every array it reads, its videos and what each video's
+group was made from (train/videos.py: a replaced video file gives new arrays under the same fingerprints). It is saved in
 every checkpoint and metrics.json; ``--resume``, the single-stream sub-runs of a two-stream run and ablation cells
 compare it (``differences``) and never continue or reuse a run made under another one.
 """

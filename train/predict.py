@@ -10,6 +10,10 @@ settings or other code versions are refused with a message saying which array di
 videos). Each video's arrays are checked in its own group (``store.check_arrays``); a video that cannot be read is
 reported as failed, with the command that repairs it. Checkpoints are read with ``torch.load(weights_only=True)``.
 
+Every run also writes `predict.json`: the checkpoint (path, sha256, the run that made it), the cache, dataset and
+split read, the fingerprints of the arrays the model read, the format and the videos written or failed, so the
+per-video files say what data and model made them.
+
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
 of the video, every frame filled (a frame without a face takes the nearest prediction in time, as the released code
@@ -19,6 +23,7 @@ did), values clipped to [-1, 1]. A model trained on one label per video (OMG) pr
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -92,7 +97,9 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
         check_fingerprints({k: ck["fingerprints"].get(k) for k in names}, have, checkpoint_path)
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device)
-    return {"written": res["written"], "failed": failed + res["failed"]}
+    result = {"written": res["written"], "failed": failed + res["failed"]}
+    write_provenance(out, checkpoint_path, ck, cache, "videos", None, fmt, names, result)
+    return result
 
 
 def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, out: str | Path, *,
@@ -123,7 +130,25 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     _say_if_seen(ck, cache, dataset, sorted(fps), echo)
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device)
-    return {"written": res["written"], "failed": failed + res["failed"]}
+    result = {"written": res["written"], "failed": failed + res["failed"]}
+    write_provenance(Path(out), checkpoint_path, ck, cache, dataset, split, fmt, names, result)
+    return result
+
+
+def write_provenance(out: Path, checkpoint_path, ck: dict, cache, dataset: str, split: str | None, fmt: str,
+                     names: list[str], result: dict) -> Path:
+    """`predict.json`: the model and the data that made the files in ``out`` (module docstring)."""
+    ident = ck.get("identity") or {}
+    made = {"checkpoint": str(Path(checkpoint_path).resolve()), "checkpoint_sha256": checkpoint.sha256(checkpoint_path),
+            "trained_on": {k: (ident.get("config") or {}).get(k) for k in ("cache", "dataset")},
+            "config": ck.get("config"), "cache": str(Path(cache).resolve()), "dataset": dataset, "split": split,
+            "format": fmt, "fingerprints": {k: ck["fingerprints"].get(k) for k in [*names, "valid"]},
+            "written": sorted(str(Path(p).name) for p in result["written"]),
+            "failed": {video: why for video, why in result["failed"]}}
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "predict.json"
+    path.write_text(json.dumps(made, indent=1, default=str) + "\n")
+    return path
 
 
 def _same_features(fps: dict[str, dict], trained: dict, names: list[str], cache, dataset: str, path) -> None:

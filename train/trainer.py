@@ -107,7 +107,8 @@ def prepare(cfg: TrainConfig) -> Run | None:
             if cfg.streams == "both" and (path := getattr(cfg, f"init_{p}"))}
     identity = {"config": config.decisive(cfg), "protocol": proto,
                 "init": {p: checkpoint.sha256(path) for p, path in init.items()},
-                "fingerprints": sel.fingerprints, "videos": {k: [r["video"] for r in v] for k, v in split.items()}}
+                "fingerprints": sel.fingerprints, "sources": sel.sources,
+                "videos": {k: [r["video"] for r in v] for k, v in split.items()}}
     return Run(cfg, sel, split, proto, identity, init)
 
 

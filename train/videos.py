@@ -9,6 +9,10 @@ the reason in metrics.json, and the run's identity (its video lists) changes wit
 
 Every array the run reads must carry one fingerprint across the videos it trains and scores on: a cache half
 updated under other settings is an error naming the array and the videos on each side.
+
+Fingerprints say how arrays were made, not from what: a video file replaced (or its crops, its OpenFace CSV) is
+extracted again under the same fingerprints. So each video's source, as its group records it (``source_record``:
+frames, the video file's size and mtime, the face source's identity), is part of the run's identity too.
 """
 from __future__ import annotations
 
@@ -32,6 +36,7 @@ class Selection:
     fingerprints: dict[str, str]     # array -> its one fingerprint; "labels" -> a digest of the per-video ones
     left_out: dict[str, str] = field(default_factory=dict)   # video -> why (only with skip_unusable)
     feature_settings: dict = field(default_factory=dict)     # how the features were made (for `predict`)
+    sources: dict[str, list] = field(default_factory=dict)   # video -> what its group was made from (source_record)
 
 
 def check_fingerprints(checkpoint_fps: dict, cache_fps: dict, path=None) -> None:
@@ -108,7 +113,16 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     # so `predict` rebuilds them for new videos under the same fingerprints
     attrs = dict(store.open_video(cache, dataset, rows[0]["video"]).attrs)
     made = asdict(feature_settings.settings_for(attrs, names))
-    return Selection(rows, level, out, left_out, made)
+    sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
+    return Selection(rows, level, out, left_out, made, sources)
+
+
+def source_record(attrs) -> list:
+    """What a video's group was made from, as its attrs record it: [frames, the video file's [size, mtime], the
+    face source (kind, side, identity of the crop folder or OpenFace CSV; not its path, which may move)]."""
+    face = dict(attrs.get("face_source") or {})
+    return [int(attrs.get("n_frames", -1)), attrs.get("source_identity"),
+            {k: face.get(k) for k in ("faces", "side", "identity")}]
 
 
 def _row(cache, dataset: str, video: str) -> dict:
