@@ -1,0 +1,76 @@
+"""The command line on bad input, run as a user runs it (a subprocess): the exit code, a one-line message naming the
+file and what to do (never a traceback), and nothing already computed lost. Real videos (OpenCV), real dlib, a real
+Zarr cache and a real LocalCluster, on one short video."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synth_video import write_face_video
+
+from pipeline import store
+
+ROOT = Path(__file__).resolve().parent.parent
+N = 40
+
+
+def cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python cli.py ARGS` in `cwd`, with this checkout on PYTHONPATH (also for the Dask workers)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def features(cache: Path, root: Path, *extra) -> subprocess.CompletedProcess:
+    return cli("features", "--dataset", "demo", "--root", root, "--cache", cache, "--weights", "random",
+               "--workers", "1", "--no-progress", *extra, cwd=root.parent)
+
+
+def no_traceback(r: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """An Aff-Wild layout with one labelled video, and its cache (align, motion, spatial)."""
+    base = tmp_path_factory.mktemp("cli_input")
+    root = base / "data"
+    (root / "videos" / "train").mkdir(parents=True)
+    write_face_video(root / "videos" / "train" / "one.avi", N, size=(240, 180), motion="translate", fourcc="MJPG")
+    for dim in ("arousal", "valence"):
+        (root / "annotations" / "train" / dim).mkdir(parents=True)
+        np.savetxt(root / "annotations" / "train" / dim / "one.txt", np.linspace(-1, 1, N), fmt="%.4f")
+    cache = base / "cache"
+    r = features(cache, root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root, cache
+
+
+def _copy(made, tmp_path: Path) -> tuple[Path, Path]:
+    root, cache = made
+    shutil.copytree(root, tmp_path / "data", copy_function=shutil.copy2)   # same mtimes: the videos are done
+    shutil.copytree(cache, tmp_path / "cache")
+    return tmp_path / "data", tmp_path / "cache"
+
+
+def test_rerun_repairs_one_lost_part_of_a_motion_array(made, tmp_path):
+    """The repair command train names for a lost dphase_s0 works: only that part is redone (it failed with
+    KeyError 'dphase_s1': the computer's other part was appended to a writer that did not hold it)."""
+    root, cache = _copy(made, tmp_path)
+    before = store.open_video(cache, "demo", "one")["dphase_s0"][:]
+    shutil.rmtree(store.video_dir(cache, "demo", "one") / "dphase_s0")
+    r = cli("train", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "run", cwd=tmp_path)
+    assert r.returncode == 2 and "dphase_s0 is missing" in r.stderr
+    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stderr)
+    assert fix, r.stderr
+    r = features(cache, root, *fix.group(1).split())   # the command the message gives
+    no_traceback(r)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert store.check_arrays(cache, "demo", "one", ["dphase_s0", "dphase_s1", "resnet50"])
+    np.testing.assert_array_equal(store.open_video(cache, "demo", "one")["dphase_s0"][:], before)
