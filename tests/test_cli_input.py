@@ -74,3 +74,22 @@ def test_rerun_repairs_one_lost_part_of_a_motion_array(made, tmp_path):
     assert r.returncode == 0, r.stdout + r.stderr
     assert store.check_arrays(cache, "demo", "one", ["dphase_s0", "dphase_s1", "resnet50"])
     np.testing.assert_array_equal(store.open_video(cache, "demo", "one")["dphase_s0"][:], before)
+
+
+def test_damaged_index_is_named_and_the_command_it_gives_rebuilds_it(made, tmp_path):
+    """A damaged index.parquet (a copy cut short) was a pyarrow traceback in train, info, export and features."""
+    root, cache = _copy(made, tmp_path)
+    index = store.dataset_dir(cache, "demo") / "index.parquet"
+    index.write_bytes(index.read_bytes()[:100])
+    r = cli("train", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "run", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 2 and f"{index}: the index cannot be read" in r.stderr
+    r = cli("info", "--cache", cache, cwd=tmp_path)
+    assert r.returncode == 0 and "the index cannot be read" in r.stdout, r.stderr[-3000:]
+    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stdout)
+    r = features(cache, root, *fix.group(1).split())
+    no_traceback(r)
+    assert r.returncode == 0 and "done: 0 new" in r.stdout, r.stdout + r.stderr   # nothing extracted again
+    idx = store.read_index(cache, "demo")
+    assert list(idx.video) == ["one"] and list(idx.status) == ["done"]
+    assert index.with_suffix(".parquet.unreadable").is_file()   # the damaged file is kept, not deleted
