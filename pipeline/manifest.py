@@ -193,8 +193,13 @@ def _list_affwild(ds: Dataset) -> list[VideoEntry]:
                 continue
             ann = ds.root / "annotations" / split_dir.name
             files = {d: ann / d / f"{p.stem}.txt" for d in ("arousal", "valence")}
-            out.append(VideoEntry(p.stem, p, split_dir.name,
-                                  files if all(f.is_file() for f in files.values()) else {}))
+            have = [f.is_file() for f in files.values()]
+            problem = None
+            if any(have) and not all(have):   # half the labels: never silently an unlabelled video
+                lost, kept = (files["valence"], files["arousal"]) if have[0] else (files["arousal"], files["valence"])
+                problem = str(BadInputError(lost, "label file not found, but its pair exists: " + str(kept),
+                                            "restore it (or remove both to treat the video as unlabelled)"))
+            out.append(VideoEntry(p.stem, p, split_dir.name, files if all(have) else {}, problem=problem))
     return out
 
 

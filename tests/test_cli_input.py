@@ -93,3 +93,21 @@ def test_damaged_index_is_named_and_the_command_it_gives_rebuilds_it(made, tmp_p
     idx = store.read_index(cache, "demo")
     assert list(idx.video) == ["one"] and list(idx.status) == ["done"]
     assert index.with_suffix(".parquet.unreadable").is_file()   # the damaged file is kept, not deleted
+
+
+def test_a_lost_valence_file_fails_the_video_and_keeps_its_cached_labels(made, tmp_path):
+    """One of a video's two Aff-Wild label files missing made it silently unlabelled: the rerun replaced its cached
+    labels with NaN and exited 0."""
+    root, cache = _copy(made, tmp_path)
+    before = store.open_video(cache, "demo", "one")["labels"][:]
+    lost = root / "annotations" / "train" / "valence" / "one.txt"
+    lost.unlink()
+    r = features(cache, root)
+    no_traceback(r)
+    assert r.returncode == 1 and f"{lost}: label file not found" in r.stdout, r.stdout + r.stderr
+    assert "restore it" in r.stdout
+    labels = store.open_video(cache, "demo", "one")["labels"][:]
+    assert np.isfinite(labels).all()
+    np.testing.assert_array_equal(labels, before)
+    row = store.read_index(cache, "demo").set_index("video").loc["one"]
+    assert "label file not found" in row.error
