@@ -111,3 +111,25 @@ def test_a_lost_valence_file_fails_the_video_and_keeps_its_cached_labels(made, t
     np.testing.assert_array_equal(labels, before)
     row = store.read_index(cache, "demo").set_index("video").loc["one"]
     assert "label file not found" in row.error
+
+
+@pytest.mark.parametrize("entry, key", [("    fps: thirty\n", "fps"), ("    splits: [Train_Set]\n", "splits"),
+                                        ("    root_default: [data]\n", "root_default")])
+def test_a_manifest_value_of_the_wrong_type_is_named(tmp_path, entry, key):
+    """A wrong type in data_manifest.yaml: a usage error naming the manifest and the key (a list of splits was an
+    AttributeError traceback; fps 'thirty' was accepted silently, and failed later only for organiser crops)."""
+    (tmp_path / "data" / "annotations" / "VA_Set" / "Train_Set").mkdir(parents=True)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("datasets:\n  mine:\n    layout: affwild2\n    root_env: MINE_ROOT\n    root_default: data\n"
+                        + entry)
+    r = cli("features", "--dataset", "mine", "--cache", tmp_path / "c", "--faces", "cropped_aligned", cwd=tmp_path,
+            env={"MIMAMO_MANIFEST": str(manifest)})
+    no_traceback(r)
+    assert r.returncode == 2 and f"{manifest}: manifest entry 'mine': {key}: expected" in r.stderr, r.stderr
+
+
+def test_a_missing_manifest_names_a_remedy_that_exists(tmp_path):
+    """The hint said 'pass --manifest', a flag no command has."""
+    r = cli("info", cwd=tmp_path, env={"MIMAMO_MANIFEST": str(tmp_path / "none.yaml")})
+    assert r.returncode == 2 and "manifest not found" in r.stderr and "--manifest" not in r.stderr
+    assert "MIMAMO_MANIFEST=" in r.stderr
