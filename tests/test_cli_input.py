@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
 from synth_video import write_face_video
@@ -133,3 +134,23 @@ def test_a_missing_manifest_names_a_remedy_that_exists(tmp_path):
     r = cli("info", cwd=tmp_path, env={"MIMAMO_MANIFEST": str(tmp_path / "none.yaml")})
     assert r.returncode == 2 and "manifest not found" in r.stderr and "--manifest" not in r.stderr
     assert "MIMAMO_MANIFEST=" in r.stderr
+
+
+@pytest.mark.parametrize("command, flag", [("train", "--milestones"), ("ablate", "--fold-ids"),
+                                           ("robustness", "--fold-ids")])
+def test_a_list_flag_that_is_not_integers_is_a_usage_error(tmp_path, command, flag):
+    """`--milestones a,b` and `--fold-ids x` were ValueError tracebacks."""
+    extra = ["--grid", "window=4"] if command == "ablate" else []
+    r = cli(command, "--cache", tmp_path, "--dataset", "demo", "--out", tmp_path / "o", *extra, flag, "1,x",
+            cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 2 and f"Invalid value for {flag}: '1,x'" in r.stderr, r.stderr
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """HELPERS.md: every command and flag has a --help that explains it (export and inspect had bare options)."""
+    from cli import main
+
+    bare = [f"{name} {p.opts[0]}" for name, cmd in main.commands.items() for p in cmd.params
+            if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    assert not bare
