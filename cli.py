@@ -216,9 +216,11 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
 
 
 @main.command(short_help="Export a dataset's cache to one HDF5 file, for other loaders.")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--dataset", required=True)
-@click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Feature cache made by `features`.")
+@click.option("--dataset", required=True, help="Dataset name inside the cache, e.g. demo, affwild2, videos.")
+@click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True,
+              help="h5: HDF5, one group per video with the cache's array names.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
 def export(cache, dataset, fmt, out):
     """Export a dataset's cache to one HDF5 file (one group per video, same array names), for other loaders.
@@ -259,8 +261,9 @@ def _motion_settings(v1: bool, rigid, mean_window, window, sigma) -> dict:
 
 
 @main.command("inspect", short_help="PNGs of one cached video: faces, ΔPhase maps, predictions.")
-@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True)
-@click.option("--dataset", required=True)
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Feature cache made by `features`.")
+@click.option("--dataset", required=True, help="Dataset name inside the cache, e.g. demo, affwild2, videos.")
 @click.option("--video", required=True, help="Video id (file name without extension).")
 @click.option("--predictions", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="predictions.csv/.parquet of a train or predict run, to plot beside the labels.")
@@ -271,7 +274,7 @@ def _motion_settings(v1: bool, rigid, mean_window, window, sigma) -> dict:
                    "correlation, e.g. the <clip>.truth.csv that `bench/leakage.py --keep DIR` writes.")
 @click.option("--input", "motion", default=None, metavar="DPHASE",
               help="Which ΔPhase to draw: dphase (default) or a variant, e.g. dphase@v1 (the files get its name).")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="Folder for the PNGs.")
 def inspect_cmd(cache, dataset, video, predictions, frames, truth, motion, out):
     """PNGs of one cached video: aligned faces with ΔPhase maps (symmetric colour scale at the 99th percentile of
     |ΔPhase|, with a colour bar), mean |ΔPhase| over time (beside --truth curves), labels (and predictions).
@@ -361,12 +364,22 @@ def _check_input(ctx, param, value):
     return value
 
 
+def _int_list(value: str | None, flag: str) -> list[int] | None:
+    """Comma-separated integers of a flag (None when not given); anything else is a usage error naming the flag."""
+    if not value:
+        return None
+    try:
+        return [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give integers separated by commas, e.g. 0,1", param_hint=flag) from None
+
+
 def _train_config(**kw):
     from train.trainer import TrainConfig
 
     kw["input"] = kw.pop("input_")
     kw["plots"] = not kw.pop("no_plots")
-    kw["milestones"] = tuple(int(m) for m in str(kw["milestones"]).split(",") if m.strip())
+    kw["milestones"] = tuple(_int_list(str(kw["milestones"]), "--milestones") or ())
     kw["cache"] = str(kw["cache"])
     return TrainConfig(**kw)
 
@@ -421,7 +434,7 @@ def ablate(grid, fold_ids, out, **kw):
     from train.ablate import ablate as run
 
     cfg = _train_config(out=str(out), **kw)
-    ids = [int(i) for i in fold_ids.split(",")] if fold_ids else None
+    ids = _int_list(fold_ids, "--fold-ids")
     table = run(cfg.cache, cfg.dataset, list(grid), out, cfg, folds=cfg.folds, fold_ids=ids)
     protocols = set(table["protocol"]) if "protocol" in table else set()
     if len(protocols) == 1:   # said once above the table, not on every row
@@ -473,7 +486,7 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
             raise click.UsageError(f"robustness trains the temporal stream on each of --inputs: drop {flag}")
     kw["streams"] = "temporal"
     cfg = _train_config(out=str(out), **kw)
-    ids = [int(i) for i in fold_ids.split(",")] if fold_ids else None
+    ids = _int_list(fold_ids, "--fold-ids")
     table = run(cfg.cache, cfg.dataset, parse_betas(betas), list(_csv(inputs)), out, cfg, fold_ids=ids,
                 gamma_seed=gamma_seed, progress=not no_progress, echo=click.echo)
     cols = ["input", "beta", "reads", "ccc_arousal", "ccc_valence", "ccc_mean", "ccc_mean_change", "folds"]

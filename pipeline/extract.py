@@ -206,7 +206,8 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes
             w.append(name, block[name])
         for comp in comps:
             for name, arr in comp(block).items():
-                w.append(name, arr)
+                if name in names:   # an update may redo one part of a kind (dphase_s0 lost, dphase_s1 fine)
+                    w.append(name, arr)
         n += len(block["valid"])
         if ident is not None and block.get("resume") is not None:   # every row so far is complete: a resume point
             w.commit(resume.record(n, ident, block["resume"], comps))

@@ -279,7 +279,11 @@ def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock
     if lock is not None and lock.lost:
         raise BadInputError(lock.path, "this run's lock was taken over by another features run",
                             "the other run owns the cache now; rerun this one after it")
-    old = store.read_index(cache, dataset)
+    try:
+        old = store.read_index(cache, dataset)
+    except store.UnreadableIndex as e:   # rebuilt from the groups below; the damaged file is kept aside
+        Path(e.path).replace(Path(e.path).with_suffix(".parquet.unreadable"))
+        old = None
     merged = {} if old is None else {r["video"]: r for r in old.to_dict("records")}
     for r in rows:
         if r["video"] not in truth:

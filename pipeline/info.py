@@ -38,13 +38,17 @@ def describe(cache: Path | None = None) -> str:
 
 def _cache_lines(cache: Path) -> list[str]:
     from pipeline.resume import partial_videos
-    from pipeline.store import read_index
+    from pipeline.store import UnreadableIndex, read_index
 
     if not cache.is_dir():
         return ["  (does not exist yet)"]
     out = []
     for ds_dir in sorted(p for p in cache.iterdir() if p.is_dir()):
-        idx = read_index(cache, ds_dir.name)
+        try:
+            idx = read_index(cache, ds_dir.name)
+        except UnreadableIndex as e:   # say so and go on: the other datasets' status is still worth showing
+            out.append(f"  {ds_dir.name:10s} {e}")
+            continue
         partial = partial_videos(cache, ds_dir.name)
         if idx is None and not partial:
             continue

@@ -59,7 +59,8 @@ def load_manifest(path: str | Path | None = None) -> dict:
     try:
         data = yaml.safe_load(path.read_text())
     except FileNotFoundError:
-        raise BadInputError(path, "manifest not found", "set MIMAMO_MANIFEST or pass --manifest") from None
+        raise BadInputError(path, "manifest not found", "set MIMAMO_MANIFEST=/path/to/data_manifest.yaml, or "
+                            "unset it to use the one beside cli.py") from None
     except yaml.YAMLError as e:
         raise BadInputError(path, f"malformed YAML: {e}", "fix the manifest") from None
     if not isinstance(data, dict) or not isinstance(data.get("datasets"), dict):
@@ -68,7 +69,31 @@ def load_manifest(path: str | Path | None = None) -> dict:
         if not isinstance(spec, dict) or spec.get("layout") not in LAYOUTS or "root_env" not in spec:
             raise BadInputError(path, f"malformed manifest entry {name!r}: needs 'layout' (one of {', '.join(LAYOUTS)}) "
                                 "and 'root_env'", "fix the manifest")
+        for key, value in spec.items():
+            problem = _entry_value_problem(key, value)
+            if problem:
+                raise BadInputError(path, f"manifest entry {name!r}: {key}: {problem}, got {value!r}",
+                                    "fix the manifest (see data_manifest.yaml in the repo)")
     return data
+
+
+_FOLDER_KEYS = ("root_env", "root_default", "annotations", "videos", "crops", "openface_dir")
+
+
+def _entry_value_problem(key: str, value) -> str | None:
+    """What is wrong with one value of a manifest entry (None if fine): a wrong type fails here, naming the key,
+    not later as a traceback deep in a run."""
+    if key in _FOLDER_KEYS and not isinstance(value, str):
+        return "expected a string"
+    if key == "fps" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                               or value <= 0):
+        return "expected a positive number of frames per second"
+    if key in ("splits", "csv") and not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                                         for k, v in value.items())):
+        return "expected a mapping of names to names, e.g. {Train_Set: train}"
+    if key == "faces" and value not in ("video", "cropped_aligned", "openface"):
+        return "expected video, cropped_aligned or openface"
+    return None
 
 
 def dataset_names(manifest: dict | None = None) -> list[str]:
@@ -193,8 +218,13 @@ def _list_affwild(ds: Dataset) -> list[VideoEntry]:
                 continue
             ann = ds.root / "annotations" / split_dir.name
             files = {d: ann / d / f"{p.stem}.txt" for d in ("arousal", "valence")}
-            out.append(VideoEntry(p.stem, p, split_dir.name,
-                                  files if all(f.is_file() for f in files.values()) else {}))
+            have = [f.is_file() for f in files.values()]
+            problem = None
+            if any(have) and not all(have):   # half the labels: never silently an unlabelled video
+                lost, kept = (files["valence"], files["arousal"]) if have[0] else (files["arousal"], files["valence"])
+                problem = str(BadInputError(lost, "label file not found, but its pair exists: " + str(kept),
+                                            "restore it (or remove both to treat the video as unlabelled)"))
+            out.append(VideoEntry(p.stem, p, split_dir.name, files if all(have) else {}, problem=problem))
     return out
 
 

@@ -102,11 +102,20 @@ def group_status(cache: str | Path, dataset: str, video: str) -> str | None:
 
 
 def read_index(cache: str | Path, dataset: str) -> pd.DataFrame | None:
-    """The dataset's index (one row per video), or None when there is none."""
+    """The dataset's index (one row per video), or None when there is none; BadInputError when it cannot be read."""
     path = dataset_dir(cache, dataset) / "index.parquet"
     if not path.is_file():
         return None
-    return pd.read_parquet(path)
+    try:
+        return pd.read_parquet(path)
+    except Exception as e:   # a damaged file (disk full, a copy cut short): the groups still hold everything
+        raise UnreadableIndex(path, f"the index cannot be read ({type(e).__name__}: {str(e)[:200]})",
+                              f"it is a summary of the groups: rerun `{repair_command(cache, dataset)}`, which "
+                              "rebuilds it (videos already done are skipped)") from None
+
+
+class UnreadableIndex(BadInputError):
+    """index.parquet exists but is not a readable Parquet file."""
 
 
 def done_videos(cache: str | Path, dataset: str, split: str | None = None) -> pd.DataFrame:

@@ -1,0 +1,156 @@
+"""The command line on bad input, run as a user runs it (a subprocess): the exit code, a one-line message naming the
+file and what to do (never a traceback), and nothing already computed lost. Real videos (OpenCV), real dlib, a real
+Zarr cache and a real LocalCluster, on one short video."""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from synth_video import write_face_video
+
+from pipeline import store
+
+ROOT = Path(__file__).resolve().parent.parent
+N = 40
+
+
+def cli(*args, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    """`python cli.py ARGS` in `cwd`, with this checkout on PYTHONPATH (also for the Dask workers)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    return subprocess.run([sys.executable, str(ROOT / "cli.py"), *map(str, args)], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def features(cache: Path, root: Path, *extra) -> subprocess.CompletedProcess:
+    return cli("features", "--dataset", "demo", "--root", root, "--cache", cache, "--weights", "random",
+               "--workers", "1", "--no-progress", *extra, cwd=root.parent)
+
+
+def no_traceback(r: subprocess.CompletedProcess) -> None:
+    assert "Traceback" not in r.stderr + r.stdout, r.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """An Aff-Wild layout with one labelled video, and its cache (align, motion, spatial)."""
+    base = tmp_path_factory.mktemp("cli_input")
+    root = base / "data"
+    (root / "videos" / "train").mkdir(parents=True)
+    write_face_video(root / "videos" / "train" / "one.avi", N, size=(240, 180), motion="translate", fourcc="MJPG")
+    for dim in ("arousal", "valence"):
+        (root / "annotations" / "train" / dim).mkdir(parents=True)
+        np.savetxt(root / "annotations" / "train" / dim / "one.txt", np.linspace(-1, 1, N), fmt="%.4f")
+    cache = base / "cache"
+    r = features(cache, root)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return root, cache
+
+
+def _copy(made, tmp_path: Path) -> tuple[Path, Path]:
+    root, cache = made
+    shutil.copytree(root, tmp_path / "data", copy_function=shutil.copy2)   # same mtimes: the videos are done
+    shutil.copytree(cache, tmp_path / "cache")
+    return tmp_path / "data", tmp_path / "cache"
+
+
+def test_rerun_repairs_one_lost_part_of_a_motion_array(made, tmp_path):
+    """The repair command train names for a lost dphase_s0 works: only that part is redone (it failed with
+    KeyError 'dphase_s1': the computer's other part was appended to a writer that did not hold it)."""
+    root, cache = _copy(made, tmp_path)
+    before = store.open_video(cache, "demo", "one")["dphase_s0"][:]
+    shutil.rmtree(store.video_dir(cache, "demo", "one") / "dphase_s0")
+    r = cli("train", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "run", cwd=tmp_path)
+    assert r.returncode == 2 and "dphase_s0 is missing" in r.stderr
+    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stderr)
+    assert fix, r.stderr
+    r = features(cache, root, *fix.group(1).split())   # the command the message gives
+    no_traceback(r)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert store.check_arrays(cache, "demo", "one", ["dphase_s0", "dphase_s1", "resnet50"])
+    np.testing.assert_array_equal(store.open_video(cache, "demo", "one")["dphase_s0"][:], before)
+
+
+def test_damaged_index_is_named_and_the_command_it_gives_rebuilds_it(made, tmp_path):
+    """A damaged index.parquet (a copy cut short) was a pyarrow traceback in train, info, export and features."""
+    root, cache = _copy(made, tmp_path)
+    index = store.dataset_dir(cache, "demo") / "index.parquet"
+    index.write_bytes(index.read_bytes()[:100])
+    r = cli("train", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "run", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 2 and f"{index}: the index cannot be read" in r.stderr
+    r = cli("info", "--cache", cache, cwd=tmp_path)
+    assert r.returncode == 0 and "the index cannot be read" in r.stdout, r.stderr[-3000:]
+    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stdout)
+    r = features(cache, root, *fix.group(1).split())
+    no_traceback(r)
+    assert r.returncode == 0 and "done: 0 new" in r.stdout, r.stdout + r.stderr   # nothing extracted again
+    idx = store.read_index(cache, "demo")
+    assert list(idx.video) == ["one"] and list(idx.status) == ["done"]
+    assert index.with_suffix(".parquet.unreadable").is_file()   # the damaged file is kept, not deleted
+
+
+def test_a_lost_valence_file_fails_the_video_and_keeps_its_cached_labels(made, tmp_path):
+    """One of a video's two Aff-Wild label files missing made it silently unlabelled: the rerun replaced its cached
+    labels with NaN and exited 0."""
+    root, cache = _copy(made, tmp_path)
+    before = store.open_video(cache, "demo", "one")["labels"][:]
+    lost = root / "annotations" / "train" / "valence" / "one.txt"
+    lost.unlink()
+    r = features(cache, root)
+    no_traceback(r)
+    assert r.returncode == 1 and f"{lost}: label file not found" in r.stdout, r.stdout + r.stderr
+    assert "restore it" in r.stdout
+    labels = store.open_video(cache, "demo", "one")["labels"][:]
+    assert np.isfinite(labels).all()
+    np.testing.assert_array_equal(labels, before)
+    row = store.read_index(cache, "demo").set_index("video").loc["one"]
+    assert "label file not found" in row.error
+
+
+@pytest.mark.parametrize("entry, key", [("    fps: thirty\n", "fps"), ("    splits: [Train_Set]\n", "splits"),
+                                        ("    root_default: [data]\n", "root_default")])
+def test_a_manifest_value_of_the_wrong_type_is_named(tmp_path, entry, key):
+    """A wrong type in data_manifest.yaml: a usage error naming the manifest and the key (a list of splits was an
+    AttributeError traceback; fps 'thirty' was accepted silently, and failed later only for organiser crops)."""
+    (tmp_path / "data" / "annotations" / "VA_Set" / "Train_Set").mkdir(parents=True)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("datasets:\n  mine:\n    layout: affwild2\n    root_env: MINE_ROOT\n    root_default: data\n"
+                        + entry)
+    r = cli("features", "--dataset", "mine", "--cache", tmp_path / "c", "--faces", "cropped_aligned", cwd=tmp_path,
+            env={"MIMAMO_MANIFEST": str(manifest)})
+    no_traceback(r)
+    assert r.returncode == 2 and f"{manifest}: manifest entry 'mine': {key}: expected" in r.stderr, r.stderr
+
+
+def test_a_missing_manifest_names_a_remedy_that_exists(tmp_path):
+    """The hint said 'pass --manifest', a flag no command has."""
+    r = cli("info", cwd=tmp_path, env={"MIMAMO_MANIFEST": str(tmp_path / "none.yaml")})
+    assert r.returncode == 2 and "manifest not found" in r.stderr and "--manifest" not in r.stderr
+    assert "MIMAMO_MANIFEST=" in r.stderr
+
+
+@pytest.mark.parametrize("command, flag", [("train", "--milestones"), ("ablate", "--fold-ids"),
+                                           ("robustness", "--fold-ids")])
+def test_a_list_flag_that_is_not_integers_is_a_usage_error(tmp_path, command, flag):
+    """`--milestones a,b` and `--fold-ids x` were ValueError tracebacks."""
+    extra = ["--grid", "window=4"] if command == "ablate" else []
+    r = cli(command, "--cache", tmp_path, "--dataset", "demo", "--out", tmp_path / "o", *extra, flag, "1,x",
+            cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 2 and f"Invalid value for {flag}: '1,x'" in r.stderr, r.stderr
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    """HELPERS.md: every command and flag has a --help that explains it (export and inspect had bare options)."""
+    from cli import main
+
+    bare = [f"{name} {p.opts[0]}" for name, cmd in main.commands.items() for p in cmd.params
+            if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    assert not bare
