@@ -154,3 +154,14 @@ def test_every_option_of_every_command_says_what_it_does():
     bare = [f"{name} {p.opts[0]}" for name, cmd in main.commands.items() for p in cmd.params
             if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
     assert not bare
+
+
+def test_demo_data_test_videos_beyond_videos_names_the_flags_and_the_range(tmp_path):
+    """`--test-videos 5 --videos 2` said 'test_videos must be in [0, 1]': a parameter name and a range (0) the
+    flag refuses."""
+    r = cli("demo-data", "--out", tmp_path / "demo", "--videos", "2", "--test-videos", "5", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Invalid value for '--test-videos': 5 is not fewer than --videos 2" in r.stderr, r.stderr
+    assert "between 1 and 1" in r.stderr and "test_videos" not in r.stderr
+    assert not (tmp_path / "demo").exists()
