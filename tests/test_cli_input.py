@@ -240,3 +240,21 @@ def test_a_video_without_any_face_is_done_and_named_in_the_summary(odd, tmp_path
     info = cli("info", "--cache", cache, cwd=tmp_path)
     assert f"note blank: {store.NO_FACE}" in info.stdout
 
+
+def test_train_leaves_a_video_without_any_face_out_with_the_reason(odd, tmp_path):
+    """train took a video without any face in as any other: as the validation fold its CCC was NaN, and best.pt was
+    picked on it; now it is left out, said on stderr and in metrics.json, and every score is a number."""
+    import json
+
+    root, cache, _ = odd
+    out = tmp_path / "run"
+    r = cli("train", "--cache", cache, "--dataset", "demo", "--out", out, "--streams", "temporal", "--epochs", "1",
+            "--folds", "3", "--width", "4", "--num-workers", "0", "--threads", "1", "--skip-unusable",   # the cut one
+            cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"left out blank: {store.NO_FACE}" in r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["left_out"]["blank"].startswith(store.NO_FACE)
+    assert all("blank" not in vs for vs in m["videos"].values())
+    assert np.isfinite(m["ccc_mean"]) and m["best_val_ccc_mean"] is not None and np.isfinite(m["best_val_ccc_mean"])
