@@ -242,8 +242,9 @@ def test_a_video_without_any_face_is_done_and_named_in_the_summary(odd, tmp_path
 
 
 def test_train_leaves_a_video_without_any_face_out_with_the_reason(odd, tmp_path):
-    """train took a video without any face in as any other: as the validation fold its CCC was NaN, and best.pt was
-    picked on it; now it is left out, said on stderr and in metrics.json, and every score is a number."""
+    """train took a video without any face in as any other, silently (where it was the validation fold alone, with
+    3 videos and --folds 3, its CCC was NaN and best.pt was picked on NaN); now it is left out, said on stderr and in
+    metrics.json, and every score is a number."""
     import json
 
     root, cache, _ = odd
