@@ -54,6 +54,10 @@ def demo_data(out, videos, seconds, test_videos, seed):
     """
     from pipeline.demo import make_demo
 
+    if test_videos is not None and test_videos >= videos:   # checked here to name both flags and the CLI's range
+        raise click.BadParameter(f"{test_videos} is not fewer than --videos {videos} (at least one video must "
+                                 f"train): give --test-videos between 1 and {videos - 1}, or raise --videos",
+                                 param_hint="'--test-videos'")
     summary = make_demo(out, videos=videos, seconds=seconds, seed=seed, test_videos=test_videos)
     click.echo(summary_line(summary))
 

@@ -36,7 +36,7 @@ class FrameChunk:
     """Consecutive decoded frames: frames [n, H, W, 3] uint8 RGB, times [n] float64 seconds (index / fps).
 
     `last` is True on the final chunk; `truncated` is True on it when decoding stopped before the container's
-    announced frame count (the file is cut or corrupt past that point).
+    announced frame count (the file is cut or corrupt past that point); `announced` is that count (0: none).
     """
 
     start: int
@@ -44,6 +44,7 @@ class FrameChunk:
     times: np.ndarray
     last: bool = False
     truncated: bool = False
+    announced: int = 0
 
 
 def _looks_like_text(path: Path) -> bool:
@@ -173,7 +174,7 @@ def iter_chunks(path: str | Path, chunk_size: int = 64, start: int = 0) -> Itera
                 warnings.warn(f"{path}: decoding stopped at frame {decoded} of {announced} announced; "
                               "keeping the frames decoded", TruncatedVideoWarning, stacklevel=2)
             yield FrameChunk(start=start, frames=np.stack(buf), times=(start + np.arange(n)) / fps,
-                             last=last, truncated=bool(truncated))
+                             last=last, truncated=bool(truncated), announced=max(announced, 0))
             start += n
     finally:
         cap.release()

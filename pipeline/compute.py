@@ -67,7 +67,9 @@ def video_blocks(entry: VideoEntry, s, report, tracker=None, notes: dict | None 
 
     The tracker is dlib's (features.face.FaceTracker, following the entry's side: the largest face, or one person of
     a two-person video) unless another with its interface is given (features.openface.OpenFaceLandmarks); one with
-    `finish()` is asked after the last frame how many frames its input had beyond the video (notes).
+    `finish()` is asked after the last frame how many frames its input had beyond the video (notes). A video that
+    decodes to clearly fewer frames than its header declares (features.video: truncated) sets notes
+    ``declared_frames`` and ``decoded_frames``.
 
     Each block but the last carries ``resume``: the tracker's state after the block's last frame, which is where a
     lost worker's video resumes (pipeline/resume.py). To resume at frame `start`, `resume` holds that state and
@@ -105,6 +107,8 @@ def video_blocks(entry: VideoEntry, s, report, tracker=None, notes: dict | None 
             parts, n = ([rest] if len(rest) else []), len(rest)
 
     for chunk in iter_chunks(entry.path, DECODE_CHUNK, start=start):
+        if chunk.truncated and notes is not None:   # fewer frames than the header declares: extract.build says so
+            notes.update(declared_frames=chunk.announced, decoded_frames=chunk.start + len(chunk.frames))
         frames = chunk.frames
         if s.gamma_jitter:
             frames = jitter_frames(frames, s.gamma_jitter, s.seed, entry.video, decoded)

@@ -140,7 +140,8 @@ def make_demo(out: Path, videos: int = 8, seconds: float = 10.0, seed: int = 0,
     if test_videos is None:
         test_videos = max(1, round(videos / 4)) if videos > 1 else 0
     if not 0 <= test_videos < videos:
-        raise BadInputError(None, f"test_videos must be in [0, {videos - 1}] so some videos train, got {test_videos}")
+        raise BadInputError(None, f"test videos must be between 0 and {videos - 1} (fewer than the {videos} "
+                                  f"videos, so some train), got {test_videos}")
     start = time.perf_counter()
     params = _params(videos, seconds, seed, test_videos)
     old = _previous(out, params)

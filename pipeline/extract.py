@@ -160,11 +160,19 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
     w = store.VideoWriter(cache, dataset, entry.video, names, attrs, path=staged, resume=p.resume)
     try:
         notes: dict = {}
-        n = _fill(cache, dataset, entry, s, p, w, report, notes, count[0] if count else None)
-        diffs = {}
+        try:
+            n = _fill(cache, dataset, entry, s, p, w, report, notes, count[0] if count else None)
+            diffs = {}
+            if "labels" in names:
+                lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack,
+                                                               count[1] if count else "the video decodes to")
+        except BadInputError as e:   # labels or a CSV that do not fit a cut video: the video is at fault
+            if notes.get("declared_frames"):
+                raise cut_video(entry.path, notes["decoded_frames"], notes["declared_frames"], e) from None
+            raise
+        if notes.get("declared_frames"):   # decoded short with nothing to contradict it: kept, and said (index note)
+            diffs["declared_frames"] = int(notes["declared_frames"])
         if "labels" in names:
-            lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack,
-                                                           count[1] if count else "the video decodes to")
             for lo in range(0, n, store.CHUNK_T):
                 w.append("labels", lab[lo:lo + store.CHUNK_T])
         made = _made_with(s, p)
@@ -219,6 +227,15 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes
             raise BadInputError(entry.path, f"gave {n} frames, the cached group has {have}",
                                 "the file changed: rerun with --force to extract it again")
     return n
+
+
+def cut_video(path, decoded: int, declared: int, e: BadInputError) -> BadInputError:
+    """The error for a video that decodes to fewer frames than its header declares, where its labels (or CSV) do not
+    fit the frames decoded: the cut file is the likelier culprit, so it is named, not the label file."""
+    return BadInputError(path, f"the video decodes to {decoded} frames, fewer than the {declared} its header "
+                         f"declares: the file is cut or damaged, which is why "
+                         + (f"{e.path}: {e.problem}" if e.path and e.path != str(path) else e.problem),
+                         "re-copy or re-encode it; use --label-slack only if the header is known to be wrong")
 
 
 def _made_with(s: Settings, p: Plan) -> dict:

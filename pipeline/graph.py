@@ -50,11 +50,18 @@ class Summary:
 
     def table(self) -> str:
         """A plain-text table: one line per video, then the totals."""
-        lines = [f"{'video':28s} {'action':8s} {'status':7s} {'frames':>7s} {'valid':>7s} {'sec':>7s}  error"]
+        lines = [f"{'video':28s} {'action':8s} {'status':7s} {'frames':>7s} {'valid':>7s} {'sec':>7s}  error / note"]
         for r in sorted(self.rows, key=lambda r: r["video"]):
             lines.append(f"{r['video'][:28]:28s} {r.get('action', ''):8s} {str(r.get('status')):7s} "
                          f"{int(r.get('n_frames') or 0):7d} {int(r.get('n_valid') or 0):7d} "
-                         f"{float(r.get('seconds') or 0):7.1f}  {r.get('error') or ''}")
+                         f"{float(r.get('seconds') or 0):7.1f}  {r.get('error') or r.get('note') or ''}")
+        faceless = sorted(r["video"] for r in self.rows if r.get("status") == "done"
+                          and store.NO_FACE in str(r.get("note") or ""))
+        if faceless:   # done (a real result, its frames masked), but never silently: train has nothing of them
+            lines.append(f"{store.NO_FACE} of {len(faceless)} videos: {', '.join(faceless[:10])}"
+                         + (f" and {len(faceless) - 10} more" if len(faceless) > 10 else "")
+                         + " (recorded done with no valid frame: check the video, or use --faces cropped_aligned "
+                           "or --faces openface)")
         resumed = sum(bool(r.get("resumed_from")) for r in self.rows if r.get("status") == "done")
         lines.append(f"done: {self.count('full')} new" + (f" ({resumed} resumed mid-way)" if resumed else "") +
                      f", {self.count('update')} updated, {self.count('skip')} skipped "

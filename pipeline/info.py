@@ -68,6 +68,9 @@ def _cache_lines(cache: Path) -> list[str]:
         for name, (usable, total, made) in present.items():
             note = f"  {made}" if made else ""
             out.append(f"      {name:22s} {usable}/{total}{note}")
+        for _, row in done.iterrows():
+            if isinstance(row.get("note"), str) and row.get("note"):   # indexes made before notes have none
+                out.append(f"    note {row.video}: {row.note}")
         for _, row in failed.iterrows():
             if row.video not in partial:
                 out.append(f"    failed {row.video}: {row.error}")

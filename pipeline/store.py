@@ -44,9 +44,12 @@ UNUSABLE = ("stale", "damaged")   # fingerprints that say an array is not what i
 # faces: where the faces came from (video, cropped_aligned, openface); label_frame_diff: label lines minus frames,
 # accepted by --label-slack (labels truncated or padded with NaN at the end); faces_frame_diff: the same for the
 # crop folder (crops numbered past the last frame) or the OpenFace CSV (CSV frames minus video frames).
+# note: what a reader of a done video should know though nothing failed (video_note): no face in any frame, or a
+# video that decoded to fewer frames than its header declares.
 INDEX_COLUMNS = ["video", "split", "n_frames", "fps", "width", "height", "source", "source_size", "source_mtime",
                  "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence",
-                 "faces", "label_frame_diff", "faces_frame_diff"]
+                 "faces", "label_frame_diff", "faces_frame_diff", "note"]
+NO_FACE = "no face found in any frame"
 
 
 def fingerprint(*parts) -> str:
@@ -385,7 +388,22 @@ def index_row(cache: str | Path, dataset: str, video: str) -> dict:
                fingerprints=json.dumps(a.get("fingerprints", {}), sort_keys=True),
                video_arousal=(a.get("video_labels") or {}).get("arousal"),
                video_valence=(a.get("video_labels") or {}).get("valence"))
+    row["note"] = video_note(a, row["n_valid"], "valid" not in bad) or None
     return row
+
+
+def video_note(attrs, n_valid: int, valid_usable: bool = True) -> str:
+    """What a done video's index row says though nothing failed: no face in any frame (kept: a real result, read as
+    all frames masked), or fewer frames decoded than the header declares (kept: headers are often approximate)."""
+    notes = []
+    if valid_usable and int(attrs.get("n_frames", 0)) and n_valid == 0:
+        notes.append(f"{NO_FACE}: check the video, or take faces from elsewhere with --faces cropped_aligned or "
+                     "--faces openface")
+    declared = int(attrs.get("declared_frames") or 0)
+    if declared:
+        notes.append(f"decoded {int(attrs.get('n_frames', 0))} of the {declared} frames its header declares: the "
+                     "file may be cut or damaged (re-copy or re-encode it), or its header is wrong")
+    return "; ".join(notes)
 
 
 def _count_valid(g: zarr.Group) -> int:
@@ -404,7 +422,7 @@ def write_index(cache: str | Path, dataset: str, rows: list[dict]) -> Path:
         df[c] = pd.to_numeric(df[c], errors="coerce").fillna(0).astype("int64")
     for c in ("fps", "seconds", "source_mtime", "video_arousal", "video_valence"):
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
-    for c in ("video", "split", "source", "status", "error", "fingerprints", "faces"):
+    for c in ("video", "split", "source", "status", "error", "fingerprints", "faces", "note"):
         df[c] = df[c].astype("string")
     tmp = path.with_suffix(f".parquet.{os.getpid()}.tmp")
     df.sort_values("video").to_parquet(tmp, index=False)

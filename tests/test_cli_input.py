@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 import numpy as np
+import pandas as pd
 import pytest
 from synth_video import write_face_video
 
@@ -154,3 +155,107 @@ def test_every_option_of_every_command_says_what_it_does():
     bare = [f"{name} {p.opts[0]}" for name, cmd in main.commands.items() for p in cmd.params
             if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
     assert not bare
+
+
+def test_demo_data_test_videos_beyond_videos_names_the_flags_and_the_range(tmp_path):
+    """`--test-videos 5 --videos 2` said 'test_videos must be in [0, 1]': a parameter name and a range (0) the
+    flag refuses."""
+    r = cli("demo-data", "--out", tmp_path / "demo", "--videos", "2", "--test-videos", "5", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "Invalid value for '--test-videos': 5 is not fewer than --videos 2" in r.stderr, r.stderr
+    assert "between 1 and 1" in r.stderr and "test_videos" not in r.stderr
+    assert not (tmp_path / "demo").exists()
+
+
+def _labels(root: Path, split: str, video: str, n: int) -> None:
+    for dim in ("arousal", "valence"):
+        (root / "annotations" / split / dim).mkdir(parents=True, exist_ok=True)
+        np.savetxt(root / "annotations" / split / dim / f"{video}.txt", np.linspace(-1, 1, n), fmt="%.4f")
+
+
+@pytest.fixture(scope="module")
+def odd(tmp_path_factory):
+    """One features run over a dataset with odd videos: `cut` (an AVI cut to a sixth, 60 label lines), `cutfree` (the
+    same cut, unlabelled), `blank` (labelled, no face in any frame), and four plain labelled ones (a, b, c; test d)."""
+    base = tmp_path_factory.mktemp("cli_odd")
+    root = base / "data"
+    for split in ("train", "test"):
+        (root / "videos" / split).mkdir(parents=True)
+    whole = base / "whole.avi"
+    write_face_video(whole, 60, size=(240, 180), motion="translate", fourcc="MJPG")
+    data = whole.read_bytes()
+    for name in ("cut", "cutfree"):
+        (root / "videos" / "train" / f"{name}.avi").write_bytes(data[:len(data) // 6])
+    _labels(root, "train", "cut", 60)
+    write_face_video(root / "videos" / "train" / "blank.avi", N, size=(240, 180), motion="translate", fourcc="MJPG",
+                     no_face=(0, N))
+    _labels(root, "train", "blank", N)
+    for seed, (split, name) in enumerate([("train", "a"), ("train", "b"), ("train", "c"), ("test", "d")]):
+        write_face_video(root / "videos" / split / f"{name}.avi", N, size=(240, 180), motion="translate",
+                         fourcc="MJPG", seed=seed)
+        _labels(root, split, name, N)
+    cache = base / "cache"
+    r = features(cache, root)
+    no_traceback(r)
+    return root, cache, r
+
+
+def test_a_cut_video_with_labels_fails_naming_the_video_not_the_labels(odd):
+    """A cut video failed blaming its label file ('60 label lines but the video decodes to 10 frames ... use
+    --label-slack'); only a stderr warning said the video was cut."""
+    root, cache, r = odd
+    assert r.returncode == 1, r.stdout + r.stderr
+    video = root / "videos" / "train" / "cut.avi"
+    m = re.search(rf"{re.escape(str(video))}: the video decodes to (\d+) frames, fewer than the 60 its header "
+                  r"declares: the file is cut or damaged", r.stdout)
+    assert m and 0 < int(m.group(1)) < 60, r.stdout
+    assert "(re-copy or re-encode it; use --label-slack only if the header is known to be wrong)" in r.stdout
+    row = store.read_index(cache, "demo").set_index("video").loc["cut"]
+    assert row.status == "failed" and f"{video}: the video decodes to {m.group(1)} frames" in row.error
+
+
+def test_a_cut_video_without_labels_is_extracted_and_its_row_says_it_decoded_short(odd, tmp_path):
+    """The same cut video unlabelled is kept (headers are often a little off), but never silently: its index row,
+    the summary and `info` say it decoded N of the M frames its header declares."""
+    root, cache, r = odd
+    row = store.read_index(cache, "demo").set_index("video").loc["cutfree"]
+    assert row.status == "done" and 0 < row.n_frames < 60
+    note = f"decoded {row.n_frames} of the 60 frames its header declares"
+    assert note in row.note and "re-copy or re-encode it" in row.note
+    assert re.search(rf"^cutfree .*{note}", r.stdout, re.M), r.stdout
+    info = cli("info", "--cache", cache, cwd=tmp_path)
+    assert info.returncode == 0 and f"note cutfree: {note}" in info.stdout, info.stdout + info.stderr
+    for plain in ("a", "b", "d"):   # a whole video carries no note
+        assert store.read_index(cache, "demo").set_index("video").loc[plain].note is pd.NA
+
+
+def test_a_video_without_any_face_is_done_and_named_in_the_summary(odd, tmp_path):
+    """A video where no face is found in any frame was recorded done with 0 valid frames, silently."""
+    root, cache, r = odd
+    row = store.read_index(cache, "demo").set_index("video").loc["blank"]
+    assert row.status == "done" and row.n_frames == N and row.n_valid == 0
+    assert row.note.startswith(f"{store.NO_FACE}: check the video")
+    assert f"{store.NO_FACE} of 1 videos: blank (recorded done with no valid frame" in r.stdout, r.stdout
+    info = cli("info", "--cache", cache, cwd=tmp_path)
+    assert f"note blank: {store.NO_FACE}" in info.stdout
+
+
+def test_train_leaves_a_video_without_any_face_out_with_the_reason(odd, tmp_path):
+    """train took a video without any face in as any other, silently (where it was the validation fold alone, with
+    3 videos and --folds 3, its CCC was NaN and best.pt was picked on NaN); now it is left out, said on stderr and in
+    metrics.json, and every score is a number."""
+    import json
+
+    root, cache, _ = odd
+    out = tmp_path / "run"
+    r = cli("train", "--cache", cache, "--dataset", "demo", "--out", out, "--streams", "temporal", "--epochs", "1",
+            "--folds", "3", "--width", "4", "--num-workers", "0", "--threads", "1", "--skip-unusable",   # the cut one
+            cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert f"left out blank: {store.NO_FACE}" in r.stderr
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["left_out"]["blank"].startswith(store.NO_FACE)
+    assert all("blank" not in vs for vs in m["videos"].values())
+    assert np.isfinite(m["ccc_mean"]) and m["best_val_ccc_mean"] is not None and np.isfinite(m["best_val_ccc_mean"])

@@ -96,6 +96,8 @@ def prepare(cfg: TrainConfig) -> Run | None:
     None if interrupted."""
     config.check(cfg)
     sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable, extra=augment.extra_arrays(cfg))
+    for video, why in sel.left_out.items():   # also in metrics.json
+        _say(cfg, f"left out {video}: {why}", always=True)
     cfg = protocol.resolve(cfg, sel.level)
     if cfg.streams == "both" and cfg.pretrain and not (cfg.init_spatial and cfg.init_temporal):
         cfg = _pretrain(cfg)

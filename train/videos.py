@@ -34,7 +34,7 @@ class Selection:
     rows: list[dict]                 # video, split, n_frames, fps, video_arousal, video_valence (from each group)
     level: str                       # "frame" (per-frame labels) or "video" (OMG: one label per video)
     fingerprints: dict[str, str]     # array -> its one fingerprint; "labels" -> a digest of the per-video ones
-    left_out: dict[str, str] = field(default_factory=dict)   # video -> why (only with skip_unusable)
+    left_out: dict[str, str] = field(default_factory=dict)   # video -> why (unusable with skip_unusable; no face)
     feature_settings: dict = field(default_factory=dict)     # how the features were made (for `predict`)
     sources: dict[str, list] = field(default_factory=dict)   # video -> what its group was made from (source_record)
 
@@ -105,6 +105,16 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     if not rows:
         raise BadInputError(store.dataset_dir(cache, dataset), "no video in the cache has labels",
                             "train on a labelled dataset (features of the train split with annotations)")
+    # no face in any frame: nothing to learn from, and a validation fold of such videos has no CCC (it was NaN, and
+    # picked best.pt); left out with the reason (metrics.json), as `features` recorded it (index note)
+    faceless = {r["video"]: f"{store.NO_FACE} (n_valid 0 of {r['n_frames']} frames): nothing to train on or score"
+                for r in rows if int(r.get("n_valid") or 0) == 0}
+    rows = [r for r in rows if r["video"] not in faceless]
+    if not rows:
+        raise BadInputError(store.dataset_dir(cache, dataset), f"{store.NO_FACE} of any of the {len(faceless)} "
+                            "labelled videos", "check the videos, or take faces from elsewhere with `features "
+                            "--faces cropped_aligned` or `--faces openface`")
+    left_out.update(faceless)
     used = {r["video"]: fps[r["video"]] for r in rows}
     out = one_fingerprint(cache, dataset, used, [*names, *extra, "valid"])
     # label files differ per video by design (their path is part of it); one digest catches any change
