@@ -13,3 +13,8 @@ class BadInputError(ValueError):
         self.hint = hint
         where = f"{self.path}: " if self.path else ""
         super().__init__(f"{where}{problem}" + (f" ({hint})" if hint else ""))
+
+    def __reduce__(self):
+        # rebuilt from its parts (the default would pass the whole message as `path`): it crosses process pipes,
+        # e.g. from a DataLoader worker to the trainer
+        return type(self), (self.path, self.problem, self.hint)

@@ -13,7 +13,7 @@ import hashlib
 import numpy as np
 
 from features.errors import BadInputError
-from pipeline import arrays, store
+from pipeline import arrays, chunks, store
 from pipeline.manifest import VideoEntry
 
 DECODE_CHUNK = 32   # raw frames held at once: 32 x 1920x1080x3 is 200 MB, the largest buffer a worker holds
@@ -141,7 +141,7 @@ def group_blocks(cache, dataset: str, video: str, names: list[str], report):
         block = {}
         for name in names:
             try:
-                block[name] = np.asarray(g[name][lo:hi])
+                block[name] = chunks.read_array(g[name], store.video_dir(cache, dataset, video) / name, lo, hi)
             except Exception as e:   # a corrupt or missing chunk: the array is not what its fingerprint says
                 store.mark_damaged(cache, dataset, video, [name])
                 raise BadInputError(store.video_dir(cache, dataset, video) / name,

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
-import numpy as np
 
-from pipeline import store
+from pipeline import chunks, store
 
 
 @dataclass
@@ -49,15 +48,21 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path) -> ExportResult:
     tmp = out.with_suffix(out.suffix + ".tmp")
     with h5py.File(tmp, "w") as h5:
         h5.attrs["dataset"] = dataset
-        h5.attrs["left_out"] = json.dumps(dict(res.left_out))
         for video, names in usable:
-            _copy_video(store.open_video(cache, dataset, video), h5.create_group(video), names)
+            try:
+                _copy_video(cache, dataset, video, h5.create_group(video), names)
+            except chunks.DamagedArray as e:   # met while copying: left out like the others, its partial copy gone
+                del h5[video]
+                res.left_out.append((video, str(e)))
+                continue
             res.written.append(video)
+        h5.attrs["left_out"] = json.dumps(dict(res.left_out))
     tmp.replace(out)
     return res
 
 
-def _copy_video(g, grp, names: list[str]) -> None:
+def _copy_video(cache, dataset: str, video: str, grp, names: list[str]) -> None:
+    g = store.open_video(cache, dataset, video)
     for k, v in g.attrs.items():
         grp.attrs[k] = json.dumps(v) if isinstance(v, (dict, list)) or v is None else v
     for name in names:
@@ -66,4 +71,4 @@ def _copy_video(g, grp, names: list[str]) -> None:
                                  chunks=(min(store.CHUNK_T, max(1, src.shape[0])), *src.shape[1:]),
                                  compression="gzip", compression_opts=1)
         for lo in range(0, src.shape[0], store.CHUNK_T):
-            dst[lo:lo + store.CHUNK_T] = np.asarray(src[lo:lo + store.CHUNK_T])
+            dst[lo:lo + store.CHUNK_T] = chunks.read_rows(cache, dataset, video, g, name, lo, lo + store.CHUNK_T)

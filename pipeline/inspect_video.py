@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from features.errors import BadInputError
-from pipeline import arrays, store
+from pipeline import arrays, chunks, store
 
 SMOOTH = 6.0  # frames: the Gaussian that bench/leakage.py smooths the motion curves with before correlating them
 
@@ -63,7 +63,11 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n = int(g.attrs["n_frames"])
-    valid = g["valid"][:]
+
+    def read(name: str, lo: int, hi: int) -> np.ndarray:   # a damaged chunk: one line naming it and the repair
+        return chunks.read_rows(cache, dataset, video, g, name, lo, hi)
+
+    valid = read("valid", 0, n)
     curves = read_truth(truth, n) if truth else None
     if frames:
         bad = [t for t in frames if not 1 <= t < n]
@@ -74,21 +78,21 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     else:
         shown = np.linspace(1, n - 1, min(n_show, n - 1)).astype(int)
     tag = f"_{variant}" if variant else ""
-    paths = [_faces_png(plt, g, video, shown, valid, out, dp, tag)]
+    paths = [_faces_png(plt, g, read, video, shown, valid, out, dp, tag)]
     if dp in g:
-        paths.append(_motion_png(plt, g, video, n, valid, curves, out, dp, tag))
-    paths.append(_labels_png(plt, g, video, n, valid, predictions, out))
+        paths.append(_motion_png(plt, g, read, video, n, valid, curves, out, dp, tag))
+    paths.append(_labels_png(plt, g, read, video, n, valid, predictions, out))
     return paths
 
 
-def _faces_png(plt, g, video, shown, valid, out, dp: str, tag: str) -> Path:
+def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str) -> Path:
     has = dp in g
-    maps = np.stack([g[dp][int(t)] for t in shown]).astype(np.float32) if has else None
+    maps = np.stack([read(dp, int(t), int(t) + 1)[0] for t in shown]).astype(np.float32) if has else None
     lim = robust_scale(maps) if has else 1.0
     fig, ax = plt.subplots(3, len(shown), figsize=(1.6 * len(shown) + 0.9, 5), squeeze=False)
     im = None
     for j, t in enumerate(shown):
-        ax[0, j].imshow(g["face48"][t], cmap="gray", vmin=0, vmax=255)
+        ax[0, j].imshow(read("face48", int(t), int(t) + 1)[0], cmap="gray", vmin=0, vmax=255)
         ax[0, j].set_title(f"t={t}{'' if valid[t] else ' (no face)'}", fontsize=7)
         if has:
             for o in range(2):
@@ -108,13 +112,13 @@ def _faces_png(plt, g, video, shown, valid, out, dp: str, tag: str) -> Path:
     return path
 
 
-def _motion_png(plt, g, video, n, valid, curves, out, dp: str, tag: str) -> Path:
+def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -> Path:
     """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
     from scipy.ndimage import gaussian_filter1d
 
     arr = g[dp]
     step = max(1, int(arr.chunks[0]))
-    energy = np.concatenate([np.abs(arr[i:i + step].astype(np.float32)).mean(axis=(1, 2, 3))
+    energy = np.concatenate([np.abs(read(dp, i, i + step).astype(np.float32)).mean(axis=(1, 2, 3))
                              for i in range(0, n, step)])
     rows = valid.copy()
     rows[1:] &= valid[:-1]
@@ -146,8 +150,8 @@ def _motion_png(plt, g, video, n, valid, curves, out, dp: str, tag: str) -> Path
     return path
 
 
-def _labels_png(plt, g, video, n, valid, predictions, out) -> Path:
-    labels = g["labels"][:]
+def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
+    labels = read("labels", 0, n)
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
     fig, ax = plt.subplots(2, 1, figsize=(9, 4), sharex=True)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from features.errors import BadInputError
-from pipeline import arrays, store
+from pipeline import arrays, chunks, store
 
 
 def window_span(n: int) -> tuple[int, int]:
@@ -105,8 +105,9 @@ class ChunkCache:
         if hit is not None:
             self.lru.move_to_end(key)
             return hit
-        arr = self.group(video)[name]
-        data = np.asarray(arr[c * store.CHUNK_T:(c + 1) * store.CHUNK_T])
+        # a chunk that cannot be decoded: a one-line error naming it and the repair, the array marked damaged
+        data = chunks.read_rows(self.cache, self.dataset, video, self.group(video), name, c * store.CHUNK_T,
+                                (c + 1) * store.CHUNK_T)
         self.lru[key] = data
         self.bytes += data.nbytes
         while self.bytes > self.max_bytes and len(self.lru) > 1:
@@ -279,16 +280,49 @@ class SequenceDataset(torch.utils.data.Dataset):
         return out
 
 
-def collate(items: list[dict]) -> dict:
-    """Stack items into tensors (float16 features stay float16 until they reach the device)."""
+def collate(items: list[dict | BadInputError]) -> dict | BadInputError:
+    """Stack items into tensors (float16 features stay float16 until they reach the device); an error passes on."""
+    for it in items:
+        if isinstance(it, BadInputError):
+            return it
     return {k: torch.as_tensor(np.stack([np.asarray(it[k]) for it in items])) for k in items[0]}
+
+
+class _Reported(torch.utils.data.Dataset):
+    """Items of ``ds``; bad input (a damaged chunk) becomes the item, to be raised whole in the main process.
+
+    A worker's exception reaches the main process as a RuntimeError holding its traceback's text (torch rebuilds it
+    from the message alone), which the CLI cannot turn into its one-line error; the error object itself can travel.
+    """
+
+    def __init__(self, ds: torch.utils.data.Dataset):
+        self.ds = ds
+
+    def __len__(self) -> int:
+        return len(self.ds)
+
+    def __getitem__(self, i: int):
+        try:
+            return self.ds[i]
+        except BadInputError as e:
+            return e
+
+
+class _Loader(torch.utils.data.DataLoader):
+    """A DataLoader that raises the bad input its workers met (see ``_Reported``)."""
+
+    def __iter__(self):
+        for batch in super().__iter__():
+            if isinstance(batch, BadInputError):
+                raise batch
+            yield batch
 
 
 def loader(ds: SequenceDataset, batch_size: int, order: list[int] | None = None, num_workers: int = 2,
            pin: bool = False) -> torch.utils.data.DataLoader:
     """A DataLoader over ``ds`` in the given order (the trainer draws the order from a per-epoch seed)."""
     sampler = order if order is not None else range(len(ds))
-    return torch.utils.data.DataLoader(ds, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+    return _Loader(_Reported(ds), batch_size=batch_size, sampler=sampler, collate_fn=collate,
                                        num_workers=num_workers, pin_memory=pin,
                                        persistent_workers=False, prefetch_factor=2 if num_workers else None)
 

@@ -22,8 +22,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from features.errors import BadInputError
+from pipeline import chunks, store
 from pipeline import settings as feature_settings
-from pipeline import store
 from train.protocol import recording
 
 
@@ -145,7 +145,8 @@ def _row(cache, dataset: str, video: str) -> dict:
 
 def has_frame_labels(cache, dataset: str, video: str) -> bool:
     """True when any frame of the video has both labels."""
-    lab = store.open_video(cache, dataset, video)["labels"][:]
+    g = store.open_video(cache, dataset, video)
+    lab = chunks.read_rows(cache, dataset, video, g, "labels", 0, g["labels"].shape[0])
     return bool(np.isfinite(lab).all(1).any())
 
 

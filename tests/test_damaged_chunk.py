@@ -1,0 +1,116 @@
+"""A chunk file of a cached array cut short (a disk that filled up, an interrupted copy): train, export and inspect
+say so in one line naming the video, the array, the chunk's file and the `features` command that rebuilds it; that
+command really does, and a training run that died on it resumes from its last checkpoint. Real videos (OpenCV), real
+dlib, a real Zarr cache, the real CLI in a subprocess (DataLoader workers included)."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from synth_video import write_face_video
+from test_cli_input import cli, features, no_traceback
+
+from pipeline import store
+
+N = 40
+VIDEOS = {"a": "train", "b": "train", "c": "test"}
+TRAIN = ("--streams", "spatial", "--epochs", "2", "--folds", "2", "--num-workers", "2", "--threads", "1",
+         "--no-plots")
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """Three labelled videos (two train, one test) and their cache (align, motion, spatial)."""
+    base = tmp_path_factory.mktemp("damaged")
+    root = base / "data"
+    for k, (video, split) in enumerate(VIDEOS.items()):
+        (root / "videos" / split).mkdir(parents=True, exist_ok=True)
+        write_face_video(root / "videos" / split / f"{video}.avi", N, size=(240, 180), motion="translate",
+                         fourcc="MJPG", seed=k)
+        for dim in ("arousal", "valence"):
+            (root / "annotations" / split / dim).mkdir(parents=True, exist_ok=True)
+            np.savetxt(root / "annotations" / split / dim / f"{video}.txt",
+                       np.sin(np.linspace(0, 3 + k, N) + (dim == "valence")), fmt="%.4f")
+    cache = base / "cache"
+    r = features(cache, root)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return root, cache
+
+
+def _copy(made, tmp_path: Path) -> tuple[Path, Path]:
+    """The videos as they are (label files are fingerprinted by path: a copy would be new labels) and a copy of
+    the cache."""
+    root, cache = made
+    shutil.copytree(cache, tmp_path / "cache")
+    return root, tmp_path / "cache"
+
+
+def _cut_short(cache: Path, video: str, name: str) -> Path:
+    arr = store.open_video(cache, "demo", video)[name]
+    chunk = store.video_dir(cache, "demo", video) / name / arr.metadata.encode_chunk_key((0,) * arr.ndim)
+    data = chunk.read_bytes()
+    chunk.write_bytes(data[: len(data) // 2])
+    return chunk
+
+
+def _says_damaged(r, cache: Path, chunk: Path, video: str, name: str) -> re.Match:
+    no_traceback(r)
+    assert r.returncode == 2, r.stdout + r.stderr
+    line = r.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error: ") and str(chunk) in line and f"video {video!r}: {name}" in line, r.stderr
+    fix = re.search(r"`python cli.py features --dataset demo --cache (\S+) (--stages \S+)`", line)
+    assert fix and fix.group(1) == str(cache), line
+    return fix
+
+
+def test_train_dies_in_one_line_the_command_repairs_and_resume_finishes_the_run(made, tmp_path):
+    clean = cli("train", "--cache", made[1], "--dataset", "demo", *TRAIN, "--out", tmp_path / "clean", cwd=tmp_path)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    root, cache = _copy(made, tmp_path)
+    before = store.open_video(cache, "demo", "c")["resnet50"][:]
+    chunk = _cut_short(cache, "c", "resnet50")   # a test video: both epochs train, the run dies scoring it
+    run = tmp_path / "run"
+    r = cli("train", "--cache", cache, "--dataset", "demo", *TRAIN, "--out", run, cwd=tmp_path)
+    fix = _says_damaged(r, cache, chunk, "c", "resnet50")
+    assert store.video_fingerprints(cache, "demo", "c")["resnet50"] == "damaged"   # for `features` to rebuild
+    last = (run / "last.pt").read_bytes()
+    assert not (run / "metrics.json").exists()
+
+    r = features(cache, root, *fix.group(2).split())   # the command the message gives
+    no_traceback(r)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert store.check_arrays(cache, "demo", "c", ["resnet50"])
+    np.testing.assert_array_equal(store.open_video(cache, "demo", "c")["resnet50"][:], before)
+
+    assert (run / "last.pt").read_bytes() == last   # the failed run left its checkpoint as it was
+    r = cli("train", "--cache", cache, "--dataset", "demo", *TRAIN, "--out", run, "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got, want = (json.loads((d / "metrics.json").read_text()) for d in (run, tmp_path / "clean"))
+    assert got["epochs_run"] == 2 and "epoch 1/2" not in r.stdout + r.stderr   # resumed, not trained again
+    for k in ("ccc_arousal", "ccc_valence", "rmse_arousal", "rmse_valence"):
+        assert got[k] == want[k], k
+
+
+def test_export_leaves_the_damaged_video_out_and_inspect_names_it(made, tmp_path):
+    root, cache = _copy(made, tmp_path)
+    chunk = _cut_short(cache, "b", "face48")
+    r = cli("export", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "x.h5", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 1 and "wrote 2 videos" in r.stdout, r.stdout + r.stderr
+    assert "left out:" in r.stderr and str(chunk) in r.stderr and "marked damaged" in r.stderr, r.stderr
+    export_fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stderr)
+    import h5py
+    with h5py.File(tmp_path / "x.h5") as h5:
+        assert sorted(h5) == ["a", "c"] and "b" in json.loads(h5.attrs["left_out"])
+    chunk = _cut_short(cache, "c", "dphase_s0")
+    r = cli("inspect", "--cache", cache, "--dataset", "demo", "--video", "c", "--out", tmp_path / "png", cwd=tmp_path)
+    inspect_fix = _says_damaged(r, cache, chunk, "c", "dphase_s0")
+    for fix in (export_fix, inspect_fix):   # the commands the messages give
+        r = features(cache, root, *fix.group(fix.lastindex).split())
+        assert r.returncode == 0, r.stdout + r.stderr
+    r = cli("export", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "y.h5", cwd=tmp_path)
+    assert r.returncode == 0 and "wrote 3 videos" in r.stdout, r.stdout + r.stderr
