@@ -94,7 +94,7 @@ def evaluate(res: dict, videos: list[dict], level: str) -> dict:
     cat = {k: np.concatenate([res[i][k] for i in range(len(videos))]) for k in ("pred", "scored", "labels", "valid")}
     out = scores(cat["scored"], cat["labels"])
     labelled = np.isfinite(cat["labels"]).all(1)
-    out["unscored"] = int((labelled & ~np.isfinite(cat["scored"]).all(1)).sum())   # videos without any face
+    out["unscored"] = int((labelled & ~np.isfinite(cat["scored"]).all(1)).sum())   # 0 unless a video has no face: select() leaves those out
     out["face_only"] = scores(cat["pred"], cat["labels"], cat["valid"])
     out["per_video"] = {v["video"]: {**scores(res[i]["scored"], res[i]["labels"]),
                                      "face_only": scores(res[i]["pred"], res[i]["labels"], res[i]["valid"])}
