@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zarr
 from synth_video import write_face_video
 from test_cli_input import cli, features, no_traceback
 
@@ -114,3 +115,20 @@ def test_export_leaves_the_damaged_video_out_and_inspect_names_it(made, tmp_path
         assert r.returncode == 0, r.stdout + r.stderr
     r = cli("export", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "y.h5", cwd=tmp_path)
     assert r.returncode == 0 and "wrote 3 videos" in r.stdout, r.stdout + r.stderr
+
+
+def test_a_chunk_cut_short_is_refused_before_blosc_decodes_it(tmp_path):
+    """Blosc reads the length its header claims, past the end of a shorter file (a segfault was seen), so the
+    length is checked first: the error is ChunkCutShort naming the chunk, never blosc's own."""
+    from pipeline import chunks
+
+    group = zarr.open_group(tmp_path / "g", mode="w")
+    arr = store.create_array(group, "resnet50", 2 * store.CHUNK_T)
+    arr[:] = np.random.default_rng(0).standard_normal(arr.shape).astype(arr.dtype)
+    where = tmp_path / "g" / "resnet50"
+    first = where / arr.metadata.encode_chunk_key((0, 0))
+    assert np.array_equal(chunks.read_array(arr, where, 0, 10), arr[:10])   # whole files pass
+    first.write_bytes(first.read_bytes()[: first.stat().st_size // 2])
+    with pytest.raises(chunks.ChunkCutShort, match=re.escape(str(first.relative_to(where)))):
+        chunks.read_array(arr, where, 0, 10)
+    assert chunks.read_array(arr, where, store.CHUNK_T, store.CHUNK_T + 10).shape == (10, 2048)   # chunk 1 is whole
