@@ -16,7 +16,8 @@ settings into {array name: fingerprint}. What enters a fingerprint, and why:
 - flow: its code version, the FlowConfig (with MOTION_VERSION), the face's.
 - a variant with face transforms (``dphase@paper+gamma0.2``, ``resnet50@flip``; pipeline/face_transforms.py) adds
   the transforms' settings to its kind's fingerprint; arrays without transforms keep theirs unchanged.
-- labels: the label files (path, size, mtime) and the video-level labels.
+- labels: the sha256 of each label file's contents (not its path or mtime: a moved root holds the same labels) and
+  the video-level labels.
 
 Not in fingerprints: how the work runs (device, threads, workers, scheduler, --chunk-frames): the same maths on CPU or CUDA differs
 in float rounding only. Library versions (torch, OpenCV, dlib, numpy) are recorded in each group's attrs (`libraries`) but are not part of
@@ -26,6 +27,7 @@ that test, and the stage's version is then bumped, which does invalidate the cac
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata as md
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -244,8 +246,11 @@ def encoder_fingerprint(s: Settings) -> dict:
 
 
 def label_source(entry: VideoEntry) -> list:
-    """What the labels array is made from: the label files (path, size, mtime) and video-level labels."""
-    files = [(str(p), p.stat().st_size, p.stat().st_mtime) for p in entry.label_files.values() if p.is_file()]
+    """What the labels array is made from: each label file's role and the sha256 of its contents, and video-level
+    labels. Contents, not path and mtime: a dataset root moved or copied (laptop to cluster) holds the same labels,
+    which must not be read again nor change every run's identity; an edit that keeps size and mtime is still seen."""
+    files = [(role, hashlib.sha256(p.read_bytes()).hexdigest()) for role, p in entry.label_files.items()
+             if p.is_file()]
     return [sorted(files), entry.video_labels]
 
 

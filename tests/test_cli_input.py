@@ -115,6 +115,28 @@ def test_a_lost_valence_file_fails_the_video_and_keeps_its_cached_labels(made, t
     assert "label file not found" in row.error
 
 
+def test_labels_follow_their_contents_not_their_path_or_mtime(made, tmp_path):
+    """The labels' fingerprint held the label files' paths and mtimes: a dataset root moved elsewhere (a copy with
+    the same mtimes) had its labels read again and every run's identity changed, while an edit that kept a file's
+    size and mtime went unseen."""
+    root, cache = _copy(made, tmp_path)   # another root, the same files and mtimes
+    before = store.open_video(cache, "demo", "one").attrs["fingerprints"]["labels"]
+    r = features(cache, root)
+    assert r.returncode == 0 and "0 updated, 1 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    valence = root / "annotations" / "train" / "valence" / "one.txt"
+    st = valence.stat()
+    text = valence.read_text()
+    edited = text.replace("-1.0000", "-0.9000", 1)   # the same size
+    assert edited != text and len(edited) == len(text)
+    valence.write_text(edited)
+    os.utime(valence, ns=(st.st_atime_ns, st.st_mtime_ns))
+    r = features(cache, root)
+    assert r.returncode == 0 and "1 updated" in r.stdout, r.stdout + r.stderr[-3000:]
+    g = store.open_video(cache, "demo", "one")
+    assert g.attrs["fingerprints"]["labels"] != before
+    assert g["labels"][0, 1] == np.float32(-0.9)
+
+
 @pytest.mark.parametrize("entry, key", [("    fps: thirty\n", "fps"), ("    splits: [Train_Set]\n", "splits"),
                                         ("    root_default: [data]\n", "root_default")])
 def test_a_manifest_value_of_the_wrong_type_is_named(tmp_path, entry, key):
