@@ -134,7 +134,7 @@ def test_resume_checks_the_init_checkpoints_by_content(tmp_path):
 
 
 def test_init_checkpoint_that_saw_held_out_videos_is_refused(tmp_path):
-    make_cache(tmp_path / "c", "synth", videos=3, frames=40, test_videos=0)   # one video per fold
+    make_cache(tmp_path / "c", "synth", videos=6, frames=40, test_videos=0)
     cfg = TrainConfig(cache=str(tmp_path / "c"), out=str(tmp_path / "r"), **{**TINY, "folds": 3})
     train(replace(cfg, streams="spatial", out=str(tmp_path / "sp")))           # fold 0
     train(replace(cfg, streams="temporal", out=str(tmp_path / "tp")))
@@ -169,7 +169,7 @@ def test_ablation_tables_count_only_folds_with_a_finite_score(tmp_path):
     make_cache(tmp_path / "c", "synth", videos=3, frames=40, test_videos=0)   # one video per fold
     cache = tmp_path / "c"
     rows = [store.index_row(cache, "synth", v) for v in store.done_videos(cache, "synth").video]
-    for r in split_videos(rows, 3, 0, 0)["test"]:   # fold 0's held-out videos: no valid labelled frame to score
+    for r in split_videos(rows, 3, 0, 0)["test"]:   # fold 0's held-out video: one labelled frame, no CCC
         g = store.open_video(cache, "synth", r["video"], mode="r+")
         lab = g["labels"][:]
         lab[np.arange(len(lab)) != 1] = np.nan        # still a labelled video (frame 1), so the folds stay,

@@ -117,7 +117,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     left_out.update(faceless)
     used = {r["video"]: fps[r["video"]] for r in rows}
     out = one_fingerprint(cache, dataset, used, [*names, *extra, "valid"])
-    # label files differ per video by design (their path is part of it); one digest catches any change
+    # labels differ per video by design (each its own files' contents); one digest over them catches any change
     out["labels"] = store.fingerprint(sorted((v, f["labels"]) for v, f in used.items()))
     # how these very arrays were made (a variant's own settings, not only the run that first built the group),
     # so `predict` rebuilds them for new videos under the same fingerprints
