@@ -252,3 +252,19 @@ def test_ablation_two_stream_cells_start_from_sibling_cells_of_the_same_identity
            in err and "init.temporal" in err
     both = json.loads((cell["both"] / "metrics.json").read_text())
     assert both["identity"]["init"]["temporal"] == sha256(cell["temporal"] / "best.pt")
+
+
+def test_init_checkpoint_that_learnt_from_a_video_since_replaced_is_refused(tmp_path):
+    cfg = replace(_fresh(tmp_path), folds=3)
+    for v in ("v00", "v01", "v02", "v03", "v04"):
+        _set_source(cfg.cache, v, [1000, 17])
+    sp = train(replace(cfg, streams="spatial", out=str(tmp_path / "sp")))
+    tp = str(tmp_path / "tp" / "best.pt")
+    train(replace(cfg, streams="temporal", out=str(tmp_path / "tp")))
+    both = replace(cfg, streams="both", init_spatial=str(tmp_path / "sp" / "best.pt"), init_temporal=tp)
+    seen = sp["videos"]["train"][0]
+    _set_source(cfg.cache, seen, [2000, 18])     # its video file replaced, then `features` rebuilt its group
+    with pytest.raises(BadInputError, match=rf"spatial model learnt from 1 video.*{seen}: \[.*1000, 17.* -> \[.*2000, 18"):
+        train(both)
+    _set_source(cfg.cache, seen, [1000, 17])     # the same source again: the init checks pass
+    assert "ccc_arousal" in train(both)

@@ -216,6 +216,7 @@ def init_from(model: MimamoNet, path, part: str, run: Run) -> None:
                             f"({', '.join(leaked[:5])}{' ...' if len(leaked) > 5 else ''})",
                             f"train the {part} stream with this run's --folds/--fold/--seed, or let --streams both "
                             "train it first")
+    _check_init_sources(its, run, path, part)
     theirs = used_arrays(config.from_dict(ck["config"]))
     check_fingerprints({k: its["fingerprints"].get(k) for k in theirs}, run.sel.fingerprints, path)
     sub = {k[len(part) + 1:]: v for k, v in ck["model"].items() if k.startswith(part + ".")}
@@ -224,6 +225,20 @@ def init_from(model: MimamoNet, path, part: str, run: Run) -> None:
     except RuntimeError as e:
         raise BadInputError(path, f"{part} weights do not fit this model ({str(e).splitlines()[0]})",
                             "train the single stream with the same --window/--input/--arch/--width") from None
+
+
+def _check_init_sources(its: dict, run: Run, path, part: str) -> None:
+    """Refuse an init checkpoint that learnt from a video whose group was rebuilt from another file since: the
+    fingerprints say how arrays are made, not from what, so only the sources tell that the data behind a name
+    changed (checkpoints written before sources were recorded cannot be checked, and are not refused for it)."""
+    then, now = its.get("sources") or {}, run.sel.sources
+    seen = its["videos"]["train"] + its["videos"]["val"]
+    changed = sorted(v for v in seen if v in then and v in now and then[v] != now[v])
+    if changed:
+        v, names = changed[0], ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        raise BadInputError(path, f"the {part} model learnt from {len(changed)} video(s) whose cached features were "
+                            f"made again from another source since ({names}; {v}: {then[v]} -> {now[v]})",
+                            f"train the {part} stream again on this cache (or let --streams both train it first)")
 
 
 def resumable(run: Run) -> dict | None:
