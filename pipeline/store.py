@@ -12,7 +12,8 @@ An update of a done group never exposes a half-written array: new arrays are bui
 ``<cache>/<dataset>/.staging/<video>.<token>/``, and swapped in when complete (Zarr v3 LocalStore arrays are
 directories; a rename is atomic). Their fingerprints say "stale" only during the swap, so a kill there is seen as
 stale, never as done. A rebuild of a done group from its video is built beside it whole and swapped in the same way.
-An array whose chunks cannot be read is marked "damaged". Readers refuse stale, damaged or missing arrays.
+An array whose chunks cannot be read is marked "damaged". Readers refuse stale, damaged or missing arrays, and
+arrays missing a chunk file (every chunk is written: EVERY_CHUNK).
 """
 from __future__ import annotations
 
