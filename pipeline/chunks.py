@@ -11,6 +11,11 @@ update's fingerprints.
 A blosc chunk cut short is found before it is decoded: blosc reads as many bytes as its header says the chunk holds,
 past the end of a shorter buffer, which can kill the process (a segmentation fault) instead of raising. The check
 reads each chunk file's 16-byte header once per read, beside the decoding of the whole chunk.
+
+A chunk file that is missing is damage too in an array that writes every chunk (store.EVERY_CHUNK): Zarr would
+return fill values for it (zeros, NaN labels) without a word. store.check_arrays finds such a file before a reader
+starts; this catches one lost while it runs. In an array made before (no EVERY_CHUNK) a missing file may be a chunk
+of fill values Zarr never wrote, and still reads as such.
 """
 from __future__ import annotations
 
@@ -33,25 +38,37 @@ class ChunkCutShort(ValueError):
     """A chunk file shorter than its blosc header says (decoding it could crash the process)."""
 
 
+class ChunkMissing(ValueError):
+    """A chunk file absent from an array that writes every chunk (store.EVERY_CHUNK): deleted, or lost in a copy."""
+
+
 def read_array(arr, where: Path, lo: int, hi: int) -> np.ndarray:
-    """Rows [lo, hi) of a Zarr array stored in folder ``where``, each chunk file's length checked first."""
-    if isinstance(arr.metadata.codecs[-1], BloscCodec):   # the chunk files are blosc frames
+    """Rows [lo, hi) of a Zarr array stored in folder ``where``, each chunk file checked (present, whole) first."""
+    blosc = isinstance(arr.metadata.codecs[-1], BloscCodec)   # the chunk files are blosc frames
+    every = bool(arr.attrs.get(store.EVERY_CHUNK))
+    if blosc or every:
         step = int(arr.chunks[0])
         for c in range(lo // step, -(-min(hi, arr.shape[0]) // step)):
-            path = where / arr.metadata.encode_chunk_key((c, *[0] * (arr.ndim - 1)))
-            try:
-                with open(path, "rb") as f:
-                    head, size = f.read(16), path.stat().st_size
-            except FileNotFoundError:   # never written (all fill value): Zarr returns the fill value
-                continue
-            if len(head) < 16 or struct.unpack_from("<I", head, 12)[0] != size:
-                want = struct.unpack_from("<I", head, 12)[0] if len(head) >= 16 else "16 or more"
-                raise ChunkCutShort(f"chunk {path.relative_to(where)} has {size} bytes where its header says {want}")
+            _check_chunk(store.chunk_path(arr, where, c), where, blosc, every)
     return np.asarray(arr[lo:hi])
 
 
+def _check_chunk(path: Path, where: Path, blosc: bool, every: bool) -> None:
+    """Raise ChunkMissing or ChunkCutShort for a chunk file Zarr would read as fill values or blosc past its end."""
+    try:
+        with open(path, "rb") as f:
+            head, size = f.read(16), path.stat().st_size
+    except FileNotFoundError:
+        if every:   # the array writes every chunk, so this one was written and is gone
+            raise ChunkMissing(f"chunk {path.relative_to(where)} is missing") from None
+        return   # an array made before (no EVERY_CHUNK): an all-fill chunk was never written; Zarr reads fill values
+    if blosc and (len(head) < 16 or struct.unpack_from("<I", head, 12)[0] != size):
+        want = struct.unpack_from("<I", head, 12)[0] if len(head) >= 16 else "16 or more"
+        raise ChunkCutShort(f"chunk {path.relative_to(where)} has {size} bytes where its header says {want}")
+
+
 def read_rows(cache: str | Path, dataset: str, video: str, group, name: str, lo: int, hi: int) -> np.ndarray:
-    """Rows [lo, hi) of one array of a video's group; a chunk that cannot be decoded raises DamagedArray."""
+    """Rows [lo, hi) of one array of a video's group; a chunk that cannot be decoded or is missing raises DamagedArray."""
     try:
         return read_array(group[name], store.video_dir(cache, dataset, video) / name, lo, hi)
     except Exception as e:   # blosc/zstd errors, a file cut short: the file is not what was written
@@ -64,11 +81,12 @@ def damaged(cache: str | Path, dataset: str, video: str, group, name: str, lo: i
     arr, where = group[name], store.video_dir(cache, dataset, video) / name
     hi = min(hi, arr.shape[0])
     bad = _bad_chunks(arr, where, lo, hi)
-    path = where / arr.metadata.encode_chunk_key(bad[0]) if bad else where
+    path = store.chunk_path(arr, where, bad[0]) if bad else where
     more = f" (and {len(bad) - 1} more chunks)" if len(bad) > 1 else ""
     first = (str(error).strip().splitlines() or [""])[0][:200]
-    problem = (f"video {video!r}: {name} frames {lo}..{hi} cannot be decoded{more} "
-               f"({type(error).__name__}: {first}); the file is damaged (a disk that filled up, a copy cut short?)")
+    verb, cause = _cause(error)
+    problem = (f"video {video!r}: {name} frames {lo}..{hi} cannot be {verb}{more} "
+               f"({type(error).__name__}: {first}); {cause}")
     fix = store.repair_command(cache, dataset, [name])
     not_marked = _mark(cache, dataset, video, name)
     if not_marked:
@@ -79,15 +97,22 @@ def damaged(cache: str | Path, dataset: str, video: str, group, name: str, lo: i
     return DamagedArray(path, problem, hint)
 
 
-def _bad_chunks(arr, where: Path, lo: int, hi: int) -> list[tuple[int, ...]]:
-    """Chunk coordinates among rows [lo, hi) that do not decode (each read alone: only on the error path)."""
+def _cause(error: Exception) -> tuple[str, str]:
+    """(what cannot be done, the likely cause) for the message: a file gone is not a file damaged."""
+    if isinstance(error, ChunkMissing):
+        return "read", "the file is gone (deleted by a cleanup, lost in a copy or to a quota?)"
+    return "decoded", "the file is damaged (a disk that filled up, a copy cut short?)"
+
+
+def _bad_chunks(arr, where: Path, lo: int, hi: int) -> list[int]:
+    """Time chunks among rows [lo, hi) that do not read (each read alone: only on the error path)."""
     step = int(arr.chunks[0])
     bad = []
     for c in range(lo // step, max(lo // step + 1, -(-hi // step))):
         try:
             read_array(arr, where, c * step, (c + 1) * step)
         except Exception:
-            bad.append((c, *[0] * (arr.ndim - 1)))
+            bad.append(c)
     return bad
 
 

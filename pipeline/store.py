@@ -12,7 +12,8 @@ An update of a done group never exposes a half-written array: new arrays are bui
 ``<cache>/<dataset>/.staging/<video>.<token>/``, and swapped in when complete (Zarr v3 LocalStore arrays are
 directories; a rename is atomic). Their fingerprints say "stale" only during the swap, so a kill there is seen as
 stale, never as done. A rebuild of a done group from its video is built beside it whole and swapped in the same way.
-An array whose chunks cannot be read is marked "damaged". Readers refuse stale, damaged or missing arrays.
+An array whose chunks cannot be read is marked "damaged". Readers refuse stale, damaged or missing arrays, and
+arrays missing a chunk file (every chunk is written: EVERY_CHUNK).
 """
 from __future__ import annotations
 
@@ -41,6 +42,13 @@ CHUNK_T = 256
 SCHEMA: dict[str, tuple[str, tuple[int, ...]]] = {p: spec for k in arrays.KINDS.values() for p, spec in k.parts.items()}
 REQUIRED = ("valid", "landmarks", "face48", "resnet50", "dphase_s0", "dphase_s1", "labels")
 UNUSABLE = ("stale", "damaged")   # fingerprints that say an array is not what it should be
+# Zarr skips writing a chunk that is all fill value (write_empty_chunks=False), so in an array made that way a missing
+# chunk file may be legitimate (a stretch with no face) and reads as fill values: a file deleted by a cleanup script or
+# lost in a copy then read as zeros or NaN labels without a word. Arrays made now write every chunk (an all-fill blosc
+# chunk is a few dozen bytes) and say so in this attribute: in them a missing chunk file is damage. Arrays made before
+# have no attribute, and a missing file there still reads as fill values.
+EVERY_CHUNK = "every_chunk_written"
+_WRITE_EVERY_CHUNK = {"write_empty_chunks": True}   # Zarr's runtime config: not stored, so set on every writer
 # faces: where the faces came from (video, cropped_aligned, openface); label_frame_diff: label lines minus frames,
 # accepted by --label-slack (labels truncated or padded with NaN at the end); faces_frame_diff: the same for the
 # crop folder (crops numbered past the last frame) or the OpenFace CSV (CSV frames minus video frames).
@@ -166,7 +174,31 @@ def unusable_arrays(group: zarr.Group) -> dict[str, str]:
             bad[name] = "damaged (a chunk could not be read)"
         elif group[name].shape[0] != n:
             bad[name] = f"{group[name].shape[0]} rows for {n} frames"
+        elif lost := missing_chunks(group[name], Path(group.store.root) / group.path / name):
+            bad[name] = _lost(lost)   # `features` rebuilds it though its fingerprint was never marked
     return bad
+
+
+def chunk_path(arr: zarr.Array, where: Path, c: int) -> Path:
+    """The file of time chunk ``c`` of an array stored in folder ``where`` (arrays are chunked along time only)."""
+    return where / arr.metadata.encode_chunk_key((c, *[0] * (arr.ndim - 1)))
+
+
+def missing_chunks(arr: zarr.Array, where: Path) -> list[Path]:
+    """The chunk files absent from an array that writes every chunk (EVERY_CHUNK); [] for an array made before.
+
+    One stat per chunk (a 10-minute video has ~70 per array): metadata-cheap, so readers learn of a lost file before
+    training starts, not mid-epoch. A stat, not a listing of c/: a cleanup that deletes files leaves their folders.
+    """
+    if not arr.attrs.get(EVERY_CHUNK):
+        return []   # made before: a missing file may be a chunk of fill values Zarr never wrote
+    step = int(arr.chunks[0])
+    return [p for c in range(-(-arr.shape[0] // step)) if not (p := chunk_path(arr, where, c)).is_file()]
+
+
+def _lost(paths: list[Path]) -> str:
+    more = f" (and {len(paths) - 1} more)" if len(paths) > 1 else ""
+    return f"is missing its chunk file {paths[0]}{more} (deleted, or lost in a copy)"
 
 
 def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str, str]:
@@ -196,6 +228,8 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
             bad.append(f"{name} is {why}")
         elif g[name].shape[0] != n:
             bad.append(f"{name} has {g[name].shape[0]} rows for {n} frames")
+        elif lost := missing_chunks(g[name], where / name):
+            bad.append(f"{name} {_lost(lost)}")
     if bad:
         raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run `{fix}`")
     return {name: fps[name] for name in names}
@@ -220,7 +254,7 @@ class VideoWriter:
         if resume is not None:
             self.group = zarr.open_group(LocalStore(self.path), mode="r+")
             self.n = {n: int(resume["rows"][n]) for n in names}
-            self.arrays = {n: self.group[n] for n in names}
+            self.arrays = {n: self.group[n].with_config(_WRITE_EVERY_CHUNK) for n in names}
             for n, a in self.arrays.items():
                 a.resize((self.n[n], *a.shape[1:]))   # rows past the commit are a killed attempt's: cut
             at = [*self.group.attrs.get("resumed_at", []), int(resume["frames"])]
@@ -286,10 +320,11 @@ class Superseded(BadInputError):
 
 
 def create_array(group: zarr.Group, name: str, n_frames: int = 0) -> zarr.Array:
-    """Create (or replace) one schema array in a group, chunked by CHUNK_T frames."""
+    """Create (or replace) one schema array in a group, chunked by CHUNK_T frames, writing every chunk (EVERY_CHUNK)."""
     dtype, shape = arrays.schema(name)
     return group.create_array(name, shape=(n_frames, *shape), chunks=(CHUNK_T, *shape), dtype=dtype,
-                              fill_value=arrays.fill_value(name), compressors=_codecs(dtype), overwrite=True)
+                              fill_value=arrays.fill_value(name), compressors=_codecs(dtype), overwrite=True,
+                              attributes={EVERY_CHUNK: True}, config=_WRITE_EVERY_CHUNK)
 
 
 def mark_stale(group: zarr.Group, names: list[str]) -> None:

@@ -132,3 +132,112 @@ def test_a_chunk_cut_short_is_refused_before_blosc_decodes_it(tmp_path):
     with pytest.raises(chunks.ChunkCutShort, match=re.escape(str(first.relative_to(where)))):
         chunks.read_array(arr, where, 0, 10)
     assert chunks.read_array(arr, where, store.CHUNK_T, store.CHUNK_T + 10).shape == (10, 2048)   # chunk 1 is whole
+
+
+# ---------------------------------------------------------------- a chunk file missing (deleted, lost in a copy)
+
+
+def _chunk_file(arr, where: Path, c: int) -> Path:
+    """Time chunk c's file, spelt out here (not store.chunk_path) so that these tests run on older code too."""
+    return where / arr.metadata.encode_chunk_key((c, *[0] * (arr.ndim - 1)))
+
+
+def _delete_chunk(cache: Path, video: str, name: str, c: int = 0) -> Path:
+    arr = store.open_video(cache, "demo", video)[name]
+    chunk = _chunk_file(arr, store.video_dir(cache, "demo", video) / name, c)
+    chunk.unlink()
+    return chunk
+
+
+def test_a_lost_chunk_file_stops_train_before_it_starts_and_the_command_repairs_it(made, tmp_path):
+    """Zarr reads a missing chunk file as fill values: training learnt from zeros without a word. The arrays now
+    write every chunk, so a missing file is damage: train stops in one line naming it, before touching last.pt."""
+    root, cache = _copy(made, tmp_path)
+    run = tmp_path / "run"
+    clean = cli("train", "--cache", cache, "--dataset", "demo", *TRAIN, "--out", run, cwd=tmp_path)
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    want, last = json.loads((run / "metrics.json").read_text()), (run / "last.pt").read_bytes()
+    before = store.open_video(cache, "demo", "c")["resnet50"][:]
+    chunk = _delete_chunk(cache, "c", "resnet50")
+
+    r = cli("train", "--cache", cache, "--dataset", "demo", *TRAIN, "--out", tmp_path / "fresh", cwd=tmp_path)
+    _says_damaged(r, cache, chunk, "c", "resnet50")
+    assert not (tmp_path / "fresh" / "last.pt").exists()   # stopped before the first epoch
+    r = cli("train", "--cache", cache, "--dataset", "demo", *TRAIN, "--out", run, "--resume", cwd=tmp_path)
+    fix = _says_damaged(r, cache, chunk, "c", "resnet50")
+    assert (run / "last.pt").read_bytes() == last
+
+    r = features(cache, root, *fix.group(2).split())   # the command the message gives: it sees the lost file itself
+    no_traceback(r)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert chunk.is_file() and store.check_arrays(cache, "demo", "c", ["resnet50"])
+    np.testing.assert_array_equal(store.open_video(cache, "demo", "c")["resnet50"][:], before)
+    r = cli("train", "--cache", cache, "--dataset", "demo", *TRAIN, "--out", run, "--resume", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    got = json.loads((run / "metrics.json").read_text())
+    for k in ("ccc_arousal", "ccc_valence", "rmse_arousal", "rmse_valence"):
+        assert got[k] == want[k], k
+
+
+def _two_chunks(cache: Path) -> tuple[zarr.Group, Path, np.ndarray]:
+    """A done video of 2 chunks whose second resnet50 chunk is all fill value (zeros: frames with no face)."""
+    data = np.zeros((2 * store.CHUNK_T, 2048), "f2")
+    data[:store.CHUNK_T] = np.random.default_rng(0).standard_normal((store.CHUNK_T, 2048))
+    store.write_video(cache, "demo", "v", {"resnet50": data}, {"fps": 30.0})
+    return store.open_video(cache, "demo", "v"), store.video_dir(cache, "demo", "v") / "resnet50", data
+
+
+def test_a_lost_chunk_file_met_while_reading_is_named_and_marked(tmp_path):
+    """A file lost after the readers' check (check_arrays) is met by read_array: ChunkMissing naming it, and
+    read_rows' one-line DamagedArray marks the array for `features` as a chunk cut short does."""
+    from pipeline import chunks
+
+    cache = tmp_path / "cache"
+    group, where, data = _two_chunks(cache)
+    second = _chunk_file(group["resnet50"], where, 1)
+    assert second.is_file()   # all fill value, written all the same: its absence can only be damage
+    assert store.check_arrays(cache, "demo", "v", ["resnet50"])
+    second.unlink()
+    with pytest.raises(store.UnusableVideo, match=re.escape(str(second))):
+        store.check_arrays(cache, "demo", "v", ["resnet50"])
+    assert "resnet50" in store.unusable_arrays(group)   # so `features` rebuilds it, marked or not
+    assert np.array_equal(chunks.read_array(group["resnet50"], where, 0, 10), data[:10])   # chunk 0 is there
+    with pytest.raises(chunks.ChunkMissing, match=re.escape(str(second.relative_to(where)))):
+        chunks.read_array(group["resnet50"], where, store.CHUNK_T, store.CHUNK_T + 10)
+    with pytest.raises(chunks.DamagedArray) as e:
+        chunks.read_rows(cache, "demo", "v", group, "resnet50", 0, 2 * store.CHUNK_T)
+    assert e.value.path == str(second) and "\n" not in str(e.value) and "ChunkMissing" in e.value.problem
+    assert "--cache" in e.value.hint and "marked damaged" in e.value.hint
+    assert store.video_fingerprints(cache, "demo", "v")["resnet50"] == "damaged"
+
+
+def test_an_array_made_before_reads_its_unwritten_fill_chunk_as_before(tmp_path):
+    """An array without the every-chunk mark (made before) never wrote its all-fill chunks: a missing file there is
+    a chunk of fill values, read as such, and no reader refuses the array."""
+    from pipeline import chunks
+
+    cache = tmp_path / "cache"
+    group, where, data = _two_chunks(cache)
+    old = zarr.open_group(store.video_dir(cache, "demo", "v"), mode="r+")
+    arr = old.create_array("resnet50", shape=data.shape, chunks=(store.CHUNK_T, 2048), dtype="f2", fill_value=0,
+                           compressors=store._codecs("f2"), overwrite=True)   # as main made them: no mark
+    arr[:] = data
+    assert not _chunk_file(arr, where, 1).exists() and not dict(arr.attrs)
+    assert store.check_arrays(cache, "demo", "v", ["resnet50"]) and not store.unusable_arrays(old)
+    assert np.array_equal(chunks.read_array(arr, where, 0, len(data)), data)
+    got = chunks.read_rows(cache, "demo", "v", store.open_video(cache, "demo", "v"), "resnet50", 0, len(data))
+    assert np.array_equal(got, data)
+
+
+def test_a_resumed_writer_writes_every_chunk_too(tmp_path):
+    """Zarr's write_empty_chunks is a runtime setting, not stored: a writer reopening a group to resume it must set
+    it again, or a resumed block with no face (all fill value) leaves no file and the array reads as damaged."""
+    cache = tmp_path / "cache"
+    w = store.VideoWriter(cache, "demo", "v", ["resnet50"], {"fps": 30.0})
+    w.append("resnet50", np.ones((store.CHUNK_T, 2048), "f2"))
+    w.commit({"frames": store.CHUNK_T})
+    record = dict(store.open_video(cache, "demo", "v").attrs["progress"])
+    w = store.VideoWriter(cache, "demo", "v", ["resnet50"], {}, resume=record)
+    w.append("resnet50", np.zeros((store.CHUNK_T, 2048), "f2"))
+    w.finish({"resnet50": "x"}, {})
+    assert store.check_arrays(cache, "demo", "v", ["resnet50"]) == {"resnet50": "x"}
