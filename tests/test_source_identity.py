@@ -52,13 +52,14 @@ def made(tmp_path_factory):
     return root, cache
 
 
-def _fresh_copy(made, tmp_path: Path) -> tuple[Path, Path]:
-    """The dataset root copied as `cp -r` does (new mtimes, the same bytes); the cache copied as it is."""
+def _copy(made, tmp_path: Path, keep_mtimes: bool = False) -> tuple[Path, Path]:
+    """The dataset root copied as `cp -r` does (new mtimes, the same bytes), or as `cp -rp` does; the cache as is."""
     root, cache = made
-    shutil.copytree(root, tmp_path / "data", copy_function=shutil.copy)
+    shutil.copytree(root, tmp_path / "data", copy_function=shutil.copy2 if keep_mtimes else shutil.copy)
     shutil.copytree(cache, tmp_path / "cache")
     for v in VIDEOS:
-        assert int(_video(tmp_path / "data", v).stat().st_mtime) != int(_video(root, v).stat().st_mtime)
+        same = int(_video(tmp_path / "data", v).stat().st_mtime) == int(_video(root, v).stat().st_mtime)
+        assert same == keep_mtimes
     return tmp_path / "data", tmp_path / "cache"
 
 
@@ -83,7 +84,7 @@ def _planned(cache: Path, root: Path) -> str:
 
 
 def test_a_copied_dataset_root_with_new_mtimes_extracts_nothing_again(made, tmp_path):
-    root, cache = _fresh_copy(made, tmp_path)
+    root, cache = _copy(made, tmp_path)
     stamps, run = _stamps(cache), _run_sources(cache)
     plan = _planned(cache, root)
     assert "0 to extract, 0 to update, 3 already done" in plan and "source video changed" not in plan, plan
@@ -94,7 +95,7 @@ def test_a_copied_dataset_root_with_new_mtimes_extracts_nothing_again(made, tmp_
 
 
 def test_a_video_replaced_by_one_of_the_same_size_and_mtime_is_extracted_again(made, tmp_path):
-    root, cache = _fresh_copy(made, tmp_path)
+    root, cache = _copy(made, tmp_path, keep_mtimes=True)
     old = _video(root, "b")
     before = store.open_video(cache, "demo", "b")["face48"][:]
     run = _run_sources(cache)
@@ -115,10 +116,7 @@ def test_a_video_replaced_by_one_of_the_same_size_and_mtime_is_extracted_again(m
 def test_a_group_with_the_old_size_and_mtime_identity_is_kept_then_survives_a_copy(made, tmp_path):
     """Groups written before identities followed contents hold [size, int(mtime)]: they are not extracted again
     while that still matches; the run records the content identity beside it, so a later copy extracts nothing."""
-    root, cache = made
-    root2, cache2 = tmp_path / "data", tmp_path / "cache"
-    shutil.copytree(root, root2, copy_function=shutil.copy2)   # the mtimes the old identities were made with
-    shutil.copytree(cache, cache2)
+    root2, cache2 = _copy(made, tmp_path, keep_mtimes=True)   # the mtimes the old identities were made with
     for v in VIDEOS:
         st = _video(root2, v).stat()
         g = store.open_video(cache2, "demo", v, mode="r+")
@@ -144,7 +142,7 @@ def test_a_group_with_the_old_size_and_mtime_identity_is_kept_then_survives_a_co
 
 def test_an_old_identity_that_no_longer_matches_is_a_change(made, tmp_path):
     """A legacy [size, mtime] cannot tell a copy from an edit: where it no longer matches, the video is rebuilt."""
-    root, cache = _fresh_copy(made, tmp_path)
+    root, cache = _copy(made, tmp_path, keep_mtimes=True)
     st = _video(root, "a").stat()
     store.open_video(cache, "demo", "a", mode="r+").attrs["source_identity"] = [st.st_size, int(st.st_mtime) - 60]
     plan = _planned(cache, root)
