@@ -10,7 +10,10 @@ after such a copy, and changed every training run's identity. A replaced file th
   edit of the same size confined to the middle of the file, which is rare for videos: a re-encode or a cut changes
   the size and the container's header (at the head) or index (at the tail).
 - an OpenFace CSV: its size and the sha256 of the whole file. Text, where a same-size edit in the middle (one
-  landmark re-estimated) is plausible; a CSV is small beside its video (bench/identity.py measures the cost).
+  success flag or landmark value corrected) is plausible, and stale faces would go unseen. Not free: a
+  FeatureExtraction CSV holds about 4.9 kB a frame, so Aff-Wild2's are some 14 GB, hashed at about 1.3 GB/s warm
+  (bench/identity.py): some 10 s a `--faces openface` run, more from a cold disk; chosen over a miss. Each process
+  hashes a file once (the client's plan, then a worker's plan, attrs and resume identity reuse it).
 
 Groups made before this recorded `[size, int(mtime)]` (a "legacy" identity). Such a record is honoured as it was
 made (it matches while the file keeps its size and mtime), so existing caches are not extracted again; `features`
