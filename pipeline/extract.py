@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays, compute, faces, resume, settings, store
+from pipeline import arrays, compute, faces, resume, settings, sources, store
 from pipeline.manifest import VideoEntry, fit_labels, load_labels
 from pipeline.settings import Settings, encoder_fingerprint, fingerprints
 
@@ -43,6 +43,7 @@ class Plan:
     motion: dict = field(default_factory=dict)             # motion variant -> MotionConfig overrides, for `want`
     reason: str = ""
     resume: dict | None = None      # a full build: the progress record of the partial group it goes on from
+    adopt: dict = field(default_factory=dict)   # attrs recording the content identity of a legacy-matched source
 
     @property
     def arrays(self) -> list[str]:
@@ -60,7 +61,7 @@ def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: 
     p = _plan(cache, dataset, entry, want, s, replace_variant)
     if p.action == "full" and p.beside and resume.rebuild_dir(cache, dataset, entry.video).is_dir():
         rec, why = resume.resumable(resume.rebuild_dir(cache, dataset, entry.video),
-                                      resume.identity(p.want, p.motion, entry, s))
+                                      resume.identity(p.want, p.motion, entry, s), entry.path)
         p.resume = rec
         p.reason += f"; resumes at frame {rec['frames']}" if rec else f"; its partial rebuild started over: {why}"
     return p
@@ -75,19 +76,28 @@ def _plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s:
     if status != "done":   # an interrupted extraction: resumed where it stopped if made under the same settings
         p = Plan("full", dict(want), True, motion=motion)
         rec, why = resume.resumable(store.video_dir(cache, dataset, entry.video),
-                                      resume.identity(p.want, p.motion, entry, s))
+                                      resume.identity(p.want, p.motion, entry, s), entry.path)
         p.resume, p.reason = rec, (f"resumes at frame {rec['frames']} (partial group)" if rec else
                                    f"partial group ({status}) started over: {why}")
         return p
     g = store.open_video(cache, dataset, entry.video)
     have = dict(g.attrs.get("fingerprints", {}))
     bad = store.unusable_arrays(g)
-    src = g.attrs.get("source_identity")
-    if entry.path is not None and entry.path.is_file() and src and src != source_identity(entry.path):
+    src = recorded_source(g.attrs)
+    if entry.path is not None and entry.path.is_file() and src and not sources.matches(src, entry.path):
         return _rebuild(g, want, s, motion, "source video changed")
-    why = faces.origin_change(g.attrs.get("face_source"), faces.origin(s, entry))
+    origin = faces.origin(s, entry)
+    why = faces.origin_change(g.attrs.get("face_source"), origin)
     if why:
         return _rebuild(g, want, s, motion, why)
+    p = _plan_done(g, have, bad, want, s, motion, replace_variant)
+    if p.action in ("skip", "update"):   # the group stays: record its sources' content identities if it lacks them
+        p.adopt = adopt_content(g.attrs, entry.path, origin)
+    return p
+
+
+def _plan_done(g, have: dict, bad: dict, want: dict, s: Settings, motion: dict, replace_variant: bool) -> Plan:
+    """A done group made from the same sources: skip, update its stale arrays, or a motion-settings conflict."""
     if any(have.get(n) != want[n] or n in bad for n in FACE_ARRAYS):
         why = "damaged faces" if any(have.get(n) == "damaged" for n in FACE_ARRAYS) else \
             "face fingerprint changed (settings, landmark model or code version)"
@@ -127,10 +137,35 @@ def _rebuild(g, want: dict, s: Settings, motion: dict, why: str) -> Plan:
     return Plan("full", {**want, **keep}, True, beside=True, motion=motion, reason=f"{why}: rebuilt{note}")
 
 
-def source_identity(path: Path) -> list:
-    """Size and mtime of a video file: a changed file is extracted again."""
-    st = path.stat()
-    return [st.st_size, int(st.st_mtime)]
+def source_identity(path: Path) -> dict:
+    """A video file's identity by contents (pipeline/sources.py says why not its mtime): a changed file is extracted
+    again, a copy (new mtime, same bytes) is not."""
+    return sources.video_identity(path)
+
+
+def recorded_source(attrs) -> dict | list | None:
+    """The identity a group's video is compared by: the content identity recorded beside a legacy one (see
+    adopt_content), else the one recorded when the group was made."""
+    return attrs.get("source_content") or attrs.get("source_identity")
+
+
+def adopt_content(attrs, video: Path | None, origin: dict) -> dict:
+    """The attrs that record, beside a group's legacy identities (`[size, mtime]`, which plan found still matching),
+    the content identities of the same files, so a later copy of the dataset (new mtimes) matches too. Added, never
+    replacing what was recorded: the legacy value stays what training runs' identities hold (train/videos.py).
+    `origin`: the face source as this run finds it (faces.origin)."""
+    out = {}
+    if video is not None and video.is_file() and sources.is_legacy(recorded_source(attrs)):
+        out["source_content"] = source_identity(video)
+    face = dict(attrs.get("face_source") or {})
+    if sources.is_legacy(faces.recorded_identity(face)) and origin.get("identity") is not None:
+        out["face_source"] = {**face, "content": origin["identity"]}
+    return out
+
+
+def record_adopted(cache: Path, dataset: str, video: str, adopt: dict) -> None:
+    """Write what adopt_content found into a done group (the caller holds the dataset's features lock)."""
+    store.open_video(cache, dataset, video, mode="r+").attrs.update(adopt)
 
 
 # ---------------------------------------------------------------- the one loop

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import store
+from pipeline import sources, store
 from pipeline.manifest import VideoEntry
 
 FACE_SOURCES = ("video", "cropped_aligned", "openface")
@@ -70,11 +70,16 @@ def origin(s, entry: VideoEntry) -> dict:
     if s.faces == "cropped_aligned":
         folder = crop_folder(s, entry)
         out.update(path=str(folder), identity=folder_identity(folder))
-    elif s.faces == "openface":
+    elif s.faces == "openface":   # its whole contents (pipeline/sources.py: a copy keeps them, a same-size edit not)
         csv = openface_csv(s, entry)
-        st = csv.stat() if csv.is_file() else None
-        out.update(path=str(csv), identity=None if st is None else [st.st_size, int(st.st_mtime)])
+        out.update(path=str(csv), identity=sources.file_identity(csv) if csv.is_file() else None)
     return out
+
+
+def recorded_identity(stored: dict):
+    """The identity a group's face input is compared by: the content identity recorded beside a legacy
+    `[size, mtime]` one (extract.adopt_content), else the one recorded when the group was made."""
+    return stored.get("content") or stored.get("identity")
 
 
 def origin_change(stored: dict | None, wanted: dict) -> str | None:
@@ -88,9 +93,17 @@ def origin_change(stored: dict | None, wanted: dict) -> str | None:
         return f"face source changed ({stored.get('faces', 'video')} -> {wanted['faces']})"
     if stored.get("side", "largest") != wanted["side"]:
         return f"this entry follows the {wanted['side']} person (its faces followed the {stored.get('side')} one)"
-    if wanted.get("identity") is not None and stored.get("identity") != wanted["identity"]:
+    if wanted.get("identity") is not None and not _same_input(recorded_identity(stored), wanted):
         return f"{wanted['path']} changed"
     return None
+
+
+def _same_input(recorded, wanted: dict) -> bool:
+    """Whether the recorded identity is the input's now; a legacy `[size, mtime]` (an OpenFace CSV before contents
+    were hashed) is honoured as it was made, against the file this run reads."""
+    if sources.is_legacy(recorded):
+        return sources.legacy_matches(recorded, Path(wanted["path"]))
+    return recorded == wanted["identity"]
 
 
 def frame_count(s, entry: VideoEntry, labels) -> tuple[int, str]:

@@ -121,6 +121,8 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         for e, p in zip(entries, plans):
             if not (p.action == "full" and p.beside):
                 resume.drop_rebuild(cache, dataset, e.video)   # a partial rebuild this video no longer needs
+            if p.adopt:   # a group made before sources were identified by contents: recorded now, under the lock,
+                extract.record_adopted(cache, dataset, e.video, p.adopt)   # before any worker opens it
             if p.resume or "started over" in p.reason:
                 echo(f"{e.video}: {p.reason}")
         todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]

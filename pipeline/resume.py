@@ -35,6 +35,23 @@ from pipeline import store
 KEY = "progress"
 
 
+def _legacy_as_now(old: dict, ident: dict, video: Path | None) -> dict:
+    """A record made before sources were identified by contents holds `[size, mtime]` legacy identities of the video
+    and the OpenFace CSV: where they still match those files, read them as this run's identities (the same files),
+    so an interrupted extraction resumes across the upgrade instead of starting over."""
+    from pipeline import sources
+
+    old = dict(old)
+    src = old.get("source")
+    if sources.is_legacy(src) and video is not None and video.is_file() and sources.legacy_matches(src, video):
+        old["source"] = ident.get("source")
+    face, now = dict(old.get("face_source") or {}), ident.get("face_source") or {}
+    if sources.is_legacy(face.get("identity")) and now.get("path") and Path(now["path"]).is_file() \
+            and sources.legacy_matches(face["identity"], Path(now["path"])):
+        old["face_source"] = {**face, "identity": now.get("identity")}
+    return old
+
+
 def rebuild_dir(cache, dataset: str, video: str) -> Path:
     """Where a done group's rebuild from its video is written, the same for every attempt (so it can resume)."""
     return store.video_dir(cache, dataset, video).parent.parent / ".staging" / f"{video}.full"
@@ -71,8 +88,8 @@ def record(frames: int, ident: dict, faces_state: dict, computers) -> dict:
             "state": {"faces": faces_state, "motion": {c.key: c.snapshot() for c in computers}}}
 
 
-def resumable(path: Path, ident: dict) -> tuple[dict | None, str]:
-    """(the record to resume from, or None; why) for a partial group at `path`."""
+def resumable(path: Path, ident: dict, video: Path | None = None) -> tuple[dict | None, str]:
+    """(the record to resume from, or None; why) for a partial group at `path`; `video`: the entry's video file."""
     try:
         g = zarr.open_group(LocalStore(path, read_only=True), mode="r")
         attrs = dict(g.attrs)
@@ -81,7 +98,7 @@ def resumable(path: Path, ident: dict) -> tuple[dict | None, str]:
     rec = attrs.get(KEY)
     if attrs.get("status") != "writing" or not rec:
         return None, "no complete block was written"
-    old = rec.get("identity") or {}
+    old = _legacy_as_now(rec.get("identity") or {}, ident, video)
     differ = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
     if differ:
         detail = differ

@@ -108,11 +108,32 @@ def test_a_partial_video_made_under_other_settings_starts_over_and_says_why(vide
     p = extract.plan(cache, "d", video, extract.fingerprints(s, video), s)
     assert p.resume is None
     assert "started over" in p.reason and "face48 fingerprint" in p.reason, p.reason
-    # a changed video file: its identity differs
-    os.utime(video.path, (time.time(), time.time() + 10))
+    # a changed video file (another one, same name and frames): its identity differs
+    other = tmp_path / "v.mp4"
+    write_face_video(other, FRAMES, size=(320, 240), motion="translate_rotate", no_face=GAP, seed=4)
     s = _settings(64)
-    p = extract.plan(cache, "d", video, extract.fingerprints(s, video), s)
+    changed = VideoEntry("v", other, "train", {})
+    p = extract.plan(cache, "d", changed, extract.fingerprints(s, changed), s)
     assert p.resume is None and "source" in p.reason, p.reason
+
+
+def test_a_partial_video_resumes_across_a_new_mtime_and_an_old_style_identity(video, tmp_path):
+    """Its identity follows the file's contents: a new mtime alone (a copy) resumes, where it started over; a record
+    made before, holding [size, int(mtime)], resumes while that still matches the file, and not once it does not."""
+    cache = tmp_path / "cache"
+    assert _extract(cache, video, _settings(64), stop_after=100) is None
+    s = _settings(64)
+    os.utime(video.path, (time.time(), time.time() + 10))
+    p = extract.plan(cache, "d", video, extract.fingerprints(s, video), s)
+    assert p.resume is not None and p.resume["frames"] == 64, p.reason
+    g = store.open_video(cache, "d", "v", mode="r+")
+    st = video.path.stat()
+    for legacy, resumes in (([st.st_size, int(st.st_mtime)], True), ([st.st_size, int(st.st_mtime) - 1], False)):
+        rec = dict(g.attrs[resume.KEY])
+        g.attrs[resume.KEY] = {**rec, "identity": {**rec["identity"], "source": legacy}}
+        p = extract.plan(cache, "d", video, extract.fingerprints(s, video), s)
+        assert (p.resume is not None) == resumes, p.reason
+        assert resumes or ("started over" in p.reason and "source" in p.reason), p.reason
 
 
 @pytest.mark.slow

@@ -12,7 +12,9 @@ updated under other settings is an error naming the array and the videos on each
 
 Fingerprints say how arrays were made, not from what: a video file replaced (or its crops, its OpenFace CSV) is
 extracted again under the same fingerprints. So each video's source, as its group records it (``source_record``:
-frames, the video file's size and mtime, the face source's identity), is part of the run's identity too.
+frames, the video file's identity, the face source's identity), is part of the run's identity too. Identities follow
+the files' contents (pipeline/sources.py), so a copied dataset root, which `features` does not extract again, leaves
+every run's identity as it was.
 """
 from __future__ import annotations
 
@@ -128,8 +130,12 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
 
 
 def source_record(attrs) -> list:
-    """What a video's group was made from, as its attrs record it: [frames, the video file's [size, mtime], the
-    face source (kind, side, identity of the crop folder or OpenFace CSV; not its path, which may move)]."""
+    """What a video's group was made from, as its attrs record it: [frames, the video file's identity, the face
+    source (kind, side, identity of the crop folder or OpenFace CSV; not its path, which may move)].
+
+    The identities as recorded when the group was made: a content identity, or the `[size, mtime]` of groups made
+    before; the content identity `features` later records beside the latter (extract.adopt_content) is left out, so
+    a run made from such a group keeps its identity until the group is extracted again."""
     face = dict(attrs.get("face_source") or {})
     return [int(attrs.get("n_frames", -1)), attrs.get("source_identity"),
             {k: face.get(k) for k in ("faces", "side", "identity")}]

@@ -1,0 +1,176 @@
+"""A cached video is identified with its source by contents, not mtime (pipeline/sources.py).
+
+A dataset root copied without its mtimes (cp -r, rsync without -t, a node's scratch) re-extracted every video and
+changed every training run's identity, while a file replaced by one of the same size and mtime went unseen. Real
+videos encoded by OpenCV (uncompressed I420, so that two different videos have the same size), real dlib, a real
+Zarr cache and the real `features` command line with a LocalCluster, as a user runs it.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from openface_csv import write_openface_csv
+from synth_video import write_face_video
+from test_cli_input import features
+
+from pipeline import faces, sources, store
+from pipeline.extract import Settings
+from pipeline.manifest import VideoEntry
+from train import videos
+
+N = 40                                   # 240x180 I420: 2.6 MB a video, more than the 2 MiB head and tail
+VIDEOS = ("a", "b", "c")
+DPHASE = ["dphase_s0", "dphase_s1"]
+PAST = time.time() - 100_000             # the originals' mtimes: a copy made now has others, whatever the clock
+
+
+def _write(path: Path, seed: int) -> None:
+    write_face_video(path, N, size=(240, 180), motion="translate", fourcc="I420", seed=seed)
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """A labelled Aff-Wild layout of three videos and its cache (align, motion, spatial)."""
+    base = tmp_path_factory.mktemp("source_identity")
+    root = base / "data"
+    (root / "videos" / "train").mkdir(parents=True)
+    for seed, v in enumerate(VIDEOS):
+        _write(root / "videos" / "train" / f"{v}.avi", seed)
+        for dim in ("arousal", "valence"):
+            (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
+            np.savetxt(root / "annotations" / "train" / dim / f"{v}.txt", np.linspace(-1, 1, N), fmt="%.4f")
+    for f in root.rglob("*.*"):
+        os.utime(f, (PAST, PAST))
+    cache = base / "cache"
+    r = features(cache, root)
+    assert r.returncode == 0 and "done: 3 new" in r.stdout, r.stdout + r.stderr[-3000:]
+    return root, cache
+
+
+def _copy(made, tmp_path: Path, keep_mtimes: bool = False) -> tuple[Path, Path]:
+    """The dataset root copied as `cp -r` does (new mtimes, the same bytes), or as `cp -rp` does; the cache as is."""
+    root, cache = made
+    shutil.copytree(root, tmp_path / "data", copy_function=shutil.copy2 if keep_mtimes else shutil.copy)
+    shutil.copytree(cache, tmp_path / "cache")
+    for v in VIDEOS:
+        same = int(_video(tmp_path / "data", v).stat().st_mtime) == int(_video(root, v).stat().st_mtime)
+        assert same == keep_mtimes
+    return tmp_path / "data", tmp_path / "cache"
+
+
+def _video(root: Path, v: str) -> Path:
+    return root / "videos" / "train" / f"{v}.avi"
+
+
+def _stamps(cache: Path) -> dict:
+    """When each video's arrays were last written: a re-extraction rewrites them."""
+    return {v: (store.video_dir(cache, "demo", v) / "dphase_s0" / "zarr.json").stat().st_mtime_ns for v in VIDEOS}
+
+
+def _run_sources(cache: Path) -> dict:
+    """The sources part of a training run's identity (what --resume and ablate compare), as train reads it."""
+    return videos.select(cache, "demo", DPHASE).sources
+
+
+def _planned(cache: Path, root: Path) -> str:
+    r = features(cache, root, "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    return r.stdout
+
+
+def test_a_copied_dataset_root_with_new_mtimes_extracts_nothing_again(made, tmp_path):
+    root, cache = _copy(made, tmp_path)
+    stamps, run = _stamps(cache), _run_sources(cache)
+    plan = _planned(cache, root)
+    assert "0 to extract, 0 to update, 3 already done" in plan and "source video changed" not in plan, plan
+    r = features(cache, root)
+    assert r.returncode == 0 and "done: 0 new, 0 updated, 3 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert _stamps(cache) == stamps
+    assert _run_sources(cache) == run                     # so --resume and ablate reuse what was trained
+
+
+def test_a_video_replaced_by_one_of_the_same_size_and_mtime_is_extracted_again(made, tmp_path):
+    root, cache = _copy(made, tmp_path, keep_mtimes=True)
+    old = _video(root, "b")
+    before = store.open_video(cache, "demo", "b")["face48"][:]
+    run = _run_sources(cache)
+    _write(tmp_path / "other.avi", seed=7)               # other pixels, the same codec, frames and frame size
+    assert (tmp_path / "other.avi").stat().st_size == old.stat().st_size
+    st = old.stat()
+    shutil.copyfile(tmp_path / "other.avi", old)
+    os.utime(old, ns=(st.st_atime_ns, st.st_mtime_ns))    # `touch -r`: size and mtime as they were
+    plan = _planned(cache, root)
+    assert "1 to extract, 0 to update, 2 already done" in plan and "source video changed" in plan, plan
+    r = features(cache, root)
+    assert r.returncode == 0 and "done: 1 new, 0 updated, 2 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert not np.array_equal(store.open_video(cache, "demo", "b")["face48"][:], before)
+    now = _run_sources(cache)
+    assert now["b"] != run["b"] and {v: now[v] for v in "ac"} == {v: run[v] for v in "ac"}
+
+
+def test_a_group_with_the_old_size_and_mtime_identity_is_kept_then_survives_a_copy(made, tmp_path):
+    """Groups written before identities followed contents hold [size, int(mtime)]: they are not extracted again
+    while that still matches; the run records the content identity beside it, so a later copy extracts nothing."""
+    root2, cache2 = _copy(made, tmp_path, keep_mtimes=True)   # the mtimes the old identities were made with
+    for v in VIDEOS:
+        st = _video(root2, v).stat()
+        g = store.open_video(cache2, "demo", v, mode="r+")
+        g.attrs["source_identity"] = [st.st_size, int(st.st_mtime)]   # as the code before wrote it
+        assert "source_content" not in g.attrs
+    run, stamps = _run_sources(cache2), _stamps(cache2)
+    r = features(cache2, root2)
+    assert r.returncode == 0 and "done: 0 new, 0 updated, 3 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert _stamps(cache2) == stamps
+    assert _run_sources(cache2) == run                  # the run identity does not change with the upgrade
+
+    for v in VIDEOS:                                     # now copied as `cp -r` does: new mtimes, same bytes
+        shutil.copy(_video(root2, v), tmp_path / "x.avi")
+        shutil.move(tmp_path / "x.avi", _video(root2, v))
+    plan = _planned(cache2, root2)
+    assert "0 to extract, 0 to update, 3 already done" in plan, plan
+    for v in VIDEOS:   # because the first run recorded the content identity beside the old one, which it kept
+        attrs = store.open_video(cache2, "demo", v).attrs
+        assert attrs["source_content"] == sources.video_identity(_video(root2, v))
+        assert sources.is_legacy(attrs["source_identity"])   # what runs made from this group hold
+    assert _run_sources(cache2) == run
+
+
+def test_an_old_identity_that_no_longer_matches_is_a_change(made, tmp_path):
+    """A legacy [size, mtime] cannot tell a copy from an edit: where it no longer matches, the video is rebuilt."""
+    root, cache = _copy(made, tmp_path, keep_mtimes=True)
+    st = _video(root, "a").stat()
+    store.open_video(cache, "demo", "a", mode="r+").attrs["source_identity"] = [st.st_size, int(st.st_mtime) - 60]
+    plan = _planned(cache, root)
+    assert "1 to extract, 0 to update, 2 already done" in plan and "source video changed" in plan, plan
+
+
+def test_an_openface_csv_is_identified_by_its_whole_contents(tmp_path):
+    """The CSV's identity was [size, int(mtime)] too: a copied one counted as changed, a same-size edit did not."""
+    lm = np.tile(np.linspace(50, 150, 68 * 2).reshape(1, 68, 2), (N, 1, 1))
+    here, there = tmp_path / "of", tmp_path / "copy"
+    here.mkdir()
+    write_openface_csv(here / "a.csv", [(lm, np.ones(N, bool))])
+    os.utime(here / "a.csv", (PAST, PAST))
+    shutil.copytree(here, there, copy_function=shutil.copy)   # new mtime, same bytes
+    entry = VideoEntry("a", None, "train", {})
+    made = faces.origin(Settings(faces="openface", faces_dir=str(here)), entry)
+    copied = faces.origin(Settings(faces="openface", faces_dir=str(there)), entry)
+    assert faces.origin_change(made, copied) is None
+    csv = there / "a.csv"
+    st, text = csv.stat(), csv.read_text()
+    lines = text.split("\n")
+    lines[N // 2] = lines[N // 2].replace(", 0.98, ", ", 0.97, ", 1)   # one confidence mid-file, the same size
+    edited = "\n".join(lines)
+    assert edited != text and len(edited) == len(text)
+    csv.write_text(edited)
+    os.utime(csv, ns=(st.st_atime_ns, st.st_mtime_ns))
+    now = faces.origin(Settings(faces="openface", faces_dir=str(there)), entry)
+    assert faces.origin_change(made, now) == f"{csv} changed"
+    legacy = {**made, "identity": [st.st_size, int(st.st_mtime)]}       # a group made before: honoured as made
+    assert faces.origin_change(legacy, now) is None
+    assert faces.origin_change({**legacy, "identity": [st.st_size, int(st.st_mtime) - 1]}, now) == f"{csv} changed"
