@@ -49,6 +49,10 @@ UNUSABLE = ("stale", "damaged")   # fingerprints that say an array is not what i
 # have no attribute, and a missing file there still reads as fill values.
 EVERY_CHUNK = "every_chunk_written"
 _WRITE_EVERY_CHUNK = {"write_empty_chunks": True}   # Zarr's runtime config: not stored, so set on every writer
+# ... and as this process's default too: otherwise any other write into an existing array (an array opened from its
+# group, `g[name][...] = all-NaN labels`) would not only skip an all-fill chunk but delete the file already there,
+# which readers would then take for a lost one. Every process that writes the cache imports this module.
+zarr.config.set({"array.write_empty_chunks": True})
 # faces: where the faces came from (video, cropped_aligned, openface); label_frame_diff: label lines minus frames,
 # accepted by --label-slack (labels truncated or padded with NaN at the end); faces_frame_diff: the same for the
 # crop folder (crops numbered past the last frame) or the OpenFace CSV (CSV frames minus video frames).
