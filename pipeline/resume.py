@@ -52,6 +52,16 @@ def _legacy_as_now(old: dict, ident: dict, video: Path | None) -> dict:
     return old
 
 
+def _placeless(ident: dict) -> dict:
+    """An identity without where the face input lies: a crop folder or OpenFace CSV is identified by its contents
+    (faces.origin), as the video is, so a dataset moved or copied mid-extraction (a node's scratch) resumes where it
+    stopped instead of starting the video over. The done-group check ignores the path likewise (faces.origin_change)."""
+    face = ident.get("face_source")
+    if not isinstance(face, dict) or "path" not in face:
+        return ident
+    return {**ident, "face_source": {k: v for k, v in face.items() if k != "path"}}
+
+
 def rebuild_dir(cache, dataset: str, video: str) -> Path:
     """Where a done group's rebuild from its video is written, the same for every attempt (so it can resume)."""
     return store.video_dir(cache, dataset, video).parent.parent / ".staging" / f"{video}.full"
@@ -98,7 +108,7 @@ def resumable(path: Path, ident: dict, video: Path | None = None) -> tuple[dict 
     rec = attrs.get(KEY)
     if attrs.get("status") != "writing" or not rec:
         return None, "no complete block was written"
-    old = _legacy_as_now(rec.get("identity") or {}, ident, video)
+    old, ident = _placeless(_legacy_as_now(rec.get("identity") or {}, ident, video)), _placeless(ident)
     differ = sorted(k for k in set(old) | set(ident) if old.get(k) != ident.get(k))
     if differ:
         detail = differ

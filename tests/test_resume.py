@@ -7,6 +7,7 @@ at a chosen frame: nothing in the pipeline catches it, as nothing runs after a S
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,13 +245,15 @@ def two_people(tmp_path_factory):
 def test_every_face_source_resumes_exactly(two_people, tmp_path, faces):
     """The right person of a two-person video, resumed at frame 64: Grace Hopper leaves at 72 while the astronaut is
     alone in the right half, so only the partner remembered at the detection of frame 60 (the tracker's, or the
-    multi-face CSV reader's, side state) keeps the astronaut out. The crops resume at the video's very end."""
+    multi-face CSV reader's, side state) keeps the astronaut out. The crops resume at the video's very end. The
+    crop folder or CSV is moved before the rerun (a dataset copied to a node's scratch): its contents are the same, so
+    the video resumes, where it started over while the face input's path was part of what a resume compared."""
     layout, entry = two_people
     folder = {"video": None, "openface": layout.openface_dir, "cropped_aligned": layout.crops_dir}[faces]
 
-    def settings(chunk):
+    def settings(chunk, where=folder):
         return extract.Settings(weights="random", stages=("align", "motion"), motion_variant="paper",
-                                motion={"variant": "paper"}, faces=faces, faces_dir=folder and str(folder),
+                                motion={"variant": "paper"}, faces=faces, faces_dir=where and str(where),
                                 label_slack=1, chunk_frames=chunk)
 
     ref, cache = tmp_path / "ref", tmp_path / "cache"
@@ -258,7 +261,8 @@ def test_every_face_source_resumes_exactly(two_people, tmp_path, faces):
     assert _extract(cache, entry, settings(32), stop_after=96) is None
     saved = resume.saved_frames(cache, "d", entry.video)
     assert saved == (96 if faces == "cropped_aligned" else 64)
-    row = _extract(cache, entry, settings(64))
+    moved = folder and shutil.copytree(folder, tmp_path / "moved" / folder.name)
+    row = _extract(cache, entry, settings(64, moved))
     assert row["status"] == "done" and row["resumed_from"] == saved
     _assert_same_arrays(cache, ref, "d", entry.video)
     assert store.open_video(cache, "d", entry.video)["valid"][:].sum() > 40
