@@ -15,7 +15,8 @@ reads each chunk file's 16-byte header once per read, beside the decoding of the
 A chunk file that is missing is damage too in an array that writes every chunk (store.EVERY_CHUNK): Zarr would
 return fill values for it (zeros, NaN labels) without a word. store.check_arrays finds such a file before a reader
 starts; this catches one lost while it runs. In an array made before (no EVERY_CHUNK) a missing file may be a chunk
-of fill values Zarr never wrote, and still reads as such.
+of fill values Zarr never wrote, and still reads as such (`features` marks one whose files are all present:
+pipeline/untracked.py).
 """
 from __future__ import annotations
 

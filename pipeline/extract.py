@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays, compute, faces, resume, settings, sources, store
+from pipeline import arrays, compute, faces, resume, settings, sources, store, untracked
 from pipeline.manifest import VideoEntry, fit_labels, load_labels
 from pipeline.settings import Settings, encoder_fingerprint, fingerprints
 
@@ -44,6 +44,7 @@ class Plan:
     reason: str = ""
     resume: dict | None = None      # a full build: the progress record of the partial group it goes on from
     adopt: dict = field(default_factory=dict)   # attrs recording the content identity of a legacy-matched source
+    track: list[str] = field(default_factory=list)   # arrays made before chunk tracking, every chunk file present
 
     @property
     def arrays(self) -> list[str]:
@@ -91,8 +92,9 @@ def _plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s:
     if why:
         return _rebuild(g, want, s, motion, why)
     p = _plan_done(g, have, bad, want, s, motion, replace_variant)
-    if p.action in ("skip", "update"):   # the group stays: record its sources' content identities if it lacks them
-        p.adopt = adopt_content(g.attrs, entry.path, origin)
+    if p.action in ("skip", "update"):   # the group stays: record its sources' content identities if it lacks them,
+        p.adopt = adopt_content(g.attrs, entry.path, origin)   # and mark its old arrays that wrote every chunk
+        p.track = [n for n, whole in untracked.untracked_arrays(g, skip={*p.want, *bad}).items() if whole]
     return p
 
 
@@ -163,9 +165,13 @@ def adopt_content(attrs, video: Path | None, origin: dict) -> dict:
     return out
 
 
-def record_adopted(cache: Path, dataset: str, video: str, adopt: dict) -> None:
-    """Write what adopt_content found into a done group (the caller holds the dataset's features lock)."""
-    store.open_video(cache, dataset, video, mode="r+").attrs.update(adopt)
+def record_adopted(cache: Path, dataset: str, video: str, adopt: dict, track: list[str] = ()) -> None:
+    """Write what adopt_content found into a done group, and mark the arrays of Plan.track as writing every chunk
+    (pipeline/untracked.py). The caller holds the dataset's features lock."""
+    g = store.open_video(cache, dataset, video, mode="r+")
+    if adopt:
+        g.attrs.update(adopt)
+    untracked.mark(g, track)
 
 
 # ---------------------------------------------------------------- the one loop

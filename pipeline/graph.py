@@ -35,6 +35,7 @@ class Summary:
     truth: dict[str, dict] = field(default_factory=dict)   # video -> index row rebuilt from its group, once
     dashboard: str | None = None
     stopped: str | None = None     # why the run stopped before every video was tried (no worker came back)
+    tracked: int = 0               # arrays made before chunk tracking that this run marked (pipeline/untracked.py)
 
     def count(self, action: str) -> int:
         return sum(r.get("action") == action for r in self.rows)
@@ -66,7 +67,8 @@ class Summary:
         lines.append(f"done: {self.count('full')} new" + (f" ({resumed} resumed mid-way)" if resumed else "") +
                      f", {self.count('update')} updated, {self.count('skip')} skipped "
                      f"(already done); failed: {len(self.failed)}; {self.frames_per_second:.1f} frames/s decoded "
-                     f"in {self.seconds:.1f} s")
+                     f"in {self.seconds:.1f} s" + (f"; marked {self.tracked} arrays made before chunk tracking "
+                                                   "(every chunk file present)" if self.tracked else ""))
         return "\n".join(lines)
 
 
@@ -121,13 +123,15 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         for e, p in zip(entries, plans):
             if not (p.action == "full" and p.beside):
                 resume.drop_rebuild(cache, dataset, e.video)   # a partial rebuild this video no longer needs
-            if p.adopt:   # a group made before sources were identified by contents: recorded now, under the lock,
-                extract.record_adopted(cache, dataset, e.video, p.adopt)   # before any worker opens it
+            # a group made before sources were identified by contents, or with arrays made before chunk tracking
+            # (pipeline/untracked.py): recorded now, under the lock, before any worker opens it
+            if p.adopt or p.track:
+                extract.record_adopted(cache, dataset, e.video, p.adopt, p.track)
             if p.resume or "started over" in p.reason:
                 echo(f"{e.video}: {p.reason}")
         todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
         summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans)
-                                if p.action == "skip"])
+                                if p.action == "skip"], tracked=sum(len(p.track) for p in plans))
         t0 = time.perf_counter()
         if todo:
             _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
@@ -308,6 +312,8 @@ def describe_plan(entries, plans, cache, dataset, scheduler, workers) -> str:
     for e, p in zip(entries, plans):
         lines.append(f"  {e.video:28s} {p.action:7s} {p.reason}")
     counts = {a: sum(p.action == a for p in plans) for a in ("full", "update", "skip")}
-    lines.append(f"{counts['full']} to extract, {counts['update']} to update, {counts['skip']} already done")
+    track = sum(len(p.track) for p in plans)
+    lines.append(f"{counts['full']} to extract, {counts['update']} to update, {counts['skip']} already done"
+                 + (f"; {track} arrays made before chunk tracking to mark (every chunk file present)" if track else ""))
     return "\n".join(lines)
 

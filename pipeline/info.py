@@ -68,6 +68,7 @@ def _cache_lines(cache: Path) -> list[str]:
         for name, (usable, total, made) in present.items():
             note = f"  {made}" if made else ""
             out.append(f"      {name:22s} {usable}/{total}{note}")
+        out += untracked_lines(cache, ds_dir.name)
         for _, row in done.iterrows():
             if isinstance(row.get("note"), str) and row.get("note"):   # indexes made before notes have none
                 out.append(f"    note {row.video}: {row.note}")
@@ -110,6 +111,25 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str]]
                 c[2] = ", ".join(f"{k}={v}" for k, v in sorted(motion.items()))
     order = list(arrays.KINDS)
     return {k: tuple(v) for k, v in sorted(counts.items(), key=lambda kv: (order.index(kv[0].split("@")[0]), kv[0]))}
+
+
+def untracked_lines(cache: Path, dataset: str) -> list[str]:
+    """What `info` says of a dataset's arrays made before chunk tracking (pipeline/untracked.py), if it has any."""
+    from pipeline import untracked
+
+    unmarked, absent = untracked.count(cache, dataset)
+    if not unmarked:
+        return []
+    whole = unmarked - sum(absent.values())
+    out = [f"    {unmarked} arrays made before chunk tracking, unmarked: a lost chunk file reads as fill values"
+           + (f"; the next `features` run marks the {whole} with every chunk file present" if whole else "")]
+    if absent:
+        what = "VIDEO_FILES..." if dataset == "videos" else f"--dataset {dataset}"   # as store.repair_command
+        videos = ", ".join(list(absent)[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
+        out.append(f"    {sum(absent.values())} of them have absent chunk files (videos {videos}), read as fill values: "
+                   "right if Zarr skipped all-fill chunks (no face), but a lost file reads the same; to be sure, rerun "
+                   f"`features {what}` with the flags that made the cache, plus --force (every video is extracted again)")
+    return out
 
 
 def face_sources(cache: Path, dataset: str) -> dict[str, int]:

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +47,7 @@ UNUSABLE = ("stale", "damaged")   # fingerprints that say an array is not what i
 # chunk file may be legitimate (a stretch with no face) and reads as fill values: a file deleted by a cleanup script or
 # lost in a copy then read as zeros or NaN labels without a word. Arrays made now write every chunk (an all-fill blosc
 # chunk is a few dozen bytes) and say so in this attribute: in them a missing chunk file is damage. Arrays made before
-# have no attribute, and a missing file there still reads as fill values.
+# have no attribute, and a missing file there still reads as fill values until `features` marks them (pipeline/untracked.py).
 EVERY_CHUNK = "every_chunk_written"
 _WRITE_EVERY_CHUNK = {"write_empty_chunks": True}   # Zarr's runtime config: not stored, so set on every writer
 # ... and as this process's default too: otherwise any other write into an existing array (an array opened from its
@@ -195,9 +196,14 @@ def missing_chunks(arr: zarr.Array, where: Path) -> list[Path]:
     training starts, not mid-epoch. A stat, not a listing of c/: a cleanup that deletes files leaves their folders.
     """
     if not arr.attrs.get(EVERY_CHUNK):
-        return []   # made before: a missing file may be a chunk of fill values Zarr never wrote
+        return []   # made before: a missing file may be a chunk of fill values Zarr never wrote (pipeline/untracked.py)
+    return list(absent_chunks(arr, where))
+
+
+def absent_chunks(arr: zarr.Array, where: Path) -> Iterator[Path]:
+    """The time chunk files absent from an array stored in folder ``where``, in order, whatever it was made with."""
     step = int(arr.chunks[0])
-    return [p for c in range(-(-arr.shape[0] // step)) if not (p := chunk_path(arr, where, c)).is_file()]
+    return (p for c in range(-(-arr.shape[0] // step)) if not (p := chunk_path(arr, where, c)).is_file())
 
 
 def _lost(paths: list[Path]) -> str:

@@ -242,3 +242,113 @@ def test_a_resumed_writer_writes_every_chunk_too(tmp_path):
     w.append("resnet50", np.zeros((store.CHUNK_T, 2048), "f2"))
     w.finish({"resnet50": "x"}, {})
     assert store.check_arrays(cache, "demo", "v", ["resnet50"]) == {"resnet50": "x"}
+
+
+# ---------------------------------------------------------------- arrays made before chunk tracking
+
+
+def _as_made_before(cache: Path, video: str) -> None:
+    """Every array of a video's group rewritten as earlier versions made it: the same values, chunks, codecs and fill
+    value, but no every-chunk mark and Zarr's old default, which writes no file for a chunk all of fill value."""
+    g = zarr.open_group(store.video_dir(cache, "demo", video), mode="r+")
+    for name in list(g.array_keys()):
+        arr = g[name]
+        data = arr[:]
+        old = g.create_array(name, shape=arr.shape, chunks=arr.chunks, dtype=arr.dtype, fill_value=arr.fill_value,
+                             compressors=arr.compressors, overwrite=True, config={"write_empty_chunks": False})
+        old[:] = data
+
+
+def _chunk_files(cache: Path, video: str) -> dict[str, dict[Path, bytes | None]]:
+    """{array: {its time chunk file: its bytes, None if absent}} of a video's group."""
+    g, where = store.open_video(cache, "demo", video), store.video_dir(cache, "demo", video)
+    out = {}
+    for name in g.array_keys():
+        arr = g[name]
+        files = [_chunk_file(arr, where / name, c) for c in range(-(-arr.shape[0] // arr.chunks[0]))]
+        out[name] = {f: f.read_bytes() if f.is_file() else None for f in files}
+    return out
+
+
+def _marked(cache: Path, video: str) -> dict[str, bool]:
+    g = store.open_video(cache, "demo", video)
+    return {name: bool(g[name].attrs.get("every_chunk_written")) for name in g.array_keys()}
+
+
+def test_features_marks_arrays_made_before_whose_every_chunk_file_is_present(made, tmp_path):
+    """A cache made before chunk tracking: a lost chunk file read as zeros. A `features` run that finds every chunk
+    file of an old array present marks it (re-extracting nothing), so a file lost afterwards is named by readers."""
+    root, cache = _copy(made, tmp_path)
+    for v in VIDEOS:
+        _as_made_before(cache, v)
+    files = {v: _chunk_files(cache, v) for v in VIDEOS}
+    assert all(None not in f.values() for v in VIDEOS for f in files[v].values())   # nothing all fill in these
+    assert not any(m for v in VIDEOS for m in _marked(cache, v).values())
+    attrs = {v: dict(store.open_video(cache, "demo", v).attrs) for v in VIDEOS}
+    n_arrays = sum(len(files[v]) for v in VIDEOS)
+
+    r = features(cache, root)
+    no_traceback(r)
+    assert r.returncode == 0 and "done: 0 new, 0 updated, 3 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert f"marked {n_arrays} arrays made before chunk tracking" in r.stdout, r.stdout
+    for v in VIDEOS:
+        assert all(_marked(cache, v).values()), v
+        assert _chunk_files(cache, v) == files[v] and dict(store.open_video(cache, "demo", v).attrs) == attrs[v]
+    r = features(cache, root)   # marked once: the next run has nothing to mark
+    assert r.returncode == 0 and "arrays made before chunk tracking" not in r.stdout, r.stdout
+
+    chunk = _delete_chunk(cache, "c", "dphase_s0")   # on the code before, read as zeros without a word
+    r = cli("inspect", "--cache", cache, "--dataset", "demo", "--video", "c", "--out", tmp_path / "png", cwd=tmp_path)
+    _says_damaged(r, cache, chunk, "c", "dphase_s0")
+
+
+@pytest.fixture(scope="module")
+def faceless(tmp_path_factory):
+    """A labelled video with no face at all, extracted, then its arrays rewritten as made before chunk tracking: the
+    face arrays are one chunk of fill values, which Zarr's old default never wrote."""
+    base = tmp_path_factory.mktemp("faceless")
+    root = base / "data"
+    (root / "videos" / "train").mkdir(parents=True)
+    write_face_video(root / "videos" / "train" / "d.avi", N, size=(240, 180), no_face=(0, N), fourcc="MJPG")
+    for dim in ("arousal", "valence"):
+        (root / "annotations" / "train" / dim).mkdir(parents=True)
+        np.savetxt(root / "annotations" / "train" / dim / "d.txt", np.linspace(-1, 1, N), fmt="%.4f")
+    cache = base / "cache"
+    r = features(cache, root, "--stages", "align,motion")
+    assert r.returncode == 0 and "done: 1 new" in r.stdout, r.stdout + r.stderr[-3000:]
+    _as_made_before(cache, "d")
+    return root, cache
+
+
+def test_an_array_made_before_with_an_absent_chunk_file_stays_unmarked_and_info_says_so(faceless, tmp_path):
+    """Where a chunk file of an old array is absent, it may be a chunk of fill values Zarr skipped (here: no face) or
+    a lost one: `features` leaves the array unmarked, it reads as fill values as before, and `info` says how many such
+    arrays there are, in which videos, and the command that makes sure."""
+    from pipeline import chunks
+
+    root, cache = _copy(faceless, tmp_path)
+    files = _chunk_files(cache, "d")
+    absent = sorted(n for n, f in files.items() if None in f.values())
+    whole = sorted(n for n, f in files.items() if None not in f.values())
+    assert {"valid", "face48"} <= set(absent) and "labels" in whole, files   # no face: all fill; labels from files
+    info = cli("info", "--cache", cache, cwd=tmp_path)
+    assert f"{len(files)} arrays made before chunk tracking, unmarked" in info.stdout, info.stdout
+    assert f"the next `features` run marks the {len(whole)} with every chunk file present" in info.stdout
+
+    r = features(cache, root, "--stages", "align,motion")
+    no_traceback(r)
+    assert r.returncode == 0 and "done: 0 new, 0 updated, 1 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert f"marked {len(whole)} arrays made before chunk tracking" in r.stdout, r.stdout
+    assert _marked(cache, "d") == {n: n in whole for n in files} and _chunk_files(cache, "d") == files
+    g = store.open_video(cache, "demo", "d")
+    assert store.check_arrays(cache, "demo", "d", absent) and not store.unusable_arrays(g)
+    assert not chunks.read_rows(cache, "demo", "d", g, "valid", 0, N).any()   # its fill value, as before
+    assert not chunks.read_rows(cache, "demo", "d", g, "face48", 0, N).any()
+
+    info = cli("info", "--cache", cache, cwd=tmp_path)
+    assert info.returncode == 0, info.stdout + info.stderr
+    lines = [line.strip() for line in info.stdout.splitlines()]
+    assert f"{len(absent)} arrays made before chunk tracking, unmarked: a lost chunk file reads as fill values" in lines
+    said = next(line for line in lines if line.startswith(f"{len(absent)} of them have absent chunk files (videos d)"))
+    assert "read as fill values" in said and "rerun `features --dataset demo` with the flags that made the cache, plus "\
+        "--force" in said, said
