@@ -247,10 +247,12 @@ class WorkerWatch:
         fut.cancel()
         if self.kind:
             lifetime, stagger = batch_lifetime(self.kind, self.opts)
+            # what bounds a worker's life is --lifetime where given (batch_lifetime), else the walltime
+            flag = "--lifetime" if self.opts.get("lifetime") else "--walltime"
             why = (f"its worker was lost {_times(n)} before the video saved a block{self._job_text(name, True)}; one "
                    f"block (--chunk-frames) must be done within one worker's life (at most "
-                   f"{format_seconds(lifetime + stagger)}, from --walltime {self.opts.get('walltime')}): give a longer "
-                   "--walltime or a smaller --chunk-frames")
+                   f"{format_seconds(lifetime + stagger)}, from {flag} {self.opts.get(flag[2:])}): give a longer "
+                   f"{flag} or a smaller --chunk-frames")
         else:
             why = (f"its worker died {_times(n)} while extracting it (killed, or out of memory?): give each worker more "
                    "memory (fewer --workers) and rerun")

@@ -154,8 +154,9 @@ def test_a_job_expiring_mid_video_resumes_it_in_the_next_job_and_equals_local(tm
 
 
 def test_a_block_longer_than_a_job_fails_the_video_with_the_reason(tmp_path):
-    """A 20-second video in one block (--chunk-frames 1024) with a 1-minute walltime: no job can save a block, so the
-    loss counts; with --retries 0 the video is recorded failed, saying what to change, and the run ends."""
+    """A 20-second video in one block (--chunk-frames 1024) and workers that retire after 15 s (--lifetime; the
+    1-minute walltime alone gives them ~47 s, which took the test 75 s): no job can save a block, so the loss counts;
+    with --retries 0 the video is recorded failed, saying what to change, and the run ends."""
     from pipeline.demo import make_demo
 
     root = tmp_path / "demo"
@@ -164,11 +165,13 @@ def test_a_block_longer_than_a_job_fails_the_video_with_the_reason(tmp_path):
     t0 = time.time()
     run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "features", "--videos", str(video), "--cache",
                           str(tmp_path / "cache"), "--weights", "random", "--no-progress", "--scheduler", "slurm",
-                          *ONE_CORE, "--walltime", "00:01:00", "--retries", "0", "--chunk-frames", "1024"],
+                          *ONE_CORE, "--walltime", "00:01:00", "--lifetime", "15s", "--retries", "0",
+                          "--chunk-frames", "1024"],
                          cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=420)
     assert run.returncode == 1, run.stdout + run.stderr
     assert "its worker was lost once before the video saved a block" in run.stdout, run.stdout
-    assert "give a longer --walltime or a smaller --chunk-frames" in run.stdout, run.stdout
+    assert "(at most 0:00:15, from --lifetime 15s): give a longer --lifetime or a smaller --chunk-frames" in \
+        run.stdout, run.stdout
     index = store.read_index(tmp_path / "cache", "videos")
     assert list(index["status"]) == ["failed"] and "--chunk-frames" in index["error"][0]
     assert time.time() - t0 < 400
