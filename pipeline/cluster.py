@@ -167,9 +167,14 @@ def lifetime_args(kind: str, opts: dict) -> list[str]:
     return ["--lifetime", f"{int(lifetime)}s", "--lifetime-stagger", f"{int(stagger)}s"]
 
 
+def lifetime_flag(opts: dict) -> str:
+    """The flag that bounds this run's batch workers' lives: --lifetime where given, else --walltime."""
+    return "--lifetime" if opts.get("lifetime") else "--walltime"
+
+
 def batch_lifetime(kind: str, opts: dict) -> tuple[float, float]:
     """(lifetime, stagger) of this run's batch workers: --lifetime is the latest a worker retires, else derived."""
-    if opts.get("lifetime"):
+    if lifetime_flag(opts) == "--lifetime":
         latest = parse_duration(opts["lifetime"], kind, "--lifetime")
         stagger = min(0.05 * latest, 300.0)
         return max(latest - stagger, 1.0), stagger

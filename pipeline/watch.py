@@ -19,7 +19,15 @@ from collections import Counter
 
 from distributed.diagnostics.plugin import WorkerPlugin
 
-from pipeline.cluster import BATCH_SYSTEMS, DEFAULT_RETRIES, DEFAULT_WORKER_TIMEOUT, batch_lifetime, format_seconds, parse_duration
+from pipeline.cluster import (
+    BATCH_SYSTEMS,
+    DEFAULT_RETRIES,
+    DEFAULT_WORKER_TIMEOUT,
+    batch_lifetime,
+    format_seconds,
+    lifetime_flag,
+    parse_duration,
+)
 
 START_TOPIC = "mimamo-start"
 POLL = 1.0              # s between looks at the workers
@@ -247,8 +255,7 @@ class WorkerWatch:
         fut.cancel()
         if self.kind:
             lifetime, stagger = batch_lifetime(self.kind, self.opts)
-            # what bounds a worker's life is --lifetime where given (batch_lifetime), else the walltime
-            flag = "--lifetime" if self.opts.get("lifetime") else "--walltime"
+            flag = lifetime_flag(self.opts)
             why = (f"its worker was lost {_times(n)} before the video saved a block{self._job_text(name, True)}; one "
                    f"block (--chunk-frames) must be done within one worker's life (at most "
                    f"{format_seconds(lifetime + stagger)}, from {flag} {self.opts.get(flag[2:])}): give a longer "
