@@ -23,4 +23,4 @@ _LONGEST_FIRST = ["test_slurm", "test_damaged_chunk", "test_pipeline", "test_cli
 
 def pytest_collection_modifyitems(session, config, items):
     rank = {name: k for k, name in enumerate(_LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(Path(str(item.fspath)).stem, len(rank)))   # stable: files stay whole
+    items.sort(key=lambda item: rank.get(item.path.stem, len(rank)))   # stable: files stay whole
