@@ -84,7 +84,7 @@ def _plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s:
     g = store.open_video(cache, dataset, entry.video)
     have = dict(g.attrs.get("fingerprints", {}))
     bad = store.unusable_arrays(g)
-    src = recorded_source(g.attrs)
+    src = sources.recorded(g.attrs, "source_")
     if entry.path is not None and entry.path.is_file() and src and not sources.matches(src, entry.path):
         return _rebuild(g, want, s, motion, "source video changed")
     origin = faces.origin(s, entry)
@@ -145,22 +145,16 @@ def source_identity(path: Path) -> dict:
     return sources.video_identity(path)
 
 
-def recorded_source(attrs) -> dict | list | None:
-    """The identity a group's video is compared by: the content identity recorded beside a legacy one (see
-    adopt_content), else the one recorded when the group was made."""
-    return attrs.get("source_content") or attrs.get("source_identity")
-
-
 def adopt_content(attrs, video: Path | None, origin: dict) -> dict:
     """The attrs that record, beside a group's legacy identities (`[size, mtime]`, which plan found still matching),
     the content identities of the same files, so a later copy of the dataset (new mtimes) matches too. Added, never
     replacing what was recorded: the legacy value stays what training runs' identities hold (train/videos.py).
     `origin`: the face source as this run finds it (faces.origin)."""
     out = {}
-    if video is not None and video.is_file() and sources.is_legacy(recorded_source(attrs)):
+    if video is not None and video.is_file() and sources.is_legacy(sources.recorded(attrs, "source_")):
         out["source_content"] = source_identity(video)
     face = dict(attrs.get("face_source") or {})
-    if sources.is_legacy(faces.recorded_identity(face)) and origin.get("identity") is not None:
+    if sources.is_legacy(sources.recorded(face)) and origin.get("identity") is not None:
         out["face_source"] = {**face, "content": origin["identity"]}
     return out
 

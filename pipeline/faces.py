@@ -76,12 +76,6 @@ def origin(s, entry: VideoEntry) -> dict:
     return out
 
 
-def recorded_identity(stored: dict):
-    """The identity a group's face input is compared by: the content identity recorded beside a legacy
-    `[size, mtime]` one (extract.adopt_content), else the one recorded when the group was made."""
-    return stored.get("content") or stored.get("identity")
-
-
 def origin_change(stored: dict | None, wanted: dict) -> str | None:
     """Why a done group's faces no longer match what the entry asks for (None: they do).
 
@@ -93,17 +87,12 @@ def origin_change(stored: dict | None, wanted: dict) -> str | None:
         return f"face source changed ({stored.get('faces', 'video')} -> {wanted['faces']})"
     if stored.get("side", "largest") != wanted["side"]:
         return f"this entry follows the {wanted['side']} person (its faces followed the {stored.get('side')} one)"
-    if wanted.get("identity") is not None and not _same_input(recorded_identity(stored), wanted):
+    # the identity origin() took now; a legacy `[size, mtime]` (an OpenFace CSV before contents were hashed) is
+    # honoured as it was made, against the file this run reads
+    if wanted.get("identity") is not None and not sources.matches(sources.recorded(stored), Path(wanted["path"]),
+                                                                  identify=lambda _path: wanted["identity"]):
         return f"{wanted['path']} changed"
     return None
-
-
-def _same_input(recorded, wanted: dict) -> bool:
-    """Whether the recorded identity is the input's now; a legacy `[size, mtime]` (an OpenFace CSV before contents
-    were hashed) is honoured as it was made, against the file this run reads."""
-    if sources.is_legacy(recorded):
-        return sources.legacy_matches(recorded, Path(wanted["path"]))
-    return recorded == wanted["identity"]
 
 
 def frame_count(s, entry: VideoEntry, labels) -> tuple[int, str]:

@@ -76,6 +76,13 @@ def legacy_matches(recorded, path: Path) -> bool:
     return list(recorded) == [st.st_size, int(st.st_mtime)]
 
 
+def recorded(attrs, prefix: str = ""):
+    """The identity a group's input is compared by: the content identity that `features` recorded beside a legacy
+    `[size, mtime]` one (`<prefix>content`, pipeline/extract.adopt_content), else the one recorded when the group was
+    made (`<prefix>identity`). prefix "source_": the group's video; "": its face input (attrs["face_source"])."""
+    return attrs.get(prefix + "content") or attrs.get(prefix + "identity")
+
+
 def matches(recorded, path: Path, identify=video_identity) -> bool:
     """Whether a recorded identity still describes the file: a content identity must equal the file's now (a size
     that differs says so without reading it); a legacy one is honoured as it was made."""
