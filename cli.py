@@ -173,6 +173,10 @@ def _csv(value: str | None) -> tuple[str, ...]:
                    "writes exactly what an uninterrupted run would. On a batch system one block must fit in one "
                    "job's walltime. Changes no output (not in the fingerprints).")
 @click.option("--force", is_flag=True, help="Recompute every video, even those already done.")
+@click.option("--prune", is_flag=True,
+              help="Delete the cached videos the dataset no longer lists. Without it they are kept but marked: no "
+                   "reader uses them (train refuses them; --skip-unusable leaves them out), and a video back in the "
+                   "dataset is unmarked by the next run with nothing recomputed.")
 @click.option("--wait-for-lock", type=click.FloatRange(0, 7 * 86400), default=0.0, show_default=True,
               metavar="SECONDS",
               help="One features run at a time per cache and dataset: wait up to this long for a running one "
@@ -183,7 +187,7 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
              memory, walltime, queue, gpus, lifetime, worker_timeout, retries, dashboard, device, keep_faces,
              gamma_jitter, motion_variant, replace_variant, motion_v1, motion_rigid, motion_mean_window, motion_window,
              motion_sigma, detect_every, faces,
-             crops_dir, openface_dir, label_slack, seed, chunk_frames, force,
+             crops_dir, openface_dir, label_slack, seed, chunk_frames, force, prune,
              wait_for_lock, dry_run, no_progress):
     """Extract features of a dataset's videos (or of VIDEOS...) into the Zarr cache (resumable; bad videos do not
     stop the others).
@@ -210,7 +214,7 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
         face={"detect_every": detect_every} if detect_every else {}, seed=seed, force=force, dry_run=dry_run,
         progress=not no_progress, echo=click.echo, motion_variant=motion_variant, replace_variant=replace_variant,
         wait_for_lock=wait_for_lock, faces=faces, crops_dir=crops_dir, openface_dir=openface_dir,
-        label_slack=label_slack, chunk_frames=chunk_frames)
+        label_slack=label_slack, chunk_frames=chunk_frames, prune=prune)
     if not dry_run:
         click.echo(summary.table())
         if summary.stopped:

@@ -12,7 +12,7 @@ from pipeline.settings import EXTRAS, STAGES, Settings, motion_config, suggest_n
 def features_command(*, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, cluster,
                      device, keep_faces, gamma_jitter, motion, face, seed, force, dry_run, progress, echo,
                      motion_variant=None, replace_variant=False, wait_for_lock=0.0, faces=None, crops_dir=None,
-                     openface_dir=None, label_slack=0, chunk_frames=256):
+                     openface_dir=None, label_slack=0, chunk_frames=256, prune=False):
     """Resolve the videos and settings, then run the stage graph; returns its Summary."""
     from features.backbone import resolve_weights
 
@@ -20,6 +20,9 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
     ds = None if video_files else get_dataset(dataset, root, manifest)
     faces, faces_dir = resolve_faces(ds, faces, crops_dir, openface_dir)
     if video_files:
+        if prune:
+            raise BadInputError(None, "--prune needs --dataset", "video files given as arguments add to the cache; "
+                                "a dataset's listing says which cached videos it no longer has")
         name, entries = "videos", videos_from_files(video_files)
     else:
         name, entries = dataset, list_videos(ds, require_video=faces != "cropped_aligned")
@@ -45,7 +48,8 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
     opts = {**(manifest.get("cluster") or {}), **{k: v for k, v in cluster.items() if v is not None}}
     return graph.run(entries, Path(cache), name, s, scheduler=scheduler, workers=workers,
                      jobs=int(opts.get("jobs") or 1), cluster_opts=opts, dry_run=dry_run, progress=progress, echo=echo,
-                     force=force, replace_variant=replace_variant, wait_for_lock=wait_for_lock)
+                     force=force, replace_variant=replace_variant, wait_for_lock=wait_for_lock,
+                     whole_dataset=not video_files, prune=prune)
 
 
 def resolve_faces(ds, faces: str | None, crops_dir, openface_dir) -> tuple[str, str | None]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from features.errors import BadInputError
-from pipeline import extract, resume, store
+from pipeline import extract, resume, store, unlisted
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry, guard_ids
@@ -97,17 +97,24 @@ def plan_all(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Se
 def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.Settings, *,
         scheduler: str = "local", workers: int | None = None, jobs: int = 1, cluster_opts: dict | None = None,
         dry_run: bool = False, progress: bool = True, echo=print, force: bool = False,
-        replace_variant: bool = False, wait_for_lock: float = 0.0) -> Summary:
+        replace_variant: bool = False, wait_for_lock: float = 0.0, whole_dataset: bool = False,
+        prune: bool = False) -> Summary:
     """Build or bring up to date the cache of these videos; per-video failures are recorded, not raised.
 
     Holds the cache's lock for this dataset while it runs (a second run waits up to wait_for_lock seconds, then
-    stops naming the holder). `force` removes these videos' groups first, under the lock.
+    stops naming the holder). `force` removes these videos' groups first, under the lock. `whole_dataset`: the
+    entries are the dataset's whole listing, so cached videos not among them are marked (or with `prune` deleted):
+    pipeline/unlisted.py.
     """
     cache = Path(cache)
     entries = guard_ids(entries)   # the listers check ids where they make them; this covers any other caller
     if dry_run:
         wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
         echo(describe_plan(entries, plans, cache, dataset, scheduler, workers))
+        gone = sorted(unlisted.cached_videos(cache, dataset) - {e.video for e in entries}) if whole_dataset else []
+        if gone:
+            echo(f"{len(gone)} cached videos no longer in the dataset ({', '.join(gone[:8])}"
+                 f"{' ...' if len(gone) > 8 else ''}): would be " + ("deleted" if prune else "marked unusable"))
         if scheduler in BATCH_SYSTEMS:
             echo("job script:\n" + batch_cluster(scheduler, cluster_opts or {}).job_script())
         return Summary()
@@ -120,6 +127,9 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
                 shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)
                 resume.drop_rebuild(cache, dataset, e.video)
         wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
+        gone = unlisted.reconcile(cache, dataset, {e.video for e in entries}, prune) if whole_dataset else None
+        for line in gone.lines(cache, dataset) if gone else []:
+            echo(line)
         for e, p in zip(entries, plans):
             if not (p.action == "full" and p.beside):
                 resume.drop_rebuild(cache, dataset, e.video)   # a partial rebuild this video no longer needs
@@ -127,7 +137,8 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
             # (pipeline/untracked.py): recorded now, under the lock, before any worker opens it
             if p.adopt or p.track:
                 extract.record_adopted(cache, dataset, e.video, p.adopt, p.track)
-            if p.resume or "started over" in p.reason:
+            # said here: the summary table shows no reasons
+            if p.resume or "started over" in p.reason or {"split", store.UNLISTED} & p.adopt.keys():
                 echo(f"{e.video}: {p.reason}")
         todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
         summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans)
@@ -137,7 +148,9 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
             _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
                         replace_variant, lock)
         summary.seconds = time.perf_counter() - t0
-        update_index(cache, dataset, summary.rows, lock, summary.truth)
+        update_index(cache, dataset, summary.rows, lock, summary.truth,
+                     drop=[*gone.pruned, *gone.dropped] if gone else (),
+                     refresh=gone.marked if gone else ())
     return summary
 
 
@@ -283,10 +296,11 @@ def truth_row(cache: Path, dataset: str, row: dict) -> dict:
 
 
 def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock | None = None,
-                 truth: dict[str, dict] | None = None) -> None:
+                 truth: dict[str, dict] | None = None, drop=(), refresh=()) -> None:
     """Merge this run's videos into index.parquet, each row rebuilt from its group; other videos' rows are kept.
 
     `truth` caches rows already rebuilt (video -> row), so a long run reads each group once, not after every video.
+    `drop`: videos whose rows go; `refresh`: videos not processed whose rows are rebuilt too (pipeline/unlisted.py).
     """
     truth = {} if truth is None else truth
     if lock is not None and lock.lost:
@@ -297,8 +311,8 @@ def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock
     except store.UnreadableIndex as e:   # rebuilt from the groups below; the damaged file is kept aside
         Path(e.path).replace(Path(e.path).with_suffix(".parquet.unreadable"))
         old = None
-    merged = {} if old is None else {r["video"]: r for r in old.to_dict("records")}
-    for r in rows:
+    merged = {} if old is None else {r["video"]: r for r in old.to_dict("records") if r["video"] not in drop}
+    for r in [*rows, *({"video": v} for v in refresh)]:
         if r["video"] not in truth:
             truth[r["video"]] = truth_row(cache, dataset, r)
         merged[r["video"]] = {c: v for c, v in truth[r["video"]].items() if c in store.INDEX_COLUMNS}

@@ -37,6 +37,7 @@ def describe(cache: Path | None = None) -> str:
 
 
 def _cache_lines(cache: Path) -> list[str]:
+    from pipeline import store
     from pipeline.resume import partial_videos
     from pipeline.store import UnreadableIndex, read_index
 
@@ -58,7 +59,10 @@ def _cache_lines(cache: Path) -> list[str]:
             idx = pd.DataFrame({"video": [], "status": [], "n_frames": [], "error": []})
         done = idx[idx.status == "done"]
         failed = idx[idx.status == "failed"]
-        out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed")
+        gone = sum(bool(store.open_video(cache, ds_dir.name, v).attrs.get(store.UNLISTED)) for v in done.video
+                   if store.group_status(cache, ds_dir.name, v) == "done")   # pipeline/unlisted.py
+        out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed"
+                   + (f"; {gone} of the done no longer in the dataset (kept, used by no reader)" if gone else ""))
         sources = face_sources(cache, ds_dir.name)
         if sources:
             out.append("    faces from: " + "; ".join(f"{what} ({n} videos)" for what, n in sources.items()))

@@ -27,7 +27,6 @@ that test, and the stage's version is then bumped, which does invalidate the cac
 """
 from __future__ import annotations
 
-import hashlib
 import importlib.metadata as md
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -225,7 +224,7 @@ def fingerprints(s: Settings, entry: VideoEntry, encoder_fp: dict | None = None)
         if params == "face":
             out[name] = face
         elif params == "labels":
-            out[name] = store.fingerprint("labels", arrays.KINDS["labels"].version, label_source(entry))
+            out[name] = store.labels_fingerprint(entry.label_files, entry.video_labels)
         else:
             enc = (encoder_fp or encoder_fingerprint(s)) if params == "encoder" else None
             out[name] = array_fingerprint(name, face, s.motion, enc)
@@ -243,15 +242,6 @@ def encoder_fingerprint(s: Settings) -> dict:
         from pipeline.compute import get_encoder
         get_encoder(s)   # raises the encoder's own message: where to put the file
     return {"architecture": ARCH, "weights": f"sha256:{sha256_file(path)}"}
-
-
-def label_source(entry: VideoEntry) -> list:
-    """What the labels array is made from: each label file's role and the sha256 of its contents, and video-level
-    labels. Contents, not path and mtime: a dataset root moved or copied (laptop to cluster) holds the same labels,
-    which must not be read again nor change every run's identity; an edit that keeps size and mtime is still seen."""
-    files = [(role, hashlib.sha256(p.read_bytes()).hexdigest()) for role, p in entry.label_files.items()
-             if p.is_file()]
-    return [sorted(files), entry.video_labels]
 
 
 # ---------------------------------------------------------------- what made each array (group attrs)

@@ -63,6 +63,7 @@ INDEX_COLUMNS = ["video", "split", "n_frames", "fps", "width", "height", "source
                  "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence",
                  "faces", "label_frame_diff", "faces_frame_diff", "note"]
 NO_FACE = "no face found in any frame"
+UNLISTED = "unlisted"   # group attr of a video its dataset no longer lists: why no reader uses it (pipeline/unlisted.py)
 
 
 def fingerprint(*parts) -> str:
@@ -211,6 +212,41 @@ def _lost(paths: list[Path]) -> str:
     return f"is missing its chunk file {paths[0]}{more} (deleted, or lost in a copy)"
 
 
+def label_source(files: dict, video_labels) -> list:
+    """What a labels array is made from: each label file's role and the sha256 of its contents, and the video-level
+    labels. Contents, not path and mtime: a dataset root moved or copied (laptop to cluster) holds the same labels,
+    which must not be read again nor change every run's identity; an edit that keeps size and mtime is still seen."""
+    digests = [(role, hashlib.sha256(Path(p).read_bytes()).hexdigest()) for role, p in files.items()
+               if Path(p).is_file()]
+    return [sorted(digests), video_labels]
+
+
+def labels_fingerprint(files: dict, video_labels) -> str:
+    """The fingerprint of a labels array made from these label files {role: path} and video-level labels."""
+    return fingerprint("labels", arrays.KINDS["labels"].version, label_source(files, video_labels))
+
+
+def label_paths(files: dict) -> dict[str, str]:
+    """A group's attrs["label_files"]: where its labels were read, {role: absolute path}, for readers to compare."""
+    return {role: str(Path(p).resolve()) for role, p in files.items() if Path(p).is_file()}
+
+
+def changed_labels(attrs, cached: str) -> str | None:
+    """Why labels cached under fingerprint ``cached`` no longer match the label files they were read from, or None.
+
+    A label file corrected after extraction (annotations are re-released) would otherwise leave training on the old
+    values without a word: the labels array is fingerprinted, but no reader looked at the files again. None too when
+    there is nothing here to compare: a group made before the paths were recorded, or a cache moved without its
+    dataset (the files' contents, in the fingerprint, still say which labels the numbers came from).
+    """
+    files = dict(attrs.get("label_files") or {})
+    if not files or not all(Path(p).is_file() for p in files.values()):
+        return None
+    if labels_fingerprint(files, attrs.get("video_labels")) == cached:
+        return None
+    return f"labels were cached from label files that have changed since ({', '.join(sorted(files.values()))})"
+
+
 def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str, str]:
     """The fingerprints, read from the video's group itself, of the arrays a reader needs.
 
@@ -225,6 +261,9 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
     if status != "done":
         raise UnusableVideo(where, f"video {video!r} is not complete in the cache (status {status})", f"run `{fix}`")
     g = open_video(cache, dataset, video)
+    if why := g.attrs.get(UNLISTED):
+        raise UnusableVideo(where, f"video {video!r} {why}", f"put it back in the dataset and rerun `{fix}`, or "
+                            f"delete it with `{repair_command(cache, dataset)} --prune`")
     fps = dict(g.attrs.get("fingerprints", {}))
     n = int(g.attrs.get("n_frames", -1))
     bad = []
@@ -240,6 +279,8 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
             bad.append(f"{name} has {g[name].shape[0]} rows for {n} frames")
         elif lost := missing_chunks(g[name], where / name):
             bad.append(f"{name} {_lost(lost)}")
+        elif name == "labels" and (why := changed_labels(g.attrs, fp)):
+            bad.append(why)
     if bad:
         raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run `{fix}`")
     return {name: fps[name] for name in names}
@@ -441,6 +482,8 @@ def video_note(attrs, n_valid: int, valid_usable: bool = True) -> str:
     """What a done video's index row says though nothing failed: no face in any frame (kept: a real result, read as
     all frames masked), or fewer frames decoded than the header declares (kept: headers are often approximate)."""
     notes = []
+    if attrs.get(UNLISTED):
+        notes.append(f"{attrs[UNLISTED]}: kept, used by no reader (`features --prune` deletes it)")
     if valid_usable and int(attrs.get("n_frames", 0)) and n_valid == 0:
         notes.append(f"{NO_FACE}: check the video, or take faces from elsewhere with --faces cropped_aligned or "
                      "--faces openface")

@@ -18,6 +18,7 @@ from openface_csv import write_openface_csv
 from synth_video import write_face_video
 from test_cli_input import features
 
+from features.errors import BadInputError
 from pipeline import faces, sources, store
 from pipeline.extract import Settings
 from pipeline.manifest import VideoEntry
@@ -147,6 +148,92 @@ def test_an_old_identity_that_no_longer_matches_is_a_change(made, tmp_path):
     store.open_video(cache, "demo", "a", mode="r+").attrs["source_identity"] = [st.st_size, int(st.st_mtime) - 60]
     plan = _planned(cache, root)
     assert "1 to extract, 0 to update, 2 already done" in plan and "source video changed" in plan, plan
+
+
+def test_a_label_file_edited_after_extraction_is_refused_until_features_updates_the_labels(made, tmp_path):
+    """A corrected label file (annotations are re-released) left `train` on the cached values without a word: the
+    labels array is fingerprinted by its files' contents, but no reader looked at the files again. Each group records
+    where its labels were read (a copied root's files once `features` has run on it), and readers compare."""
+    root, cache = _copy(made, tmp_path)
+    r = features(cache, root)                            # the copy's label files become the ones its groups name
+    assert r.returncode == 0 and "done: 0 new, 0 updated, 3 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    run = _run_sources(cache)
+    edited = root / "annotations" / "train" / "valence" / "b.txt"
+    values = np.loadtxt(edited)
+    values[5] = 0.9
+    np.savetxt(edited, values, fmt="%.4f")
+    with pytest.raises(BadInputError) as e:
+        _run_sources(cache)
+    msg = str(e.value)
+    assert "video 'b'" in msg and str(edited.resolve()) in msg and "changed since" in msg, msg
+    assert "video 'a'" not in msg and f"python cli.py features --dataset demo --cache {cache}" in msg, msg
+    r = features(cache, root)
+    assert r.returncode == 0 and "done: 0 new, 1 updated, 2 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert store.open_video(cache, "demo", "b")["labels"][5, 1] == pytest.approx(0.9)
+    assert _run_sources(cache) == run                    # the video itself was not extracted again
+
+
+def test_a_video_moved_to_another_split_is_held_out_as_the_dataset_now_says(made, tmp_path):
+    """Moving a video and its labels from train/ to test/ matched its group by contents, so `features` skipped it and
+    the group kept split 'train': `train` went on training on a video the dataset now holds out."""
+    root, cache = _copy(made, tmp_path)
+    stamps = _stamps(cache)
+    for file in ("videos/{}/b.avi", "annotations/{}/arousal/b.txt", "annotations/{}/valence/b.txt"):
+        (root / file.format("test")).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(root / file.format("train"), root / file.format("test"))
+    r = features(cache, root)
+    assert r.returncode == 0 and "done: 0 new, 0 updated, 3 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert "b: done; split 'train' -> 'test'" in r.stdout, r.stdout
+    assert _stamps(cache) == stamps                      # nothing extracted again
+    rows = {row["video"]: row["split"] for row in videos.select(cache, "demo", DPHASE).rows}
+    assert rows == {"a": "train", "b": "test", "c": "train"}
+    assert dict(zip(store.read_index(cache, "demo").video, store.read_index(cache, "demo").split))["b"] == "test"
+
+
+def _move(root: Path, video: str, there: Path) -> None:
+    """Move a video's file and its label files from under ``root`` to ``there`` (the same relative paths)."""
+    for file in (f"videos/train/{video}.avi", f"annotations/train/arousal/{video}.txt",
+                 f"annotations/train/valence/{video}.txt"):
+        (there / file).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(root / file, there / file)
+
+
+def test_a_video_taken_out_of_the_dataset_is_refused_kept_and_deleted_only_with_prune(made, tmp_path):
+    """A video removed from the dataset kept its group and index row, and `train` went on using it: `features` lists
+    only the dataset's videos and never looked at the others. A failed one's row made `train` refuse for ever."""
+    root, cache = _copy(made, tmp_path)
+    stamps = _stamps(cache)
+    (root / "videos" / "train" / "d.avi").write_bytes(b"not a video")   # fails, and leaves a failure record
+    np.savetxt(root / "annotations" / "train" / "arousal" / "d.txt", np.zeros(N))
+    np.savetxt(root / "annotations" / "train" / "valence" / "d.txt", np.zeros(N))
+    r = features(cache, root)
+    assert r.returncode == 1 and "failed: 1" in r.stdout, r.stdout + r.stderr[-3000:]
+
+    aside = tmp_path / "aside"
+    _move(root, "c", aside)
+    _move(root, "d", aside)
+    r = features(cache, root)
+    assert r.returncode == 0 and "done: 0 new, 0 updated, 2 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert "1 cached video no longer in dataset 'demo': c." in r.stdout, r.stdout
+    assert "dropped the failure records of 1 cached video no longer in dataset 'demo': d" in r.stdout, r.stdout
+    assert set(store.read_index(cache, "demo").video) == {"a", "b", "c"}
+    with pytest.raises(BadInputError, match=r"1 of 3 videos cannot be read: video 'c' is no longer in dataset"):
+        videos.select(cache, "demo", DPHASE)
+    sel = videos.select(cache, "demo", DPHASE, skip_unusable=True)
+    assert [r["video"] for r in sel.rows] == ["a", "b"] and "no longer in dataset" in sel.left_out["c"]
+
+    _move(aside, "c", root)                              # back: usable again, nothing extracted again
+    r = features(cache, root)
+    assert r.returncode == 0 and "c: done; back in the dataset" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert [r["video"] for r in videos.select(cache, "demo", DPHASE).rows] == ["a", "b", "c"]
+    assert _stamps(cache) == stamps
+
+    _move(root, "c", aside)
+    r = features(cache, root, "--prune")
+    assert r.returncode == 0 and "deleted 1 cached video no longer in dataset 'demo' (--prune): c" in r.stdout, \
+        r.stdout + r.stderr[-3000:]
+    assert not store.video_dir(cache, "demo", "c").exists() and set(store.read_index(cache, "demo").video) == {"a", "b"}
+    assert [r["video"] for r in videos.select(cache, "demo", DPHASE).rows] == ["a", "b"]
 
 
 def test_an_openface_csv_is_identified_by_its_whole_contents(tmp_path):

@@ -58,17 +58,18 @@ def _listing(videos: list[str], limit: int = 4) -> str:
 def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
            skip: bool = False) -> tuple[dict[str, dict], dict[str, str]]:
     """({video: its arrays' fingerprints}, {video: why it cannot be read}); refuses unless ``skip``."""
-    fps, bad = {}, {}
+    fps, bad, fixes = {}, {}, {}
     for video in videos:
         try:
             fps[video] = store.check_arrays(cache, dataset, video, names)
         except store.UnusableVideo as e:
             bad[video] = e.problem + (f" (extraction failed: {failed[video]})" if (failed or {}).get(video) else "")
+            fixes.setdefault(e.hint, None)   # what repairs each kind of problem (arrays, a video out of the dataset)
     if bad and not skip:
         first = "; ".join(list(bad.values())[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise BadInputError(store.dataset_dir(cache, dataset), f"{len(bad)} of {len(videos)} videos cannot be "
-                            f"read: {first}", f"run `{store.repair_command(cache, dataset, names)}`, or pass "
-                            "--skip-unusable to leave them out (they are then listed in metrics.json)")
+                            f"read: {first}", "; ".join(fixes) + ". Or pass --skip-unusable to leave them out (they "
+                            "are then listed in metrics.json)")
     return fps, bad
 
 
