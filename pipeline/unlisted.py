@@ -58,12 +58,20 @@ def _names(videos: list[str], limit: int = 8) -> str:
     return ", ".join(videos[:limit]) + (f" and {len(videos) - limit} more" if len(videos) > limit else "")
 
 
+def _rows(cache, dataset: str) -> set[str]:
+    """The videos of a dataset's index rows; none when it cannot be read (the run rebuilds it from the groups)."""
+    try:
+        idx = store.read_index(cache, dataset)
+    except store.UnreadableIndex:
+        return set()
+    return set(idx.video) if idx is not None else set()
+
+
 def cached_videos(cache, dataset: str) -> set[str]:
     """Every video the cache holds for a dataset: its index rows and its group folders."""
-    idx = store.read_index(cache, dataset)
     folder = store.dataset_dir(cache, dataset) / "videos"
     groups = {d.name for d in folder.iterdir() if d.is_dir()} if folder.is_dir() else set()
-    return groups | (set(idx.video) if idx is not None else set())
+    return groups | _rows(cache, dataset)
 
 
 def reconcile(cache, dataset: str, listed: set[str], prune: bool = False) -> Reconciled:
@@ -71,8 +79,7 @@ def reconcile(cache, dataset: str, listed: set[str], prune: bool = False) -> Rec
     whole listing. The caller holds the dataset's features lock and updates the index (Reconciled's lists)."""
     out = Reconciled()
     why = f"is no longer in dataset {dataset!r} (not listed by the `features` run of {time.strftime('%Y-%m-%d %H:%M')})"
-    idx = store.read_index(cache, dataset)
-    rows = set(idx.video) if idx is not None else set()
+    rows = _rows(cache, dataset)
     for video in sorted(cached_videos(cache, dataset) - listed):
         status = store.group_status(cache, dataset, video)
         if prune:
