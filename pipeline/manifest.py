@@ -42,6 +42,7 @@ class VideoEntry:
     split: str
     label_files: dict = field(default_factory=dict)   # per-frame: {"arousal": path, "valence": path} or {"both": path}
     video_labels: dict | None = None                   # video level (OMG): {"arousal": a, "valence": v}
+    label_table: Path | None = None                    # video level: the CSV they were read from
     side: str = "largest"                              # largest | left | right (features.face_side)
     problem: str | None = None                         # why it fails (names the file and line)
     fps: float | None = None                           # the dataset's frame rate, for entries without a video file
@@ -302,7 +303,8 @@ def _list_omg(ds: Dataset) -> list[VideoEntry]:
                 continue
             # utterance names repeat across videos (utterance_1.mp4): the id joins both
             clip = vid_root / row["video"] / row["utterance"]
-            out.append(VideoEntry(f"{row['video']}__{Path(row['utterance']).stem}", clip, split, {}, labels))
+            out.append(VideoEntry(f"{row['video']}__{Path(row['utterance']).stem}", clip, split, {}, labels,
+                                  label_table=path))
     return out
 
 

@@ -212,13 +212,15 @@ def _lost(paths: list[Path]) -> str:
     return f"is missing its chunk file {paths[0]}{more} (deleted, or lost in a copy)"
 
 
+def _sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def label_source(files: dict, video_labels) -> list:
     """What a labels array is made from: each label file's role and the sha256 of its contents, and the video-level
     labels. Contents, not path and mtime: a dataset root moved or copied (laptop to cluster) holds the same labels,
     which must not be read again nor change every run's identity; an edit that keeps size and mtime is still seen."""
-    digests = [(role, hashlib.sha256(Path(p).read_bytes()).hexdigest()) for role, p in files.items()
-               if Path(p).is_file()]
-    return [sorted(digests), video_labels]
+    return [sorted((role, _sha256(p)) for role, p in files.items() if Path(p).is_file()), video_labels]
 
 
 def labels_fingerprint(files: dict, video_labels) -> str:
@@ -226,25 +228,27 @@ def labels_fingerprint(files: dict, video_labels) -> str:
     return fingerprint("labels", arrays.KINDS["labels"].version, label_source(files, video_labels))
 
 
-def label_paths(files: dict) -> dict[str, str]:
-    """A group's attrs["label_files"]: where its labels were read, {role: absolute path}, for readers to compare."""
-    return {role: str(Path(p).resolve()) for role, p in files.items() if Path(p).is_file()}
+def label_record(entry) -> dict[str, dict]:
+    """A group's attrs["label_files"]: each file a video's labels were read from, {role: {"path": absolute path,
+    "sha256": of its contents}}: its label files, and OMG's label table (role "table"), for readers to compare."""
+    files = {**entry.label_files, **({"table": entry.label_table} if entry.label_table else {})}
+    return {role: {"path": str(Path(p).resolve()), "sha256": _sha256(p)} for role, p in files.items()
+            if Path(p).is_file()}
 
 
-def changed_labels(attrs, cached: str) -> str | None:
-    """Why labels cached under fingerprint ``cached`` no longer match the label files they were read from, or None.
+def changed_labels(attrs) -> str | None:
+    """Why a group's cached labels may no longer be what the files they were read from hold, or None.
 
     A label file corrected after extraction (annotations are re-released) would otherwise leave training on the old
-    values without a word: the labels array is fingerprinted, but no reader looked at the files again. None too when
-    there is nothing here to compare: a group made before the paths were recorded, or a cache moved without its
-    dataset (the files' contents, in the fingerprint, still say which labels the numbers came from).
+    values without a word: the labels array is fingerprinted, but no reader looked at the files again. None when
+    there is nothing here to compare: a group made before the files were recorded, or a cache moved without its
+    dataset (the files' contents, in the labels' fingerprint, still say which labels the numbers came from).
     """
-    files = dict(attrs.get("label_files") or {})
-    if not files or not all(Path(p).is_file() for p in files.values()):
+    files = [r for r in dict(attrs.get("label_files") or {}).values() if isinstance(r, dict)]
+    if not files or not all(Path(r["path"]).is_file() for r in files):
         return None
-    if labels_fingerprint(files, attrs.get("video_labels")) == cached:
-        return None
-    return f"labels were cached from label files that have changed since ({', '.join(sorted(files.values()))})"
+    changed = [r["path"] for r in files if _sha256(r["path"]) != r["sha256"]]
+    return f"labels were cached from files that have changed since: {', '.join(sorted(changed))}" if changed else None
 
 
 def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str, str]:
@@ -279,7 +283,7 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
             bad.append(f"{name} has {g[name].shape[0]} rows for {n} frames")
         elif lost := missing_chunks(g[name], where / name):
             bad.append(f"{name} {_lost(lost)}")
-        elif name == "labels" and (why := changed_labels(g.attrs, fp)):
+        elif name == "labels" and (why := changed_labels(g.attrs)):
             bad.append(why)
     if bad:
         raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run `{fix}`")

@@ -7,6 +7,7 @@ Zarr cache and the real `features` command line with a LocalCluster, as a user r
 """
 from __future__ import annotations
 
+import csv
 import os
 import shutil
 import time
@@ -19,9 +20,9 @@ from synth_video import write_face_video
 from test_cli_input import features
 
 from features.errors import BadInputError
-from pipeline import faces, sources, store
+from pipeline import faces, graph, sources, store
 from pipeline.extract import Settings
-from pipeline.manifest import VideoEntry
+from pipeline.manifest import VideoEntry, get_dataset, list_videos
 from train import videos
 
 N = 40                                   # 240x180 I420: 2.6 MB a video, more than the 2 MiB head and tail
@@ -166,6 +167,7 @@ def test_a_label_file_edited_after_extraction_is_refused_until_features_updates_
         _run_sources(cache)
     msg = str(e.value)
     assert "video 'b'" in msg and str(edited.resolve()) in msg and "changed since" in msg, msg
+    assert str((root / "annotations" / "train" / "arousal" / "b.txt").resolve()) not in msg, msg   # not edited
     assert "video 'a'" not in msg and f"python cli.py features --dataset demo --cache {cache}" in msg, msg
     r = features(cache, root)
     assert r.returncode == 0 and "done: 0 new, 1 updated, 2 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
@@ -234,6 +236,41 @@ def test_a_video_taken_out_of_the_dataset_is_refused_kept_and_deleted_only_with_
         r.stdout + r.stderr[-3000:]
     assert not store.video_dir(cache, "demo", "c").exists() and set(store.read_index(cache, "demo").video) == {"a", "b"}
     assert [r["video"] for r in videos.select(cache, "demo", DPHASE).rows] == ["a", "b"]
+
+
+def test_an_omg_label_table_edited_after_extraction_is_refused_until_features_reads_it_again(tmp_path):
+    """OMG's labels are one row each of a CSV, not files of their own: the group records the table's contents, so an
+    edited table is refused (every utterance: which rows changed is known only by reading it again) until `features`
+    has read it again, which updates the changed rows' labels and nothing else."""
+    root, cache = tmp_path / "omg", tmp_path / "cache"
+    (root / "videos" / "vidA").mkdir(parents=True)
+    for u in ("u1", "u2"):
+        write_face_video(root / "videos" / "vidA" / f"{u}.mp4", 12, size=(160, 120), seed=len(u))
+    table = root / "omg_TrainVideos.csv"
+
+    def write_table(arousal_u2: str) -> None:
+        with open(table, "w", newline="") as fh:
+            csv.writer(fh).writerows([["link", "start", "end", "video", "utterance", "arousal", "valence", "x"],
+                                      ["l", "0", "1", "vidA", "u1.mp4", "0.5", "0.1", "3"],
+                                      ["l", "0", "1", "vidA", "u2.mp4", arousal_u2, "0.3", "3"]])
+
+    def extract() -> graph.Summary:
+        s = Settings(stages=("align",), weights="random")
+        entries = list_videos(get_dataset("omg", root=root))
+        return graph.run(entries, cache, "omg", s, workers=1, progress=False, echo=lambda *a: None,
+                         whole_dataset=True)
+
+    write_table("0.2")
+    assert [r["status"] for r in extract().rows] == ["done", "done"]
+    write_table("0.9")
+    for video in ("vidA__u1", "vidA__u2"):
+        with pytest.raises(store.UnusableVideo, match=f"labels were cached from files that have changed since: "
+                                                      f"{table.resolve()}"):
+            store.check_arrays(cache, "omg", video, ["labels"])
+    assert {r["video"]: r["action"] for r in extract().rows} == {"vidA__u1": "skip", "vidA__u2": "update"}
+    for video in ("vidA__u1", "vidA__u2"):
+        store.check_arrays(cache, "omg", video, ["labels"])
+    assert store.index_row(cache, "omg", "vidA__u2")["video_arousal"] == pytest.approx(0.9)
 
 
 def test_an_openface_csv_is_identified_by_its_whole_contents(tmp_path):
