@@ -38,9 +38,9 @@ class Reconciled:
         out = []
         if self.marked:
             out.append(f"{_count(self.marked)} no longer in dataset {dataset!r}: {_names(self.marked)}. Kept in "
-                       "the cache, in case they come back, but no reader uses them (train refuses them; "
+                       "the cache in case that is a mistake, but no reader uses them (train refuses them; "
                        "--skip-unusable leaves them out); "
-                       f"`python cli.py features --dataset {dataset} --cache {cache} --prune` deletes them")
+                       f"`{store.repair_command(cache, dataset)} --prune` deletes them")
         if self.pruned:
             out.append(f"deleted {_count(self.pruned)} no longer in dataset {dataset!r} (--prune): "
                        f"{_names(self.pruned)}")
