@@ -123,9 +123,10 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     names = used_arrays(cfg)
     failed = [(r["video"], f"extraction failed: {r['error']}") for r in idx.to_dict("records")
               if r.get("status") == "failed"]
+    hints: dict[str, str] = {}
     fps, bad = usable(cache, dataset, sorted(set(idx.video) - {v for v, _ in failed}), [*names, "valid", "labels"],
-                      skip=True)
-    failed += [(v, f"{why} (run `{store.repair_command(cache, dataset, names)}`)") for v, why in bad.items()]
+                      skip=True, hints=hints)
+    failed += [(v, f"{why} ({hints[v]})") for v, why in bad.items()]
     _same_features(fps, ck["fingerprints"], names, cache, dataset, checkpoint_path)
     _say_if_seen(ck, cache, dataset, sorted(fps), echo)
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]

@@ -56,8 +56,9 @@ def _listing(videos: list[str], limit: int = 4) -> str:
 
 
 def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
-           skip: bool = False) -> tuple[dict[str, dict], dict[str, str]]:
-    """({video: its arrays' fingerprints}, {video: why it cannot be read}); refuses unless ``skip``."""
+           skip: bool = False, hints: dict | None = None) -> tuple[dict[str, dict], dict[str, str]]:
+    """({video: its arrays' fingerprints}, {video: why it cannot be read}); refuses unless ``skip``. ``hints``, if
+    given, gets {video: what repairs it} for the videos that cannot be read."""
     fps, bad, fixes = {}, {}, {}
     for video in videos:
         try:
@@ -65,6 +66,8 @@ def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dic
         except store.UnusableVideo as e:
             bad[video] = e.problem + (f" (extraction failed: {failed[video]})" if (failed or {}).get(video) else "")
             fixes.setdefault(e.hint, None)   # what repairs each kind of problem (arrays, a video out of the dataset)
+            if hints is not None:
+                hints[video] = e.hint
     if bad and not skip:
         first = "; ".join(list(bad.values())[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise BadInputError(store.dataset_dir(cache, dataset), f"{len(bad)} of {len(videos)} videos cannot be "
