@@ -111,7 +111,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
     if dry_run:
         wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
         echo(describe_plan(entries, plans, cache, dataset, scheduler, workers))
-        gone = sorted(unlisted.cached_videos(cache, dataset) - {e.video for e in entries}) if whole_dataset else []
+        gone = unlisted.not_listed(cache, dataset, {e.video for e in entries}) if whole_dataset else []
         if gone:
             echo(f"{len(gone)} cached videos no longer in the dataset ({', '.join(gone[:8])}"
                  f"{' ...' if len(gone) > 8 else ''}): would be " + ("deleted" if prune else "marked unusable"))

@@ -74,13 +74,18 @@ def cached_videos(cache, dataset: str) -> set[str]:
     return groups | _rows(cache, dataset)
 
 
+def not_listed(cache, dataset: str, listed: set[str]) -> list[str]:
+    """The cached videos of a dataset that are not in ``listed``, its whole listing, sorted."""
+    return sorted(cached_videos(cache, dataset) - listed)
+
+
 def reconcile(cache, dataset: str, listed: set[str], prune: bool = False) -> Reconciled:
     """Mark (or, with ``prune``, delete) the cached videos of a dataset that are not in ``listed``, the dataset's
     whole listing. The caller holds the dataset's features lock and updates the index (Reconciled's lists)."""
     out = Reconciled()
     why = f"is no longer in dataset {dataset!r} (not listed by the `features` run of {time.strftime('%Y-%m-%d %H:%M')})"
     rows = _rows(cache, dataset)
-    for video in sorted(cached_videos(cache, dataset) - listed):
+    for video in not_listed(cache, dataset, listed):
         status = store.group_status(cache, dataset, video)
         if prune:
             shutil.rmtree(store.video_dir(cache, dataset, video), ignore_errors=True)

@@ -59,16 +59,16 @@ def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dic
            skip: bool = False, hints: dict | None = None) -> tuple[dict[str, dict], dict[str, str]]:
     """({video: its arrays' fingerprints}, {video: why it cannot be read}); refuses unless ``skip``. ``hints``, if
     given, gets {video: what repairs it} for the videos that cannot be read."""
-    fps, bad, fixes = {}, {}, {}
+    fps, bad = {}, {}
+    hints = {} if hints is None else hints
     for video in videos:
         try:
             fps[video] = store.check_arrays(cache, dataset, video, names)
         except store.UnusableVideo as e:
             bad[video] = e.problem + (f" (extraction failed: {failed[video]})" if (failed or {}).get(video) else "")
-            fixes.setdefault(e.hint, None)   # what repairs each kind of problem (arrays, a video out of the dataset)
-            if hints is not None:
-                hints[video] = e.hint
+            hints[video] = e.hint
     if bad and not skip:
+        fixes = dict.fromkeys(hints.values())   # what repairs each kind of problem (arrays, a video out of the dataset)
         first = "; ".join(list(bad.values())[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
         raise BadInputError(store.dataset_dir(cache, dataset), f"{len(bad)} of {len(videos)} videos cannot be "
                             f"read: {first}", "; ".join(fixes) + ". Or pass --skip-unusable to leave them out (they "
