@@ -341,7 +341,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
             raise BadInputError(None, entry.problem)
         want = want or fingerprints(s, entry)
         p = plan(cache, dataset, entry, want, s, replace_variant)
-        row.update(action=p.action, reason=p.reason)
+        row.update(action=p.action, reason=p.reason, rebuilt=p.action == "full" and p.beside)   # a done group's
         if p.action == "conflict":
             raise BadInputError(entry.path, p.reason, "use another --motion-variant name, or --replace-variant")
         out = build(cache, dataset, entry, s, p, report) if p.action != "skip" else {"decoded": 0}

@@ -64,11 +64,13 @@ class Summary:
                          + " (recorded done with no valid frame: check the video, or use --faces cropped_aligned "
                            "or --faces openface)")
         resumed = sum(bool(r.get("resumed_from")) for r in self.rows if r.get("status") == "done")
-        lines.append(f"done: {self.count('full')} new" + (f" ({resumed} resumed mid-way)" if resumed else "") +
-                     f", {self.count('update')} updated, {self.count('skip')} skipped "
-                     f"(already done); failed: {len(self.failed)}; {self.frames_per_second:.1f} frames/s decoded "
-                     f"in {self.seconds:.1f} s" + (f"; marked {self.tracked} arrays made before chunk tracking "
-                                                   "(every chunk file present)" if self.tracked else ""))
+        rebuilt = sum(bool(r.get("rebuilt")) for r in self.rows if r.get("action") == "full")
+        lines.append(f"done: {self.count('full') - rebuilt} new" + (f" ({resumed} resumed mid-way)" if resumed else "")
+                     + (f", {rebuilt} rebuilt" if rebuilt else "") + f", {self.count('update')} updated, "
+                     f"{self.count('skip')} skipped (already done); failed: {len(self.failed)}; "
+                     f"{self.frames_per_second:.1f} frames/s decoded in {self.seconds:.1f} s"
+                     + (f"; marked {self.tracked} arrays made before chunk tracking (every chunk file present)"
+                        if self.tracked else ""))
         return "\n".join(lines)
 
 
@@ -140,6 +142,8 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
             # said here: the summary table shows no reasons
             if p.resume or "started over" in p.reason or {"split", store.UNLISTED} & p.adopt.keys():
                 echo(f"{e.video}: {p.reason}")
+        for line in redone_lines(entries, plans):
+            echo(line)
         todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
         summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans)
                                 if p.action == "skip"], tracked=sum(len(p.track) for p in plans))
@@ -271,6 +275,22 @@ def _frames_hint(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> i
         return max(0, probe(e.path).n_frames - (int(p.resume["frames"]) if p.resume else 0))
     except Exception:
         return 0
+
+
+def redone_lines(entries: list[VideoEntry], plans: list[extract.Plan], most: int = 5) -> list[str]:
+    """One line per reason that done videos are rebuilt or updated, said before the work starts: the summary table
+    shows no reasons, and a rebuild replaces what a done group held (faces from another source, a code upgrade),
+    which a researcher must hear of before hours of extraction rather than find afterwards."""
+    by_reason: dict[str, list[str]] = {}
+    for e, p in zip(entries, plans):
+        if p.action == "update" or (p.action == "full" and p.beside):   # beside: a done group, kept until rebuilt
+            by_reason.setdefault(p.reason, []).append(e.video)
+    lines = []
+    for reason, videos in by_reason.items():
+        more = f" and {len(videos) - most} more" if len(videos) > most else ""
+        lines.append(f"{len(videos)} done video{'s' * (len(videos) > 1)} ({', '.join(videos[:most])}{more}): "
+                     f"{reason}")
+    return lines
 
 
 def _skip_row(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> dict:

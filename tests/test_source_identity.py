@@ -109,7 +109,8 @@ def test_a_video_replaced_by_one_of_the_same_size_and_mtime_is_extracted_again(m
     plan = _planned(cache, root)
     assert "1 to extract, 0 to update, 2 already done" in plan and "source video changed" in plan, plan
     r = features(cache, root)
-    assert r.returncode == 0 and "done: 1 new, 0 updated, 2 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert r.returncode == 0 and "done: 0 new, 1 rebuilt, 0 updated, 2 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert "1 done video (b): source video changed: rebuilt" in r.stdout   # said before the work, not only in --dry-run
     assert not np.array_equal(store.open_video(cache, "demo", "b")["face48"][:], before)
     now = _run_sources(cache)
     assert now["b"] != run["b"] and {v: now[v] for v in "ac"} == {v: run[v] for v in "ac"}
