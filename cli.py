@@ -552,6 +552,8 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, weights, out, device
                              progress=not no_progress, echo=click.echo)
     for p in res["written"]:
         click.echo(f"wrote {p}")
+    for video, note in (res.get("notes") or {}).items():
+        click.echo(f"note: {video}: {note}")
     for video, err in res["failed"]:
         click.echo(f"failed {video}: {err}", err=True)
     if res["failed"]:

@@ -152,6 +152,34 @@ def test_predict_from_a_cache_in_both_formats(abaw, tmp_path):
     assert r.exit_code == 2 and "--dataset" in r.output
 
 
+def test_abaw_files_have_as_many_lines_as_the_annotation_file(abaw, tmp_path):
+    """A label file one line longer (or shorter) than the video decodes to, accepted by --label-slack, is what the
+    ABAW file is scored against: the file takes its count, the extra line repeating the last frame's prediction."""
+    cfg, _ = abaw
+    cache = tmp_path / "c"
+    make_cache(cache, "aw2", videos=7, frames=60, splits=SPLITS)
+    for video, diff in (("v05", 1), ("v06", -2)):   # as `features --label-slack` records them (test_datasets.py)
+        store.open_video(cache, "aw2", video, mode="r+").attrs["label_frame_diff"] = diff
+    store.write_index(cache, "aw2", [store.index_row(cache, "aw2", f"v{i:02d}") for i in range(7)])
+    res = predict_cache(cache, "aw2", f"{cfg.out}/best.pt", tmp_path / "abaw", split="validation", fmt="abaw",
+                        echo=lambda *a: None)
+    plain = predict_cache(cache, "aw2", f"{cfg.out}/best.pt", tmp_path / "csv", split="validation",
+                          echo=lambda *a: None)
+    assert not res["failed"] and not plain["failed"]
+    v05 = (tmp_path / "abaw" / "v05.txt").read_text().splitlines()
+    v06 = (tmp_path / "abaw" / "v06.txt").read_text().splitlines()
+    n5, n6 = (int(store.open_video(cache, "aw2", v).attrs["n_frames"]) for v in ("v05", "v06"))
+    assert (len(v05), len(v06)) == (1 + n5 + 1, 1 + n6 - 2)
+    assert v05[-1] == v05[-2]   # the line past the last frame: its prediction again
+    per_frame = pd.read_csv(tmp_path / "csv" / "v06.csv")
+    want = fill_nearest(per_frame[["arousal", "valence"]].to_numpy(), per_frame.valid.to_numpy()).clip(-1, 1)
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "abaw" / "v06.txt")[["arousal", "valence"]], want[:n6 - 2],
+                               atol=2e-5)
+    notes = json.loads((tmp_path / "abaw" / "predict.json").read_text())["notes"]
+    assert notes == {"v05": f"{n5 + 1} lines, as its annotation file has; the video decodes to {n5} frames",
+                     "v06": f"{n6 - 2} lines, as its annotation file has; the video decodes to {n6} frames"}
+
+
 def test_abaw_files_clip_and_fill_every_frame(tmp_path):
     res = {"pred": np.array([[3.0, -0.5], [0.0, 0.0], [0.2, -7.0]], np.float32), "valid": np.array([1, 0, 1], bool)}
     path = write_abaw(tmp_path, {"video": "x_left"}, res)

@@ -17,7 +17,8 @@ per-video files say what data and model made them.
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
 of the video, every frame filled (a frame without a face takes the nearest prediction in time, as the released code
-did), values clipped to [-1, 1]. A model trained on one label per video (OMG) predicts one line per video into
+did), values clipped to [-1, 1]; a labelled video whose annotation file has more or fewer lines (--label-slack)
+gets the annotation's count (write_abaw). A model trained on one label per video (OMG) predicts one line per video into
 `predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training.
 """
 from __future__ import annotations
@@ -131,7 +132,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     _say_if_seen(ck, cache, dataset, sorted(fps), echo)
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device)
-    result = {"written": res["written"], "failed": failed + res["failed"]}
+    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
     write_provenance(Path(out), checkpoint_path, ck, cache, dataset, split, fmt, names, result)
     return result
 
@@ -145,7 +146,7 @@ def write_provenance(out: Path, checkpoint_path, ck: dict, cache, dataset: str, 
             "config": ck.get("config"), "cache": str(Path(cache).resolve()), "dataset": dataset, "split": split,
             "format": fmt, "fingerprints": {k: ck["fingerprints"].get(k) for k in [*names, "valid"]},
             "written": sorted(str(Path(p).name) for p in result["written"]),
-            "failed": {video: why for video, why in result["failed"]}}
+            "failed": {video: why for video, why in result["failed"]}, "notes": result.get("notes") or {}}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "predict.json"
     path.write_text(json.dumps(made, indent=1, default=str) + "\n")
@@ -198,23 +199,44 @@ def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str,
         table.to_csv(path, index=False, float_format="%.5f")
         failed += [(v, "no face in any of its snippets: no prediction") for v in table.video[table.snippets == 0]]
         return {"written": [path], "failed": failed}
+    notes = {}
     for i, r in enumerate(rows):
         if fmt == "abaw":
             try:
                 written.append(write_abaw(out, r, res[i]))
             except BadInputError as e:
                 failed.append((r["video"], str(e)))
+                continue
+            if diff := label_frame_diff(r):   # said in predict.json: the file is not one line per decoded frame
+                notes[r["video"]] = (f"{len(res[i]['pred']) + diff} lines, as its annotation file has; the video "
+                                     f"decodes to {len(res[i]['pred'])} frames")
         else:
             written += write_prediction(out, r, res[i])
-    return {"written": written, "failed": failed}
+    return {"written": written, "failed": failed, "notes": notes}
+
+
+def label_frame_diff(row: dict) -> int:
+    """Annotation lines minus decoded frames of an index row (0 for unlabelled videos and rows made before it)."""
+    d = row.get("label_frame_diff")
+    return int(d) if d is not None and np.isfinite(d) else 0
 
 
 def write_abaw(out: Path, row: dict, res: dict) -> Path:
-    """`<video>.txt` as ABAW reads it: `valence,arousal`, a line per frame, no gaps, values in [-1, 1]."""
+    """`<video>.txt` as ABAW reads it: `valence,arousal`, a line per frame, no gaps, values in [-1, 1].
+
+    A labelled video whose annotation file has more or fewer lines than the video decodes to (accepted by
+    `features --label-slack`, recorded as label_frame_diff) gets the annotation's count, so the file lines up with
+    the ground truth it is scored against: the lines past the last frame repeat its prediction (the nearest in
+    time, as for frames without a face; --label-slack likewise took the difference to be at the end)."""
     filled = fill_nearest(res["pred"], res["valid"])
     if not np.isfinite(filled).all():
         raise BadInputError(None, f"no face in any of its {len(filled)} frames: nothing to fill its ABAW file with",
                             "check the video (or its crops) and its `features` run")
+    diff = label_frame_diff(row)
+    if diff > 0:
+        filled = np.concatenate([filled, np.repeat(filled[-1:], diff, axis=0)])
+    elif diff < 0:
+        filled = filled[:diff]
     path = out / f"{row['video']}.txt"
     lines = "".join(f"{v:.6f},{a:.6f}\n" for a, v in np.clip(filled.astype(np.float64), -1, 1))
     path.write_text("valence,arousal\n" + lines)
