@@ -78,7 +78,7 @@ def load_manifest(path: str | Path | None = None) -> dict:
     return data
 
 
-_FOLDER_KEYS = ("root_env", "root_default", "annotations", "videos", "crops", "openface_dir")
+_FOLDER_KEYS = ("root_env", "root_default", "annotations", "videos", "crops", "openface_dir", "test_list")
 
 
 def _entry_value_problem(key: str, value) -> str | None:
@@ -259,14 +259,16 @@ def _list_affwild2(ds: Dataset, require_video: bool = True) -> list[VideoEntry]:
     if not by_stem and require_video:
         raise BadInputError(vid_root, "no videos under the Aff-Wild2 videos folder", "set 'videos' in the manifest")
     files = [(split, txt) for folder, split in splits.items() for txt in sorted((ann_root / folder).glob("*.txt"))]
-    stems = {txt.stem for _, txt in files}
+    # (name, where it is named, labels): the annotation files, then the unlabelled test entries of `test_list`
+    named = [(txt.stem, txt, split, {"both": txt}, None) for split, txt in files] + _test_entries(ds)
+    stems = {stem for stem, *_ in named}
     out = []
-    for split, txt in files:
-        stem = txt.stem
+    for stem, src, split, labels, lineno in named:
         problem = id_problem(stem)
         if problem:
-            out.append(failed_entry(txt, f"its name cannot be a video id: {problem}",
-                                    "rename or remove the file (macOS '._' files are metadata)", split))
+            out.append(failed_entry(src, f"its name cannot be a video id: {problem}",
+                                    "rename or remove the file (macOS '._' files are metadata)" if lineno is None
+                                    else "fix the line", split, lineno))
             continue
         # two-person videos: <video>_left / <video>_right (or a plain <video> paired with one) share one file
         base, side, problem = person_of(stem, stems)
@@ -274,11 +276,34 @@ def _list_affwild2(ds: Dataset, require_video: bool = True) -> list[VideoEntry]:
             base, side = stem, "largest"
         path = by_stem.get(base)
         if problem is None and path is None and require_video:
-            problem = f"no video file for annotation {stem!r} under {vid_root}"
-        out.append(VideoEntry(stem, path, split, {"both": txt}, side=side,
+            problem = f"no video file for {'annotation' if lineno is None else 'test entry'} {stem!r} under {vid_root}"
+        where = "" if lineno is None else f"line {lineno}: "
+        out.append(VideoEntry(stem, path, split, labels, side=side,
                               problem=None if problem is None else str(BadInputError(
-                                  txt, problem, "check the videos folder in the manifest (or use --faces "
-                                                "cropped_aligned, which needs no video)"))))
+                                  src, where + problem, "check the videos folder in the manifest (or use --faces "
+                                                        "cropped_aligned, which needs no video)"))))
+    return out
+
+
+def _test_entries(ds: Dataset) -> list[tuple]:
+    """The unlabelled `test` entries of an Aff-Wild2 root: one name per line of the manifest's `test_list` (the
+    organisers' test-set list: `<video>`, `<video>_left`, `<video>_right`), so the challenge's test videos are
+    extracted by the same command, with the same faces, as the training set, and `predict --split test --format abaw`
+    writes the submission. Blank lines and `#` comments are passed over."""
+    name = ds.options.get("test_list")
+    if not name:
+        return []
+    path = ds.root / name
+    if not path.is_file():
+        raise BadInputError(path, "the test-set list named by the manifest's test_list is not there",
+                            "put the organisers' list of test videos there (one name per line), or remove test_list")
+    out = []
+    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+        stem = line.split("#", 1)[0].strip()
+        if Path(stem).suffix.lower() in VIDEO_EXTS:   # a list of file names: the entry is the stem
+            stem = Path(stem).stem
+        if stem:
+            out.append((stem, path, "test", {}, lineno))
     return out
 
 

@@ -154,6 +154,39 @@ def test_crops_without_videos_count_frames_from_the_annotations(layout, cluster,
     np.testing.assert_array_equal(g["dphase_s0"][:], dphase_before)   # untouched by the update
 
 
+def test_the_organisers_test_list_adds_unlabelled_test_entries(layout, cluster, tmp_path, monkeypatch):
+    """ABAW's test set has no annotations: the manifest's test_list names its entries, extracted beside the others
+    (same faces, same command) as the unlabelled split `test`, which training leaves aside."""
+    from train.config import TrainConfig, used_arrays
+    from train.videos import select
+
+    root = copy_root(layout, tmp_path / "root")
+    shutil.copyfile(root / "videos" / f"{PAIR}.mp4", root / "videos" / "8-30-480x240.mp4")   # a test video
+    for side in ("", "_right"):
+        shutil.copytree(root / "cropped_aligned" / f"{PAIR}{side}", root / "cropped_aligned" / f"8-30-480x240{side}")
+    (root / "test_set.txt").write_text("8-30-480x240\n8-30-480x240_right.mp4  # file names are taken too\n\n"
+                                       "../up\n")
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text((ROOT / "data_manifest.yaml").read_text().replace("# test_list:", "test_list:"))
+    monkeypatch.setenv("MIMAMO_MANIFEST", str(manifest))
+    entries = {e.video: e for e in list_videos(get_dataset("affwild2", root=root))}
+    test = {v: e for v, e in entries.items() if e.split == "test" and e.problem is None}
+    assert set(test) == {"8-30-480x240", "8-30-480x240_right"}
+    assert all(e.label_files == {} and e.path == root / "videos" / "8-30-480x240.mp4" for e in test.values())
+    assert (test["8-30-480x240"].side, test["8-30-480x240_right"].side) == ("left", "right")   # paired as annotated
+    bad = [e for e in entries.values() if e.problem and "test_set.txt" in e.problem]
+    assert len(bad) == 1 and "line 4" in bad[0].problem   # a bad line fails alone, naming the file and line
+
+    rows, _ = run(cluster, root, tmp_path / "c", only={PAIR, "8-30-480x240"}, faces="cropped_aligned",
+                  faces_dir=str(root / "cropped_aligned"), label_slack=1)
+    assert rows["8-30-480x240"]["status"] == "done" and rows["8-30-480x240"]["split"] == "test"
+    np.testing.assert_array_equal(group(tmp_path / "c", "8-30-480x240")["face48"][:],
+                                  group(tmp_path / "c", PAIR)["face48"][:])   # the same crops, the same faces
+    assert np.isnan(group(tmp_path / "c", "8-30-480x240")["labels"][:]).all()
+    sel = select(tmp_path / "c", "affwild2", used_arrays(TrainConfig(cache="", streams="temporal")))
+    assert [r["video"] for r in sel.rows] == [PAIR] and not sel.left_out   # unlabelled: not trained on, not refused
+
+
 # ---- OpenFace CSVs -----------------------------------------------------------------------------------------
 
 def test_openface_landmarks_are_aligned_as_usual(layout, cluster, tmp_path):
