@@ -38,11 +38,15 @@ affine field can explain of it.
 
 Everything is batched over the frame pairs, with no per-frame selection over pixels (the median-based start this
 replaced cost more than the rest of ΔPhase). The normal equations are the weighted sums of the products of two
-frequencies times two coordinate monomials: one matrix product per fit, the samples' monomials [6, N] times the
-weighted products [N, 5 x frames], with the frames as the product's columns, as in the pyramid's products. So a
-frame's bits depend only on its column in a product of one fixed shape, which batches fixed by frame number keep
-(see ``features.motion.delta_phase``). The product replaced 30 elementwise passes per fit (summed along each
-frame's own row): the same sums to rounding (~1e-6 of ΔPhase's RMS), in a third of the time (2.9x).
+frequencies times two coordinate monomials: one batched matrix product per fit, block by block, each block's
+monomials [6, P] times its weighted products [P, 5 x frames], with the frames as the product's columns, as in the
+pyramid's products; the GRID^2 blocks' moments are then added in a fixed order. So a frame's bits depend only on
+its column in products of one fixed shape, which batches fixed by frame number keep (see
+``features.motion.delta_phase``), and not on the thread count: one product over all N samples let MKL split its
+long inner dimension between threads on some CPUs (AMD EPYC here), so 1 and 2 threads rounded differently; the
+blocks' products are short and split by block. The product replaced 30 elementwise passes per fit (summed along
+each frame's own row): the same sums to rounding (~1e-6 of ΔPhase's RMS), in a third of the time (2.9x); the
+blocked form changed a float16 bit in ~0.3% of the values, at no cost in time (bench/motion.py).
 
 The start takes no pass over the samples after its first product: that product (a batched one, block by block)
 also sums y^2, so each block g has the augmented moments S_g = sum a (y, z)(y, z)^T (z the design's columns
@@ -207,13 +211,15 @@ def remove_affine(delta: torch.Tensor, re: torch.Tensor, im: torch.Tensor, itera
         torch.mul(u, v, out=base[:, k])
     q = take(ws, "rg.q", (n_s, 6, b), a)
     eq_index = torch.tensor(_EQ_INDEX, device=a.device)
+    blocks = mono.view(6, g, -1).transpose(0, 1)  # [G, 6, P]: each block's monomials
 
     def fit(v: torch.Tensor) -> torch.Tensor:
         """Weighted least squares with per-sample weights v [N, B], from the weighted moments of the design."""
         q5 = torch.mul(base[:, :5], v[:, None], out=q[:, :5])  # y y is the start's only
-        # one matrix product with the frames as its columns: a frame's bits depend on its column (BLAS rounds some
-        # columns, e.g. the tail's, differently), which batches fixed by frame number keep (delta_phase's docstring)
-        moments = torch.mm(mono, q5.reshape(n_s, -1)).view(6 * 5, b)  # [6 monomials x 5 products, B]
+        # products with the frames as their columns: a frame's bits depend on its column (BLAS rounds some columns,
+        # e.g. the tail's, differently), which batches fixed by frame number keep (delta_phase's docstring); per
+        # block, then summed, so no thread count splits a sum differently (module docstring)
+        moments = torch.bmm(blocks, q5.reshape(g, -1, 5 * b)).sum(0).view(6 * 5, b)  # [6 monomials x 5 products, B]
         return _theta(moments[eq_index])
 
     def residual(theta: torch.Tensor) -> torch.Tensor:

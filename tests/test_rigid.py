@@ -103,6 +103,27 @@ def test_the_start_drops_the_blocks_that_fit_worst_not_those_that_move_most(phot
     assert ((got - own) ** 2).mean() / (own ** 2).mean() < 0.25
 
 
+def test_the_bits_do_not_depend_on_the_thread_count(photo):
+    """Workers extract with --threads (1 by default), a library caller or predict with what its process has: the fit's
+    sums are made per block and added in a fixed order, so a thread count that splits a long matrix product
+    differently (MKL does, on some CPUs) changes no bit of ΔPhase."""
+    import torch
+
+    rng = np.random.default_rng(0)
+    frames = [crop(photo, (rng.uniform(-1, 1), rng.uniform(0.99, 1.01), *rng.uniform(-0.5, 0.5, 2)),
+                   SITES[k % len(SITES)], amp=0.4) for k in range(256)]   # the pipeline's batch of 256
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = delta_phase(np.stack(frames), config=NEW, batch_size=256)
+        torch.set_num_threads(2)
+        two = delta_phase(np.stack(frames), config=NEW, batch_size=256)
+    finally:
+        torch.set_num_threads(threads)
+    for s in ("s0", "s1"):
+        np.testing.assert_array_equal(one[s], two[s])
+
+
 def test_local_frequency_reads_a_sinusoid(photo):
     """The band's local frequency along x of a vertical grating of 6 px period is 2 pi / 6 rad/px."""
     import torch
