@@ -50,15 +50,31 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path) -> ExportResult:
         h5.attrs["dataset"] = dataset
         for video, names in usable:
             try:
-                _copy_video(cache, dataset, video, h5.create_group(video), names)
-            except chunks.DamagedArray as e:   # met while copying: left out like the others, its partial copy gone
-                del h5[video]
-                res.left_out.append((video, str(e)))
+                _copy_unchanged(cache, dataset, video, h5, names)
+            except (chunks.DamagedArray, store.UnusableVideo) as e:   # met while copying: left out like the
+                res.left_out.append((video, str(e)))                   # others, its partial copy gone
                 continue
             res.written.append(video)
         h5.attrs["left_out"] = json.dumps(dict(res.left_out))
     tmp.replace(out)
     return res
+
+
+def _copy_unchanged(cache, dataset: str, video: str, h5, names: list[str], tries: int = 3) -> None:
+    """Copy a video whose group a `features` run may update meanwhile (arrays swapped in whole, pipeline/store.py):
+    a copy whose fingerprints changed under it could mix rows from before and after, so it is made again."""
+    for _ in range(tries):
+        before = store.check_arrays(cache, dataset, video, names)
+        try:
+            _copy_video(cache, dataset, video, h5.create_group(video), names)
+        except BaseException:
+            del h5[video]
+            raise
+        if {n: store.video_fingerprints(cache, dataset, video).get(n) for n in names} == before:
+            return
+        del h5[video]
+    raise store.UnusableVideo(store.video_dir(cache, dataset, video), f"video {video!r} changed while it was "
+                              f"exported, {tries} times", "let the `features` run finish, then export again")
 
 
 def _copy_video(cache, dataset: str, video: str, grp, names: list[str]) -> None:

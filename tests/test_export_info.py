@@ -32,6 +32,28 @@ def test_export_h5_roundtrip(tmp_path):
         assert h5["v1"].attrs["status"] == "done"
 
 
+def test_export_copies_a_video_again_when_features_changed_it_meanwhile(tmp_path, monkeypatch):
+    """A `features` run that swaps a video's arrays while export copies them: the file holds one state, not both."""
+    from pipeline import export
+
+    _cache(tmp_path)
+    copy, calls = export._copy_video, []
+
+    def features_meanwhile(cache, dataset, video, grp, names):
+        copy(cache, dataset, video, grp, names)
+        calls.append(video)
+        if len(calls) == 1:   # the first copy is done: now a `--replace-variant`-like update lands
+            g = store.open_video(cache, dataset, video, mode="r+")
+            g["resnet50"][:] = 0.5
+            store.set_fingerprints(g, {"resnet50": "made-meanwhile"})
+
+    monkeypatch.setattr(export, "_copy_video", features_meanwhile)
+    res = export.export_h5(tmp_path, "demo", tmp_path / "out.h5")
+    assert res.written == ["v1"] and calls == ["v1", "v1"]
+    with h5py.File(tmp_path / "out.h5") as h5:
+        assert (h5["v1"]["resnet50"][:] == 0.5).all() and "made-meanwhile" in h5["v1"].attrs["fingerprints"]
+
+
 def test_info_lists_datasets_and_cache(tmp_path):
     _cache(tmp_path)
     res = CliRunner().invoke(cli.main, ["info", "--cache", str(tmp_path)])

@@ -180,6 +180,26 @@ def test_abaw_files_have_as_many_lines_as_the_annotation_file(abaw, tmp_path):
                      "v06": f"{n6 - 2} lines, as its annotation file has; the video decodes to {n6} frames"}
 
 
+def test_a_cache_updated_while_predicting_leaves_no_files(abaw, tmp_path, monkeypatch):
+    """A `features` run that swaps a video's arrays while predict reads them: no file of mixed data is left."""
+    from train import predict as predict_module
+
+    cfg, _ = abaw
+    cache = tmp_path / "c"
+    make_cache(cache, "aw2", videos=7, frames=60, splits=SPLITS)
+    run_model = predict_module.run_model
+
+    def features_meanwhile(*args, **kw):
+        res = run_model(*args, **kw)
+        store.set_fingerprints(store.open_video(cache, "aw2", "v06", mode="r+"), {"resnet50": "rebuilt-meanwhile"})
+        return res
+
+    monkeypatch.setattr(predict_module, "run_model", features_meanwhile)
+    with pytest.raises(BadInputError, match=r"the cache changed while predicting \(v06: resnet50\)"):
+        predict_cache(cache, "aw2", f"{cfg.out}/best.pt", tmp_path / "o", split="validation", echo=lambda *a: None)
+    assert not list((tmp_path / "o").glob("v0*"))
+
+
 def test_abaw_files_clip_and_fill_every_frame(tmp_path):
     res = {"pred": np.array([[3.0, -0.5], [0.0, 0.0], [0.2, -7.0]], np.float32), "valid": np.array([1, 0, 1], bool)}
     path = write_abaw(tmp_path, {"video": "x_left"}, res)

@@ -55,6 +55,31 @@ def test_an_array_with_two_fingerprints_names_the_array_and_videos(tmp_path):
         train(replace(cfg, streams="temporal"))
 
 
+def test_a_cache_updated_while_a_run_trains_stops_the_run(tmp_path, monkeypatch):
+    """A `features` run that updates a video's labels mid-training (an edited label file): the rest of the run
+    would read the new labels under the old fingerprint. The run stops at the end of that epoch and keeps no
+    result; the same run on an unchanged cache finishes."""
+    from train import report
+
+    cfg = replace(_fresh(tmp_path), streams="temporal", epochs=3, patience=10)
+    write_log, epochs = report.write_log, []
+
+    def features_meanwhile(out, history):   # after epoch 1, as a concurrent `features` labels update leaves it
+        write_log(out, history)
+        epochs.append(len(history))
+        if epochs == [1]:   # once
+            g = store.open_video(cfg.cache, "synth", "v02", mode="r+")
+            g["labels"][:] = -g["labels"][:]
+            store.set_fingerprints(g, {"labels": "from-the-edited-file"})
+
+    monkeypatch.setattr(report, "write_log", features_meanwhile)
+    with pytest.raises(BadInputError, match=r"the cache changed while this run trained \(v02: labels\)"):
+        train(cfg)
+    assert epochs == [1] and not (tmp_path / "r" / "metrics.json").exists() and not (tmp_path / "r" / "best.pt").exists()
+    m = train(replace(cfg, out=str(tmp_path / "again")))   # on the cache as it is now: no change during it
+    assert epochs == [1, 1, 2, 3] and m["epochs_run"] == 3
+
+
 def test_temporal_model_trains_on_a_cache_without_resnet50(tmp_path):
     cfg = _fresh(tmp_path, spatial=False)     # as `features --stages align,motion` makes it
     m = train(replace(cfg, streams="temporal"))

@@ -38,7 +38,7 @@ from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
 from train.evaluate import fill_nearest, predict
 from train.model import MimamoNet
-from train.videos import check_fingerprints, usable
+from train.videos import changed_since, check_fingerprints, usable
 
 FORMATS = ("csv", "abaw")
 
@@ -132,6 +132,14 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     _say_if_seen(ck, cache, dataset, sorted(fps), echo)
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device)
+    changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
+    if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
+        for path in res["written"]:
+            Path(path).unlink(missing_ok=True)
+        raise BadInputError(store.dataset_dir(cache, dataset), "the cache changed while predicting ("
+                            + "; ".join(f"{v}: {what}" for v, what in sorted(changed.items())[:4])
+                            + (f" and {len(changed) - 4} more videos" if len(changed) > 4 else "")
+                            + "); the files written are removed", "let the `features` run finish, then predict again")
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
     write_provenance(Path(out), checkpoint_path, ck, cache, dataset, split, fmt, names, result)
     return result

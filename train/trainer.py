@@ -351,11 +351,28 @@ def fit(run: Run, f: Fit) -> bool:
         checkpoint.save({"model": model.state_dict(), "opt": f.opt.state_dict(), "sched": checkpoint.sched_state(f.sched),
                          "state": state, "rng": {"torch": torch.get_rng_state()}, **meta}, run.out / "last.pt")
         report.write_log(run.out, state["history"])
+        same_data(run)
         runs += 1
         _say(cfg, f"epoch {e + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val CCC arousal {val['ccc_arousal']:.3f} "
                   f"valence {val['ccc_valence']:.3f} mean {val['ccc_mean']:.3f} lr {lr:g} {row['seconds']:.1f}s"
                   + (" *best" if best else "") + (" (early stop)" if state["stopped"] else ""))
     return True
+
+
+def same_data(run: Run) -> None:
+    """Stop the run when a `features` run changed what it reads since it started (videos.changed_since): its
+    numbers would mix data from before and after under the fingerprints of before. best.pt goes with it: no
+    result of mixed data is left to predict with."""
+    changed = videos.changed_since(run.cfg.cache, run.cfg.dataset, run.sel.per_video, run.sel.sources)
+    if not changed:
+        return
+    (run.out / "best.pt").unlink(missing_ok=True)
+    listing = "; ".join(f"{v}: {what}" for v, what in sorted(changed.items())[:4])
+    more = f" and {len(changed) - 4} more videos" if len(changed) > 4 else ""
+    raise BadInputError(run.out, f"the cache changed while this run trained ({listing}{more}): a `features` run "
+                        "updated what it reads, so its numbers would mix data from before and after; best.pt and "
+                        "metrics.json are not kept", "let the `features` run finish, then run `train` again, without "
+                        "--resume since the data it began on is gone")
 
 
 # ---------------------------------------------------------------- finalize
@@ -368,6 +385,7 @@ def finalize(run: Run, f: Fit) -> dict:
         f.model.load_state_dict(checkpoint.load(run.out / "best.pt")["model"])
     res = predict(f.model, _datasets(run)["test"], cfg.window, cfg.batch_size, cfg.num_workers, f.device)
     scores = evaluate(res, run.split["test"], run.sel.level)
+    same_data(run)   # the held-out scores too came from the data the run selected
     temporal = config.uses_temporal(cfg)
     held = protocol.held_out_split(run.sel.rows, cfg.pool_validation)
     metrics = {"split": held or f"fold {cfg.fold}", "protocol": run.protocol,

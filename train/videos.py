@@ -39,6 +39,32 @@ class Selection:
     left_out: dict[str, str] = field(default_factory=dict)   # video -> why (unusable with skip_unusable; no face)
     feature_settings: dict = field(default_factory=dict)     # how the features were made (for `predict`)
     sources: dict[str, list] = field(default_factory=dict)   # video -> what its group was made from (source_record)
+    per_video: dict[str, dict] = field(default_factory=dict)  # video -> the fingerprints of the arrays read from it
+
+
+def changed_since(cache, dataset: str, per_video: dict[str, dict], sources: dict | None = None) -> dict[str, str]:
+    """{video: what changed} for the videos whose groups no longer hold the arrays of ``per_video`` ({video: the
+    fingerprints read}) or, with ``sources``, the sources recorded then (Selection.per_video, Selection.sources).
+
+    A `features` run may update a group while a training run reads it (edited labels, --replace-variant, a rebuild
+    after an upgrade): arrays are swapped in whole (pipeline/store.py), but a run that started on the old ones would
+    go on with the new, and its numbers would mix both under the old fingerprints. Reading each group's attrs is
+    cheap (milliseconds a video), so a run checks after every epoch and before it writes its scores.
+    """
+    out, sources = {}, sources or {}
+    for video, fps in per_video.items():
+        try:
+            attrs = store.open_video(cache, dataset, video).attrs
+        except Exception:   # between the two renames of a rebuild there is no group
+            out[video] = "its group is gone (being rebuilt?)"
+            continue
+        have = dict(attrs.get("fingerprints") or {})
+        what = [name for name, fp in fps.items() if have.get(name) != fp]
+        if video in sources and source_record(attrs) != sources[video]:
+            what.append("its source")
+        if what:
+            out[video] = ", ".join(what)
+    return out
 
 
 def check_fingerprints(checkpoint_fps: dict, cache_fps: dict, path=None) -> None:
@@ -130,7 +156,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     attrs = dict(store.open_video(cache, dataset, rows[0]["video"]).attrs)
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
-    return Selection(rows, level, out, left_out, made, sources)
+    return Selection(rows, level, out, left_out, made, sources, used)
 
 
 def source_record(attrs) -> list:
