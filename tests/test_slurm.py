@@ -113,9 +113,11 @@ def test_jobs_pending_forever_stop_the_run_with_the_reason(demo, tmp_path):
 
 
 def test_a_job_expiring_mid_video_resumes_it_in_the_next_job_and_equals_local(tmp_path):
-    """The issue's case, shorter: a 40-second video takes longer than a worker's life in 1-minute jobs (--lifetime set
+    """The issue's case, shorter: a 100-second video takes longer than a worker's life in 1-minute jobs (--lifetime set
     from how long the video takes here, so that one job does about a quarter of it, however loaded the machine; a
-    machine that gets 4x faster between the reference and the jobs, as when other work ends, still needs two). Each
+    machine that gets 4x faster between the reference and the jobs, as when other work ends, still needs two). A
+    retiring worker's task thread goes on saving blocks until its process exits, which on a loaded machine let one
+    job finish a 40-second video (CI, twice): 100 seconds take a 1-core job longer than its walltime. Each
     job saves blocks of 32 frames; the next job resumes the video at the last one; the run finishes and its arrays
     equal an uninterrupted local run's, bit for bit. (Before: the video started again from frame 0 in every job.)
     --retries 10 tolerates a job whose worker starts too late to save a block on a loaded machine; with resumption
@@ -125,7 +127,7 @@ def test_a_job_expiring_mid_video_resumes_it_in_the_next_job_and_equals_local(tm
     from pipeline.manifest import get_dataset, list_videos
 
     root = tmp_path / "demo"
-    make_demo(root, videos=1, seconds=40, seed=1, progress=False, test_videos=0)
+    make_demo(root, videos=1, seconds=100, seed=1, progress=False, test_videos=0)
     ref = tmp_path / "local"
     entry = list_videos(get_dataset("demo", root))[0]
     row = extract.process_video(str(ref), "demo", entry, extract.Settings(weights="random", stages=("align", "motion")))
