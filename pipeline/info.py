@@ -63,6 +63,11 @@ def _cache_lines(cache: Path) -> list[str]:
                    if store.group_status(cache, ds_dir.name, v) == "done")   # pipeline/unlisted.py
         out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed"
                    + (f"; {gone} of the done no longer in the dataset (kept, used by no reader)" if gone else ""))
+        if len(done):   # which splits the done videos are in (a test split without labels is extracted too)
+            order = {"train": 0, "validation": 1, "test": 2}
+            counts = done.split.astype(str).value_counts()
+            out.append("    splits of the done: " + ", ".join(
+                f"{k} {counts[k]}" for k in sorted(counts.index, key=lambda k: (order.get(k, 3), k))))
         sources = face_sources(cache, ds_dir.name)
         if sources:
             out.append("    faces from: " + "; ".join(f"{what} ({n} videos)" for what, n in sources.items()))
