@@ -41,16 +41,16 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path) -> ExportResult:
             continue
         try:
             names = sorted(store.open_video(cache, dataset, row.video).array_keys()) if status == "done" else []
-            store.check_arrays(cache, dataset, row.video, names)   # not done, stale, damaged, short: refused
-            usable.append((row.video, names))
+            fps = store.check_arrays(cache, dataset, row.video, names)   # not done, stale, damaged, short: refused
+            usable.append((row.video, fps))
         except store.UnusableVideo as e:
             res.left_out.append((row.video, str(e)))
     tmp = out.with_suffix(out.suffix + ".tmp")
     with h5py.File(tmp, "w") as h5:
         h5.attrs["dataset"] = dataset
-        for video, names in usable:
+        for video, fps in usable:
             try:
-                _copy_unchanged(cache, dataset, video, h5, names)
+                _copy_unchanged(cache, dataset, video, h5, fps)
             except (chunks.DamagedArray, store.UnusableVideo) as e:   # met while copying: left out like the
                 res.left_out.append((video, str(e)))                   # others, its partial copy gone
                 continue
@@ -60,17 +60,21 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path) -> ExportResult:
     return res
 
 
-def _copy_unchanged(cache, dataset: str, video: str, h5, names: list[str], tries: int = 3) -> None:
-    """Copy a video whose group a `features` run may update meanwhile (arrays swapped in whole, pipeline/store.py):
-    a copy whose fingerprints changed under it could mix rows from before and after, so it is made again."""
-    for _ in range(tries):
-        before = store.check_arrays(cache, dataset, video, names)
+def _copy_unchanged(cache, dataset: str, video: str, h5, fps: dict[str, str], tries: int = 3) -> None:
+    """Copy a video's arrays, checked with fingerprints ``fps`` {name: fingerprint}, whose group a `features` run may
+    update meanwhile (arrays swapped in whole, pipeline/store.py): a copy whose fingerprints changed under it could
+    mix rows from before and after, so it is checked again and made again."""
+    names = sorted(fps)
+    for attempt in range(tries):
+        if attempt:
+            fps = store.check_arrays(cache, dataset, video, names)
         try:
             _copy_video(cache, dataset, video, h5.create_group(video), names)
         except BaseException:
             del h5[video]
             raise
-        if {n: store.video_fingerprints(cache, dataset, video).get(n) for n in names} == before:
+        now = store.video_fingerprints(cache, dataset, video)
+        if {n: now.get(n) for n in names} == fps:
             return
         del h5[video]
     raise store.UnusableVideo(store.video_dir(cache, dataset, video), f"video {video!r} changed while it was "

@@ -38,7 +38,7 @@ from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
 from train.evaluate import fill_nearest, predict
 from train.model import MimamoNet
-from train.videos import changed_since, check_fingerprints, usable
+from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
 FORMATS = ("csv", "abaw")
 
@@ -136,10 +136,9 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
         for path in res["written"]:
             Path(path).unlink(missing_ok=True)
-        raise BadInputError(store.dataset_dir(cache, dataset), "the cache changed while predicting ("
-                            + "; ".join(f"{v}: {what}" for v, what in sorted(changed.items())[:4])
-                            + (f" and {len(changed) - 4} more videos" if len(changed) > 4 else "")
-                            + "); the files written are removed", "let the `features` run finish, then predict again")
+        raise BadInputError(store.dataset_dir(cache, dataset), f"the cache changed while predicting "
+                            f"({changed_listing(changed)}); the files written are removed",
+                            "let the `features` run finish, then predict again")
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
     write_provenance(Path(out), checkpoint_path, ck, cache, dataset, split, fmt, names, result)
     return result

@@ -367,9 +367,8 @@ def same_data(run: Run) -> None:
     if not changed:
         return
     (run.out / "best.pt").unlink(missing_ok=True)
-    listing = "; ".join(f"{v}: {what}" for v, what in sorted(changed.items())[:4])
-    more = f" and {len(changed) - 4} more videos" if len(changed) > 4 else ""
-    raise BadInputError(run.out, f"the cache changed while this run trained ({listing}{more}): a `features` run "
+    raise BadInputError(run.out, f"the cache changed while this run trained ({videos.changed_listing(changed)}): "
+                        "a `features` run "
                         "updated what it reads, so its numbers would mix data from before and after; best.pt and "
                         "metrics.json are not kept", "let the `features` run finish, then run `train` again, without "
                         "--resume since the data it began on is gone")

@@ -77,8 +77,13 @@ def check_fingerprints(checkpoint_fps: dict, cache_fps: dict, path=None) -> None
                             "cache, or train a model on this cache")
 
 
-def _listing(videos: list[str], limit: int = 4) -> str:
-    return ", ".join(videos[:limit]) + (f" and {len(videos) - limit} more" if len(videos) > limit else "")
+def _listing(videos: list[str], limit: int = 4, sep: str = ", ") -> str:
+    return sep.join(videos[:limit]) + (f" and {len(videos) - limit} more" if len(videos) > limit else "")
+
+
+def changed_listing(changed: dict[str, str]) -> str:
+    """changed_since's result as a reader's error says it: "video: what changed; ..." (the first four)."""
+    return _listing([f"{v}: {what}" for v, what in sorted(changed.items())], sep="; ")
 
 
 def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
