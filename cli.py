@@ -514,6 +514,11 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
               help="csv: <video>.csv (frame, time, arousal, valence, valid; empty where there is no face) and "
                    "<video>.png. abaw: the ABAW challenge's <video>.txt (header valence,arousal, a line per frame, "
                    "every frame filled from the nearest frame with a face, values clipped to [-1, 1]).")
+@click.option("--sample", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With --format abaw: the organisers' sample submission of the 3rd ABAW onward (e.g. "
+                   "CVPR_5th_ABAW_VA_test_set_sample.txt: image_location,valence,arousal, a row per frame). Writes "
+                   "the one file those challenges take, OUT/abaw_va_submission.txt: its rows, in its order, with "
+                   "these predictions; refused if any of its entries has none.")
 @click.option("--weights", default=None,
               help="Video files only: FER+ ResNet50 file, or 'random'. Must be the weights the training cache used "
                    "(default: 'random' if the model was trained on random features, else $MIMAMO_WEIGHTS or "
@@ -523,12 +528,14 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Feature-extraction workers (video files).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def predict(videos, cache, dataset, split, checkpoint, fmt, weights, out, device, workers, no_progress):
+def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out, device, workers, no_progress):
     """Predict per-frame arousal and valence with a trained model, for VIDEOS... or for a cached dataset.
 
     \b
     python cli.py predict clip.mp4 --checkpoint runs/aw/best.pt --out preds/
     python cli.py predict --cache zarr --dataset affwild2 --split validation --checkpoint best.pt --format abaw --out sub/
+    python cli.py predict --cache zarr --dataset affwild2 --split test --checkpoint best.pt --format abaw \\
+        --sample CVPR_5th_ABAW_VA_test_set_sample.txt --out sub/
 
     Video files go through the feature stages in-process with the settings recorded in the checkpoint. From a
     cache, the videos a `features` run extracted are used as they are. Either way, features made differently from
@@ -542,14 +549,15 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, weights, out, device
             raise click.UsageError("--cache predicts a cached dataset: give --dataset NAME (and no video files)")
         if weights is not None:
             raise click.UsageError("--weights is for video files; a cache's features are already made")
-        res = predict_cache(cache, dataset, checkpoint, out, split=split, fmt=fmt, device=device, echo=click.echo)
+        res = predict_cache(cache, dataset, checkpoint, out, split=split, fmt=fmt, device=device, sample=sample,
+                            echo=click.echo)
     else:
         if not videos:
             raise click.UsageError("give video files, or --cache DIR --dataset NAME")
         if dataset or split:
             raise click.UsageError("--dataset and --split go with --cache")
         res = predict_videos(list(videos), checkpoint, out, fmt=fmt, weights=weights, device=device, workers=workers,
-                             progress=not no_progress, echo=click.echo)
+                             progress=not no_progress, sample=sample, echo=click.echo)
     for p in res["written"]:
         click.echo(f"wrote {p}")
     for video, note in (res.get("notes") or {}).items():

@@ -180,6 +180,66 @@ def test_abaw_files_have_as_many_lines_as_the_annotation_file(abaw, tmp_path):
                      "v06": f"{n6 - 2} lines, as its annotation file has; the video decodes to {n6} frames"}
 
 
+def _sample_file(path, rows, header="image_location,valence,arousal"):
+    """An organisers'-style sample submission: the header, then `<entry>/<NNNNN>.jpg,0,0` per (entry, 1-based frame)."""
+    path.write_text(header + "\n" + "".join(f"{e}/{k:05d}.jpg,0,0\n" for e, k in rows))
+    return path
+
+
+def test_abaw_sample_gives_one_submission_in_its_order_and_counts(abaw, tmp_path):
+    """The 3rd-ABAW-onward submission: the sample's rows, its order (v06 before v05), its frames (v06 two short and
+    without frame 3, v05 one past the decoded ones: the last prediction again), our per-frame values."""
+    cfg, _ = abaw
+    ckpt = f"{cfg.out}/best.pt"
+    n5, n6 = (int(store.open_video(cfg.cache, "aw2", v).attrs["n_frames"]) for v in ("v05", "v06"))
+    rows = [("v06", k) for k in range(1, n6 - 1) if k != 3] + [("v05", k) for k in range(1, n5 + 2)]
+    sample = _sample_file(tmp_path / "sample.txt", rows, header="image_location,arousal,valence")
+    res = predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "sub", fmt="abaw", sample=sample, echo=lambda *a: None)
+    assert not res["failed"] and [p.name for p in res["written"]] == ["abaw_va_submission.txt"]
+    sub = pd.read_csv(tmp_path / "sub" / "abaw_va_submission.txt")
+    assert list(sub.columns) == ["image_location", "arousal", "valence"]   # the sample's columns, in its order
+    assert sub.image_location.tolist() == [f"{e}/{k:05d}.jpg" for e, k in rows]
+    predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "files", split="validation", fmt="abaw", echo=lambda *a: None)
+    for v, n, take in (("v06", n6 - 3, [k for k in range(n6 - 2) if k != 2]), ("v05", n5 + 1, [*range(n5), n5 - 1])):
+        per_video = pd.read_csv(tmp_path / "files" / f"{v}.txt")[["arousal", "valence"]].to_numpy()
+        got = sub[sub.image_location.str.startswith(v + "/")][["arousal", "valence"]].to_numpy()
+        np.testing.assert_allclose(got, per_video[take], atol=2e-6)
+        assert len(got) == n
+    made = json.loads((tmp_path / "sub" / "predict.json").read_text())
+    assert made["abaw_sample"]["sha256"] == sha256(sample) and made["abaw_sample"]["rows"] == len(rows)
+    assert made["notes"]["v05"].startswith(f"{n5 + 1} rows in the sample (frames up to {n5 + 1}); the video decodes "
+                                           f"to {n5} frames; the rows past its last frame repeat")
+    assert made["notes"]["v06"] == f"{n6 - 3} rows in the sample (frames up to {n6 - 2}); the video decodes to {n6} frames"
+    r = CliRunner().invoke(main, ["predict", "--cache", cfg.cache, "--dataset", "aw2", "--checkpoint", ckpt,
+                                  "--format", "abaw", "--sample", str(sample), "--out", str(tmp_path / "cli")])
+    assert r.exit_code == 0, r.output
+    assert "note: v05: " in r.output
+    assert (tmp_path / "cli" / "abaw_va_submission.txt").read_text() == \
+        (tmp_path / "sub" / "abaw_va_submission.txt").read_text()
+
+
+def test_abaw_sample_with_entries_not_predicted_or_malformed_is_refused(abaw, tmp_path):
+    cfg, _ = abaw
+    ckpt = f"{cfg.out}/best.pt"
+
+    def refused(rows, match, **kw):
+        sample = _sample_file(tmp_path / "s.txt", rows)
+        with pytest.raises(BadInputError, match=match):
+            predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "o", fmt="abaw", sample=sample, echo=lambda *a: None, **kw)
+        assert not (tmp_path / "o" / "abaw_va_submission.txt").exists()
+
+    refused([("v05", 1), ("v99", 1)], r"1 of its 2 entries have no prediction \(v99: not among the videos predicted\)")
+    refused([("v05", 1), ("v00", 1)], r"v00: in split 'train' of the cache, not 'validation'", split="validation")
+    (tmp_path / "bad.txt").write_text("image_location,valence,arousal\nv05/00001.jpg,0,0\nv05/frame.jpg,0,0\n")
+    with pytest.raises(BadInputError, match=r"bad.txt: line 3: 'v05/frame.jpg' is not <entry>/<NNNNN>.jpg"):
+        predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "o", fmt="abaw", sample=tmp_path / "bad.txt")
+    (tmp_path / "bad.txt").write_text("v05/00001.jpg,0,0\n")
+    with pytest.raises(BadInputError, match=r"line 1: the header is 'v05/00001.jpg,0,0'"):
+        predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "o", fmt="abaw", sample=tmp_path / "bad.txt")
+    with pytest.raises(BadInputError, match="goes with --format abaw"):
+        predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "o", sample=tmp_path / "s.txt")
+
+
 def test_a_cache_updated_while_predicting_leaves_no_files(abaw, tmp_path, monkeypatch):
     """A `features` run that swaps a video's arrays while predict reads them: no file of mixed data is left."""
     from train import predict as predict_module

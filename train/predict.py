@@ -18,8 +18,10 @@ Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no 
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
 of the video, every frame filled (a frame without a face takes the nearest prediction in time, as the released code
 did), values clipped to [-1, 1]; a labelled video whose annotation file has more or fewer lines (--label-slack)
-gets the annotation's count (write_abaw). A model trained on one label per video (OMG) predicts one line per video into
-`predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training.
+gets the annotation's count (write_abaw). With ``sample`` (the organisers' sample submission of the 3rd ABAW
+onward) ``abaw`` writes instead the one file those challenges take, `abaw_va_submission.txt`: the sample's rows, in
+its order, with our values (train/abaw_sample.py). A model trained on one label per video (OMG) predicts one line per
+video into `predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from features.errors import BadInputError
 from pipeline import extract, graph, store
 from pipeline.manifest import videos_from_files
 from train import checkpoint, config, data
+from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
 from train.config import TrainConfig, used_arrays
 from train.evaluate import fill_nearest, predict
 from train.model import MimamoNet
@@ -69,20 +72,35 @@ def feature_settings(ck: dict, weights: str | None, device: str) -> extract.Sett
     return extract.Settings(**saved)
 
 
-def _check_format(fmt: str, ck: dict, path) -> None:
+def _check_format(fmt: str, ck: dict, path, sample=None) -> Sample | None:
+    """Refuse a format the model cannot fill; the parsed ABAW sample, if one is given (abaw only)."""
     if fmt not in FORMATS:
         raise BadInputError(None, f"--format {fmt!r} is not one of {', '.join(FORMATS)}", "pick one of them")
+    if sample is not None and fmt != "abaw":
+        raise BadInputError(sample, "an ABAW sample submission goes with --format abaw", "add --format abaw")
     if fmt == "abaw" and ck.get("level") == "video":
         raise BadInputError(path, "--format abaw writes one line per frame, but this model was trained on one label "
                             "per video (OMG)", "use --format csv (one prediction per video)")
+    return None if sample is None else read_sample(sample)
+
+
+def _sample_rows(sample: Sample | None, rows: list[dict], failed: list, why: dict[str, str]) -> tuple[list, list]:
+    """The rows and failures of the sample's entries (all of them without a sample); refused if an entry has no
+    row (``why`` says why): the submission takes only, and all of, its entries."""
+    if sample is None:
+        return rows, failed
+    missing_entries(sample, {r["video"] for r in rows}, why)
+    wanted = set(sample.order())
+    return [r for r in rows if r["video"] in wanted], [f for f in failed if f[0] in wanted]
 
 
 def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: str | Path, *, fmt: str = "csv",
                    weights: str | None = None, device: str = "cpu", workers: int | None = None, progress: bool = True,
-                   echo=print) -> dict:
-    """Features, then the model, for each video; returns {"written": [paths], "failed": [(video, error)]}."""
+                   sample: str | Path | None = None, echo=print) -> dict:
+    """Features, then the model, for each video; returns {"written": [paths], "failed": [(video, error)]}.
+    ``sample``: the ABAW sample submission (fmt abaw), whose entries are the videos' file names without suffix."""
     model, cfg, ck = load_checkpoint(checkpoint_path)
-    _check_format(fmt, ck, checkpoint_path)
+    sample = _check_format(fmt, ck, checkpoint_path, sample)
     out = Path(out)
     cache = out / "cache"
     entries = videos_from_files(videos)
@@ -97,26 +115,31 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
     for have in fps.values():
         check_fingerprints({k: ck["fingerprints"].get(k) for k in names}, have, checkpoint_path)
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
-    res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device)
-    result = {"written": res["written"], "failed": failed + res["failed"]}
-    write_provenance(out, checkpoint_path, ck, cache, "videos", None, fmt, names, result)
+    rows, failed = _sample_rows(sample, rows, failed, dict(failed))
+    res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device, sample)
+    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
+    write_provenance(out, checkpoint_path, ck, cache, "videos", None, fmt, names, result, sample)
     return result
 
 
 def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, out: str | Path, *,
-                  split: str | None = None, fmt: str = "csv", device: str = "cpu", echo=print) -> dict:
+                  split: str | None = None, fmt: str = "csv", device: str = "cpu", sample: str | Path | None = None,
+                  echo=print) -> dict:
     """The model on a cached dataset's videos (one split, or all); returns {"written": [...], "failed": [...]}.
 
     Every video is checked in its group; the arrays the model reads must carry the checkpoint's fingerprints on
     every video, else nothing is predicted and the error names the arrays and the videos.
     """
     model, cfg, ck = load_checkpoint(checkpoint_path)
-    _check_format(fmt, ck, checkpoint_path)
+    sample = _check_format(fmt, ck, checkpoint_path, sample)
     idx = store.read_index(cache, dataset)
     if idx is None:
         raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+    elsewhere = {}   # why a sample's entry outside the split is not predicted
     if split is not None:
+        elsewhere = {r["video"]: f"in split {r['split']!r} of the cache, not {split!r}"
+                     for r in idx[idx.split != split].to_dict("records")}
         idx = idx[idx.split == split]
         if idx.empty:
             raise BadInputError(store.dataset_dir(cache, dataset), f"no video of split {split!r} in the cache",
@@ -131,7 +154,8 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     _same_features(fps, ck["fingerprints"], names, cache, dataset, checkpoint_path)
     _say_if_seen(ck, cache, dataset, sorted(fps), echo)
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
-    res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device)
+    rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
+    res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device, sample)
     changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
     if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
         for path in res["written"]:
@@ -140,12 +164,12 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
                             f"({changed_listing(changed)}); the files written are removed",
                             "let the `features` run finish, then predict again")
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
-    write_provenance(Path(out), checkpoint_path, ck, cache, dataset, split, fmt, names, result)
+    write_provenance(Path(out), checkpoint_path, ck, cache, dataset, split, fmt, names, result, sample)
     return result
 
 
 def write_provenance(out: Path, checkpoint_path, ck: dict, cache, dataset: str, split: str | None, fmt: str,
-                     names: list[str], result: dict) -> Path:
+                     names: list[str], result: dict, sample: Sample | None = None) -> Path:
     """`predict.json`: the model and the data that made the files in ``out`` (module docstring)."""
     ident = ck.get("identity") or {}
     made = {"checkpoint": str(Path(checkpoint_path).resolve()), "checkpoint_sha256": checkpoint.sha256(checkpoint_path),
@@ -153,7 +177,8 @@ def write_provenance(out: Path, checkpoint_path, ck: dict, cache, dataset: str, 
             "config": ck.get("config"), "cache": str(Path(cache).resolve()), "dataset": dataset, "split": split,
             "format": fmt, "fingerprints": {k: ck["fingerprints"].get(k) for k in [*names, "valid"]},
             "written": sorted(str(Path(p).name) for p in result["written"]),
-            "failed": {video: why for video, why in result["failed"]}, "notes": result.get("notes") or {}}
+            "failed": {video: why for video, why in result["failed"]}, "notes": result.get("notes") or {},
+            "abaw_sample": None if sample is None else sample.describe()}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "predict.json"
     path.write_text(json.dumps(made, indent=1, default=str) + "\n")
@@ -187,8 +212,9 @@ def _say_if_seen(ck: dict, cache, dataset: str, videos: list[str], echo) -> None
 
 
 def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str, rows: list[dict], out: Path,
-              fmt: str, device: str) -> dict:
-    """The model over checked cached videos; writes the files of ``fmt``; {"written": [...], "failed": [...]}."""
+              fmt: str, device: str, sample: Sample | None = None) -> dict:
+    """The model over checked cached videos; writes the files of ``fmt`` (with ``sample``: the one ABAW submission);
+    {"written": [...], "failed": [...], "notes": {video: note}}."""
     written, failed = [], []
     if not rows:
         return {"written": written, "failed": failed}
@@ -206,6 +232,12 @@ def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str,
         table.to_csv(path, index=False, float_format="%.5f")
         failed += [(v, "no face in any of its snippets: no prediction") for v in table.video[table.snippets == 0]]
         return {"written": [path], "failed": failed}
+    if sample is not None:
+        filled = {r["video"]: fill_nearest(res[i]["pred"], res[i]["valid"]) for i, r in enumerate(rows)}
+        faceless = {v: "no face in any of its frames" for v, f in filled.items() if not np.isfinite(f).all()}
+        missing_entries(sample, set(filled) - set(faceless), faceless)
+        path, notes = write_submission(out, sample, filled)
+        return {"written": [path], "failed": failed, "notes": notes}
     notes = {}
     for i, r in enumerate(rows):
         if fmt == "abaw":
