@@ -44,7 +44,7 @@ def iter_openface_frames(path: str | Path) -> Iterator[tuple[int, list[OpenFaceR
     path = Path(path)
     if not path.is_file():
         raise BadInputError(path, "OpenFace CSV not found", "run FeatureExtraction -2Dfp, or check --openface-dir")
-    with path.open(newline="") as fh:
+    with path.open(newline="", encoding="utf-8-sig") as fh:   # a byte-order mark is not the first column's name
         reader = csv.reader(fh)
         header = [h.strip() for h in next(reader, [])]
         col = {h: i for i, h in enumerate(header)}

@@ -139,7 +139,7 @@ def several_faces(csv: Path) -> bool:
     them whenever they stand on the other half of the frame. Reads only the `frame` field of each line.
     """
     try:
-        with csv.open() as fh:
+        with csv.open(encoding="utf-8-sig") as fh:
             header = [h.strip() for h in fh.readline().split(",")]
             k = header.index("frame")
             last = None

@@ -298,7 +298,7 @@ def _test_entries(ds: Dataset) -> list[tuple]:
         raise BadInputError(path, "the test-set list named by the manifest's test_list is not there",
                             "put the organisers' list of test videos there (one name per line), or remove test_list")
     out = []
-    for lineno, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+    for lineno, line in enumerate(path.read_text(encoding="utf-8-sig", errors="replace").splitlines(), 1):
         stem = line.split("#", 1)[0].strip()
         if Path(stem).suffix.lower() in VIDEO_EXTS:   # a list of file names: the entry is the stem
             stem = Path(stem).stem
@@ -333,8 +333,10 @@ def _list_omg(ds: Dataset) -> list[VideoEntry]:
     return out
 
 
+# Text files are read as utf-8-sig: one saved on Windows starts with a byte-order mark, which would otherwise
+# stick to the first header or value ("line 1: is not a number" on a good file).
 def _read_csv_rows(path: Path, required: tuple[str, ...]):
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:
@@ -348,7 +350,7 @@ def _read_csv_rows(path: Path, required: tuple[str, ...]):
 def read_value_file(path: Path) -> np.ndarray:
     """Aff-Wild label file: one float per line; a bad line is an error naming file and line."""
     vals = []
-    with open(path) as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         for i, line in enumerate(fh, start=1):
             s = line.strip()
             if not s:
@@ -363,7 +365,7 @@ def read_value_file(path: Path) -> np.ndarray:
 def read_affwild2_file(path: Path) -> np.ndarray:
     """Aff-Wild2 VA file: header valence,arousal; -5 marks unannotated frames (NaN here). Returns [T, 2] (a, v)."""
     rows = []
-    with open(path) as fh:
+    with open(path, encoding="utf-8-sig") as fh:
         header = fh.readline().strip().replace(" ", "").lower()
         if header != "valence,arousal":
             raise BadInputError(path, f"line 1: header {header!r}, expected 'valence,arousal'", "is this a VA_Set file?")

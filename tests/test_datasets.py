@@ -164,8 +164,9 @@ def test_the_organisers_test_list_adds_unlabelled_test_entries(layout, cluster, 
     shutil.copyfile(root / "videos" / f"{PAIR}.mp4", root / "videos" / "8-30-480x240.mp4")   # a test video
     for side in ("", "_right"):
         shutil.copytree(root / "cropped_aligned" / f"{PAIR}{side}", root / "cropped_aligned" / f"8-30-480x240{side}")
-    (root / "test_set.txt").write_text("8-30-480x240\n8-30-480x240_right.mp4  # file names are taken too\n\n"
-                                       "../up\n")
+    # saved on Windows: a byte-order mark and CRLF line ends
+    (root / "test_set.txt").write_bytes("\ufeff8-30-480x240\r\n8-30-480x240_right.mp4  # file names are taken too"
+                                        "\r\n\r\n../up\r\n".encode("utf-8"))
     manifest = tmp_path / "manifest.yaml"
     manifest.write_text((ROOT / "data_manifest.yaml").read_text().replace("# test_list:", "test_list:"))
     monkeypatch.setenv("MIMAMO_MANIFEST", str(manifest))

@@ -180,9 +180,11 @@ def test_abaw_files_have_as_many_lines_as_the_annotation_file(abaw, tmp_path):
                      "v06": f"{n6 - 2} lines, as its annotation file has; the video decodes to {n6} frames"}
 
 
-def _sample_file(path, rows, header="image_location,valence,arousal"):
-    """An organisers'-style sample submission: the header, then `<entry>/<NNNNN>.jpg,0,0` per (entry, 1-based frame)."""
-    path.write_text(header + "\n" + "".join(f"{e}/{k:05d}.jpg,0,0\n" for e, k in rows))
+def _sample_file(path, rows, header="image_location,valence,arousal", windows=False):
+    """An organisers'-style sample submission: the header, then `<entry>/<NNNNN>.jpg,0,0` per (entry, 1-based frame);
+    ``windows``: saved with a byte-order mark and CRLF line ends."""
+    text = header + "\n" + "".join(f"{e}/{k:05d}.jpg,0,0\n" for e, k in rows)
+    path.write_bytes((("\ufeff" + text.replace("\n", "\r\n")) if windows else text).encode("utf-8"))
     return path
 
 
@@ -193,7 +195,7 @@ def test_abaw_sample_gives_one_submission_in_its_order_and_counts(abaw, tmp_path
     ckpt = f"{cfg.out}/best.pt"
     n5, n6 = (int(store.open_video(cfg.cache, "aw2", v).attrs["n_frames"]) for v in ("v05", "v06"))
     rows = [("v06", k) for k in range(1, n6 - 1) if k != 3] + [("v05", k) for k in range(1, n5 + 2)]
-    sample = _sample_file(tmp_path / "sample.txt", rows, header="image_location,arousal,valence")
+    sample = _sample_file(tmp_path / "sample.txt", rows, header="image_location,arousal,valence", windows=True)
     res = predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "sub", fmt="abaw", sample=sample, echo=lambda *a: None)
     assert not res["failed"] and [p.name for p in res["written"]] == ["abaw_va_submission.txt"]
     sub = pd.read_csv(tmp_path / "sub" / "abaw_va_submission.txt")

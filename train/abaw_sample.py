@@ -56,7 +56,7 @@ def read_sample(path: str | Path) -> Sample:
     """Parse the sample; a malformed header or row is an error naming the file and the line."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8-sig")   # a byte-order mark (saved on Windows) is not the header's
     except (OSError, UnicodeDecodeError) as e:
         raise BadInputError(path, f"cannot read the ABAW sample submission ({type(e).__name__})",
                             "check the --sample path") from None

@@ -1,0 +1,42 @@
+"""Dataset text files saved on Windows (a UTF-8 byte-order mark, CRLF line ends) read as the same values as plain
+ones: label files, the OMG CSV and the OpenFace CSV are real files on disk, parsed by the readers `features` uses."""
+import numpy as np
+
+from features.openface import iter_openface_frames
+from pipeline.manifest import _read_csv_rows, read_affwild2_file, read_value_file
+from openface_csv import write_openface_csv
+
+
+def _both(tmp_path, name, text):
+    """The same text saved plainly and as Windows tools save it."""
+    plain, windows = tmp_path / f"plain_{name}", tmp_path / f"windows_{name}"
+    plain.write_text(text)
+    windows.write_bytes(("\ufeff" + text.replace("\n", "\r\n")).encode("utf-8"))
+    return plain, windows
+
+
+def test_label_files_with_a_byte_order_mark_read_as_plain_ones(tmp_path):
+    plain, windows = _both(tmp_path, "a.txt", "0.25\n-0.5\n0.125\n")
+    np.testing.assert_array_equal(read_value_file(windows), read_value_file(plain))
+    assert read_value_file(windows).tolist() == [0.25, -0.5, 0.125]
+    plain, windows = _both(tmp_path, "va.txt", "valence,arousal\n0.5,-0.25\n-5,-5\n")
+    np.testing.assert_array_equal(read_affwild2_file(windows), read_affwild2_file(plain))
+    assert read_affwild2_file(windows)[0].tolist() == [-0.25, 0.5]
+
+
+def test_csv_headers_with_a_byte_order_mark_keep_their_first_column(tmp_path):
+    # the OMG columns with `video` first, as a re-saved spreadsheet may order them
+    plain, windows = _both(tmp_path, "omg.csv", "video,utterance,arousal,valence\nv1,u1.mp4,0.5,0.25\n")
+    rows = [row for _, row in _read_csv_rows(windows, ("video", "utterance", "arousal", "valence"))]
+    assert rows == [row for _, row in _read_csv_rows(plain, ("video", "utterance", "arousal", "valence"))]
+    assert rows[0]["video"] == "v1"
+
+
+def test_an_openface_csv_with_a_byte_order_mark_is_read(tmp_path):
+    lm = np.random.default_rng(0).uniform(10, 100, (3, 68, 2))
+    write_openface_csv(tmp_path / "of.csv", [(lm, np.ones(3, bool))])
+    windows = tmp_path / "of_windows.csv"
+    windows.write_bytes(b"\xef\xbb\xbf" + (tmp_path / "of.csv").read_bytes())
+    got = [(f, [r.landmarks.tolist() for r in rows]) for f, rows in iter_openface_frames(windows)]
+    assert got == [(f, [r.landmarks.tolist() for r in rows]) for f, rows in iter_openface_frames(tmp_path / "of.csv")]
+    assert len(got) == 3
