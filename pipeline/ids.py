@@ -25,6 +25,8 @@ def id_problem(text: str) -> str | None:
         return f"the id {text!r} starts with '.' (a hidden name, or a path up: '..')"
     if any(unicodedata.category(c) == "Cc" for c in text):
         return f"the id {text!r} holds a control character"
+    if any(unicodedata.category(c) == "Cf" for c in text):   # it would look like, but not be, the video's name
+        return f"the id {text!r} holds an invisible format character (e.g. a byte-order mark, a zero-width space)"
     if len(text.encode("utf-8", "surrogateescape")) > MAX_BYTES:
         return f"the id {text[:40]!r}... is longer than {MAX_BYTES} bytes"
     return None

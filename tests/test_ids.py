@@ -13,7 +13,8 @@ from pipeline import extract, graph, store
 from pipeline.ids import id_problem
 from pipeline.manifest import VideoEntry, get_dataset, list_videos, videos_from_files
 
-BAD_IDS = ["../../x", "a/b", "a\\b", "", " ", ".hidden", "..", ".", "x\0y", "x" * 300]
+BAD_IDS = ["../../x", "a/b", "a\\b", "", " ", ".hidden", "..", ".", "x\0y", "x" * 300, "\ufeff1-30-176x144",
+           "1-30\u200b-176x144"]
 
 
 @pytest.mark.parametrize("video", BAD_IDS)
