@@ -150,7 +150,10 @@ def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -
     return path
 
 
-def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
+def labels_figure(plt, g, read, video, n, valid, predictions=None):
+    """Labels (and predictions) over the whole video, frames without a face shaded. The time axis spans the video
+    whatever is drawn (an unlabelled entry draws only the shading, which alone would set the axis to its extent),
+    and the title says when the video has no labels."""
     labels = read("labels", 0, n)
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
@@ -163,9 +166,18 @@ def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
         ax[i].fill_between(time, -1, 1, where=~valid, color="0.85", label="no face", step="mid")
         ax[i].set_ylabel(dim)
         ax[i].set_ylim(-1.05, 1.05)
+    ax[1].set_xlim(0, max(time[-1], 1 / fps))
+    labelled = int(np.isfinite(labels).all(1).sum())
+    ax[0].set_title(f"{video}: {n} frames, {labelled} labelled, {int(valid.sum())} with a face"
+                    + ("; no labels (an unlabelled entry)" if not labelled else ""), fontsize=9)
     ax[0].legend(fontsize=7, loc="upper right")
     ax[1].set_xlabel("seconds")
     fig.tight_layout()
+    return fig
+
+
+def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
+    fig = labels_figure(plt, g, read, video, n, valid, predictions)
     path = out / f"{video}_labels.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -110,6 +110,26 @@ def test_inspect_refuses_an_unusable_video_with_the_repair_command(tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
+def test_the_labels_plot_of_an_unlabelled_entry_spans_the_video_and_says_it(tmp_path):
+    """A test entry has no labels: only the no-face shading is drawn, which alone set the time axis to the frames
+    without a face (0.8-1.57 s of a 3.2 s video looked like the whole video)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.inspect_video import labels_figure
+
+    valid = np.ones(96, bool)
+    valid[24:48] = False
+    arrays = {"valid": valid, "face48": np.zeros((96, 48, 48), "u1"), "labels": np.full((96, 2), np.nan, "f4")}
+    store.write_video(tmp_path, "aw2", "t_left", arrays, {"split": "test", "fps": 30.0})
+    g = store.open_video(tmp_path, "aw2", "t_left")
+    fig = labels_figure(plt, g, lambda name, lo, hi: g[name][lo:hi], "t_left", 96, valid)
+    assert fig.axes[0].get_xlim() == (0.0, 95 / 30)
+    assert fig.axes[0].get_title() == "t_left: 96 frames, 0 labelled, 72 with a face; no labels (an unlabelled entry)"
+    plt.close(fig)
+
+
 def test_info_lists_variants_and_where_they_are_usable(tmp_path):
     cache = _stale_cache(tmp_path)
     rng = np.random.default_rng(3)
