@@ -100,7 +100,7 @@ def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str) -> Pat
     for a in ax.ravel():
         a.axis("off")
     ax[1, 0].set_title(f"{dp.replace('_s0', '')} x", fontsize=7, loc="left")
-    ax[2, 0].set_title("ΔPhase y", fontsize=7, loc="left")
+    ax[2, 0].set_title(f"{dp.replace('_s0', '')} y", fontsize=7, loc="left")
     fig.tight_layout(rect=(0, 0, 1 - 0.6 / fig.get_figwidth(), 1))
     if im is not None:
         bar = fig.colorbar(im, ax=ax[1:, :].ravel().tolist(), fraction=0.02, pad=0.01)
@@ -112,24 +112,36 @@ def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str) -> Pat
     return path
 
 
-def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -> Path:
-    """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
+def motion_energy(g, read, n, valid, dp: str):
+    """(energy [n], rows [n], smooth [n] or None): mean |ΔPhase| per row (read in time chunks), the rows that have
+    ΔPhase (the frame and the one before it have a face), and its blur over those rows only (NaN elsewhere).
+
+    The blur is normalised, G*(m e) / G*m with m the rows: interpolating across frames without a face, as before,
+    drew a made-up hump where there is no data, and bent the curve beside the gap towards it."""
     from scipy.ndimage import gaussian_filter1d
 
-    arr = g[dp]
-    step = max(1, int(arr.chunks[0]))
+    step = max(1, int(g[dp].chunks[0]))
     energy = np.concatenate([np.abs(read(dp, i, i + step).astype(np.float32)).mean(axis=(1, 2, 3))
                              for i in range(0, n, step)])
     rows = valid.copy()
     rows[1:] &= valid[:-1]
     rows[0] = False
+    if rows.sum() < 2:
+        return energy, rows, None
+    num = gaussian_filter1d(np.where(rows, energy, 0.0), SMOOTH, mode="constant")
+    den = gaussian_filter1d(rows.astype(np.float64), SMOOTH, mode="constant")
+    return energy, rows, np.where(rows, num / np.maximum(den, 1e-12), np.nan)
+
+
+def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -> Path:
+    """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
+    from scipy.ndimage import gaussian_filter1d
+
+    energy, rows, smooth = motion_energy(g, read, n, valid, dp)
     time = np.arange(n) / float(g.attrs.get("fps") or 30.0)
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.plot(time, np.where(rows, energy, np.nan), lw=0.6, color="0.6", label="mean |ΔPhase| (scale 0)")
-    smooth = None
-    if rows.sum() > 1:
-        filled = np.interp(np.arange(n), np.flatnonzero(rows), energy[rows])
-        smooth = gaussian_filter1d(filled, SMOOTH)
+    if smooth is not None:
         ax.plot(time, smooth, lw=1.5, color="k", label=f"smoothed ({SMOOTH:g} frames)")
     ax.set_ylabel("rad")
     ax.set_xlabel("seconds")

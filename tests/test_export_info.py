@@ -130,6 +130,22 @@ def test_the_labels_plot_of_an_unlabelled_entry_spans_the_video_and_says_it(tmp_
     plt.close(fig)
 
 
+def test_the_motion_curve_is_not_drawn_across_frames_without_a_face(tmp_path):
+    """inspect's smoothed motion energy: NaN where there is no ΔPhase, and beside a gap made of real rows only (a
+    constant energy stays that constant up to the gap, where interpolating towards a spike bent it)."""
+    from pipeline.inspect_video import motion_energy
+
+    valid = np.ones(96, bool)
+    valid[24:48] = False
+    dp = np.full((96, 2, 48, 48), 0.01, "f2")
+    dp[23] = 0.1   # a spike on the last row before the gap, as a face lost mid-motion gives
+    store.write_video(tmp_path, "aw2", "t", {"valid": valid, "dphase_s0": dp}, {"split": "test", "fps": 30.0})
+    g = store.open_video(tmp_path, "aw2", "t")
+    energy, rows, smooth = motion_energy(g, lambda name, lo, hi: g[name][lo:hi], 96, valid, "dphase_s0")
+    assert rows.sum() == 96 - 1 - 25 and np.isnan(smooth[~rows]).all()
+    np.testing.assert_allclose(smooth[49:], np.float32(np.float16(0.01)), rtol=1e-6)   # after the gap: only 0.01s
+
+
 def test_info_lists_variants_and_where_they_are_usable(tmp_path):
     cache = _stale_cache(tmp_path)
     rng = np.random.default_rng(3)
