@@ -53,6 +53,24 @@ def test_abaw_validation_is_held_out_and_reported(abaw):
     assert set(m["per_video"]) == VALIDATION
 
 
+def test_the_run_plots_say_what_made_them(abaw, tmp_path):
+    """curves.png and predictions.png carry, as a caption and as the PNG's Description, the run, data, settings,
+    held-out videos, scores and fingerprints; the per-epoch curve is named for the selection videos, which under
+    ABAW are not the Validation_Set that is held out."""
+    from PIL import Image
+
+    from train.report import caption
+
+    cfg, _ = abaw
+    m = train(replace(cfg, out=str(tmp_path / "run"), plots=True))
+    text = caption(m)
+    assert text.startswith(f"{tmp_path / 'run'}: aw2 in {cfg.cache}; streams spatial, input dphase, arch paper, ")
+    assert (f"held out: validation (2 videos, protocol abaw); CCC arousal {m['ccc_arousal']:.3f}, "
+            f"valence {m['ccc_valence']:.3f}; arrays: resnet50 synth-r") in text
+    for png in ("curves.png", "predictions.png"):
+        assert Image.open(tmp_path / "run" / png).text["Description"] == text
+
+
 def test_pool_validation_puts_it_into_the_folds(abaw, tmp_path):
     cfg, held = abaw
     m = train(replace(cfg, out=str(tmp_path / "pooled"), pool_validation=True, folds=3))

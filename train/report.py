@@ -53,15 +53,42 @@ def video_table(res: dict, videos: list[dict]) -> pd.DataFrame:
 
 def write_outputs(out: Path, metrics: dict, res: dict, videos: list[dict], history: list[dict],
                   plots: bool = True) -> None:
-    """metrics.json, the predictions (per frame, or per video for video-level labels) and the plots."""
+    """metrics.json, the predictions (per frame, or per video for video-level labels) and the plots, each plot
+    captioned (and its PNG's Description) with what made it (``caption``)."""
     (out / "metrics.json").write_text(json.dumps(clean(metrics), indent=1) + "\n")
     video_level = metrics.get("level") == "video"
     table = video_table(res, videos) if video_level else frame_table(res, videos)
     table.to_parquet(out / "predictions.parquet", index=False)
     table.to_csv(out / "predictions.csv", index=False, float_format="%.5f")
     if plots:
-        plot_curves(out / "curves.png", history)
-        (plot_scatter if video_level else plot_predictions)(out / "predictions.png", table)
+        text = caption(metrics)
+        plot_curves(out / "curves.png", history, text, (metrics.get("protocol") or {}).get("selection"))
+        (plot_scatter if video_level else plot_predictions)(out / "predictions.png", table, text)
+
+
+def caption(metrics: dict) -> str:
+    """What made a run's numbers, in two lines for its plots: the run, data and model settings; the held-out
+    videos, their scores and the fingerprints of the arrays read."""
+    c = metrics.get("config") or {}
+    prot = metrics.get("protocol") or {}
+    fps = ", ".join(f"{k} {v[:8]}" for k, v in (metrics.get("fingerprints") or {}).items() if v)
+    held = len((metrics.get("videos") or {}).get("test") or [])
+    scores = ", ".join(f"{d} {metrics[f'ccc_{d}']:.3f}" for d in ("arousal", "valence")
+                       if isinstance(metrics.get(f"ccc_{d}"), (int, float)))
+    return (f"{c.get('out')}: {c.get('dataset')} in {c.get('cache')}; streams {c.get('streams')}, input {c.get('input')}, "
+            f"arch {c.get('arch')}, window {c.get('window')}, width {c.get('width')}, seed {c.get('seed')}, "
+            f"{metrics.get('epochs_run')} epochs (best {metrics.get('best_epoch')})\n"
+            f"held out: {metrics.get('split')} ({held} videos, protocol {prot.get('name')}); CCC {scores or 'n/a'}; "
+            f"arrays: {fps}")
+
+
+def _save(fig, path: Path, text: str | None, dpi: int) -> None:
+    """Save with ``text`` as a small caption at the top and as the PNG's Description (readable by tools)."""
+    if text:
+        h = fig.get_figheight()
+        fig.suptitle(text, fontsize=7, x=0.01, y=1 - 0.05 / h, ha="left", va="top")
+        fig.tight_layout()   # it leaves room for the suptitle
+    fig.savefig(path, dpi=dpi, metadata={"Description": text} if text else None)
 
 
 def _plt():
@@ -71,27 +98,29 @@ def _plt():
     return plt
 
 
-def plot_curves(path: Path, history: list[dict]) -> None:
-    """Loss (train, validation) and validation CCC per epoch."""
+def plot_curves(path: Path, history: list[dict], text: str | None = None, selection: str | None = None) -> None:
+    """Loss (train, selection) and the selection videos' CCC per epoch. "Selection": the videos that pick the best
+    epoch (fold 0 of the training videos), not the held-out ones, which Aff-Wild2 calls Validation_Set."""
     plt = _plt()
     h = pd.DataFrame(history)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
     if len(h):
         ax[0].plot(h.epoch, h.train_loss, "o-", label="train 1-CCC")
-        ax[0].plot(h.epoch, h.val_loss, "o-", label="validation 1-CCC")
+        ax[0].plot(h.epoch, h.val_loss, "o-", label="selection 1-CCC")
         for k in ("arousal", "valence", "mean"):
             ax[1].plot(h.epoch, h[f"val_ccc_{k}"], "o-", label=k)
     ax[0].set(xlabel="epoch", ylabel="loss", title="loss")
-    ax[1].set(xlabel="epoch", ylabel="CCC", title="validation CCC")
+    ax[1].set(xlabel="epoch", ylabel="CCC", title=f"CCC on the selection videos{f': {selection}' if selection else ''}")
+    ax[1].title.set_fontsize(9)
     for a in ax:
         a.legend()
         a.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    _save(fig, path, text, 100)
     plt.close(fig)
 
 
-def plot_scatter(path: Path, table: pd.DataFrame) -> None:
+def plot_scatter(path: Path, table: pd.DataFrame, text: str | None = None) -> None:
     """One prediction per video against its label, per dimension."""
     plt = _plt()
     fig, ax = plt.subplots(1, 2, figsize=(8, 4))
@@ -100,11 +129,11 @@ def plot_scatter(path: Path, table: pd.DataFrame) -> None:
         ax[c].set(title=dim, xlabel="label", ylabel="prediction")
         ax[c].grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    _save(fig, path, text, 90)
     plt.close(fig)
 
 
-def plot_predictions(path: Path, table: pd.DataFrame, max_videos: int = 4) -> None:
+def plot_predictions(path: Path, table: pd.DataFrame, text: str | None = None, max_videos: int = 4) -> None:
     """Predictions against labels over time for the first few held-out videos."""
     plt = _plt()
     vids = list(table.video.unique())[:max_videos]
@@ -117,5 +146,5 @@ def plot_predictions(path: Path, table: pd.DataFrame, max_videos: int = 4) -> No
             ax[r, c].set(title=f"{vid} {dim}", xlabel="frame")
             ax[r, c].legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    _save(fig, path, text, 90)
     plt.close(fig)
