@@ -144,6 +144,10 @@ def test_predict_from_a_cache_in_both_formats(abaw, tmp_path):
     ckpt = f"{cfg.out}/best.pt"
     csv = predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "csv", split="validation", echo=lambda *a: None)
     assert not csv["failed"] and sorted(p.name for p in csv["written"]) == ["v05.csv", "v05.png", "v06.csv", "v06.png"]
+    from PIL import Image
+    made_by = Image.open(tmp_path / "csv" / "v05.png").text["Description"]   # the plot says what made it
+    assert made_by.startswith(f"model {ckpt} (sha256 {sha256(ckpt)[:12]}; streams spatial, input dphase, arch paper; "
+                              f"trained on aw2 in ") and made_by.endswith(f"read: aw2 in {cfg.cache}; see predict.json")
     abaw_files = predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "abaw", split="validation", fmt="abaw",
                                echo=lambda *a: None)
     assert sorted(p.name for p in abaw_files["written"]) == ["v05.txt", "v06.txt"]

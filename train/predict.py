@@ -40,6 +40,7 @@ from train import checkpoint, config, data
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
 from train.config import TrainConfig, used_arrays
 from train.evaluate import fill_nearest, predict
+from train.report import save_captioned
 from train.model import MimamoNet
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
@@ -116,7 +117,8 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
         check_fingerprints({k: ck["fingerprints"].get(k) for k in names}, have, checkpoint_path)
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, dict(failed))
-    res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device, sample)
+    res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device, sample,
+                    made_by(checkpoint_path, ck, cache, "videos"))
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
     write_provenance(out, checkpoint_path, ck, cache, "videos", None, fmt, names, result, sample)
     return result
@@ -155,7 +157,8 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     _say_if_seen(ck, cache, dataset, sorted(fps), echo)
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
-    res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device, sample)
+    res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device, sample,
+                    made_by(checkpoint_path, ck, cache, dataset))
     changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
     if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
         for path in res["written"]:
@@ -211,8 +214,18 @@ def _say_if_seen(ck: dict, cache, dataset: str, videos: list[str], echo) -> None
              f"({', '.join(seen[:4])}{' ...' if len(seen) > 4 else ''}); their predictions are not held-out scores")
 
 
+def made_by(checkpoint_path, ck: dict, cache, dataset: str) -> str:
+    """The caption of the per-video plots: the model (file, sha256, settings, the data it was trained on) and the
+    data it read here; predict.json holds the whole of it."""
+    c = (ck.get("identity") or {}).get("config") or ck.get("config") or {}
+    conf = ck.get("config") or {}
+    return (f"model {checkpoint_path} (sha256 {checkpoint.sha256(checkpoint_path)[:12]}; streams {conf.get('streams')}, "
+            f"input {conf.get('input')}, arch {conf.get('arch')}; trained on {c.get('dataset')} in {c.get('cache')})\n"
+            f"read: {dataset} in {cache}; see predict.json")
+
+
 def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str, rows: list[dict], out: Path,
-              fmt: str, device: str, sample: Sample | None = None) -> dict:
+              fmt: str, device: str, sample: Sample | None = None, caption: str | None = None) -> dict:
     """The model over checked cached videos; writes the files of ``fmt`` (with ``sample``: the one ABAW submission);
     {"written": [...], "failed": [...], "notes": {video: note}}."""
     written, failed = [], []
@@ -250,7 +263,7 @@ def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str,
                 notes[r["video"]] = (f"{len(res[i]['pred']) + diff} lines, as its annotation file has; the video "
                                      f"decodes to {len(res[i]['pred'])} frames")
         else:
-            written += write_prediction(out, r, res[i])
+            written += write_prediction(out, r, res[i], caption)
     return {"written": written, "failed": failed, "notes": notes}
 
 
@@ -282,7 +295,7 @@ def write_abaw(out: Path, row: dict, res: dict) -> Path:
     return path
 
 
-def write_prediction(out: Path, row: dict, res: dict) -> list[Path]:
+def write_prediction(out: Path, row: dict, res: dict, caption: str | None = None) -> list[Path]:
     """`<video>.csv` (frame, time, arousal, valence, valid) and `<video>.png`."""
     n = len(res["pred"])
     fps = float(row.get("fps") or 30.0)
@@ -294,11 +307,11 @@ def write_prediction(out: Path, row: dict, res: dict) -> list[Path]:
     csv = out / f"{row['video']}.csv"
     df.to_csv(csv, index=False, float_format="%.5f")
     png = out / f"{row['video']}.png"
-    _plot(png, df, row["video"])
+    _plot(png, df, row["video"], caption)
     return [csv, png]
 
 
-def _plot(path: Path, df: pd.DataFrame, title: str) -> None:
+def _plot(path: Path, df: pd.DataFrame, title: str, caption: str | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -312,5 +325,5 @@ def _plot(path: Path, df: pd.DataFrame, title: str) -> None:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper right", ncol=3)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    save_captioned(fig, path, caption, 110)
     plt.close(fig)

@@ -82,7 +82,7 @@ def caption(metrics: dict) -> str:
             f"arrays: {fps}")
 
 
-def _save(fig, path: Path, text: str | None, dpi: int) -> None:
+def save_captioned(fig, path: Path, text: str | None, dpi: int) -> None:
     """Save with ``text`` as a small caption at the top and as the PNG's Description (readable by tools)."""
     if text:
         h = fig.get_figheight()
@@ -116,7 +116,7 @@ def plot_curves(path: Path, history: list[dict], text: str | None = None, select
         a.legend()
         a.grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path, text, 100)
+    save_captioned(fig, path, text, 100)
     plt.close(fig)
 
 
@@ -129,7 +129,7 @@ def plot_scatter(path: Path, table: pd.DataFrame, text: str | None = None) -> No
         ax[c].set(title=dim, xlabel="label", ylabel="prediction")
         ax[c].grid(alpha=0.3)
     fig.tight_layout()
-    _save(fig, path, text, 90)
+    save_captioned(fig, path, text, 90)
     plt.close(fig)
 
 
@@ -146,5 +146,5 @@ def plot_predictions(path: Path, table: pd.DataFrame, text: str | None = None, m
             ax[r, c].set(title=f"{vid} {dim}", xlabel="frame")
             ax[r, c].legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path, text, 90)
+    save_captioned(fig, path, text, 90)
     plt.close(fig)
