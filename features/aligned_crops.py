@@ -75,9 +75,16 @@ def read_crop(path: Path) -> np.ndarray:
     data = path.read_bytes()
     # cv2.imread decodes a truncated JPEG without failing (gray below the cut, a warning on stderr); imdecode refuses
     # it today, and the end-of-image marker check keeps that true whatever OpenCV does.
-    if path.suffix.lower() in (".jpg", ".jpeg") and not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
-        raise BadInputError(path, "this JPEG is truncated (no end-of-image marker)",
-                            "re-extract the cropped_aligned folder from its archive")
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        if not data:
+            raise BadInputError(path, "this image file is empty",
+                                "re-extract the cropped_aligned folder from its archive")
+        if not data.startswith(b"\xff\xd8"):   # the start-of-image marker: another kind of file named .jpg
+            raise BadInputError(path, f"not a JPEG image (it starts with {data[:8]!r})",
+                                "re-extract the cropped_aligned folder from its archive")
+        if not data.rstrip(b"\0\r\n ").endswith(b"\xff\xd9"):
+            raise BadInputError(path, "this JPEG is truncated (no end-of-image marker)",
+                                "re-extract the cropped_aligned folder from its archive")
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
     if img is None:
         raise BadInputError(path, "cannot decode this image (corrupt, empty or not an image)",

@@ -104,6 +104,8 @@ def test_a_corrupt_crop_is_named_and_earlier_chunks_are_kept(layout, tmp_path, d
         for chunk in iter_crop_folder(folder, e.n_frames, chunk_size=16):
             got.append(chunk)
     assert str(bad) in str(err.value)
+    assert {"truncated": "JPEG is truncated", "garbage": "not a JPEG image (it starts with b'not a jp')",
+            "empty": "image file is empty"}[damage] in str(err.value)
     assert sum(len(c) for c in got) == 32  # frames 0..31 were handed out before the chunk holding frame 39
 
 
