@@ -40,8 +40,8 @@ from train import checkpoint, config, data
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
 from train.config import TrainConfig, used_arrays
 from train.evaluate import fill_nearest, predict
-from train.report import save_captioned
 from train.model import MimamoNet
+from train.report import save_captioned
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
 FORMATS = ("csv", "abaw")
