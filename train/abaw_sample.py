@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from features.errors import BadInputError
 
@@ -37,9 +38,12 @@ class Sample:
         """The entries in the order they first appear."""
         return list(dict.fromkeys(self.entries))
 
-    def rows_of(self, entry: str) -> np.ndarray:
-        """The frames (0-based) the sample asks of one entry, in its order."""
-        return self.frames[np.asarray(self.entries) == entry]
+    def rows_by_entry(self) -> dict[str, np.ndarray]:
+        """Each entry's row numbers, in the sample's order (one grouping pass: a test set has ~10^6 rows)."""
+        codes, names = pd.factorize(pd.Series(self.entries))
+        order = np.argsort(codes, kind="stable")
+        bounds = np.searchsorted(codes[order], np.arange(len(names) + 1))
+        return {name: order[bounds[k]:bounds[k + 1]] for k, name in enumerate(names)}
 
     def describe(self) -> dict:
         """What predict.json records about it."""
@@ -74,10 +78,11 @@ def read_sample(path: str | Path) -> Sample:
         if len(cells) != len(header):
             raise _fail(path, n, f"{len(cells)} fields, the header has {len(header)}: {line!r}")
         loc = cells[where].strip()
-        p = PurePosixPath(loc)
-        if len(p.parts) < 2 or not p.stem.isdigit() or int(p.stem) < 1:
+        entry, _, name = loc.rpartition("/")   # string methods, not a Path per row: ~10^6 rows
+        stem = name.partition(".")[0]
+        if not entry or not stem.isdigit() or int(stem) < 1:
             raise _fail(path, n, f"{loc!r} is not <entry>/<NNNNN>.jpg")
-        key = (str(p.parent), int(p.stem) - 1)
+        key = (entry, int(stem) - 1)
         if key in seen:
             raise _fail(path, n, f"{loc!r} is also on line {seen[key]}")
         seen[key] = n
@@ -109,10 +114,8 @@ def write_submission(out: Path, sample: Sample, filled: dict[str, np.ndarray]) -
     """
     notes = {}
     values = np.empty((len(sample.locations), 2))
-    entries = np.asarray(sample.entries)
-    for entry in sample.order():
+    for entry, rows in sample.rows_by_entry().items():
         pred = filled[entry]
-        rows = np.flatnonzero(entries == entry)
         frames = sample.frames[rows]
         values[rows] = pred[np.minimum(frames, len(pred) - 1)]
         if len(rows) != len(pred) or frames.max() >= len(pred):
