@@ -111,3 +111,34 @@ def test_bad_requests_are_refused(data):
                       (["--inputs", "dphase@flip"], "already has face transforms")):
         res = _run("robustness", "--cache", cache, "--dataset", "demo", "--out", out, *args, *TRAIN)
         assert res.exit_code == 2 and msg in res.output, res.output
+
+
+def test_a_cache_changed_between_its_runs_writes_no_table(data, tmp_path, monkeypatch):
+    """A `features` run between two trainings (here: new labels after the first) would leave the table comparing
+    runs made on different data: refused, no table written. Last in this module: it restores the labels after."""
+    import train.robustness as robustness_module
+
+    _, cache, _, _ = data
+    videos = list(FRAMES)
+    before = {v: store.video_fingerprints(cache, "demo", v)["labels"] for v in videos}
+    real, calls = robustness_module.train, []
+
+    def features_between_runs(c):
+        m = real(c)
+        if not calls:
+            for v in videos:
+                store.set_fingerprints(store.open_video(cache, "demo", v, mode="r+"), {"labels": "labels-fixed"})
+        calls.append(c.out)
+        return m
+
+    monkeypatch.setattr(robustness_module, "train", features_between_runs)
+    try:
+        res = _run("robustness", "--cache", cache, "--dataset", "demo", "--betas", "0", "--inputs", "dphase,flow",
+                   "--out", tmp_path / "fig", *TRAIN)
+    finally:
+        for v in videos:
+            store.set_fingerprints(store.open_video(cache, "demo", v, mode="r+"), {"labels": before[v]})
+    assert res.exit_code != 0 and len(calls) == 2
+    assert "the cache changed during this robustness: its runs read different data (labels: " in res.output
+    assert "in dphase_beta=0/fold0, " in res.output and " in flow_beta=0/fold0); no table is written" in res.output
+    assert not list((tmp_path / "fig").glob("robustness.*"))

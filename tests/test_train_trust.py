@@ -190,6 +190,39 @@ def test_ablate_reruns_cells_made_under_other_settings_or_data(tmp_path, capfd):
     assert json.loads(done["dphase"].read_text())["config"]["lr"] == 0.05
 
 
+def test_an_ablation_whose_cache_changed_between_its_runs_writes_no_table(tmp_path, monkeypatch):
+    """A `features` run between two cells (here: the labels fixed after the spatial cell) leaves each run consistent
+    but the table comparing runs made on different data: refused; the same command again retrains what is stale."""
+    import train.ablate as ablate_module
+
+    cfg = _fresh(tmp_path)
+    real, calls = ablate_module.train, []
+
+    def features_between_cells(c):
+        m = real(c)
+        if not calls:
+            for v in ("v00", "v01", "v02", "v03", "v04"):
+                _set_fp(cfg.cache, v, labels="labels-fixed")
+        calls.append(c.out)
+        return m
+
+    monkeypatch.setattr(ablate_module, "train", features_between_cells)
+    grid, out = ["streams=spatial,temporal"], tmp_path / "abl"
+    with pytest.raises(BadInputError, match=r"the cache changed during this ablation: its runs read different data "
+                                            r"\(labels: [0-9a-f]{16} in streams=spatial/fold0, [0-9a-f]{16} in "
+                                            r"streams=temporal/fold0\); no table is written"):
+        ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
+    assert not (out / "ablation.md").exists() and not (out / "ablation.csv").exists()
+    monkeypatch.undo()
+    ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
+    md = (out / "ablation.md").read_text()
+    read = {s: json.loads((out / f"streams={s}" / "fold0" / "metrics.json").read_text())["fingerprints"]["labels"]
+            for s in ("spatial", "temporal")}
+    assert read["spatial"] == read["temporal"]   # the spatial cell was trained again, on the labels as they are now
+    assert f"Data: synth in {tmp_path / 'c'}; every run read the same arrays (fingerprints: " in md
+    assert f"labels {read['temporal']}" in md
+
+
 def test_ablation_tables_count_only_folds_with_a_finite_score(tmp_path):
     make_cache(tmp_path / "c", "synth", videos=3, frames=40, test_videos=0)   # one video per fold
     cache = tmp_path / "c"

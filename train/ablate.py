@@ -24,6 +24,7 @@ from features.errors import BadInputError
 from train import protocol
 from train.config import TrainConfig
 from train.trainer import train
+from train.videos import one_data
 
 
 def parse_grid(grid: list[str]) -> list[tuple[str, list]]:
@@ -51,7 +52,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     axes = parse_grid(grid)
     out = Path(out)
     base = replace(base or TrainConfig(), cache=str(cache), dataset=dataset, folds=folds)
-    rows = []
+    rows, runs = [], {}
     cells = [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
     for cell in cells:
         name = _name(cell)
@@ -66,11 +67,13 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
             m = train(replace(cfg, **inits))
             if not m.get("interrupted"):
                 res.append(m)
+                runs[f"{name}/fold{f}"] = m
         rows.append({**cell, **_labels(cell, base), **summarize_folds(res), "protocol": _protocol(res)})
+    read = one_data(runs, out, "ablation")
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
-    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base))
+    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read))
     return table
 
 
@@ -123,7 +126,8 @@ def summarize_folds(res: list[dict]) -> dict:
     return out
 
 
-def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig) -> str:
+def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig,
+             read: dict[str, str] | None = None) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
     keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
     protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
@@ -138,6 +142,8 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
               "arch and input are '-' for spatial-only rows (no temporal stream)."), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
               "Protocol: none (no fold finished)."), "",
+             f"Data: {dataset} in {Path(base.cache).resolve()}; every run read the same arrays (fingerprints: "
+             + (", ".join(f"{a} {fp}" for a, fp in (read or {}).items()) or "none") + ").", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [str(r[k]) for k in keys]

@@ -33,6 +33,7 @@ from train.ablate import summarize_folds
 from train.config import TrainConfig
 from train.report import _plt, clean
 from train.trainer import train
+from train.videos import one_data
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
         rows.append({"input": c.input, "beta": c.beta, "reads": c.reads,
                      "fingerprint": ";".join(f"{n}={fps.get(n)}" for n in arrays.input_arrays(c.reads)),
                      **summarize_folds(res)})
+    one_data(runs, out, "robustness")   # and each row's fingerprints below are those of all its folds
     table = pd.DataFrame(rows)
     for _, grp in table.groupby("input", sort=False):   # the change from the clean input, per input
         clean0 = grp[grp.beta == 0].ccc_mean

@@ -86,6 +86,27 @@ def changed_listing(changed: dict[str, str]) -> str:
     return _listing([f"{v}: {what}" for v, what in sorted(changed.items())], sep="; ")
 
 
+def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
+    """The fingerprints the runs of one table read ({array: fingerprint}), refused when they differ between runs.
+
+    Each run of an ablation or robustness table is consistent in itself (train checks after every epoch), but a
+    `features` run between two of them leaves the table comparing runs made on different data. Reused runs match
+    the cache as it is now (their identity is checked), so running the same command again retrains only the runs
+    made before the change."""
+    seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    for name, m in runs.items():
+        for array, fp in (m.get("fingerprints") or {}).items():
+            seen[array][fp].append(name)
+    mixed = {a: fps for a, fps in seen.items() if len(fps) > 1}
+    if mixed:
+        desc = "; ".join(f"{a}: " + ", ".join(f"{fp} in {_listing(sorted(names), 2)}" for fp, names in fps.items())
+                         for a, fps in sorted(mixed.items()))
+        raise BadInputError(where, f"the cache changed during this {command}: its runs read different data ({desc}); "
+                            "no table is written", f"run the same {command} command again: the runs made on the "
+                            "cache as it is now are reused, the others are trained again")
+    return {a: next(iter(fps)) for a, fps in sorted(seen.items())}
+
+
 def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
            skip: bool = False, hints: dict | None = None) -> tuple[dict[str, dict], dict[str, str]]:
     """({video: its arrays' fingerprints}, {video: why it cannot be read}); refuses unless ``skip``. ``hints``, if
