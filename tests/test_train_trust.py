@@ -168,6 +168,21 @@ def test_init_checkpoint_that_saw_held_out_videos_is_refused(tmp_path):
                       init_temporal=str(tmp_path / "tp" / "best.pt")))
 
 
+def test_init_checkpoint_that_learnt_from_labels_changed_since_is_refused(tmp_path):
+    cfg = _fresh(tmp_path)
+    train(replace(cfg, streams="spatial", out=str(tmp_path / "sp")))
+    train(replace(cfg, streams="temporal", out=str(tmp_path / "tp")))
+    both = replace(cfg, streams="both", init_spatial=str(tmp_path / "sp" / "best.pt"),
+                   init_temporal=str(tmp_path / "tp" / "best.pt"), out=str(tmp_path / "both"))
+    seen = json.loads((tmp_path / "sp" / "metrics.json").read_text())["videos"]["train"][0]
+    _set_fp(cfg.cache, seen, labels="labels-fixed")   # a features run after a label fix
+    with pytest.raises(BadInputError, match=rf"the spatial model learnt from labels that have changed since \(1 "
+                                            rf"video\(s\): {seen}; {seen}: synth-l -> labels-fixed\)"):
+        train(both)
+    _set_fp(cfg.cache, seen, labels="synth-l")
+    assert train(both)["init"]                          # the same labels again: accepted
+
+
 def test_ablate_reruns_cells_made_under_other_settings_or_data(tmp_path, capfd):
     cfg = _fresh(tmp_path, extras=True)
     base = replace(cfg, streams="temporal")

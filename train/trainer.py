@@ -217,6 +217,7 @@ def init_from(model: MimamoNet, path, part: str, run: Run) -> None:
                             f"train the {part} stream with this run's --folds/--fold/--seed, or let --streams both "
                             "train it first")
     _check_init_sources(its, run, path, part)
+    _check_init_labels(ck.get("labels_by_video") or {}, its, run, path, part)
     theirs = used_arrays(config.from_dict(ck["config"]))
     check_fingerprints({k: its["fingerprints"].get(k) for k in theirs}, run.sel.fingerprints, path)
     sub = {k[len(part) + 1:]: v for k, v in ck["model"].items() if k.startswith(part + ".")}
@@ -239,6 +240,22 @@ def _check_init_sources(its: dict, run: Run, path, part: str) -> None:
         raise BadInputError(path, f"the {part} model learnt from {len(changed)} video(s) whose cached features were "
                             f"made again from another source since ({names}; {v}: {then[v]} -> {now[v]})",
                             f"train the {part} stream again on this cache (or let --streams both train it first)")
+
+
+def _check_init_labels(then: dict, its: dict, run: Run, path, part: str) -> None:
+    """Refuse an init checkpoint that learnt from labels that have changed since (a `features` run after a label
+    fix): the two-stream model would start from streams fitted to the old targets of its own training videos. The
+    labels' one digest cannot tell, as it covers each run's own videos; checkpoints written before the per-video
+    record are not checked for it."""
+    now = {v: fps.get("labels") for v, fps in run.sel.per_video.items()}
+    seen = its["videos"]["train"] + its["videos"]["val"]
+    changed = sorted(v for v in seen if v in then and v in now and then[v] != now[v])
+    if changed:
+        v = changed[0]
+        raise BadInputError(path, f"the {part} model learnt from labels that have changed since ({len(changed)} "
+                            f"video(s): {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; {v}: {then[v]} "
+                            f"-> {now[v]})", f"train the {part} stream again on this cache (or let --streams both "
+                            "train it first)")
 
 
 def resumable(run: Run) -> dict | None:
@@ -299,7 +316,9 @@ def loss(model: MimamoNet, batch: dict, window: int, device, level: str) -> torc
 
 def _meta(run: Run, fit_: Fit) -> dict:
     return {"config": config.as_dict(run.cfg), "identity": run.identity, "model_args": fit_.model_args,
-            "fingerprints": run.sel.fingerprints, "level": run.sel.level, "feature_settings": run.sel.feature_settings}
+            "fingerprints": run.sel.fingerprints, "level": run.sel.level, "feature_settings": run.sel.feature_settings,
+            # per video, outside the identity (which holds one digest of them): what init_from checks an init against
+            "labels_by_video": {v: fps.get("labels") for v, fps in sorted(run.sel.per_video.items())}}
 
 
 def fit(run: Run, f: Fit) -> bool:
