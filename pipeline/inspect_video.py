@@ -170,7 +170,7 @@ def labels_figure(plt, g, read, video, n, valid, predictions=None):
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
     fig, ax = plt.subplots(2, 1, figsize=(9, 4), sharex=True)
-    pred = _predictions(predictions, video) if predictions else None
+    pred = _predictions(predictions, video, n) if predictions else None
     for i, dim in enumerate(("arousal", "valence")):
         ax[i].plot(time, labels[:, i], label="label", lw=1)
         if pred is not None:
@@ -196,11 +196,30 @@ def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
     return path
 
 
-def _predictions(path, video):
+def _predictions(path, video: str, n: int):
+    """This video's rows of a train run's predictions (a `video` column) or of predict's `<video>.csv`; refused when
+    it has none, or when its frames are not the cached video's (another extraction of it): plotted, they would sit
+    against labels they were not made for."""
     import pandas as pd
 
     df = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
-    df = df[df.video == video] if "video" in df else df
+    if "frame" not in df:
+        raise BadInputError(path, "not a predictions file (no frame column)",
+                            "pass predictions.csv/.parquet of a train run, or <video>.csv of a predict run")
+    if "video" in df:
+        held = sorted(map(str, df.video.unique()))
+        df = df[df.video == video]
+        if df.empty:
+            raise BadInputError(path, f"no predictions for video {video!r} (it holds {', '.join(held[:4])}"
+                                f"{' ...' if len(held) > 4 else ''})", "pass the predictions of a run that held "
+                                "this video out, or predict it: `cli.py predict --cache ... --split ...`")
+    elif Path(path).stem != video:   # predict writes one <video>.csv per video, with no video column
+        raise BadInputError(path, f"holds the predictions of {Path(path).stem!r} (predict names its files after the "
+                            f"video), not of {video!r}", f"pass {Path(path).with_name(video + '.csv')}")
+    if len(df) != n or int(df.frame.max()) != n - 1:
+        raise BadInputError(path, f"{len(df)} predicted frames of {video!r} (up to frame {int(df.frame.max())}), but "
+                            f"the cached video has {n}: they were made from another extraction of it",
+                            "predict it again from this cache")
     if "time" not in df:
         df = df.assign(time=df.frame / 30.0)
     return df

@@ -1,9 +1,11 @@
 """export --format h5 copies the cache faithfully; info shows datasets and what a cache holds."""
 import h5py
 import numpy as np
+import pytest
 from click.testing import CliRunner
 
 import cli
+from features.errors import BadInputError
 from pipeline import store
 
 
@@ -128,6 +130,26 @@ def test_the_labels_plot_of_an_unlabelled_entry_spans_the_video_and_says_it(tmp_
     assert fig.axes[0].get_xlim() == (0.0, 95 / 30)
     assert fig.axes[0].get_title() == "t_left: 96 frames, 0 labelled, 72 with a face; no labels (an unlabelled entry)"
     plt.close(fig)
+
+
+def test_inspect_refuses_predictions_not_made_for_this_video(tmp_path):
+    """--predictions drawn against this video's labels must be this video's, from this extraction of it."""
+    import pandas as pd
+
+    from pipeline.inspect_video import inspect_video
+
+    cache = _stale_cache(tmp_path / "c")
+    frames = pd.DataFrame({"frame": np.arange(40), "arousal": 0.1, "valence": -0.1, "valid": True})
+    frames.assign(video="v2").to_csv(tmp_path / "run.csv", index=False)              # a run that held out v2 only
+    frames.to_csv(tmp_path / "v2.csv", index=False)                                  # predict's file of v2
+    frames[:39].to_csv(tmp_path / "v1.csv", index=False)                             # another extraction: 39 frames
+    for path, match in (("run.csv", "no predictions for video 'v1' \\(it holds v2\\)"),
+                        ("v2.csv", "holds the predictions of 'v2'"),
+                        ("v1.csv", "39 predicted frames of 'v1' \\(up to frame 38\\), but the cached video has 40")):
+        with pytest.raises(BadInputError, match=match):
+            inspect_video(cache, "demo", "v1", tmp_path / "png", predictions=tmp_path / path)
+    frames.to_csv(tmp_path / "v1.csv", index=False)
+    assert len(inspect_video(cache, "demo", "v1", tmp_path / "png", predictions=tmp_path / "v1.csv")) == 3
 
 
 def test_the_motion_curve_is_not_drawn_across_frames_without_a_face(tmp_path):
