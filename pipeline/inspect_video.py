@@ -170,7 +170,7 @@ def labels_figure(plt, g, read, video, n, valid, predictions=None):
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
     fig, ax = plt.subplots(2, 1, figsize=(9, 4), sharex=True)
-    pred = _predictions(predictions, video, n) if predictions else None
+    pred = _predictions(predictions, video, n, fps) if predictions else None
     for i, dim in enumerate(("arousal", "valence")):
         ax[i].plot(time, labels[:, i], label="label", lw=1)
         if pred is not None:
@@ -196,7 +196,7 @@ def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
     return path
 
 
-def _predictions(path, video: str, n: int):
+def _predictions(path, video: str, n: int, fps: float):
     """This video's rows of a train run's predictions (a `video` column) or of predict's `<video>.csv`; refused when
     it has none, or when its frames are not the cached video's (another extraction of it): plotted, they would sit
     against labels they were not made for."""
@@ -220,6 +220,4 @@ def _predictions(path, video: str, n: int):
         raise BadInputError(path, f"{len(df)} predicted frames of {video!r} (up to frame {int(df.frame.max())}), but "
                             f"the cached video has {n}: they were made from another extraction of it",
                             "predict it again from this cache")
-    if "time" not in df:
-        df = df.assign(time=df.frame / 30.0)
-    return df
+    return df.assign(time=df.frame / fps)   # the labels' clock: a run's file has no time, and not every video is 30 fps

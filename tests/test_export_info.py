@@ -152,6 +152,30 @@ def test_inspect_refuses_predictions_not_made_for_this_video(tmp_path):
     assert len(inspect_video(cache, "demo", "v1", tmp_path / "png", predictions=tmp_path / "v1.csv")) == 3
 
 
+def test_predictions_are_drawn_on_the_labels_clock(tmp_path):
+    """A train run's predictions have frames, not times: at 25 fps they belong at frame / 25 (they were drawn at
+    frame / 30, beside labels at frame / 25)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from pipeline.inspect_video import labels_figure
+
+    arrays = {"valid": np.ones(50, bool), "face48": np.zeros((50, 48, 48), "u1"),
+              "labels": np.zeros((50, 2), "f4")}
+    store.write_video(tmp_path, "omg", "u1", arrays, {"split": "train", "fps": 25.0})
+    pd.DataFrame({"video": "u1", "frame": np.arange(50), "arousal": 0.1, "valence": 0.2,
+                  "valid": True}).to_parquet(tmp_path / "predictions.parquet")
+    g = store.open_video(tmp_path, "omg", "u1")
+    fig = labels_figure(plt, g, lambda name, lo, hi: g[name][lo:hi], "u1", 50, arrays["valid"],
+                        tmp_path / "predictions.parquet")
+    label, prediction = fig.axes[0].lines[:2]
+    np.testing.assert_allclose(prediction.get_xdata(), label.get_xdata())
+    assert label.get_xdata()[-1] == pytest.approx(49 / 25)
+    plt.close(fig)
+
+
 def test_the_motion_curve_is_not_drawn_across_frames_without_a_face(tmp_path):
     """inspect's smoothed motion energy: NaN where there is no ΔPhase, and beside a gap made of real rows only (a
     constant energy stays that constant up to the gap, where interpolating towards a spike bent it)."""
