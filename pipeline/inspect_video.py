@@ -204,8 +204,9 @@ def _predictions(path, video: str, n: int, fps: float):
 
     df = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
     if "frame" not in df:
-        raise BadInputError(path, "not a predictions file (no frame column)",
-                            "pass predictions.csv/.parquet of a train run, or <video>.csv of a predict run")
+        raise BadInputError(path, "no frame column: not per-frame predictions (a run on one label per video, as "
+                            "OMG's, predicts one value per video, nothing to draw over time)",
+                            "pass predictions.csv/.parquet of a per-frame train run, or <video>.csv of a predict run")
     if "video" in df:
         held = sorted(map(str, df.video.unique()))
         df = df[df.video == video]
