@@ -224,18 +224,36 @@ def test_an_ablation_whose_cache_changed_between_its_runs_writes_no_table(tmp_pa
     monkeypatch.setattr(ablate_module, "train", features_between_cells)
     grid, out = ["streams=spatial,temporal"], tmp_path / "abl"
     with pytest.raises(BadInputError, match=r"the cache changed during this ablation: its runs read different data "
-                                            r"\(labels: [0-9a-f]{16} in streams=spatial/fold0, [0-9a-f]{16} in "
-                                            r"streams=temporal/fold0\); no table is written"):
+                                            r"\(labels of v00: synth-l in streams=spatial/fold0, labels-fixed in "
+                                            r"streams=temporal/fold0; labels of v01: .*; and 2 more\); no table is "
+                                            r"written"):
         ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
     assert not (out / "ablation.md").exists() and not (out / "ablation.csv").exists()
     monkeypatch.undo()
     ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
     md = (out / "ablation.md").read_text()
-    read = {s: json.loads((out / f"streams={s}" / "fold0" / "metrics.json").read_text())["fingerprints"]["labels"]
+    read = {s: json.loads((out / f"streams={s}" / "fold0" / "metrics.json").read_text())["labels_by_video"]
             for s in ("spatial", "temporal")}
-    assert read["spatial"] == read["temporal"]   # the spatial cell was trained again, on the labels as they are now
+    assert read["spatial"] == read["temporal"] and read["spatial"]["v00"] == "labels-fixed"   # trained again
     assert f"Data: synth in {tmp_path / 'c'}; every run read the same arrays (fingerprints: " in md
-    assert f"labels {read['temporal']}" in md
+    assert "labels per video, the same in every run (5 videos)" in md and "resnet50 synth-r" in md
+
+
+def test_runs_over_other_video_sets_read_the_same_labels():
+    """Cells that leave out other videos (--skip-unusable, per input) have other label digests of the same labels:
+    not a change; one video's labels differing between runs is; runs from before the per-video record fall back to
+    the digest."""
+    from train.videos import one_data
+
+    def run(digest, **labels):
+        return {"fingerprints": {"resnet50": "r", "labels": digest}, "labels_by_video": labels}
+
+    read = one_data({"a": run("d1", v0="x", v1="y"), "b": run("d2", v0="x")}, None, "ablation")
+    assert read == {"resnet50": "r", "labels": "per video, the same in every run (2 videos)"}
+    with pytest.raises(BadInputError, match=r"\(labels of v0: x in a, z in b\)"):
+        one_data({"a": run("d1", v0="x", v1="y"), "b": run("d1", v0="z", v1="y")}, None, "ablation")
+    old = {"fingerprints": {"resnet50": "r", "labels": "d1"}}
+    assert one_data({"a": old, "b": run("d1", v0="x")}, None, "ablation") == {"labels": "d1", "resnet50": "r"}
 
 
 def test_ablation_tables_count_only_folds_with_a_finite_score(tmp_path):

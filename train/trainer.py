@@ -317,8 +317,14 @@ def loss(model: MimamoNet, batch: dict, window: int, device, level: str) -> torc
 def _meta(run: Run, fit_: Fit) -> dict:
     return {"config": config.as_dict(run.cfg), "identity": run.identity, "model_args": fit_.model_args,
             "fingerprints": run.sel.fingerprints, "level": run.sel.level, "feature_settings": run.sel.feature_settings,
-            # per video, outside the identity (which holds one digest of them): what init_from checks an init against
-            "labels_by_video": {v: fps.get("labels") for v, fps in sorted(run.sel.per_video.items())}}
+            "labels_by_video": _labels_by_video(run)}
+
+
+def _labels_by_video(run: Run) -> dict[str, str]:
+    """Each selected video's labels fingerprint. Recorded outside the identity, whose one digest covers the run's own
+    videos: runs over other video sets (another fold layout, --skip-unusable) cannot be compared by it, these can
+    (init_from's check, and ablate's and robustness's tables, videos.one_data)."""
+    return {v: fps.get("labels") for v, fps in sorted(run.sel.per_video.items())}
 
 
 def fit(run: Run, f: Fit) -> bool:
@@ -413,6 +419,6 @@ def finalize(run: Run, f: Fit) -> dict:
                "streams": cfg.streams, "arch": cfg.arch if temporal else None, "input": cfg.input if temporal else None,
                "init": run.init or None, "videos": run.identity["videos"], "left_out": run.sel.left_out,
                "per_video": scores["per_video"], "config": config.as_dict(cfg), "fingerprints": run.sel.fingerprints,
-               "identity": run.identity}
+               "labels_by_video": _labels_by_video(run), "identity": run.identity}
     report.write_outputs(run.out, metrics, res, run.split["test"], state["history"], cfg.plots)
     return metrics

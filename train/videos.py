@@ -93,18 +93,28 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
     `features` run between two of them leaves the table comparing runs made on different data. Reused runs match
     the cache as it is now (their identity is checked), so running the same command again retrains only the runs
     made before the change."""
+    # labels per video where every run records them: runs over other video sets (--skip-unusable leaves out other
+    # videos per input) have other digests of the same labels
+    per_video = all("labels_by_video" in m for m in runs.values())
     seen: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
     for name, m in runs.items():
         for array, fp in (m.get("fingerprints") or {}).items():
-            seen[array][fp].append(name)
+            if not (per_video and array == "labels"):
+                seen[array][fp].append(name)
+        for video, fp in (m.get("labels_by_video") or {}).items() if per_video else ():
+            seen[f"labels of {video}"][fp].append(name)
     mixed = {a: fps for a, fps in seen.items() if len(fps) > 1}
     if mixed:
         desc = "; ".join(f"{a}: " + ", ".join(f"{fp} in {_listing(sorted(names), 2)}" for fp, names in fps.items())
-                         for a, fps in sorted(mixed.items()))
+                         for a, fps in sorted(mixed.items())[:3]) + (f"; and {len(mixed) - 3} more" if len(mixed) > 3
+                                                                      else "")
         raise BadInputError(where, f"the cache changed during this {command}: its runs read different data ({desc}); "
                             "no table is written", f"run the same {command} command again: the runs made on the "
                             "cache as it is now are reused, the others are trained again")
-    return {a: next(iter(fps)) for a, fps in sorted(seen.items())}
+    read = {a: next(iter(fps)) for a, fps in sorted(seen.items()) if not a.startswith("labels of ")}
+    if per_video and runs:
+        read["labels"] = f"per video, the same in every run ({sum(a.startswith('labels of ') for a in seen)} videos)"
+    return read
 
 
 def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
