@@ -550,7 +550,7 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out
         if weights is not None:
             raise click.UsageError("--weights is for video files; a cache's features are already made")
         res = predict_cache(cache, dataset, checkpoint, out, split=split, fmt=fmt, device=device, sample=sample,
-                            echo=click.echo)
+                            progress=not no_progress, echo=click.echo)
     else:
         if not videos:
             raise click.UsageError("give video files, or --cache DIR --dataset NAME")

@@ -6,6 +6,8 @@ level: one prediction per video (utterance), CCC over the videos.
 """
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import torch
 
@@ -31,15 +33,21 @@ def present(batch: dict, device) -> torch.Tensor | None:
 
 
 @torch.no_grad()
-def predict(model, ds: data.SequenceDataset, window: int, batch_size: int, num_workers: int, device) -> dict:
-    """Per-video arrays: pred/labels [T, 2], valid [T], and the video-level output (weighted by frames)."""
+def predict(model, ds: data.SequenceDataset, window: int, batch_size: int, num_workers: int, device,
+            progress: str | None = None) -> dict:
+    """Per-video arrays: pred/labels [T, 2], valid [T], and the video-level output (weighted by frames).
+    ``progress``: a progress bar (on stderr) with this label: a test set of ~10^6 frames is a long pass on a CPU."""
+    from tqdm import tqdm
+
     model.eval()
     res = {}
     for i, v in enumerate(ds.videos):
         n = int(v["n_frames"])
         res[i] = {"pred": np.full((n, 2), np.nan, np.float32), "labels": np.full((n, 2), np.nan, np.float32),
                   "valid": np.zeros(n, bool), "vsum": np.zeros(2), "vw": 0.0}
-    for batch in data.loader(ds, batch_size, None, num_workers):
+    batches = data.loader(ds, batch_size, None, num_workers)
+    for batch in tqdm(batches, desc=progress, total=len(batches), unit="batch", leave=False, file=sys.stderr,
+                      disable=progress is None):
         own = batch["own"].to(device)
         out = model(*inputs(batch, window, device), mask=own & batch["valid"].to(device),
                     present=present(batch, device))

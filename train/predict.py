@@ -118,7 +118,7 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, dict(failed))
     res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device, sample,
-                    made_by(checkpoint_path, ck, cache, "videos"))
+                    made_by(checkpoint_path, ck, cache, "videos"), progress)
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
     write_provenance(out, checkpoint_path, ck, cache, "videos", None, fmt, names, result, sample)
     return result
@@ -126,7 +126,7 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
 
 def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, out: str | Path, *,
                   split: str | None = None, fmt: str = "csv", device: str = "cpu", sample: str | Path | None = None,
-                  echo=print) -> dict:
+                  progress: bool = False, echo=print) -> dict:
     """The model on a cached dataset's videos (one split, or all); returns {"written": [...], "failed": [...]}.
 
     Every video is checked in its group; the arrays the model reads must carry the checkpoint's fingerprints on
@@ -158,7 +158,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
     res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device, sample,
-                    made_by(checkpoint_path, ck, cache, dataset))
+                    made_by(checkpoint_path, ck, cache, dataset), progress)
     changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
     if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
         for path in res["written"]:
@@ -225,7 +225,8 @@ def made_by(checkpoint_path, ck: dict, cache, dataset: str) -> str:
 
 
 def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str, rows: list[dict], out: Path,
-              fmt: str, device: str, sample: Sample | None = None, caption: str | None = None) -> dict:
+              fmt: str, device: str, sample: Sample | None = None, caption: str | None = None,
+              progress: bool = False) -> dict:
     """The model over checked cached videos; writes the files of ``fmt`` (with ``sample``: the one ABAW submission);
     {"written": [...], "failed": [...], "notes": {video: note}}."""
     written, failed = [], []
@@ -237,7 +238,8 @@ def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str,
                               length=cfg.length, stride=cfg.length, test=True, cache_mb=cfg.cache_mb, level=level,
                               sampling="snippets" if level == "video" else "frames")
     dev = torch.device(device)
-    res = predict(model.to(dev), ds, cfg.window, cfg.batch_size, 0, dev)
+    res = predict(model.to(dev), ds, cfg.window, cfg.batch_size, 0, dev,
+                  f"predicting {len(rows)} videos" if progress else None)
     if level == "video":
         table = pd.DataFrame([{"video": r["video"], "arousal": res[i]["video"][0], "valence": res[i]["video"][1],
                                "snippets": int(res[i]["vw"])} for i, r in enumerate(rows)])

@@ -357,7 +357,8 @@ def fit(run: Run, f: Fit) -> bool:
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         lr = f.opt.param_groups[0]["lr"]
         f.sched.step()
-        val = evaluate(predict(model, ds["val"], cfg.window, cfg.batch_size, cfg.num_workers, f.device),
+        val = evaluate(predict(model, ds["val"], cfg.window, cfg.batch_size, cfg.num_workers, f.device,
+                               None if cfg.quiet else f"epoch {e + 1}/{cfg.epochs}: selection videos"),
                        run.split["val"], run.sel.level)
         score = val["ccc_mean"] if np.isfinite(val["ccc_mean"]) else -float("inf")
         best = score > state["best"] or state["best_epoch"] < 0   # there is always a best.pt
@@ -407,7 +408,8 @@ def finalize(run: Run, f: Fit) -> dict:
     cfg, state = run.cfg, f.state
     if (run.out / "best.pt").is_file():
         f.model.load_state_dict(checkpoint.load(run.out / "best.pt")["model"])
-    res = predict(f.model, _datasets(run)["test"], cfg.window, cfg.batch_size, cfg.num_workers, f.device)
+    res = predict(f.model, _datasets(run)["test"], cfg.window, cfg.batch_size, cfg.num_workers, f.device,
+                  None if cfg.quiet else "held-out videos")
     scores = evaluate(res, run.split["test"], run.sel.level)
     same_data(run)   # the held-out scores too came from the data the run selected
     temporal = config.uses_temporal(cfg)
