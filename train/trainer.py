@@ -247,7 +247,7 @@ def _check_init_labels(then: dict, its: dict, run: Run, path, part: str) -> None
     fix): the two-stream model would start from streams fitted to the old targets of its own training videos. The
     labels' one digest cannot tell, as it covers each run's own videos; checkpoints written before the per-video
     record are not checked for it."""
-    now = {v: fps.get("labels") for v, fps in run.sel.per_video.items()}
+    now = _labels_by_video(run)
     seen = its["videos"]["train"] + its["videos"]["val"]
     changed = sorted(v for v in seen if v in then and v in now and then[v] != now[v])
     if changed:
