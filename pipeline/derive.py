@@ -46,12 +46,12 @@ def stale_arrays(cache, dataset: str, video: str, names: list[str], motion: dict
     return {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
 
 
-def derive(cache, dataset: str, names: list[str], *, device: str = "cpu", progress: bool = True, echo=print,
-           wait_for_lock: float = 0.0) -> dict[str, int]:
-    """Make these face48-derived arrays for every done video of a dataset where they are not current.
+def derive(cache, dataset: str, names: list[str], *, videos: list[str] | None = None, device: str = "cpu",
+           progress: bool = True, echo=print, wait_for_lock: float = 0.0) -> dict[str, int]:
+    """Make these face48-derived arrays for every done video of a dataset (or of ``videos``) where they are not current.
 
-    Returns {"videos": done videos, "updated": videos updated}. A video whose faces cannot be read stops the run
-    with the command that repairs it (what was built before it is kept).
+    Returns {"videos": videos considered, "updated": videos updated}. A video whose faces cannot be read stops the
+    run with the command that repairs it (what was built before it is kept).
     """
     cache = Path(cache)
     names = list(dict.fromkeys(names))
@@ -59,7 +59,8 @@ def derive(cache, dataset: str, names: list[str], *, device: str = "cpu", progre
         if arrays.source_of(n) != "face48":
             raise BadInputError(None, f"{n} is not made from the cached 48x48 faces", "derive motion arrays only")
     motion = {arrays.split_name(n)[1]: motion_overrides(cache, dataset, arrays.split_name(n)[1]) for n in names}
-    videos = list(store.done_videos(cache, dataset).video)
+    done = list(store.done_videos(cache, dataset).video)
+    videos = done if videos is None else [v for v in done if v in set(videos)]
     if not any(stale_arrays(cache, dataset, v, names, motion) for v in videos):
         return {"videos": len(videos), "updated": 0}   # all current: no lock needed to read them
     s = settings.Settings(stages=("align",), device=device)

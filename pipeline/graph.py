@@ -253,7 +253,7 @@ def _whole_run(row: dict, p: extract.Plan, s: extract.Settings, first_start: flo
 
 def _failed_row(e: VideoEntry, error: str) -> dict:
     return {"video": e.video, "split": e.split, "source": str(e.path), "status": "failed", "action": "failed",
-            "error": error}
+            "error": error, "labelled": store.entry_labelled(e)}
 
 
 def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings, want: dict,
@@ -312,7 +312,7 @@ def truth_row(cache: Path, dataset: str, row: dict) -> dict:
     if saved:
         why += f" ({saved} frames saved: the next `features` run resumes there)"
     return {"video": row["video"], "split": row.get("split"), "source": row.get("source"), "status": "failed",
-            "error": why, "n_frames": 0}
+            "error": why, "n_frames": 0, "labelled": row.get("labelled")}
 
 
 def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock | None = None,

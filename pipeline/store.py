@@ -61,7 +61,7 @@ zarr.config.set({"array.write_empty_chunks": True})
 # video that decoded to fewer frames than its header declares.
 INDEX_COLUMNS = ["video", "split", "n_frames", "fps", "width", "height", "source", "source_size", "source_mtime",
                  "n_valid", "status", "error", "seconds", "fingerprints", "video_arousal", "video_valence",
-                 "faces", "label_frame_diff", "faces_frame_diff", "note"]
+                 "faces", "label_frame_diff", "faces_frame_diff", "note", "labelled"]
 NO_FACE = "no face found in any frame"
 UNLISTED = "unlisted"   # group attr of a video its dataset no longer lists: why no reader uses it (pipeline/unlisted.py)
 
@@ -226,6 +226,20 @@ def label_source(files: dict, video_labels) -> list:
 def labels_fingerprint(files: dict, video_labels) -> str:
     """The fingerprint of a labels array made from these label files {role: path} and video-level labels."""
     return fingerprint("labels", arrays.KINDS["labels"].version, label_source(files, video_labels))
+
+
+def labelled(attrs) -> bool | None:
+    """Whether a video came with labels (label files, or OMG's table): False for an unlabelled entry (a test list's),
+    None when its group does not record it (made before the record). Training never reads an unlabelled video, so
+    a failed or stale one must not stop it (train.videos.select)."""
+    if "label_files" not in attrs:
+        return None
+    return bool(attrs.get("label_files")) or attrs.get("video_labels") is not None
+
+
+def entry_labelled(entry) -> bool:
+    """``labelled`` of a manifest entry, for the index row of one that failed before it had a group."""
+    return bool(entry.label_files) or entry.video_labels is not None or entry.label_table is not None
 
 
 def label_record(entry) -> dict[str, dict]:
@@ -477,7 +491,8 @@ def index_row(cache: str | Path, dataset: str, video: str) -> dict:
                n_valid=_count_valid(g),
                fingerprints=json.dumps(a.get("fingerprints", {}), sort_keys=True),
                video_arousal=(a.get("video_labels") or {}).get("arousal"),
-               video_valence=(a.get("video_labels") or {}).get("valence"))
+               video_valence=(a.get("video_labels") or {}).get("valence"),
+               labelled=labelled(a))
     row["note"] = video_note(a, row["n_valid"], "valid" not in bad) or None
     return row
 
@@ -516,6 +531,7 @@ def write_index(cache: str | Path, dataset: str, rows: list[dict]) -> Path:
         df[c] = pd.to_numeric(df[c], errors="coerce").astype("float64")
     for c in ("video", "split", "source", "status", "error", "fingerprints", "faces", "note"):
         df[c] = df[c].astype("string")
+    df["labelled"] = df["labelled"].astype("boolean")   # NA: not recorded (rows made before the column)
     tmp = path.with_suffix(f".parquet.{os.getpid()}.tmp")
     df.sort_values("video").to_parquet(tmp, index=False)
     tmp.replace(path)

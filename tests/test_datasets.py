@@ -181,6 +181,8 @@ def test_the_organisers_test_list_adds_unlabelled_test_entries(layout, cluster, 
     rows, _ = run(cluster, root, tmp_path / "c", only={PAIR, "8-30-480x240"}, faces="cropped_aligned",
                   faces_dir=str(root / "cropped_aligned"), label_slack=1)
     assert rows["8-30-480x240"]["status"] == "done" and rows["8-30-480x240"]["split"] == "test"
+    index = store.read_index(tmp_path / "c", "affwild2").set_index("video").labelled   # train skips the unlabelled
+    assert not index["8-30-480x240"] and index[PAIR]
     np.testing.assert_array_equal(group(tmp_path / "c", "8-30-480x240")["face48"][:],
                                   group(tmp_path / "c", PAIR)["face48"][:])   # the same crops, the same faces
     assert np.isnan(group(tmp_path / "c", "8-30-480x240")["labels"][:]).all()

@@ -19,6 +19,7 @@ from pipeline import store
 from pipeline.compute import MOTION_BATCH, frame_gammas, jitter_frames
 
 FRAMES = {"long": 300, "b": 30, "c": 30, "d": 30}   # "long" spans two cache chunks (256 + 44)
+UNLABELLED = "e"
 TRAIN = ["--folds", "3", "--fold-ids", "0", "--epochs", "1", "--width", "2", "--window", "4", "--batch-size", "2",
          "--num-workers", "0", "--threads", "1", "--no-plots", "--no-progress"]
 
@@ -37,6 +38,8 @@ def data(tmp_path_factory):
         for dim in ("arousal", "valence"):
             (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
             np.savetxt(root / "annotations" / "train" / dim / f"{vid}.txt", rng.uniform(-1, 1, n), fmt="%.5f")
+    (root / "videos" / "test").mkdir(parents=True)   # unlabelled: training never reads it, so nothing is derived
+    write_face_video(root / "videos" / "test" / f"{UNLABELLED}.avi", 30, size=(320, 240), fourcc="MJPG", seed=9)
     cache = tmp_path_factory.mktemp("cache")
     # no `--extras flow`: robustness makes beta 0's clean flow itself, from the cached faces
     res = _run("features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
@@ -67,6 +70,8 @@ def test_corrupted_inputs_are_the_motion_of_the_per_frame_gamma_corrupted_cached
     np.testing.assert_array_equal(g["flow"][:], optical_flow(face48, valid)["flow"].astype(np.float16))   # beta 0
     fps = dict(g.attrs["fingerprints"])
     assert len({fps["dphase_s0"], fps["dphase_s0@gamma0.3"], fps["flow"], fps["flow@gamma0.3"]}) == 4
+    assert "6 arrays on 4 labelled videos, 4 videos updated" in first.output
+    assert "dphase_s0@gamma0.3" not in store.open_video(cache, "demo", UNLABELLED)   # never read by training
 
 
 def test_features_makes_the_same_arrays_under_the_same_fingerprints(data):
@@ -74,7 +79,7 @@ def test_features_makes_the_same_arrays_under_the_same_fingerprints(data):
     before = store.video_fingerprints(cache, "demo", "long")
     res = _run("features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
                "--extras", "flow", "--motion-variant", "gamma0.3", "--workers", "1", "--no-progress")
-    assert res.exit_code == 0 and "4 skipped" in res.output, res.output
+    assert res.exit_code == 0 and "1 updated, 4 skipped" in res.output, res.output   # the unlabelled video gets them
     assert store.video_fingerprints(cache, "demo", "long") == before
 
 

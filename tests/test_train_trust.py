@@ -183,6 +183,23 @@ def test_init_checkpoint_that_learnt_from_labels_changed_since_is_refused(tmp_pa
     assert train(both)["init"]                          # the same labels again: accepted
 
 
+def test_a_failed_unlabelled_entry_does_not_stop_training_a_failed_labelled_one_does(tmp_path):
+    """An ABAW test list entry that failed (its video missing) is never read by training: it must not stop a run on
+    the annotated sets, as it did; a failed annotated video still does (it changes what is trained on)."""
+    cfg = _fresh(tmp_path)
+    rows = [store.index_row(cfg.cache, "synth", v) for v in store.read_index(cfg.cache, "synth").video]
+
+    def failed(video, labelled):
+        return {"video": video, "split": "test" if not labelled else "train", "status": "failed", "n_frames": 0,
+                "error": f"no video file for {video}", "labelled": labelled}
+
+    store.write_index(cfg.cache, "synth", [*rows, failed("x-test-entry", False)])
+    assert train(cfg)["videos"]["train"]   # trained: the unlabelled entry is not one of its (6 with x-annotated)
+    store.write_index(cfg.cache, "synth", [*rows, failed("x-test-entry", False), failed("x-annotated", True)])
+    with pytest.raises(BadInputError, match=r"1 of 6 videos cannot be read: video 'x-annotated'"):
+        train(replace(cfg, out=str(tmp_path / "r2")))
+
+
 def test_ablate_reruns_cells_made_under_other_settings_or_data(tmp_path, capfd):
     cfg = _fresh(tmp_path, extras=True)
     base = replace(cfg, streams="temporal")

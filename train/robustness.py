@@ -33,7 +33,7 @@ from train.ablate import summarize_folds
 from train.config import TrainConfig
 from train.report import _plt, clean
 from train.trainer import train
-from train.videos import one_data
+from train.videos import one_data, select
 
 
 @dataclass(frozen=True)
@@ -81,9 +81,11 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     # beta 0's clean inputs too: a cache made without `--extras flow` must not fail at flow's first training, after
     # every ΔPhase run (they are made from the cached faces like the corrupted ones, under the same fingerprints)
     wanted = list(dict.fromkeys(n for c in cells for n in arrays.input_arrays(c.reads)))
-    done = derive(cache, dataset, wanted, device=base.device, progress=progress, echo=echo)
-    echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} videos, {done['updated']} videos "
-         "updated (the others already held them under the same fingerprints)")
+    # only the videos training can select: an unlabelled test set (ABAW's is a quarter of the frames) is never read
+    labelled = [r["video"] for r in select(cache, dataset, [], skip_unusable=True).rows]
+    done = derive(cache, dataset, wanted, videos=labelled, device=base.device, progress=progress, echo=echo)
+    echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} labelled videos, {done['updated']} "
+         "videos updated (the others already held them under the same fingerprints)")
     base = replace(base, cache=str(cache), dataset=dataset, streams="temporal")
     folds = fold_ids if fold_ids is not None else list(range(base.folds))
     rows, runs = [], {}
