@@ -58,8 +58,9 @@ def test_export_copies_a_video_again_when_features_changed_it_meanwhile(tmp_path
 
 def test_info_lists_datasets_and_cache(tmp_path):
     arrays = _cache(tmp_path)
-    for video, split in (("v2", "test"), ("v3", "validation")):
-        store.write_video(tmp_path, "demo", video, arrays, {"split": split, "fps": 30.0})
+    for video, split in (("v2", "test"), ("v3", "validation")):   # v2 as a test list's entry: no label files
+        store.write_video(tmp_path, "demo", video, arrays, {"split": split, "fps": 30.0,
+                                                            **({"label_files": {}} if video == "v2" else {})})
     store.write_index(tmp_path, "demo", [*store.read_index(tmp_path, "demo").to_dict("records"),
                                          *(store.index_row(tmp_path, "demo", v) for v in ("v2", "v3"))])
     res = CliRunner().invoke(cli.main, ["info", "--cache", str(tmp_path)])
@@ -67,7 +68,7 @@ def test_info_lists_datasets_and_cache(tmp_path):
     for word in ("torch", "CUDA available", "affwild2", "AFFWILD2_ROOT", "omg"):
         assert word in res.output
     assert "3 done (900 frames), 1 failed" in res.output and "bad.mp4: empty file" in res.output
-    assert "splits of the done: train 1, validation 1, test 1" in res.output
+    assert "splits of the done: train 1, validation 1, test 1 (1 of them without labels: not trained on)" in res.output
 
 
 def test_unknown_dataset_lists_known_ones(tmp_path):

@@ -233,7 +233,8 @@ def test_abaw_sample_gives_one_submission_in_its_order_and_counts(abaw, tmp_path
     assert made["abaw_sample"]["sha256"] == sha256(sample) and made["abaw_sample"]["rows"] == len(rows)
     assert made["notes"]["v05"].startswith(f"{n5 + 1} rows in the sample (frames up to {n5 + 1}); the video decodes "
                                            f"to {n5} frames; the rows past its last frame repeat")
-    assert made["notes"]["v06"] == f"{n6 - 3} rows in the sample (frames up to {n6 - 2}); the video decodes to {n6} frames"
+    assert made["notes"]["v06"] == (f"{n6 - 3} rows in the sample (frames up to {n6 - 2}); the video decodes to "
+                                    f"{n6} frames")
     r = CliRunner().invoke(main, ["predict", "--cache", cfg.cache, "--dataset", "aw2", "--checkpoint", ckpt,
                                   "--format", "abaw", "--sample", str(sample), "--out", str(tmp_path / "cli")])
     assert r.exit_code == 0, r.output

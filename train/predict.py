@@ -219,8 +219,9 @@ def made_by(checkpoint_path, ck: dict, cache, dataset: str) -> str:
     data it read here; predict.json holds the whole of it."""
     c = (ck.get("identity") or {}).get("config") or ck.get("config") or {}
     conf = ck.get("config") or {}
-    return (f"model {checkpoint_path} (sha256 {checkpoint.sha256(checkpoint_path)[:12]}; streams {conf.get('streams')}, "
-            f"input {conf.get('input')}, arch {conf.get('arch')}; trained on {c.get('dataset')} in {c.get('cache')})\n"
+    sha = checkpoint.sha256(checkpoint_path)[:12]
+    return (f"model {checkpoint_path} (sha256 {sha}; streams {conf.get('streams')}, input {conf.get('input')}, "
+            f"arch {conf.get('arch')}; trained on {c.get('dataset')} in {c.get('cache')})\n"
             f"read: {dataset} in {cache}; see predict.json")
 
 

@@ -75,8 +75,9 @@ def caption(metrics: dict) -> str:
     held = len((metrics.get("videos") or {}).get("test") or [])
     scores = ", ".join(f"{d} {metrics[f'ccc_{d}']:.3f}" for d in ("arousal", "valence")
                        if isinstance(metrics.get(f"ccc_{d}"), (int, float)))
-    return (f"{c.get('out')}: {c.get('dataset')} in {c.get('cache')}; streams {c.get('streams')}, input {c.get('input')}, "
-            f"arch {c.get('arch')}, window {c.get('window')}, width {c.get('width')}, seed {c.get('seed')}, "
+    return (f"{c.get('out')}: {c.get('dataset')} in {c.get('cache')}; streams {c.get('streams')}, "
+            f"input {c.get('input')}, arch {c.get('arch')}, window {c.get('window')}, width {c.get('width')}, "
+            f"seed {c.get('seed')}, "
             f"{metrics.get('epochs_run')} epochs (best {metrics.get('best_epoch')})\n"
             f"held out: {metrics.get('split')} ({held} videos, protocol {prot.get('name')}); CCC {scores or 'n/a'}; "
             f"arrays: {fps}")
