@@ -233,10 +233,9 @@ def _check_init_sources(its: dict, run: Run, path, part: str) -> None:
     fingerprints say how arrays are made, not from what, so only the sources tell that the data behind a name
     changed (checkpoints written before sources were recorded cannot be checked, and are not refused for it)."""
     then, now = its.get("sources") or {}, run.sel.sources
-    seen = its["videos"]["train"] + its["videos"]["val"]
-    changed = sorted(v for v in seen if v in then and v in now and then[v] != now[v])
+    changed = _changed_since_init(its, then, now)
     if changed:
-        v, names = changed[0], ", ".join(changed[:5]) + (" ..." if len(changed) > 5 else "")
+        v, names = changed[0], _first_five(changed)
         raise BadInputError(path, f"the {part} model learnt from {len(changed)} video(s) whose cached features were "
                             f"made again from another source since ({names}; {v}: {then[v]} -> {now[v]})",
                             f"train the {part} stream again on this cache (or let --streams both train it first)")
@@ -248,14 +247,23 @@ def _check_init_labels(then: dict, its: dict, run: Run, path, part: str) -> None
     labels' one digest cannot tell, as it covers each run's own videos; checkpoints written before the per-video
     record are not checked for it."""
     now = _labels_by_video(run)
-    seen = its["videos"]["train"] + its["videos"]["val"]
-    changed = sorted(v for v in seen if v in then and v in now and then[v] != now[v])
+    changed = _changed_since_init(its, then, now)
     if changed:
         v = changed[0]
         raise BadInputError(path, f"the {part} model learnt from labels that have changed since ({len(changed)} "
-                            f"video(s): {', '.join(changed[:5])}{' ...' if len(changed) > 5 else ''}; {v}: {then[v]} "
-                            f"-> {now[v]})", f"train the {part} stream again on this cache (or let --streams both "
-                            "train it first)")
+                            f"video(s): {_first_five(changed)}; {v}: {then[v]} -> {now[v]})",
+                            f"train the {part} stream again on this cache (or let --streams both train it first)")
+
+
+def _changed_since_init(its: dict, then: dict, now: dict) -> list[str]:
+    """The videos an init checkpoint learnt from (its train and selection videos) whose record ``then`` (when it
+    was trained) differs from ``now``; videos recorded on one side only are not compared."""
+    seen = its["videos"]["train"] + its["videos"]["val"]
+    return sorted(v for v in seen if v in then and v in now and then[v] != now[v])
+
+
+def _first_five(videos: list[str]) -> str:
+    return ", ".join(videos[:5]) + (" ..." if len(videos) > 5 else "")
 
 
 def resumable(run: Run) -> dict | None:
@@ -394,9 +402,8 @@ def same_data(run: Run) -> None:
         return
     (run.out / "best.pt").unlink(missing_ok=True)
     raise BadInputError(run.out, f"the cache changed while this run trained ({videos.changed_listing(changed)}): "
-                        "a `features` run "
-                        "updated what it reads, so its numbers would mix data from before and after; best.pt and "
-                        "metrics.json are not kept", "let the `features` run finish, then run `train` again, without "
+                        "a `features` run updated what it reads, so its numbers would mix data from before and after; "
+                        "best.pt and metrics.json are not kept", "let the `features` run finish, then run `train` again, without "
                         "--resume since the data it began on is gone")
 
 
