@@ -60,7 +60,8 @@ def derive(cache, dataset: str, names: list[str], *, videos: list[str] | None = 
             raise BadInputError(None, f"{n} is not made from the cached 48x48 faces", "derive motion arrays only")
     motion = {arrays.split_name(n)[1]: motion_overrides(cache, dataset, arrays.split_name(n)[1]) for n in names}
     done = list(store.done_videos(cache, dataset).video)
-    videos = done if videos is None else [v for v in done if v in set(videos)]
+    asked = None if videos is None else set(videos)
+    videos = done if asked is None else [v for v in done if v in asked]
     if not any(stale_arrays(cache, dataset, v, names, motion) for v in videos):
         return {"videos": len(videos), "updated": 0}   # all current: no lock needed to read them
     s = settings.Settings(stages=("align",), device=device)
