@@ -66,7 +66,7 @@ def _cache_lines(cache: Path) -> list[str]:
         if len(done):   # which splits the done videos are in (a test split without labels is extracted too)
             order = {"train": 0, "validation": 1, "test": 2}
             counts = done.split.astype(str).value_counts()
-            unlabelled = int((done["labelled"] == False).sum()) if "labelled" in done else 0   # noqa: E712 (NA)
+            unlabelled = sum(store.known_unlabelled(r) for r in done.to_dict("records"))
             out.append("    splits of the done: " + ", ".join(
                 f"{k} {counts[k]}" for k in sorted(counts.index, key=lambda k: (order.get(k, 3), k)))
                 + (f" ({unlabelled} of them without labels: not trained on)" if unlabelled else ""))

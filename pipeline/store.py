@@ -237,6 +237,12 @@ def labelled(attrs) -> bool | None:
     return bool(attrs.get("label_files")) or attrs.get("video_labels") is not None
 
 
+def known_unlabelled(row: dict) -> bool:
+    """An index row that says its video came without labels (``labelled`` False); not recorded (None, NA) is not."""
+    flag = row.get("labelled")
+    return flag is not None and flag is not pd.NA and not bool(flag)
+
+
 def entry_labelled(entry) -> bool:
     """``labelled`` of a manifest entry, for the index row of one that failed before it had a group."""
     return bool(entry.label_files) or entry.video_labels is not None or entry.label_table is not None

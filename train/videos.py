@@ -22,7 +22,6 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-import pandas as pd
 
 from features.errors import BadInputError
 from pipeline import chunks, store
@@ -165,7 +164,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
         raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
     # an entry known to have no labels (a test list's) is never read: failed or stale, it must not stop the run
-    known = [r for r in idx.to_dict("records") if not _unlabelled(r)]
+    known = [r for r in idx.to_dict("records") if not store.known_unlabelled(r)]
     failed = {r["video"]: r["error"] for r in known if r.get("status") == "failed"}
     fps, left_out = usable(cache, dataset, sorted(r["video"] for r in known), [*names, *extra, "valid", "labels"],
                            failed, skip_unusable)
@@ -196,12 +195,6 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
     return Selection(rows, level, out, left_out, made, sources, used)
-
-
-def _unlabelled(row: dict) -> bool:
-    """An index row that says its video came without labels (store.labelled); not recorded (NA) is not unlabelled."""
-    flag = row.get("labelled")
-    return flag is not None and flag is not pd.NA and not bool(flag)
 
 
 def source_record(attrs) -> list:
