@@ -101,6 +101,7 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
     """Features, then the model, for each video; returns {"written": [paths], "failed": [(video, error)]}.
     ``sample``: the ABAW sample submission (fmt abaw), whose entries are the videos' file names without suffix."""
     model, cfg, ck = load_checkpoint(checkpoint_path)
+    sha = checkpoint.sha256(checkpoint_path)   # once: predict.json and the plots' captions both name it
     sample = _check_format(fmt, ck, checkpoint_path, sample)
     out = Path(out)
     cache = out / "cache"
@@ -118,9 +119,9 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, dict(failed))
     res = run_model(model, cfg, ck, cache, "videos", rows, out, fmt, device, sample,
-                    made_by(checkpoint_path, ck, cache, "videos"), progress)
+                    made_by(checkpoint_path, sha, ck, cache, "videos"), progress)
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
-    write_provenance(out, checkpoint_path, ck, cache, "videos", None, fmt, names, result, sample)
+    write_provenance(out, checkpoint_path, sha, ck, cache, "videos", None, fmt, names, result, sample)
     return result
 
 
@@ -133,6 +134,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     every video, else nothing is predicted and the error names the arrays and the videos.
     """
     model, cfg, ck = load_checkpoint(checkpoint_path)
+    sha = checkpoint.sha256(checkpoint_path)   # once: predict.json and the plots' captions both name it
     sample = _check_format(fmt, ck, checkpoint_path, sample)
     idx = store.read_index(cache, dataset)
     if idx is None:
@@ -158,7 +160,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
     res = run_model(model, cfg, ck, cache, dataset, rows, Path(out), fmt, device, sample,
-                    made_by(checkpoint_path, ck, cache, dataset), progress)
+                    made_by(checkpoint_path, sha, ck, cache, dataset), progress)
     changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
     if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
         for path in res["written"]:
@@ -167,15 +169,15 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
                             f"({changed_listing(changed)}); the files written are removed",
                             "let the `features` run finish, then predict again")
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
-    write_provenance(Path(out), checkpoint_path, ck, cache, dataset, split, fmt, names, result, sample)
+    write_provenance(Path(out), checkpoint_path, sha, ck, cache, dataset, split, fmt, names, result, sample)
     return result
 
 
-def write_provenance(out: Path, checkpoint_path, ck: dict, cache, dataset: str, split: str | None, fmt: str,
-                     names: list[str], result: dict, sample: Sample | None = None) -> Path:
+def write_provenance(out: Path, checkpoint_path, sha: str, ck: dict, cache, dataset: str, split: str | None,
+                     fmt: str, names: list[str], result: dict, sample: Sample | None = None) -> Path:
     """`predict.json`: the model and the data that made the files in ``out`` (module docstring)."""
     ident = ck.get("identity") or {}
-    made = {"checkpoint": str(Path(checkpoint_path).resolve()), "checkpoint_sha256": checkpoint.sha256(checkpoint_path),
+    made = {"checkpoint": str(Path(checkpoint_path).resolve()), "checkpoint_sha256": sha,
             "trained_on": {k: (ident.get("config") or {}).get(k) for k in ("cache", "dataset")},
             "config": ck.get("config"), "cache": str(Path(cache).resolve()), "dataset": dataset, "split": split,
             "format": fmt, "fingerprints": {k: ck["fingerprints"].get(k) for k in [*names, "valid"]},
@@ -214,13 +216,12 @@ def _say_if_seen(ck: dict, cache, dataset: str, videos: list[str], echo) -> None
              f"({', '.join(seen[:4])}{' ...' if len(seen) > 4 else ''}); their predictions are not held-out scores")
 
 
-def made_by(checkpoint_path, ck: dict, cache, dataset: str) -> str:
+def made_by(checkpoint_path, sha: str, ck: dict, cache, dataset: str) -> str:
     """The caption of the per-video plots: the model (file, sha256, settings, the data it was trained on) and the
     data it read here; predict.json holds the whole of it."""
     c = (ck.get("identity") or {}).get("config") or ck.get("config") or {}
     conf = ck.get("config") or {}
-    sha = checkpoint.sha256(checkpoint_path)[:12]
-    return (f"model {checkpoint_path} (sha256 {sha}; streams {conf.get('streams')}, input {conf.get('input')}, "
+    return (f"model {checkpoint_path} (sha256 {sha[:12]}; streams {conf.get('streams')}, input {conf.get('input')}, "
             f"arch {conf.get('arch')}; trained on {c.get('dataset')} in {c.get('cache')})\n"
             f"read: {dataset} in {cache}; see predict.json")
 

@@ -101,7 +101,7 @@ def _plt():
 
 def plot_curves(path: Path, history: list[dict], text: str | None = None, selection: str | None = None) -> None:
     """Loss (train, selection) and the selection videos' CCC per epoch. "Selection": the videos that pick the best
-    epoch (fold 0 of the training videos), not the held-out ones, which Aff-Wild2 calls Validation_Set."""
+    epoch (a fold of the training videos), not the held-out ones, which Aff-Wild2 calls Validation_Set."""
     plt = _plt()
     h = pd.DataFrame(history)
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
