@@ -25,7 +25,7 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
                                 "a dataset's listing says which cached videos it no longer has")
         name, entries = "videos", videos_from_files(video_files)
     else:
-        name, entries = dataset, list_videos(ds, require_video=faces != "cropped_aligned")
+        name, entries = dataset, list_videos(ds, require_video=faces != "cropped_aligned", echo=echo)
     bad = [s for s in stages if s not in STAGES] + [e for e in extras if e not in EXTRAS]
     if bad:
         raise BadInputError(None, f"unknown stage or extra {bad}", "stages: align,motion,spatial; extras: phase,flow,flip")

@@ -89,9 +89,14 @@ def _entry_value_problem(key: str, value) -> str | None:
     if key == "fps" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                                or value <= 0):
         return "expected a positive number of frames per second"
-    if key in ("splits", "csv") and not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
-                                                                         for k, v in value.items())):
+    if key == "splits" and not (isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                                                 for k, v in value.items())):
         return "expected a mapping of names to names, e.g. {Train_Set: train}"
+    if key == "csv" and not (isinstance(value, dict) and all(
+            isinstance(k, str) and (isinstance(v, str) or (isinstance(v, list) and v and all(isinstance(n, str)
+                                                                                            for n in v)))
+            for k, v in value.items())):
+        return "expected a mapping of splits to a CSV name or a list of them, e.g. {train: omg_TrainVideos.csv}"
     if key == "faces" and value not in ("video", "cropped_aligned", "openface"):
         return "expected video, cropped_aligned or openface"
     return None
@@ -133,16 +138,17 @@ def get_dataset(name: str, root: str | Path | None = None, manifest: dict | None
 # ---------------------------------------------------------------- listing videos
 
 
-def list_videos(ds: Dataset, require_video: bool = True) -> list[VideoEntry]:
+def list_videos(ds: Dataset, require_video: bool = True, echo=None) -> list[VideoEntry]:
     """Every video of the dataset with its split and label sources, sorted by id.
 
     Ids are checked where they are made (pipeline.ids): a bad one, a second entry with the same id, or (with
     `require_video`) an annotation without its video file is an entry that fails alone, naming the file and line.
+    ``echo`` gets the notes of the listing (OMG: a split whose CSV is absent).
     """
     if ds.layout == "affwild2":
         entries = _list_affwild2(ds, require_video)
     else:
-        entries = {"affwild": _list_affwild, "omg": _list_omg}[ds.layout](ds)
+        entries = _list_omg(ds, echo) if ds.layout == "omg" else _list_affwild(ds)
     if not entries:
         raise BadInputError(ds.root, f"no videos found for dataset {ds.name!r} (layout {ds.layout})",
                             "check the root and the layout described in data_manifest.yaml")
@@ -307,30 +313,55 @@ def _test_entries(ds: Dataset) -> list[tuple]:
     return out
 
 
-def _list_omg(ds: Dataset) -> list[VideoEntry]:
+def _list_omg(ds: Dataset, echo=None) -> list[VideoEntry]:
+    """The utterances of each split's CSV (`csv:` in the manifest: per split a name, or a list of names of which
+    the first present is read). A CSV with arousal and valence columns gives labelled entries; one without them (the
+    challenge's `omg_TestVideos_WithoutLabels.csv`) unlabelled ones, extracted for `predict` and left out of
+    training. A split whose CSV is absent is said through ``echo``: the protocol depends on it (a labelled test
+    split is held out; without one, a fold of Train+Validation is)."""
     vid_root = ds.root / ds.options.get("videos", "videos")
     out = []
-    for split, name in (ds.options.get("csv") or {}).items():
-        path = ds.root / name
-        if not path.is_file():
+    for split, names in (ds.options.get("csv") or {}).items():
+        names = [names] if isinstance(names, str) else list(names)
+        path = next((ds.root / n for n in names if (ds.root / n).is_file()), None)
+        if path is None:
+            if echo is not None:
+                echo(f"note: {ds.name}: no {split} split ({' or '.join(names)} not found under {ds.root})")
             continue
-        for lineno, row in _read_csv_rows(path, ("video", "utterance", "arousal", "valence")):
+        columns = _csv_columns(path)
+        # either column (in any case) makes a labelled table: one without the other, or "Arousal", then fails in
+        # _read_csv_rows, naming the file, rather than its labels being silently dropped
+        labelled = any(c.lower() in ("arousal", "valence") for c in columns)
+        for lineno, row in _read_csv_rows(path, ("video", "utterance") + (("arousal", "valence") if labelled else ())):
             # both columns become paths (the clip) and the cache id: check them before either is used
             problem = next((f"column {c}: {p}" for c in ("video", "utterance")
                             if (p := id_problem(row[c] or "")) is not None), None)
             if problem:
                 out.append(failed_entry(path, problem, "fix the CSV", split, lineno))
                 continue
-            try:
-                labels = {"arousal": float(row["arousal"]), "valence": float(row["valence"])}
-            except (TypeError, ValueError):
-                out.append(failed_entry(path, "arousal/valence are not numbers", "fix the CSV", split, lineno))
-                continue
+            labels = None
+            if labelled:
+                try:
+                    labels = {"arousal": float(row["arousal"]), "valence": float(row["valence"])}
+                except (TypeError, ValueError):
+                    out.append(failed_entry(path, "arousal/valence are not numbers", "fix the CSV", split, lineno))
+                    continue
             # utterance names repeat across videos (utterance_1.mp4): the id joins both
             clip = vid_root / row["video"] / row["utterance"]
-            out.append(VideoEntry(f"{row['video']}__{Path(row['utterance']).stem}", clip, split, {}, labels,
-                                  label_table=path))
+            out.append(VideoEntry(omg_id(row["video"], row["utterance"]), clip, split, {}, labels,
+                                  label_table=path if labelled else None))
     return out
+
+
+def omg_id(video: str, utterance: str) -> str:
+    """The cache id of an OMG utterance: `<video>__<utterance without its suffix>` (utterance_1.mp4 repeats across
+    videos)."""
+    return f"{video}__{Path(utterance).stem}"
+
+
+def _csv_columns(path: Path) -> list[str]:
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        return [c.strip() for c in next(csv.reader(fh), [])]
 
 
 # Text files are read as utf-8-sig: one saved on Windows starts with a byte-order mark, which would otherwise

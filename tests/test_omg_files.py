@@ -1,0 +1,44 @@
+"""OMG's files as the organisers released them: the test set's CSV came without labels for the challenge
+(`omg_TestVideos_WithoutLabels.csv`: link,start,end,video,utterance) and with them after it
+(`omg_TestVideos_WithLabels.csv`); the manifest reads the first present, and a split without its CSV is said."""
+import csv
+
+import pytest
+
+from features.errors import BadInputError
+from pipeline import store
+from pipeline.manifest import get_dataset, list_videos
+
+HEAD = ["link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote"]
+
+
+def _csv(path, head, rows):
+    with open(path, "w", newline="") as fh:
+        csv.writer(fh).writerows([head, *rows])
+
+
+def test_the_released_test_csvs_are_read_labelled_or_not_and_an_absent_split_is_said(tmp_path):
+    _csv(tmp_path / "omg_TrainVideos.csv", HEAD, [["l", "0", "1", "a1", "utterance_1.mp4", "0.5", "0.1", "3"]])
+    _csv(tmp_path / "omg_TestVideos_WithoutLabels.csv", HEAD[:5], [["l", "0", "1", "t1", "utterance_1.mp4"],
+                                                                   ["l", "1", "2", "t1", "utterance_2.mp4"]])
+    notes = []
+    entries = {e.video: e for e in list_videos(get_dataset("omg", root=tmp_path), echo=notes.append)}
+    assert sorted(entries) == ["a1__utterance_1", "t1__utterance_1", "t1__utterance_2"]
+    test = entries["t1__utterance_2"]
+    assert (test.split, test.video_labels, test.problem) == ("test", None, None)
+    assert test.path == tmp_path / "videos" / "t1" / "utterance_2.mp4"
+    assert not store.entry_labelled(test) and store.entry_labelled(entries["a1__utterance_1"])
+    assert notes == [f"note: omg: no validation split (omg_ValidationVideos.csv not found under {tmp_path})"]
+
+    # the labelled release, once there, is read instead: the test split is then held out and scored
+    _csv(tmp_path / "omg_TestVideos_WithLabels.csv", HEAD, [["l", "0", "1", "t1", "utterance_1.mp4", "0.2", "0.3", "1"]])
+    entries = {e.video: e for e in list_videos(get_dataset("omg", root=tmp_path))}
+    assert entries["t1__utterance_1"].video_labels == {"arousal": 0.2, "valence": 0.3}
+    assert entries["t1__utterance_1"].label_table == tmp_path / "omg_TestVideos_WithLabels.csv"
+    assert "t1__utterance_2" not in entries
+
+    # labels under another spelling are an error naming the file, not a silently unlabelled split
+    _csv(tmp_path / "omg_TestVideos_WithLabels.csv", ["link", "start", "end", "video", "utterance", "Arousal",
+                                                      "Valence"], [["l", "0", "1", "t1", "utterance_1.mp4", "1", "0"]])
+    with pytest.raises(BadInputError, match="omg_TestVideos_WithLabels.csv: line 1: missing columns"):
+        list_videos(get_dataset("omg", root=tmp_path))
