@@ -510,15 +510,18 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
 @click.option("--split", default=None, help="With --cache: only this split, e.g. test or validation [default: all].")
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="best.pt of a `train` run.")
-@click.option("--format", "fmt", type=click.Choice(["csv", "abaw"]), default="csv", show_default=True,
+@click.option("--format", "fmt", type=click.Choice(["csv", "abaw", "omg"]), default="csv", show_default=True,
               help="csv: <video>.csv (frame, time, arousal, valence, valid; empty where there is no face) and "
-                   "<video>.png. abaw: the ABAW challenge's <video>.txt (header valence,arousal, a line per frame, "
-                   "every frame filled from the nearest frame with a face, values clipped to [-1, 1]).")
+                   "<video>.png; a model of one label per video (OMG): OUT/predictions.csv. abaw: the ABAW "
+                   "challenge's <video>.txt (header valence,arousal, a line per frame, every frame filled from the "
+                   "nearest frame with a face, values clipped to [-1, 1]). omg: the OMG challenge's "
+                   "OUT/omg_submission.csv (video,utterance,arousal,valence; needs --sample and --cache).")
 @click.option("--sample", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="With --format abaw: the organisers' sample submission of the 3rd ABAW onward (e.g. "
-                   "CVPR_5th_ABAW_VA_test_set_sample.txt: image_location,valence,arousal, a row per frame). Writes "
-                   "the one file those challenges take, OUT/abaw_va_submission.txt: its rows, in its order, with "
-                   "these predictions; refused if any of its entries has none.")
+              help="The organisers' file whose rows the submission takes, in its order; refused if any of them has "
+                   "no prediction. --format abaw: the sample submission of the 3rd ABAW onward (e.g. "
+                   "CVPR_5th_ABAW_VA_test_set_sample.txt: image_location,valence,arousal, a row per frame), writes "
+                   "the one file those challenges take, OUT/abaw_va_submission.txt. --format omg: the split's CSV "
+                   "(e.g. omg_TestVideos_WithoutLabels.csv; their scoring script pairs rows by position).")
 @click.option("--weights", default=None,
               help="Video files only: FER+ ResNet50 file, or 'random'. Must be the weights the training cache used "
                    "(default: 'random' if the model was trained on random features, else $MIMAMO_WEIGHTS or "
@@ -536,6 +539,8 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out
     python cli.py predict --cache zarr --dataset affwild2 --split validation --checkpoint best.pt --format abaw --out sub/
     python cli.py predict --cache zarr --dataset affwild2 --split test --checkpoint best.pt --format abaw \\
         --sample CVPR_5th_ABAW_VA_test_set_sample.txt --out sub/
+    python cli.py predict --cache zarr --dataset omg --split test --checkpoint best.pt --format omg \\
+        --sample /data/OMG/omg_TestVideos_WithoutLabels.csv --out sub/
 
     Video files go through the feature stages in-process with the settings recorded in the checkpoint. From a
     cache, the videos a `features` run extracted are used as they are. Either way, features made differently from

@@ -121,6 +121,35 @@ def test_omg_predict_from_the_cache_writes_one_line_per_utterance(omg, tmp_path)
         predict_cache(omg.cache, "omg", tmp_path / "r" / "best.pt", tmp_path / "q", fmt="abaw", echo=lambda *a: None)
 
 
+def test_omg_submission_takes_the_organisers_rows_in_their_order(omg, tmp_path):
+    """--format omg: the organisers' CSV (BOM, their columns) fixes the rows and their order, utterances as written
+    there; values are the per-utterance predictions; a row without a prediction refuses the whole file."""
+    train(replace(omg, out=str(tmp_path / "r")))
+    best, quiet = tmp_path / "r" / "best.pt", (lambda *a: None)
+    predict_cache(omg.cache, "omg", best, tmp_path / "p", split="validation", echo=quiet)
+    by_id = pd.read_csv(tmp_path / "p" / "predictions.csv").set_index("video")
+    table = tmp_path / "omg_ValidationVideos.csv"
+    table.write_text("\ufefflink,start,end,video,utterance\r\n" + "".join(
+        f"l,0,1,y3,u{j}.mp4\r\n" for j in (2, 0, 1)), encoding="utf-8")
+    res = predict_cache(omg.cache, "omg", best, tmp_path / "s", split="validation", fmt="omg", sample=table,
+                        echo=quiet)
+    assert [p.name for p in res["written"]] == ["omg_submission.csv"]
+    sub = pd.read_csv(tmp_path / "s" / "omg_submission.csv")
+    assert list(sub.columns) == ["video", "utterance", "arousal", "valence"]
+    assert list(sub.video + "/" + sub.utterance) == ["y3/u2.mp4", "y3/u0.mp4", "y3/u1.mp4"]
+    for row in sub.itertuples():
+        want = by_id.loc[f"y3__{row.utterance[:-4]}"]
+        assert (row.arousal, row.valence) == pytest.approx((want.arousal, want.valence), abs=1e-5)
+    assert json.loads((tmp_path / "s" / "predict.json").read_text())["omg_table"]["rows"] == 3
+    with open(table, "a") as fh:
+        fh.write("l,0,1,y0,u1.mp4\r\n")
+    with pytest.raises(BadInputError, match=r"1 of its 4 entries have no prediction \(y0__u1: in split 'train'"):
+        predict_cache(omg.cache, "omg", best, tmp_path / "t", split="validation", fmt="omg", sample=table, echo=quiet)
+    assert not (tmp_path / "t" / "omg_submission.csv").exists()
+    with pytest.raises(BadInputError, match="pass it with --sample"):
+        predict_cache(omg.cache, "omg", best, tmp_path / "t", split="validation", fmt="omg", echo=quiet)
+
+
 def test_omg_kill_and_resume_gives_identical_results(omg, tmp_path):
     base = replace(omg, out=str(tmp_path / "full"), streams="both", pretrain=False, epochs=2, num_workers=2, length=4)
     full = train(base)

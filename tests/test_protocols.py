@@ -261,7 +261,7 @@ def test_abaw_sample_with_entries_not_predicted_or_malformed_is_refused(abaw, tm
     (tmp_path / "bad.txt").write_text("v05/00001.jpg,0,0\n")
     with pytest.raises(BadInputError, match=r"line 1: the header is 'v05/00001.jpg,0,0'"):
         predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "o", fmt="abaw", sample=tmp_path / "bad.txt")
-    with pytest.raises(BadInputError, match="goes with --format abaw"):
+    with pytest.raises(BadInputError, match="add --format abaw"):
         predict_cache(cfg.cache, "aw2", ckpt, tmp_path / "o", sample=tmp_path / "s.txt")
 
 

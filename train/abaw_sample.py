@@ -33,6 +33,8 @@ class Sample:
     locations: list[str]
     entries: list[str]   # per row
     frames: np.ndarray   # per row, 0-based (00001.jpg -> 0)
+    FIX = ("extract the test set's entries (data_manifest.yaml `test_list:` with `features --dataset affwild2`), "
+           "predict that split (--split test), and repair the failed videos")
 
     def order(self) -> list[str]:
         """The entries in the order they first appear."""
@@ -94,17 +96,16 @@ def read_sample(path: str | Path) -> Sample:
     return Sample(path, header, locations, entries, np.asarray(frames, np.int64))
 
 
-def missing_entries(sample: Sample, predicted: set[str], why: dict[str, str]) -> None:
-    """Refuse a submission that would lack entries: each is named with why it is missing (``why``, else absent)."""
+def missing_entries(sample, predicted: set[str], why: dict[str, str]) -> None:
+    """Refuse a submission that would lack entries: each is named with why it is missing (``why``, else absent).
+    ``sample``: an ABAW Sample or an OMG table (train/omg_table.py); its FIX says how to fill the gap."""
     missing = [e for e in sample.order() if e not in predicted]
     if not missing:
         return
     shown = "; ".join(f"{e}: {why.get(e, 'not among the videos predicted')}" for e in missing[:6])
     more = f"; and {len(missing) - 6} more" if len(missing) > 6 else ""
     raise BadInputError(sample.path, f"{len(missing)} of its {len(sample.order())} entries have no prediction "
-                        f"({shown}{more}); no submission written",
-                        "extract the test set's entries (data_manifest.yaml `test_list:` with `features --dataset "
-                        "affwild2`), predict that split (--split test), and repair the failed videos")
+                        f"({shown}{more}); no submission written", sample.FIX)
 
 
 def write_submission(out: Path, sample: Sample, filled: dict[str, np.ndarray]) -> tuple[Path, dict[str, str]]:

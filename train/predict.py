@@ -21,7 +21,9 @@ did), values clipped to [-1, 1]; a labelled video whose annotation file has more
 gets the annotation's count (write_abaw). With ``sample`` (the organisers' sample submission of the 3rd ABAW
 onward) ``abaw`` writes instead the one file those challenges take, `abaw_va_submission.txt`: the sample's rows, in
 its order, with our values (train/abaw_sample.py). A model trained on one label per video (OMG) predicts one line per
-video into `predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training.
+video into `predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training;
+``omg`` writes instead the OMG challenge's `omg_submission.csv` (video, utterance, arousal, valence), the rows of
+the organisers' CSV of the split in its order (train/omg_table.py).
 """
 from __future__ import annotations
 
@@ -41,10 +43,12 @@ from train.abaw_sample import Sample, missing_entries, read_sample, write_submis
 from train.config import TrainConfig, used_arrays
 from train.evaluate import fill_nearest, predict
 from train.model import MimamoNet
+from train.omg_table import OmgTable, read_table
+from train.omg_table import write_submission as write_omg
 from train.report import save_captioned
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
-FORMATS = ("csv", "abaw")
+FORMATS = ("csv", "abaw", "omg")
 
 
 def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
@@ -73,19 +77,30 @@ def feature_settings(ck: dict, weights: str | None, device: str) -> extract.Sett
     return extract.Settings(**saved)
 
 
-def _check_format(fmt: str, ck: dict, path, sample=None) -> Sample | None:
-    """Refuse a format the model cannot fill; the parsed ABAW sample, if one is given (abaw only)."""
+def _check_format(fmt: str, ck: dict, path, sample=None) -> Sample | OmgTable | None:
+    """Refuse a format the model cannot fill; the parsed organisers' file, if one is given: the ABAW sample
+    (abaw) or the OMG CSV whose rows the submission takes (omg, where it is needed)."""
     if fmt not in FORMATS:
         raise BadInputError(None, f"--format {fmt!r} is not one of {', '.join(FORMATS)}", "pick one of them")
-    if sample is not None and fmt != "abaw":
-        raise BadInputError(sample, "an ABAW sample submission goes with --format abaw", "add --format abaw")
+    if sample is not None and fmt == "csv":
+        raise BadInputError(sample, "--sample is the organisers' file of a challenge's submission format",
+                            "add --format abaw (ABAW's sample submission) or --format omg (OMG's CSV of the split)")
     if fmt == "abaw" and ck.get("level") == "video":
         raise BadInputError(path, "--format abaw writes one line per frame, but this model was trained on one label "
-                            "per video (OMG)", "use --format csv (one prediction per video)")
-    return None if sample is None else read_sample(sample)
+                            "per video (OMG)", "use --format omg (with the organisers' CSV) or csv")
+    if fmt == "omg" and ck.get("level") != "video":
+        raise BadInputError(path, "--format omg writes one line per utterance, but this model was trained on "
+                            "per-frame labels", "use --format abaw or csv")
+    if fmt == "omg" and sample is None:
+        raise BadInputError(None, "--format omg writes the rows of the organisers' CSV of the split, in its order "
+                            "(their script pairs rows by position)", "pass it with --sample, e.g. --sample "
+                            "/data/OMG/omg_TestVideos_WithoutLabels.csv")
+    if sample is None:
+        return None
+    return read_table(sample) if fmt == "omg" else read_sample(sample)
 
 
-def _sample_rows(sample: Sample | None, rows: list[dict], failed: list, why: dict[str, str]) -> tuple[list, list]:
+def _sample_rows(sample: Sample | OmgTable | None, rows: list[dict], failed: list, why: dict[str, str]) -> tuple[list, list]:
     """The rows and failures of the sample's entries (all of them without a sample); refused if an entry has no
     row (``why`` says why): the submission takes only, and all of, its entries."""
     if sample is None:
@@ -102,6 +117,10 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
     ``sample``: the ABAW sample submission (fmt abaw), whose entries are the videos' file names without suffix."""
     model, cfg, ck = load_checkpoint(checkpoint_path)
     sha = checkpoint.sha256(checkpoint_path)   # once: predict.json and the plots' captions both name it
+    if fmt == "omg":   # its rows are <video>__<utterance> entries; files are named utterance_1.mp4 in every video
+        raise BadInputError(None, "--format omg reads the utterances from a cache (their ids join video and "
+                            "utterance)", "extract them with `features --dataset omg`, then predict with --cache "
+                            "DIR --dataset omg --split SPLIT")
     sample = _check_format(fmt, ck, checkpoint_path, sample)
     out = Path(out)
     cache = out / "cache"
@@ -174,7 +193,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoint_path: str | Path, 
 
 
 def write_provenance(out: Path, checkpoint_path, sha: str, ck: dict, cache, dataset: str, split: str | None,
-                     fmt: str, names: list[str], result: dict, sample: Sample | None = None) -> Path:
+                     fmt: str, names: list[str], result: dict, sample: Sample | OmgTable | None = None) -> Path:
     """`predict.json`: the model and the data that made the files in ``out`` (module docstring)."""
     ident = ck.get("identity") or {}
     made = {"checkpoint": str(Path(checkpoint_path).resolve()), "checkpoint_sha256": sha,
@@ -183,7 +202,8 @@ def write_provenance(out: Path, checkpoint_path, sha: str, ck: dict, cache, data
             "format": fmt, "fingerprints": {k: ck["fingerprints"].get(k) for k in [*names, "valid"]},
             "written": sorted(str(Path(p).name) for p in result["written"]),
             "failed": {video: why for video, why in result["failed"]}, "notes": result.get("notes") or {},
-            "abaw_sample": None if sample is None else sample.describe()}
+            "abaw_sample": sample.describe() if isinstance(sample, Sample) else None,
+            "omg_table": sample.describe() if isinstance(sample, OmgTable) else None}
     out.mkdir(parents=True, exist_ok=True)
     path = out / "predict.json"
     path.write_text(json.dumps(made, indent=1, default=str) + "\n")
@@ -227,7 +247,7 @@ def made_by(checkpoint_path, sha: str, ck: dict, cache, dataset: str) -> str:
 
 
 def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str, rows: list[dict], out: Path,
-              fmt: str, device: str, sample: Sample | None = None, caption: str | None = None,
+              fmt: str, device: str, sample: Sample | OmgTable | None = None, caption: str | None = None,
               progress: bool = False) -> dict:
     """The model over checked cached videos; writes the files of ``fmt`` (with ``sample``: the one ABAW submission);
     {"written": [...], "failed": [...], "notes": {video: note}}."""
@@ -245,10 +265,14 @@ def run_model(model: MimamoNet, cfg: TrainConfig, ck: dict, cache, dataset: str,
     if level == "video":
         table = pd.DataFrame([{"video": r["video"], "arousal": res[i]["video"][0], "valence": res[i]["video"][1],
                                "snippets": int(res[i]["vw"])} for i, r in enumerate(rows)])
+        faceless = {v: "no face in any of its snippets: no prediction" for v in table.video[table.snippets == 0]}
+        if sample is not None:
+            missing_entries(sample, set(table.video) - set(faceless), faceless)
+            return {"written": [write_omg(out, sample, {r.video: (r.arousal, r.valence)
+                                                        for r in table.itertuples()})], "failed": failed}
         path = out / "predictions.csv"
         table.to_csv(path, index=False, float_format="%.5f")
-        failed += [(v, "no face in any of its snippets: no prediction") for v in table.video[table.snippets == 0]]
-        return {"written": [path], "failed": failed}
+        return {"written": [path], "failed": failed + list(faceless.items())}
     if sample is not None:
         filled = {r["video"]: fill_nearest(res[i]["pred"], res[i]["valid"]) for i, r in enumerate(rows)}
         faceless = {v: "no face in any of its frames" for v, f in filled.items() if not np.isfinite(f).all()}
