@@ -72,13 +72,15 @@ def load_manifest(path: str | Path | None = None) -> dict:
                                 "and 'root_env'", "fix the manifest")
         for key, value in spec.items():
             problem = _entry_value_problem(key, value)
+            if key == "videos" and isinstance(value, dict) and spec["layout"] != "omg":
+                problem = "a mapping of splits to folders is for the omg layout (one folder per split's clips)"
             if problem:
                 raise BadInputError(path, f"manifest entry {name!r}: {key}: {problem}, got {value!r}",
                                     "fix the manifest (see data_manifest.yaml in the repo)")
     return data
 
 
-_FOLDER_KEYS = ("root_env", "root_default", "annotations", "videos", "crops", "openface_dir", "test_list")
+_FOLDER_KEYS = ("root_env", "root_default", "annotations", "crops", "openface_dir", "test_list")
 
 
 def _entry_value_problem(key: str, value) -> str | None:
@@ -86,6 +88,9 @@ def _entry_value_problem(key: str, value) -> str | None:
     not later as a traceback deep in a run."""
     if key in _FOLDER_KEYS and not isinstance(value, str):
         return "expected a string"
+    if key == "videos" and not (isinstance(value, str) or (isinstance(value, dict) and value and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()))):
+        return "expected a folder, or (omg) a mapping of splits to folders, e.g. {train: Train, test: Test}"
     if key == "fps" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                                or value <= 0):
         return "expected a positive number of frames per second"
@@ -319,9 +324,10 @@ def _list_omg(ds: Dataset, echo=None) -> list[VideoEntry]:
     challenge's `omg_TestVideos_WithoutLabels.csv`) unlabelled ones, extracted for `predict` and left out of
     training. A split whose CSV is absent is said through ``echo``: the protocol depends on it (a labelled test
     split is held out; without one, a fold of Train+Validation is)."""
-    vid_root = ds.root / ds.options.get("videos", "videos")
+    videos = ds.options.get("videos", "videos")   # one folder, or one per split (as the released code's Train/...)
     out = []
     for split, names in (ds.options.get("csv") or {}).items():
+        vid_root = ds.root / (videos.get(split, "videos") if isinstance(videos, dict) else videos)
         names = [names] if isinstance(names, str) else list(names)
         path = next((ds.root / n for n in names if (ds.root / n).is_file()), None)
         if path is None:

@@ -7,7 +7,7 @@ import pytest
 
 from features.errors import BadInputError
 from pipeline import store
-from pipeline.manifest import get_dataset, list_videos
+from pipeline.manifest import get_dataset, list_videos, load_manifest
 
 HEAD = ["link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote"]
 
@@ -42,3 +42,19 @@ def test_the_released_test_csvs_are_read_labelled_or_not_and_an_absent_split_is_
                                                       "Valence"], [["l", "0", "1", "t1", "utterance_1.mp4", "1", "0"]])
     with pytest.raises(BadInputError, match="omg_TestVideos_WithLabels.csv: line 1: missing columns"):
         list_videos(get_dataset("omg", root=tmp_path))
+
+
+def test_clips_in_one_folder_per_split_as_the_released_code_kept_them(tmp_path):
+    """`videos:` may map splits to folders (Train/, Test/); only the omg layout takes such a mapping."""
+    _csv(tmp_path / "omg_TrainVideos.csv", HEAD, [["l", "0", "1", "a1", "utterance_1.mp4", "0.5", "0.1", "3"]])
+    _csv(tmp_path / "omg_TestVideos_WithoutLabels.csv", HEAD[:5], [["l", "0", "1", "t1", "utterance_1.mp4"]])
+    spec = ("  omg: {layout: omg, root_env: X_OMG_ROOT, videos: {train: Train, test: Test}, fps: 25,\n"
+            "        csv: {train: omg_TrainVideos.csv, test: [omg_TestVideos_WithoutLabels.csv]}}\n")
+    (tmp_path / "m.yaml").write_text("datasets:\n" + spec)
+    entries = {e.video: e for e in list_videos(get_dataset("omg", tmp_path, load_manifest(tmp_path / "m.yaml")))}
+    assert entries["a1__utterance_1"].path == tmp_path / "Train" / "a1" / "utterance_1.mp4"
+    assert entries["t1__utterance_1"].path == tmp_path / "Test" / "t1" / "utterance_1.mp4"
+    (tmp_path / "m.yaml").write_text("datasets:\n" + spec.replace("layout: omg", "layout: affwild2"))
+    with pytest.raises(BadInputError, match="manifest entry 'omg': videos: a mapping of splits to folders is for "
+                                            "the omg layout"):
+        load_manifest(tmp_path / "m.yaml")
