@@ -148,10 +148,10 @@ def list_videos(ds: Dataset, require_video: bool = True, echo=None) -> list[Vide
 
     Ids are checked where they are made (pipeline.ids): a bad one, a second entry with the same id, or (with
     `require_video`) an annotation without its video file is an entry that fails alone, naming the file and line.
-    ``echo`` gets the notes of the listing (OMG: a split whose CSV is absent).
+    ``echo`` gets the notes of the listing: a split whose CSV (OMG) or annotation folder (Aff-Wild2) is absent.
     """
     if ds.layout == "affwild2":
-        entries = _list_affwild2(ds, require_video)
+        entries = _list_affwild2(ds, require_video, echo)
     else:
         entries = _list_omg(ds, echo) if ds.layout == "omg" else _list_affwild(ds)
     if not entries:
@@ -262,10 +262,19 @@ def person_of(stem: str, stems: set[str]) -> tuple[str, str, str | None]:
     return stem, "largest", None
 
 
-def _list_affwild2(ds: Dataset, require_video: bool = True) -> list[VideoEntry]:
+# The annotation folders of each split, as the ABAW releases named them: Training_Set (1st/2nd ABAW, 2020-21) and
+# Train_Set (3rd on); the manifest's `splits:` replaces this.
+AFFWILD2_SPLITS = {"Train_Set": "train", "Training_Set": "train", "Validation_Set": "validation"}
+
+
+def _list_affwild2(ds: Dataset, require_video: bool = True, echo=None) -> list[VideoEntry]:
     ann_root = ds.root / ds.options.get("annotations", "annotations/VA_Set")
     vid_root = ds.root / ds.options.get("videos", "videos")
-    splits = ds.options.get("splits") or {"Train_Set": "train", "Validation_Set": "validation"}
+    splits = ds.options.get("splits") or AFFWILD2_SPLITS
+    for split in dict.fromkeys(splits.values()):   # said: which splits there are decides the protocol
+        folders = [f for f, s in splits.items() if s == split]
+        if echo is not None and not any((ann_root / f).is_dir() for f in folders):
+            echo(f"note: {ds.name}: no {split} split ({' or '.join(folders)} not found under {ann_root})")
     by_stem = {p.stem: p for p in _videos_in(vid_root)} if vid_root.is_dir() else {}
     if not by_stem and require_video:
         raise BadInputError(vid_root, "no videos under the Aff-Wild2 videos folder", "set 'videos' in the manifest")

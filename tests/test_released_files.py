@@ -1,6 +1,8 @@
-"""OMG's files as the organisers released them: the test set's CSV came without labels for the challenge
-(`omg_TestVideos_WithoutLabels.csv`: link,start,end,video,utterance) and with them after it
-(`omg_TestVideos_WithLabels.csv`); the manifest reads the first present, and a split without its CSV is said."""
+"""The datasets' files under the names their organisers released them with, and a split that is not there said.
+
+OMG: the test set's CSV came without labels for the challenge (`omg_TestVideos_WithoutLabels.csv`:
+link,start,end,video,utterance) and with them after it (`omg_TestVideos_WithLabels.csv`); the manifest reads the first
+present. Aff-Wild2: the 1st and 2nd ABAW named the training annotations `Training_Set`, the 3rd on `Train_Set`."""
 import csv
 
 import pytest
@@ -58,3 +60,18 @@ def test_clips_in_one_folder_per_split_as_the_released_code_kept_them(tmp_path):
     with pytest.raises(BadInputError, match="manifest entry 'omg': videos: a mapping of splits to folders is for "
                                             "the omg layout"):
         load_manifest(tmp_path / "m.yaml")
+
+
+def test_affwild2_training_annotations_under_either_release_name(tmp_path):
+    ann = tmp_path / "annotations" / "VA_Set"
+    for folder, entry in (("Training_Set", "10-60-1280x720"), ("Validation_Set", "11-24-1920x1080")):
+        (ann / folder).mkdir(parents=True)
+        (ann / folder / f"{entry}.txt").write_text("valence,arousal\n0.1,0.2\n")
+    notes = []
+    entries = list_videos(get_dataset("affwild2", root=tmp_path), require_video=False, echo=notes.append)
+    assert [(e.video, e.split) for e in entries] == [("10-60-1280x720", "train"), ("11-24-1920x1080", "validation")]
+    assert notes == []
+    (ann / "Validation_Set" / "11-24-1920x1080.txt").unlink()
+    (ann / "Validation_Set").rmdir()
+    list_videos(get_dataset("affwild2", root=tmp_path), require_video=False, echo=notes.append)
+    assert notes == [f"note: affwild2: no validation split (Validation_Set not found under {ann})"]
