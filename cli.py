@@ -332,6 +332,10 @@ def _train_options(f):
                           "Default: held out for per-frame labels (ABAW: train on Train_Set, report Validation_Set), "
                           "pooled for one label per video (the paper's OMG protocol: 5-fold cross-validation over "
                           "Train and Validation merged)."),
+        click.option("--splits", default=None,
+                     help="Read only the videos of these splits, e.g. train,validation: the paper's OMG tables 3-4 "
+                          "(5-fold cross-validation over Train+Validation) from a cache that also holds the labelled "
+                          "test set (its Table 1). Default: all the cache's labelled videos."),
         click.option("--epochs", type=click.IntRange(1, 10000), default=25, show_default=True, help="Epochs."),
         click.option("--lr", type=float, default=1e-3, show_default=True,
                      help="SGD learning rate (x0.1 at --milestones). Small caches need more (the demo uses 0.05)."),

@@ -150,6 +150,26 @@ def test_omg_submission_takes_the_organisers_rows_in_their_order(omg, tmp_path):
         predict_cache(omg.cache, "omg", best, tmp_path / "t", split="validation", fmt="omg", echo=quiet)
 
 
+def test_splits_reads_only_those_the_papers_cross_validation_beside_a_labelled_test_set(tmp_path, capsys):
+    """A cache with OMG's labelled test set holds it out (Table 1); --splits train,validation reads only those, as
+    the paper's 5-fold cross-validation (Tables 3-4) did, and the same flags reuse the finished run."""
+    names = NAMES + ["t0__u0", "t0__u1", "t0__u2"]
+    make_cache(tmp_path / "c", "omg", videos=15, frames=50, names=names, splits=SPLITS + ["test"] * 3,
+               video_labels=True, frame_rate=10.0)
+    cfg = TrainConfig(cache=str(tmp_path / "c"), out=str(tmp_path / "h"), streams="spatial", **TINY)
+    held = train(cfg)
+    assert held["split"] == "test" and sorted(held["videos"]["test"]) == names[12:]
+    cv = train(replace(cfg, out=str(tmp_path / "cv"), splits="train,validation"))
+    assert cv["split"] == "fold 0" and cv["protocol"]["trained_on"] == ["train", "validation"]
+    assert {v for vs in cv["videos"].values() for v in vs} == set(NAMES)      # the test videos are not read
+    assert cv["config"]["splits"] == ["train", "validation"]
+    capsys.readouterr()
+    again = train(replace(cfg, out=str(tmp_path / "cv"), splits=("train", "validation"), reuse=True, quiet=False))
+    assert "same settings and data; reused" in capsys.readouterr().err and again["ccc_mean"] == cv["ccc_mean"]
+    with pytest.raises(BadInputError, match="--splits names valid, which no labelled video"):
+        train(replace(cfg, out=str(tmp_path / "x"), splits="train,valid"))
+
+
 def test_omg_kill_and_resume_gives_identical_results(omg, tmp_path):
     base = replace(omg, out=str(tmp_path / "full"), streams="both", pretrain=False, epochs=2, num_workers=2, length=4)
     full = train(base)

@@ -32,6 +32,8 @@ class TrainConfig:
     fold: int = 0
     pool_validation: bool | None = None   # validation split into the folds (None: the protocol's default, see
     #                                       train/protocol.py: pooled for video-level labels, else held out)
+    splits: tuple | None = None        # read only the videos of these splits (None: all); e.g. (train, validation):
+    #                                    the paper's OMG cross-validation with a labelled test split in the cache
     seed: int = 0
     epochs: int = 25
     lr: float = 1e-3
@@ -63,6 +65,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.augment in ("", "none"):   # as typed on a command line or in an ablation grid
             self.augment = None
+        if isinstance(self.splits, str):   # "train,validation", as typed in an ablation grid
+            self.splits = tuple(s.strip() for s in self.splits.split(",") if s.strip()) or None
+        elif self.splits is not None:
+            self.splits = tuple(self.splits) or None
 
 
 # Settings that change how a run is carried out, never its numbers. The init checkpoints enter the identity by
@@ -106,6 +112,7 @@ def as_dict(cfg: TrainConfig) -> dict:
     """The whole configuration as plain types (for metrics.json and checkpoints)."""
     d = asdict(cfg)
     d["milestones"] = [int(m) for m in cfg.milestones]
+    d["splits"] = None if cfg.splits is None else list(cfg.splits)   # as JSON has it, so identities compare equal
     return d
 
 

@@ -1,6 +1,7 @@
 """Evaluation protocols: which videos a run trains, selects and reports on, how it samples them, how it scores them.
 
-A run's protocol follows from the cache and its settings, never from the dataset's name:
+A run's protocol follows from the cache and its settings, never from the dataset's name (``splits``, when set, keeps
+only the videos of those splits: the others are not read, so they are neither held out nor trained on):
 
 - Held out. The cache records each video's split (`split` in the index and the group's attrs, named as
   data_manifest.yaml says: `train`, `validation`, `test`). A labelled `test` split is held out; else a labelled

@@ -95,7 +95,8 @@ def prepare(cfg: TrainConfig) -> Run | None:
     """Check the settings, select the videos, decide the protocol, train the single streams first (streams=both);
     None if interrupted."""
     config.check(cfg)
-    sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable, extra=augment.extra_arrays(cfg))
+    sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable, extra=augment.extra_arrays(cfg),
+                        splits=cfg.splits)
     for video, why in sel.left_out.items():   # also in metrics.json
         _say(cfg, f"left out {video}: {why}", always=True)
     cfg = protocol.resolve(cfg, sel.level)

@@ -154,10 +154,12 @@ def one_fingerprint(cache, dataset: str, fps: dict[str, dict], names: list[str])
     return out
 
 
-def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, extra: list[str] = ()) -> Selection:
+def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, extra: list[str] = (),
+           splits: tuple[str, ...] | None = None) -> Selection:
     """The labelled videos a run reads ``names`` (model inputs) from, checked as the module docstring says.
 
     ``extra``: arrays read besides the model's inputs (the flip augmentation's), checked and fingerprinted alike.
+    ``splits``: only the videos of these splits (--splits); the others are not read at all, as if not extracted.
     """
     idx = store.read_index(cache, dataset)
     if idx is None:
@@ -165,6 +167,13 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
     # an entry known to have no labels (a test list's) is never read: failed or stale, it must not stop the run
     known = [r for r in idx.to_dict("records") if not store.known_unlabelled(r)]
+    if splits is not None:
+        absent = sorted(set(splits) - {str(r["split"]) for r in known})
+        if absent:
+            have = ", ".join(sorted({str(s) for s in idx.split}))
+            raise BadInputError(store.dataset_dir(cache, dataset), f"--splits names {', '.join(absent)}, which no "
+                                f"labelled video of the cache is in", f"splits there: {have}")
+        known = [r for r in known if str(r["split"]) in splits]
     failed = {r["video"]: r["error"] for r in known if r.get("status") == "failed"}
     fps, left_out = usable(cache, dataset, sorted(r["video"] for r in known), [*names, *extra, "valid", "labels"],
                            failed, skip_unusable)
