@@ -165,14 +165,16 @@ def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -
 def labels_figure(plt, g, read, video, n, valid, predictions=None):
     """Labels (and predictions) over the whole video, frames without a face shaded. The time axis spans the video
     whatever is drawn (an unlabelled entry draws only the shading, which alone would set the axis to its extent),
-    and the title says when the video has no labels."""
-    labels = read("labels", 0, n)
+    and the title says when the video has no labels. A video with one label for all its frames (an OMG utterance)
+    draws it as a level line, and its model's one prediction (predictions.csv of predict, or of a train run) too."""
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
+    whole = video_label(g)
+    labels = np.tile(whole, (n, 1)) if whole is not None else read("labels", 0, n)
     fig, ax = plt.subplots(2, 1, figsize=(9, 4), sharex=True)
-    pred = _predictions(predictions, video, n, fps) if predictions else None
+    pred = _predictions(predictions, video, n, fps, whole is not None) if predictions else None
     for i, dim in enumerate(("arousal", "valence")):
-        ax[i].plot(time, labels[:, i], label="label", lw=1)
+        ax[i].plot(time, labels[:, i], label="label" + (" (one per video)" if whole is not None else ""), lw=1)
         if pred is not None:
             ax[i].plot(pred["time"], pred[dim], label="prediction", lw=1)
         ax[i].fill_between(time, -1, 1, where=~valid, color="0.85", label="no face", step="mid")
@@ -180,12 +182,22 @@ def labels_figure(plt, g, read, video, n, valid, predictions=None):
         ax[i].set_ylim(-1.05, 1.05)
     ax[1].set_xlim(0, max(time[-1], 1 / fps))
     labelled = int(np.isfinite(labels).all(1).sum())
-    ax[0].set_title(f"{video}: {n} frames, {labelled} labelled, {int(valid.sum())} with a face"
+    what = (f"one label for the video (arousal {whole[0]:.3f}, valence {whole[1]:.3f})" if whole is not None
+            else f"{labelled} labelled")
+    ax[0].set_title(f"{video}: {n} frames, {what}, {int(valid.sum())} with a face"
                     + ("; no labels (an unlabelled entry)" if not labelled else ""), fontsize=9)
     ax[0].legend(fontsize=7, loc="upper right")
     ax[1].set_xlabel("seconds")
     fig.tight_layout()
     return fig
+
+
+def video_label(g) -> np.ndarray | None:
+    """(arousal, valence) of a video labelled as a whole (OMG: attrs video_labels), else None."""
+    lab = g.attrs.get("video_labels")
+    if not isinstance(lab, dict) or lab.get("arousal") is None or lab.get("valence") is None:
+        return None
+    return np.array([float(lab["arousal"]), float(lab["valence"])])
 
 
 def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
@@ -196,13 +208,21 @@ def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
     return path
 
 
-def _predictions(path, video: str, n: int, fps: float):
+def _predictions(path, video: str, n: int, fps: float, whole: bool = False):
     """This video's rows of a train run's predictions (a `video` column) or of predict's `<video>.csv`; refused when
     it has none, or when its frames are not the cached video's (another extraction of it): plotted, they would sit
-    against labels they were not made for."""
+    against labels they were not made for. ``whole``: the video has one label, and a file of one prediction per
+    video (no frame column) gives its row, drawn over the whole video."""
     import pandas as pd
 
     df = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
+    if "frame" not in df and whole and {"video", "arousal", "valence"} <= set(df):
+        row = df[df.video == video]
+        if row.empty:
+            raise BadInputError(path, f"no prediction for video {video!r}", "pass the predictions.csv of a predict "
+                                "or train run that predicted it")
+        end = max(n - 1, 1) / fps
+        return {"time": [0.0, end], **{d: [float(row[d].iloc[0])] * 2 for d in ("arousal", "valence")}}
     if "frame" not in df:
         raise BadInputError(path, "no frame column: not per-frame predictions (a run on one label per video, as "
                             "OMG's, predicts one value per video, nothing to draw over time)",

@@ -177,6 +177,35 @@ def test_predictions_are_drawn_on_the_labels_clock(tmp_path):
     plt.close(fig)
 
 
+def test_a_video_labelled_as_a_whole_draws_its_label_and_its_one_prediction(tmp_path):
+    """An OMG utterance has one label (attrs video_labels; its labels array is NaN): inspect said "no labels (an
+    unlabelled entry)" and refused predict's predictions.csv. Both are drawn as level lines over the video."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from pipeline.inspect_video import labels_figure
+
+    arrays = {"valid": np.ones(50, bool), "face48": np.zeros((50, 48, 48), "u1"),
+              "labels": np.full((50, 2), np.nan, "f4")}
+    store.write_video(tmp_path, "omg", "y__u1", arrays, {"split": "train", "fps": 25.0,
+                                                         "video_labels": {"arousal": 0.6, "valence": -0.3}})
+    pd.DataFrame({"video": ["y__u0", "y__u1"], "arousal": [0.9, 0.2], "valence": [0.9, 0.1],
+                  "snippets": [2, 2]}).to_csv(tmp_path / "predictions.csv", index=False)
+    g = store.open_video(tmp_path, "omg", "y__u1")
+    fig = labels_figure(plt, g, lambda name, lo, hi: g[name][lo:hi], "y__u1", 50, arrays["valid"],
+                        tmp_path / "predictions.csv")
+    assert fig.axes[0].get_title() == "y__u1: 50 frames, one label for the video (arousal 0.600, valence -0.300), " \
+                                      "50 with a face"
+    for ax, (label, pred) in zip(fig.axes, ((0.6, 0.2), (-0.3, 0.1))):
+        drawn_label, drawn_pred = ax.lines[:2]
+        np.testing.assert_allclose(drawn_label.get_ydata(), label)
+        np.testing.assert_allclose(drawn_pred.get_ydata(), pred)
+        assert drawn_pred.get_xdata()[-1] == pytest.approx(49 / 25)
+    plt.close(fig)
+
+
 def test_the_motion_curve_is_not_drawn_across_frames_without_a_face(tmp_path):
     """inspect's smoothed motion energy: NaN where there is no ΔPhase, and beside a gap made of real rows only (a
     constant energy stays that constant up to the gap, where interpolating towards a spike bent it)."""
