@@ -274,7 +274,8 @@ def _list_affwild2(ds: Dataset, require_video: bool = True, echo=None) -> list[V
     for split in dict.fromkeys(splits.values()):   # said: which splits there are decides the protocol
         folders = [f for f, s in splits.items() if s == split]
         if echo is not None and not any((ann_root / f).is_dir() for f in folders):
-            echo(f"note: {ds.name}: no {split} split ({' or '.join(folders)} not found under {ann_root})")
+            echo(f"note: {ds.name}: no {split} split ({' or '.join(folders)} not found under {ann_root})"
+                 + _elsewhere(ds.root, ann_root))
     by_stem = {p.stem: p for p in _videos_in(vid_root)} if vid_root.is_dir() else {}
     if not by_stem and require_video:
         raise BadInputError(vid_root, "no videos under the Aff-Wild2 videos folder", "set 'videos' in the manifest")
@@ -303,6 +304,16 @@ def _list_affwild2(ds: Dataset, require_video: bool = True, echo=None) -> list[V
                                   src, where + problem, "check the videos folder in the manifest (or use --faces "
                                                         "cropped_aligned, which needs no video)"))))
     return out
+
+
+def _elsewhere(root: Path, ann_root: Path) -> str:
+    """Where the 3rd ABAW's releases on put the VA annotations, when the manifest's folder is not there."""
+    if ann_root.is_dir():
+        return ""
+    found = sorted(p for pattern in ("*/VA_Estimation_Challenge", "*/*/VA_Estimation_Challenge")
+                   for p in root.glob(pattern) if p.is_dir())
+    return (f"; the 3rd ABAW on put them in {found[0].relative_to(root)}: set `annotations: "
+            f"{found[0].relative_to(root)}` under affwild2 in the manifest") if found else ""
 
 
 def _test_entries(ds: Dataset) -> list[tuple]:

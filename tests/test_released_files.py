@@ -75,3 +75,18 @@ def test_affwild2_training_annotations_under_either_release_name(tmp_path):
     (ann / "Validation_Set").rmdir()
     list_videos(get_dataset("affwild2", root=tmp_path), require_video=False, echo=notes.append)
     assert notes == [f"note: affwild2: no validation split (Validation_Set not found under {ann})"]
+
+
+def test_affwild2_annotations_of_a_later_abaw_are_pointed_to(tmp_path):
+    """From the 3rd ABAW the VA annotations ship as <N>th_ABAW_Annotations/VA_Estimation_Challenge: the default
+    folder is then absent, and the note says where they are and what to set."""
+    ann = tmp_path / "6th_ABAW_Annotations" / "VA_Estimation_Challenge" / "Train_Set"
+    ann.mkdir(parents=True)
+    (ann / "1-30-1280x720.txt").write_text("valence,arousal\n0.1,0.2\n")
+    notes = []
+    with pytest.raises(BadInputError, match="no videos found"):
+        list_videos(get_dataset("affwild2", root=tmp_path), require_video=False, echo=notes.append)
+    assert notes[0] == (f"note: affwild2: no train split (Train_Set or Training_Set not found under "
+                        f"{tmp_path / 'annotations' / 'VA_Set'}); the 3rd ABAW on put them in 6th_ABAW_Annotations/"
+                        "VA_Estimation_Challenge: set `annotations: 6th_ABAW_Annotations/VA_Estimation_Challenge` "
+                        "under affwild2 in the manifest")
