@@ -46,12 +46,24 @@ class VideoEntry:
     side: str = "largest"                              # largest | left | right (features.face_side)
     problem: str | None = None                         # why it fails (names the file and line)
     fps: float | None = None                           # the dataset's frame rate, for entries without a video file
+    # whether it was named as labelled (an annotation file, a labelled CSV's line), for one that fails before its
+    # labels are read: a failed labelled entry must stop training, an unlabelled one not (None: from the above)
+    labelled: bool | None = None
+
+    def is_labelled(self) -> bool:
+        """Whether it came with labels: as named (``labelled``), else from its label sources."""
+        if self.labelled is not None:
+            return bool(self.labelled)
+        return bool(self.label_files) or self.video_labels is not None or self.label_table is not None
 
 
-def failed_entry(path: Path, problem: str, hint: str, split: str = "", lineno: int | None = None) -> VideoEntry:
-    """An entry that fails alone with a message naming the file (and line); its id is a safe stand-in."""
+def failed_entry(path: Path, problem: str, hint: str, split: str = "", lineno: int | None = None,
+                 labelled: bool = False) -> VideoEntry:
+    """An entry that fails alone with a message naming the file (and line); its id is a safe stand-in.
+    ``labelled``: it was named as a labelled video (its failure then stops training, store.entry_labelled)."""
     where = f"line {lineno}: " if lineno is not None else ""
-    return VideoEntry(stand_in(path.name, lineno), None, split, problem=str(BadInputError(path, where + problem, hint)))
+    return VideoEntry(stand_in(path.name, lineno), None, split, labelled=labelled,
+                      problem=str(BadInputError(path, where + problem, hint)))
 
 
 def load_manifest(path: str | Path | None = None) -> dict:
@@ -172,7 +184,7 @@ def unique_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
             src = next(iter(e.label_files.values()), e.path)
             was = next(iter(first.label_files.values()), first.path)
             e = failed_entry(Path(str(src)), f"a second entry with the id {e.video!r} (also from {was})",
-                             "ids must be unique across splits: rename one", e.split)
+                             "ids must be unique across splits: rename one", e.split, labelled=e.is_labelled())
         k = 1
         while e.video in seen and seen[e.video] is not e:   # failed entries' stand-ins stay unique too
             k += 1
@@ -190,7 +202,8 @@ def guard_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
         problem = None if e.problem else id_problem(e.video)
         if problem:
             src = Path(str(next(iter(e.label_files.values()), e.path or "entry")))
-            e = failed_entry(src, f"video id refused: {problem}", "a video id is a folder name in the cache", e.split)
+            e = failed_entry(src, f"video id refused: {problem}", "a video id is a folder name in the cache", e.split,
+                             labelled=e.is_labelled())
         out.append(e)
     return unique_ids(out)
 
@@ -223,20 +236,22 @@ def _list_affwild(ds: Dataset) -> list[VideoEntry]:
     out = []
     for split_dir in sorted(p for p in vroot.iterdir() if p.is_dir()):
         for p in _videos_in(split_dir):
-            problem = id_problem(p.stem)
-            if problem:
-                out.append(failed_entry(p, f"its name cannot be a video id: {problem}",
-                                        "rename or remove the file (macOS '._' files are metadata)", split_dir.name))
-                continue
             ann = ds.root / "annotations" / split_dir.name
             files = {d: ann / d / f"{p.stem}.txt" for d in ("arousal", "valence")}
             have = [f.is_file() for f in files.values()]
+            problem = id_problem(p.stem)
+            if problem:
+                out.append(failed_entry(p, f"its name cannot be a video id: {problem}",
+                                        "rename or remove the file (macOS '._' files are metadata)", split_dir.name,
+                                        labelled=any(have)))
+                continue
             problem = None
             if any(have) and not all(have):   # half the labels: never silently an unlabelled video
                 lost, kept = (files["valence"], files["arousal"]) if have[0] else (files["arousal"], files["valence"])
                 problem = str(BadInputError(lost, "label file not found, but its pair exists: " + str(kept),
                                             "restore it (or remove both to treat the video as unlabelled)"))
-            out.append(VideoEntry(p.stem, p, split_dir.name, files if all(have) else {}, problem=problem))
+            out.append(VideoEntry(p.stem, p, split_dir.name, files if all(have) else {}, problem=problem,
+                                  labelled=any(have)))
     return out
 
 
@@ -289,7 +304,7 @@ def _list_affwild2(ds: Dataset, require_video: bool = True, echo=None) -> list[V
         if problem:
             out.append(failed_entry(src, f"its name cannot be a video id: {problem}",
                                     "rename or remove the file (macOS '._' files are metadata)" if lineno is None
-                                    else "fix the line", split, lineno))
+                                    else "fix the line", split, lineno, labelled=lineno is None))
             continue
         # two-person videos: <video>_left / <video>_right (or a plain <video> paired with one) share one file
         base, side, problem = person_of(stem, stems)
@@ -363,14 +378,15 @@ def _list_omg(ds: Dataset, echo=None) -> list[VideoEntry]:
             problem = next((f"column {c}: {p}" for c in ("video", "utterance")
                             if (p := id_problem(row[c] or "")) is not None), None)
             if problem:
-                out.append(failed_entry(path, problem, "fix the CSV", split, lineno))
+                out.append(failed_entry(path, problem, "fix the CSV", split, lineno, labelled=labelled))
                 continue
             labels = None
             if labelled:
                 try:
                     labels = {"arousal": float(row["arousal"]), "valence": float(row["valence"])}
                 except (TypeError, ValueError):
-                    out.append(failed_entry(path, "arousal/valence are not numbers", "fix the CSV", split, lineno))
+                    out.append(failed_entry(path, "arousal/valence are not numbers", "fix the CSV", split, lineno,
+                                            labelled=True))
                     continue
             # utterance names repeat across videos (utterance_1.mp4): the id joins both
             clip = vid_root / row["video"] / row["utterance"]

@@ -244,8 +244,9 @@ def known_unlabelled(row: dict) -> bool:
 
 
 def entry_labelled(entry) -> bool:
-    """``labelled`` of a manifest entry, for the index row of one that failed before it had a group."""
-    return bool(entry.label_files) or entry.video_labels is not None or entry.label_table is not None
+    """``labelled`` of a manifest entry, for the index row of one that failed before it had a group: as it was
+    named (an annotation file or a labelled CSV line whose id or labels are bad), else from its label sources."""
+    return entry.is_labelled()
 
 
 def label_record(entry) -> dict[str, dict]:

@@ -90,3 +90,31 @@ def test_affwild2_annotations_of_a_later_abaw_are_pointed_to(tmp_path):
                         f"{tmp_path / 'annotations' / 'VA_Set'}); the 3rd ABAW on put them in 6th_ABAW_Annotations/"
                         "VA_Estimation_Challenge: set `annotations: 6th_ABAW_Annotations/VA_Estimation_Challenge` "
                         "under affwild2 in the manifest")
+
+
+def test_a_labelled_entry_that_fails_when_listed_is_still_labelled(tmp_path):
+    """A bad line of a labelled CSV, an annotation file with a bad name, a video with half its label files: each
+    fails alone, and each counts as labelled (the index's `labelled`), so training stops on it rather than going
+    on without it as if it were an unlabelled test entry; a bad line of the unlabelled test CSV does not."""
+    omg = tmp_path / "omg"
+    omg.mkdir()
+    _csv(omg / "omg_TrainVideos.csv", HEAD, [["l", "0", "1", "a1", "utterance_1.mp4", "x", "0.1", "3"],
+                                             ["l", "0", "1", "../a2", "utterance_1.mp4", "0.5", "0.1", "3"]])
+    _csv(omg / "omg_TestVideos_WithoutLabels.csv", HEAD[:5], [["l", "0", "1", "../t1", "utterance_1.mp4"]])
+    failed = {(e.split, e.problem.split(": ", 2)[1]): store.entry_labelled(e)
+              for e in list_videos(get_dataset("omg", root=omg)) if e.problem}
+    assert failed == {("train", "line 2"): True, ("train", "line 3"): True, ("test", "line 2"): False}
+
+    aw2 = tmp_path / "aw2" / "annotations" / "VA_Set" / "Train_Set"
+    aw2.mkdir(parents=True)
+    (aw2 / ".hidden.txt").write_text("valence,arousal\n0.1,0.2\n")
+    [entry] = list_videos(get_dataset("affwild2", root=tmp_path / "aw2"), require_video=False)
+    assert entry.problem and store.entry_labelled(entry)
+
+    aw = tmp_path / "aw"
+    (aw / "videos" / "train").mkdir(parents=True)
+    (aw / "videos" / "train" / "v1.mp4").write_bytes(b"")
+    (aw / "annotations" / "train" / "arousal").mkdir(parents=True)
+    (aw / "annotations" / "train" / "arousal" / "v1.txt").write_text("0.1\n")
+    [entry] = list_videos(get_dataset("affwild", root=aw))
+    assert "label file not found, but its pair exists" in entry.problem and store.entry_labelled(entry)
