@@ -155,9 +155,11 @@ def _csv(value: str | None) -> tuple[str, ...]:
                    "crops <crops>/<video>/00001.jpg: no decoding, no detection), openface (landmarks from OpenFace 2 "
                    "CSVs <dir>/<video>.csv, then our alignment). Default: the dataset's 'faces' in the manifest, "
                    "else video. Part of the face fingerprint: changing it rebuilds the faces.")
-@click.option("--crops-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+@click.option("--crops-dir", type=click.Path(file_okay=False, path_type=Path), multiple=True,
               help="With --faces cropped_aligned: the folder holding one crop folder per video "
-                   "(<video>/, <video>_left/, <video>_right/). Default: the dataset's 'crops' in the manifest.")
+                   "(<video>/, <video>_left/, <video>_right/); repeat it for crops shipped in several folders (ABAW5 "
+                   "on: cropped_aligned and cropped_aligned_new_50_vids), looked in in order. Default: the "
+                   "dataset's 'crops' in the manifest (a folder or a list).")
 @click.option("--openface-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="With --faces openface: the folder of OpenFace 2 FeatureExtraction CSVs, <video>.csv (two-person "
                    "videos: <video>_left.csv/_right.csv, or one multi-face <video>.csv). Default: the manifest's "

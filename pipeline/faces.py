@@ -34,9 +34,17 @@ FACE_SOURCES = ("video", "cropped_aligned", "openface")
 SIDE_RULE = "per entry: the largest face, or the left/right person of a two-person video"
 
 
+def crop_folders(s, entry: VideoEntry) -> list[Path]:
+    """Where the organiser crops of one entry may be, in order: `<crops>/<entry>/` (two-person videos:
+    `<video>_left/`, `<video>_right/`) for each crops folder (``s.faces_dir``, several joined by os.pathsep: ABAW5 on
+    ships cropped_aligned/ and cropped_aligned_new_50_vids/)."""
+    return [Path(d) / entry.video for d in s.faces_dir.split(os.pathsep)]
+
+
 def crop_folder(s, entry: VideoEntry) -> Path:
-    """The organiser crops of one entry: `<crops>/<entry>/` (two-person videos: `<video>_left/`, `<video>_right/`)."""
-    return Path(s.faces_dir) / entry.video
+    """The organiser crops of one entry: the first of ``crop_folders`` that is there (else the first)."""
+    places = crop_folders(s, entry)
+    return next((p for p in places if p.is_dir()), places[0])
 
 
 def openface_csv(s, entry: VideoEntry) -> Path:
@@ -162,6 +170,10 @@ def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int, start:
     from features.aligned_crops import iter_crop_folder, scan_crop_folder
     from pipeline.compute import chunk_frames
 
+    places = crop_folders(s, entry)
+    if len(places) > 1 and not any(p.is_dir() for p in places):   # name every place looked in
+        raise BadInputError(places[0], f"folder of aligned faces not found here nor in {', '.join(map(str, places[1:]))}",
+                            "give every crops folder with --crops-dir (or the manifest's crops: list)")
     crops = scan_crop_folder(crop_folder(s, entry))   # a missing folder fails this video, naming the folder
     notes["faces_frame_diff"] = max(0, crops.last_frame - n_frames)
     for chunk in iter_crop_folder(crops, n_frames, chunk_size=chunk_frames(s), slack=s.label_slack, start=start):

@@ -1,6 +1,7 @@
 """`cli.py features`: from flags to a stage-graph run (datasets, settings, motion variants, cluster options)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from features.errors import BadInputError
@@ -65,14 +66,21 @@ def resolve_faces(ds, faces: str | None, crops_dir, openface_dir) -> tuple[str, 
                             f"add --faces {'cropped_aligned' if stray[0] == '--crops-dir' else 'openface'}")
     if key is None:
         return faces, None
-    folder = Path(flag) if flag else (ds.root / opts[key] if ds is not None and opts.get(key) else None)
-    if folder is None:
+    # crops may come in several folders (ABAW5 on: cropped_aligned and cropped_aligned_new_50_vids): --crops-dir
+    # repeated, or a list in the manifest; they are kept as one PATH-like string (pipeline.faces.crop_folder)
+    given = [flag] if isinstance(flag, (str, Path)) else list(flag or [])
+    named = opts.get(key) if ds is not None else None
+    folders = [Path(f) for f in given] or [ds.root / n for n in ([named] if isinstance(named, str) else named or [])]
+    if not folders:
         raise BadInputError(None, f"--faces {faces} needs the folder it reads", f"pass {what} DIR"
                             + (f" or set '{key}' for dataset {ds.name!r} in the manifest" if ds is not None else ""))
-    if not folder.is_dir():
-        raise BadInputError(folder, f"the {what[2:]} folder does not exist", f"pass {what} DIR" + (
-            f" (or set '{key}' for dataset {ds.name!r} in the manifest)" if ds is not None else ""))
-    return faces, str(folder.resolve())
+    for folder in folders:
+        if not folder.is_dir():
+            raise BadInputError(folder, f"the {what[2:]} folder does not exist", f"pass {what} DIR" + (
+                f" (or set '{key}' for dataset {ds.name!r} in the manifest)" if ds is not None else ""))
+    if len(folders) > 1 and faces != "cropped_aligned":
+        raise BadInputError(None, f"{what} takes one folder", "give it once")
+    return faces, os.pathsep.join(str(f.resolve()) for f in folders)
 
 
 def resolve_motion_variant(variant: str | None, flags: dict, cache: Path, dataset: str) -> tuple[str | None, dict]:

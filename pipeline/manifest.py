@@ -92,7 +92,7 @@ def load_manifest(path: str | Path | None = None) -> dict:
     return data
 
 
-_FOLDER_KEYS = ("root_env", "root_default", "annotations", "crops", "openface_dir", "test_list")
+_FOLDER_KEYS = ("root_env", "root_default", "annotations", "openface_dir", "test_list")
 
 
 def _entry_value_problem(key: str, value) -> str | None:
@@ -100,6 +100,9 @@ def _entry_value_problem(key: str, value) -> str | None:
     not later as a traceback deep in a run."""
     if key in _FOLDER_KEYS and not isinstance(value, str):
         return "expected a string"
+    if key == "crops" and not (isinstance(value, str) or (isinstance(value, list) and value and all(
+            isinstance(v, str) for v in value))):
+        return "expected a folder, or a list of them (searched in order)"
     if key == "videos" and not (isinstance(value, str) or (isinstance(value, dict) and value and all(
             isinstance(k, str) and isinstance(v, str) for k, v in value.items()))):
         return "expected a folder, or (omg) a mapping of splits to folders, e.g. {train: Train, test: Test}"

@@ -260,6 +260,29 @@ def test_the_face_source_is_part_of_the_fingerprint(layout, cluster, tmp_path):
     assert rows["1-30-176x144"]["action"] == "full" and "changed" in rows["1-30-176x144"]["reason"]
 
 
+def test_crops_in_two_folders_as_abaw5_ships_them(layout, cluster, tmp_path):
+    """ABAW5 on ships the crops in cropped_aligned/ and cropped_aligned_new_50_vids/: each entry is read from the
+    folder that has it, in the order given; one in neither fails naming every place looked in."""
+    import os
+
+    first, second, empty = tmp_path / "cropped_aligned", tmp_path / "cropped_aligned_new_50_vids", tmp_path / "none"
+    for d in (first, second, empty):
+        d.mkdir()
+    (first / "1-30-176x144").symlink_to(layout.crops_dir / "1-30-176x144")
+    (second / "video10_1").symlink_to(layout.crops_dir / "video10_1")
+    both = {"1-30-176x144", "video10_1"}
+    rows, _ = run(cluster, layout.root, tmp_path / "c", only=both, faces="cropped_aligned",
+                  faces_dir=os.pathsep.join(map(str, (first, second))), label_slack=1)
+    assert {v: r["status"] for v, r in rows.items()} == {"1-30-176x144": "done", "video10_1": "done"}
+    assert group(tmp_path / "c", "video10_1").attrs["face_source"]["path"] == str(second / "video10_1")
+    assert group(tmp_path / "c", "1-30-176x144").attrs["face_source"]["path"] == str(first / "1-30-176x144")
+    rows, _ = run(cluster, layout.root, tmp_path / "d", only={"video10_1"}, faces="cropped_aligned",
+                  faces_dir=os.pathsep.join(map(str, (first, empty))), label_slack=1)
+    assert rows["video10_1"]["status"] == "failed"
+    assert f"{first / 'video10_1'}: folder of aligned faces not found here nor in {empty / 'video10_1'}" in \
+        rows["video10_1"]["error"]
+
+
 def test_the_command_line_takes_the_flags(layout, tmp_path):
     cmd = [sys.executable, str(ROOT / "cli.py"), "features", "--dataset", "affwild2", "--root", str(layout.root),
            "--cache", str(tmp_path), "--stages", "align,motion", "--workers", "1", "--no-progress",
@@ -283,6 +306,12 @@ def test_a_dataset_takes_its_face_source_from_the_manifest_unless_a_flag_says(tm
     assert resolve_faces(ds, None, None, None) == ("cropped_aligned", str(tmp_path / "crops"))
     assert resolve_faces(ds, None, tmp_path / "elsewhere", None) == ("cropped_aligned", str(tmp_path / "elsewhere"))
     assert resolve_faces(ds, "video", None, None) == ("video", None)
+    import os   # --crops-dir repeated, or a list in the manifest: several folders, in order
+    assert resolve_faces(ds, None, (tmp_path / "elsewhere", tmp_path / "crops"), None) == \
+        ("cropped_aligned", os.pathsep.join([str(tmp_path / "elsewhere"), str(tmp_path / "crops")]))
+    two = Dataset("affwild2", "affwild2", tmp_path, 30.0, {"faces": "cropped_aligned", "crops": ["crops", "elsewhere"]})
+    assert resolve_faces(two, None, (), None) == \
+        ("cropped_aligned", os.pathsep.join([str(tmp_path / "crops"), str(tmp_path / "elsewhere")]))
     with pytest.raises(BadInputError, match="openface_dir"):
         resolve_faces(ds, "openface", None, None)   # no folder for it in the manifest, none given
     with pytest.raises(BadInputError, match="crops-dir folder does not exist"):
