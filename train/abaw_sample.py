@@ -11,7 +11,6 @@ challenges' per-video `<video>.txt` files are `write_abaw`'s.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from train.organisers import read_text, record
 
 COLUMNS = ("image_location", "valence", "arousal")
 FILE = "abaw_va_submission.txt"  # the name of the file written into predict's --out
@@ -49,8 +49,7 @@ class Sample:
 
     def describe(self) -> dict:
         """What predict.json records about it."""
-        return {"path": str(self.path.resolve()), "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
-                "entries": len(self.order()), "rows": len(self.locations)}
+        return {**record(self.path), "entries": len(self.order()), "rows": len(self.locations)}
 
 
 def _fail(path: Path, line: int, what: str) -> BadInputError:
@@ -61,12 +60,7 @@ def _fail(path: Path, line: int, what: str) -> BadInputError:
 def read_sample(path: str | Path) -> Sample:
     """Parse the sample; a malformed header or row is an error naming the file and the line."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")   # a byte-order mark (saved on Windows) is not the header's
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInputError(path, f"cannot read the ABAW sample submission ({type(e).__name__})",
-                            "check the --sample path") from None
-    lines = text.splitlines()
+    lines = read_text(path, "ABAW sample submission").splitlines()
     header = tuple(c.strip().lower() for c in (lines[0] if lines else "").split(","))
     if sorted(header) != sorted(COLUMNS):
         raise _fail(path, 1, f"the header is {lines[0] if lines else '(empty file)'!r}, not image_location,valence,"

@@ -11,7 +11,7 @@ invent what the script pairs); a CSV of only some of the organisers' rows, in th
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from features.errors import BadInputError
 from pipeline.manifest import omg_id
+from train.organisers import read_text, record
 
 FILE = "omg_submission.csv"   # the file written into predict's --out
 COLUMNS = ("video", "utterance", "arousal", "valence")
@@ -41,8 +42,7 @@ class OmgTable:
 
     def describe(self) -> dict:
         """What predict.json records about it."""
-        return {"path": str(self.path.resolve()), "sha256": hashlib.sha256(self.path.read_bytes()).hexdigest(),
-                "rows": len(self.entries)}
+        return {**record(self.path), "rows": len(self.entries)}
 
 
 def _fail(path: Path, line: int, what: str) -> BadInputError:
@@ -53,11 +53,7 @@ def _fail(path: Path, line: int, what: str) -> BadInputError:
 def read_table(path: str | Path) -> OmgTable:
     """Parse the organisers' CSV; a missing column, an empty cell or a repeated utterance names the file and line."""
     path = Path(path)
-    try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:   # a BOM (saved on Windows) is not the header's
-            rows = list(csv.reader(fh))
-    except (OSError, UnicodeDecodeError) as e:
-        raise BadInputError(path, f"cannot read the OMG CSV ({type(e).__name__})", "check the --sample path") from None
+    rows = list(csv.reader(io.StringIO(read_text(path, "OMG CSV"), newline="")))
     header = [c.strip() for c in rows[0]] if rows else []
     if "video" not in header or "utterance" not in header:
         raise _fail(path, 1, f"the header is {','.join(header) or '(empty file)'!r}, without video and utterance")
