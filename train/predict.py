@@ -100,7 +100,8 @@ def _check_format(fmt: str, ck: dict, path, sample=None) -> Sample | OmgTable | 
     return read_table(sample) if fmt == "omg" else read_sample(sample)
 
 
-def _sample_rows(sample: Sample | OmgTable | None, rows: list[dict], failed: list, why: dict[str, str]) -> tuple[list, list]:
+def _sample_rows(sample: Sample | OmgTable | None, rows: list[dict], failed: list,
+                 why: dict[str, str]) -> tuple[list, list]:
     """The rows and failures of the sample's entries (all of them without a sample); refused if an entry has no
     row (``why`` says why): the submission takes only, and all of, its entries."""
     if sample is None:
