@@ -283,6 +283,9 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
     where = video_dir(cache, dataset, video)
     status = group_status(cache, dataset, video)
     fix = repair_command(cache, dataset, names)
+    if status is None:   # no group: its extraction failed (the caller adds why) or never ran
+        raise UnusableVideo(where, f"video {video!r} has no features in the cache", f"fix what its extraction failed "
+                            f"on, if it did, then run `{fix}`")
     if status != "done":
         raise UnusableVideo(where, f"video {video!r} is not complete in the cache (status {status})", f"run `{fix}`")
     g = open_video(cache, dataset, video)

@@ -196,7 +196,8 @@ def test_a_failed_unlabelled_entry_does_not_stop_training_a_failed_labelled_one_
     store.write_index(cfg.cache, "synth", [*rows, failed("x-test-entry", False)])
     assert train(cfg)["videos"]["train"]   # trained: the unlabelled entry is not one of its (6 with x-annotated)
     store.write_index(cfg.cache, "synth", [*rows, failed("x-test-entry", False), failed("x-annotated", True)])
-    with pytest.raises(BadInputError, match=r"1 of 6 videos cannot be read: video 'x-annotated'"):
+    with pytest.raises(BadInputError, match=r"1 of 6 videos cannot be read: video 'x-annotated' has no features in "
+                                            r"the cache \(extraction failed: no video file for x-annotated\)"):
         train(replace(cfg, out=str(tmp_path / "r2")))
 
 
