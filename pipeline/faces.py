@@ -171,9 +171,11 @@ def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int, start:
     from pipeline.compute import chunk_frames
 
     places = crop_folders(s, entry)
-    if len(places) > 1 and not any(p.is_dir() for p in places):   # name every place looked in
-        raise BadInputError(places[0], f"folder of aligned faces not found here nor in {', '.join(map(str, places[1:]))}",
-                            "give every crops folder with --crops-dir (or the manifest's crops: list)")
+    if not any(p.is_dir() for p in places):   # name every place looked in
+        raise BadInputError(places[0], "folder of aligned faces not found" + (
+            f" here nor in {', '.join(map(str, places[1:]))}" if len(places) > 1 else ""),
+            "the crops of ABAW5 on come in two folders (cropped_aligned, cropped_aligned_new_50_vids): give each "
+            "with --crops-dir, or list them in the manifest's crops:")
     crops = scan_crop_folder(crop_folder(s, entry))   # a missing folder fails this video, naming the folder
     notes["faces_frame_diff"] = max(0, crops.last_frame - n_frames)
     for chunk in iter_crop_folder(crops, n_frames, chunk_size=chunk_frames(s), slack=s.label_slack, start=start):
