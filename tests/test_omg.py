@@ -168,6 +168,10 @@ def test_splits_reads_only_those_the_papers_cross_validation_beside_a_labelled_t
     assert "same settings and data; reused" in capsys.readouterr().err and again["ccc_mean"] == cv["ccc_mean"]
     with pytest.raises(BadInputError, match="--splits names valid, which no labelled video"):
         train(replace(cfg, out=str(tmp_path / "x"), splits="train,valid"))
+    from train.ablate import ablate   # the table says which splits its runs read
+    ablate(cfg.cache, "omg", ["window=4"], tmp_path / "abl", replace(cfg, splits=("train", "validation")), folds=3,
+           fold_ids=[0])
+    assert "splits=train+validation only." in (tmp_path / "abl" / "ablation.md").read_text()
 
 
 def test_omg_kill_and_resume_gives_identical_results(omg, tmp_path):

@@ -137,7 +137,8 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
             *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
              (f"Base: streams={base.streams}, input={base.input}, window={base.window}, arch={base.arch}, "
-              f"augment={base.augment or 'none'}, epochs={base.epochs}, lr={base.lr}. Mean over the folds with a "
+              f"augment={base.augment or 'none'}, epochs={base.epochs}, lr={base.lr}"
+              f"{', splits=' + '+'.join(base.splits) + ' only' if base.splits else ''}. Mean over the folds with a "
               "finite score (± std across them); "
               "arch and input are '-' for spatial-only rows (no temporal stream)."), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else

@@ -146,7 +146,8 @@ def _settings_line(prov: dict) -> str:
             f"{n.get('train', 0)}/{n.get('val', 0)}/{n.get('test', 0)}, folds {prov['folds']} of {s['folds']}; "
             f"temporal stream, window {s['window']}, arch {s['arch']}, width {s['width']}, epochs {s['epochs']}, "
             f"lr {s['lr']}, milestones {s['milestones']}, batch {s['batch_size']}, seed {s['seed']}, "
-            f"augment {s.get('augment') or 'none'}; gamma seed {prov['gamma_seed']}")
+            f"augment {s.get('augment') or 'none'}"
+            f"{', splits ' + '+'.join(s['splits']) + ' only' if s.get('splits') else ''}; gamma seed {prov['gamma_seed']}")
 
 
 def markdown(table: pd.DataFrame, prov: dict) -> str:
