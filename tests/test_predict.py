@@ -100,6 +100,23 @@ def test_predict_refuses_features_made_differently(trained, tmp_path):
                        echo=lambda *a: None)
 
 
+def test_a_model_of_organiser_crops_refuses_video_files_before_extracting(trained, tmp_path):
+    """A model trained on the organisers' crops (or OpenFace CSVs) would get faces from our tracking for a video
+    file: other features, refused after minutes of extraction with 'recompute with the training settings', which no
+    flag can. It is refused first, saying which face source and how to predict instead."""
+    root, ckpt = trained
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    for rec in ck["identity"]["sources"].values():   # as `train` records a cache extracted with --faces cropped_aligned
+        rec[2]["faces"] = "cropped_aligned"
+    crops = tmp_path / "crops.pt"
+    torch.save(ck, crops)
+    with pytest.raises(BadInputError, match=r"trained on faces from cropped_aligned .*\(`features --faces "
+                                            r"cropped_aligned`;"):
+        predict_videos([root / "videos" / "train" / "v1.avi"], crops, tmp_path / "out", workers=1, progress=False,
+                       echo=lambda *a: None)
+    assert not (tmp_path / "out").exists()   # nothing extracted
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(BadInputError, match="checkpoint not found"):
         predict_videos([tmp_path / "x.mp4"], tmp_path / "none.pt", tmp_path)

@@ -77,6 +77,13 @@ def feature_settings(ck: dict, weights: str | None, device: str) -> extract.Sett
     return extract.Settings(**saved)
 
 
+def trained_face_sources(ck: dict) -> set[str]:
+    """Where the training videos' faces came from (video, cropped_aligned, openface), as the run recorded them."""
+    sources = (ck.get("identity") or {}).get("sources") or {}
+    return {str((rec[2] or {}).get("faces") or "video") for rec in sources.values()
+            if isinstance(rec, list) and len(rec) > 2}
+
+
 def _check_format(fmt: str, ck: dict, path, sample=None) -> Sample | OmgTable | None:
     """Refuse a format the model cannot fill; the parsed organisers' file, if one is given: the ABAW sample
     (abaw) or the OMG CSV whose rows the submission takes (omg, where it is needed)."""
@@ -122,6 +129,12 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
         raise BadInputError(None, "--format omg reads the utterances from a cache (their ids join video and "
                             "utterance)", "extract them with `features --dataset omg`, then predict with --cache "
                             "DIR --dataset omg --split SPLIT")
+    if other := sorted(trained_face_sources(ck) - {"video"}):   # said before minutes of extraction, not after
+        raise BadInputError(checkpoint_path, f"this model was trained on faces from {' and '.join(other)} (not our "
+                            "tracking of the video); video files get faces from our tracking and alignment, whose "
+                            "features differ", f"extract them with the training cache's face source (`features "
+                            f"--faces {other[0]}`; a challenge's test entries through the manifest's test_list), then "
+                            "predict with --cache DIR --dataset NAME --split SPLIT")
     sample = _check_format(fmt, ck, checkpoint_path, sample)
     out = Path(out)
     cache = out / "cache"
