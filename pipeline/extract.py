@@ -350,7 +350,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
     except Exception as e:  # per-video isolation: record, clean up, carry on with the others
         msg = str(e) if isinstance(e, BadInputError) else f"{entry.path}: {type(e).__name__}: {e}"
         row.update(status="failed", error=msg, action="failed", decoded=0, n_frames=0,
-                   labelled=store.entry_labelled(entry))
+                   labelled=entry.is_labelled())
     row["seconds"] = time.perf_counter() - t0
     row["cpu_seconds"] = time.process_time() - c0   # the worker's CPU time (one video at a time per worker)
     row["worker_pid"] = os.getpid()

@@ -253,7 +253,7 @@ def _whole_run(row: dict, p: extract.Plan, s: extract.Settings, first_start: flo
 
 def _failed_row(e: VideoEntry, error: str) -> dict:
     return {"video": e.video, "split": e.split, "source": str(e.path), "status": "failed", "action": "failed",
-            "error": error, "labelled": store.entry_labelled(e)}
+            "error": error, "labelled": e.is_labelled()}
 
 
 def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings, want: dict,

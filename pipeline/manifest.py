@@ -51,7 +51,8 @@ class VideoEntry:
     labelled: bool | None = None
 
     def is_labelled(self) -> bool:
-        """Whether it came with labels: as named (``labelled``), else from its label sources."""
+        """Whether it came with labels (the index's `labelled`, also for an entry that failed before it had a
+        group): as named (``labelled``), else from its label sources."""
         if self.labelled is not None:
             return bool(self.labelled)
         return bool(self.label_files) or self.video_labels is not None or self.label_table is not None
@@ -60,7 +61,7 @@ class VideoEntry:
 def failed_entry(path: Path, problem: str, hint: str, split: str = "", lineno: int | None = None,
                  labelled: bool = False) -> VideoEntry:
     """An entry that fails alone with a message naming the file (and line); its id is a safe stand-in.
-    ``labelled``: it was named as a labelled video (its failure then stops training, store.entry_labelled)."""
+    ``labelled``: it was named as a labelled video (its failure then stops training: the index's `labelled`)."""
     where = f"line {lineno}: " if lineno is not None else ""
     return VideoEntry(stand_in(path.name, lineno), None, split, labelled=labelled,
                       problem=str(BadInputError(path, where + problem, hint)))

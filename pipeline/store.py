@@ -243,12 +243,6 @@ def known_unlabelled(row: dict) -> bool:
     return flag is not None and flag is not pd.NA and not bool(flag)
 
 
-def entry_labelled(entry) -> bool:
-    """``labelled`` of a manifest entry, for the index row of one that failed before it had a group: as it was
-    named (an annotation file or a labelled CSV line whose id or labels are bad), else from its label sources."""
-    return entry.is_labelled()
-
-
 def label_record(entry) -> dict[str, dict]:
     """A group's attrs["label_files"]: each file a video's labels were read from, {role: {"path": absolute path,
     "sha256": of its contents}}: its label files, and OMG's label table (role "table"), for readers to compare."""

@@ -8,7 +8,6 @@ import csv
 import pytest
 
 from features.errors import BadInputError
-from pipeline import store
 from pipeline.manifest import get_dataset, list_videos, load_manifest
 
 HEAD = ["link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote"]
@@ -29,7 +28,7 @@ def test_the_released_test_csvs_are_read_labelled_or_not_and_an_absent_split_is_
     test = entries["t1__utterance_2"]
     assert (test.split, test.video_labels, test.problem) == ("test", None, None)
     assert test.path == tmp_path / "videos" / "t1" / "utterance_2.mp4"
-    assert not store.entry_labelled(test) and store.entry_labelled(entries["a1__utterance_1"])
+    assert not test.is_labelled() and entries["a1__utterance_1"].is_labelled()
     assert notes == [f"note: omg: no validation split (omg_ValidationVideos.csv not found under {tmp_path})"]
 
     # the labelled release, once there, is read instead: the test split is then held out and scored
@@ -101,7 +100,7 @@ def test_a_labelled_entry_that_fails_when_listed_is_still_labelled(tmp_path):
     _csv(omg / "omg_TrainVideos.csv", HEAD, [["l", "0", "1", "a1", "utterance_1.mp4", "x", "0.1", "3"],
                                              ["l", "0", "1", "../a2", "utterance_1.mp4", "0.5", "0.1", "3"]])
     _csv(omg / "omg_TestVideos_WithoutLabels.csv", HEAD[:5], [["l", "0", "1", "../t1", "utterance_1.mp4"]])
-    failed = {(e.split, e.problem.split(": ", 2)[1]): store.entry_labelled(e)
+    failed = {(e.split, e.problem.split(": ", 2)[1]): e.is_labelled()
               for e in list_videos(get_dataset("omg", root=omg)) if e.problem}
     assert failed == {("train", "line 2"): True, ("train", "line 3"): True, ("test", "line 2"): False}
 
@@ -109,7 +108,7 @@ def test_a_labelled_entry_that_fails_when_listed_is_still_labelled(tmp_path):
     aw2.mkdir(parents=True)
     (aw2 / ".hidden.txt").write_text("valence,arousal\n0.1,0.2\n")
     [entry] = list_videos(get_dataset("affwild2", root=tmp_path / "aw2"), require_video=False)
-    assert entry.problem and store.entry_labelled(entry)
+    assert entry.problem and entry.is_labelled()
 
     aw = tmp_path / "aw"
     (aw / "videos" / "train").mkdir(parents=True)
@@ -117,4 +116,4 @@ def test_a_labelled_entry_that_fails_when_listed_is_still_labelled(tmp_path):
     (aw / "annotations" / "train" / "arousal").mkdir(parents=True)
     (aw / "annotations" / "train" / "arousal" / "v1.txt").write_text("0.1\n")
     [entry] = list_videos(get_dataset("affwild", root=aw))
-    assert "label file not found, but its pair exists" in entry.problem and store.entry_labelled(entry)
+    assert "label file not found, but its pair exists" in entry.problem and entry.is_labelled()
