@@ -171,12 +171,13 @@ def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int, start:
     from pipeline.compute import chunk_frames
 
     places = crop_folders(s, entry)
-    if not any(p.is_dir() for p in places):   # name every place looked in
+    folder = next((p for p in places if p.is_dir()), None)
+    if folder is None:   # fails this video, naming every place looked in
         raise BadInputError(places[0], "folder of aligned faces not found" + (
             f" here nor in {', '.join(map(str, places[1:]))}" if len(places) > 1 else ""),
             "the crops of ABAW5 on come in two folders (cropped_aligned, cropped_aligned_new_50_vids): give each "
             "with --crops-dir, or list them in the manifest's crops:")
-    crops = scan_crop_folder(crop_folder(s, entry))   # a missing folder fails this video, naming the folder
+    crops = scan_crop_folder(folder)
     notes["faces_frame_diff"] = max(0, crops.last_frame - n_frames)
     for chunk in iter_crop_folder(crops, n_frames, chunk_size=chunk_frames(s), slack=s.label_slack, start=start):
         yield {"valid": chunk.valid, "landmarks": chunk.landmarks, "face48": chunk.face48, "face224": chunk.face224,

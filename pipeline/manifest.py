@@ -290,11 +290,14 @@ def _list_affwild2(ds: Dataset, require_video: bool = True, echo=None) -> list[V
     ann_root = ds.root / ds.options.get("annotations", "annotations/VA_Set")
     vid_root = ds.root / ds.options.get("videos", "videos")
     splits = ds.options.get("splits") or AFFWILD2_SPLITS
-    for split in dict.fromkeys(splits.values()):   # said: which splits there are decides the protocol
-        folders = [f for f, s in splits.items() if s == split]
-        if echo is not None and not any((ann_root / f).is_dir() for f in folders):
-            echo(f"note: {ds.name}: no {split} split ({' or '.join(folders)} not found under {ann_root})"
-                 + _elsewhere(ds.root, ann_root))
+    folders = {split: [f for f, s in splits.items() if s == split] for split in splits.values()}
+    absent = [split for split, fs in folders.items() if echo is not None and not any((ann_root / f).is_dir()
+                                                                                     for f in fs)]
+    if absent:   # said: which splits there are decides the protocol
+        elsewhere = _elsewhere(ds.root, ann_root)
+        for split in absent:
+            echo(f"note: {ds.name}: no {split} split ({' or '.join(folders[split])} not found under {ann_root})"
+                 + elsewhere)
     by_stem = {p.stem: p for p in _videos_in(vid_root)} if vid_root.is_dir() else {}
     if not by_stem and require_video:
         raise BadInputError(vid_root, "no videos under the Aff-Wild2 videos folder", "set 'videos' in the manifest")
