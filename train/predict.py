@@ -124,7 +124,6 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
     """Features, then the model, for each video; returns {"written": [paths], "failed": [(video, error)]}.
     ``sample``: the ABAW sample submission (fmt abaw), whose entries are the videos' file names without suffix."""
     model, cfg, ck = load_checkpoint(checkpoint_path)
-    sha = checkpoint.sha256(checkpoint_path)   # once: predict.json and the plots' captions both name it
     if fmt == "omg":   # its rows are <video>__<utterance> entries; files are named utterance_1.mp4 in every video
         raise BadInputError(None, "--format omg reads the utterances from a cache (their ids join video and "
                             "utterance)", "extract them with `features --dataset omg`, then predict with --cache "
@@ -136,6 +135,7 @@ def predict_videos(videos: list[str | Path], checkpoint_path: str | Path, out: s
                             f"--faces {other[0]}`; a challenge's test entries through the manifest's test_list), then "
                             "predict with --cache DIR --dataset NAME --split SPLIT")
     sample = _check_format(fmt, ck, checkpoint_path, sample)
+    sha = checkpoint.sha256(checkpoint_path)   # once: predict.json and the plots' captions both name it
     out = Path(out)
     cache = out / "cache"
     entries = videos_from_files(videos)

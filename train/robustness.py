@@ -82,7 +82,7 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     # every ΔPhase run (they are made from the cached faces like the corrupted ones, under the same fingerprints)
     wanted = list(dict.fromkeys(n for c in cells for n in arrays.input_arrays(c.reads)))
     # only the videos training can select: an unlabelled test set (ABAW's, from the test list) is never read
-    labelled = [r["video"] for r in select(cache, dataset, [], skip_unusable=True).rows]
+    labelled = [r["video"] for r in select(cache, dataset, [], skip_unusable=True, splits=base.splits).rows]
     done = derive(cache, dataset, wanted, videos=labelled, device=base.device, progress=progress, echo=echo)
     echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} labelled videos, {done['updated']} "
          "videos updated (the others already held them under the same fingerprints)")
