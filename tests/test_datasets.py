@@ -307,7 +307,7 @@ def test_a_dataset_takes_its_face_source_from_the_manifest_unless_a_flag_says(tm
     assert resolve_faces(ds, None, None, None) == ("cropped_aligned", str(tmp_path / "crops"))
     assert resolve_faces(ds, None, tmp_path / "elsewhere", None) == ("cropped_aligned", str(tmp_path / "elsewhere"))
     assert resolve_faces(ds, "video", None, None) == ("video", None)
-    import os   # --crops-dir repeated, or a list in the manifest: several folders, in order
+    import os  # --crops-dir repeated, or a list in the manifest: several folders, in order
     assert resolve_faces(ds, None, (tmp_path / "elsewhere", tmp_path / "crops"), None) == \
         ("cropped_aligned", os.pathsep.join([str(tmp_path / "elsewhere"), str(tmp_path / "crops")]))
     two = Dataset("affwild2", "affwild2", tmp_path, 30.0, {"faces": "cropped_aligned", "crops": ["crops", "elsewhere"]})

@@ -1,10 +1,10 @@
 """Dataset text files saved on Windows (a UTF-8 byte-order mark, CRLF line ends) read as the same values as plain
 ones: label files, the OMG CSV and the OpenFace CSV are real files on disk, parsed by the readers `features` uses."""
 import numpy as np
+from openface_csv import write_openface_csv
 
 from features.openface import iter_openface_frames
 from pipeline.manifest import _read_csv_rows, read_affwild2_file, read_value_file
-from openface_csv import write_openface_csv
 
 
 def _both(tmp_path, name, text):
