@@ -514,8 +514,10 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
               help="Predict the videos of a feature cache instead of video files (with --dataset, and --split).")
 @click.option("--dataset", default=None, help="With --cache: the dataset inside the cache, e.g. affwild2.")
 @click.option("--split", default=None, help="With --cache: only this split, e.g. test or validation [default: all].")
-@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="best.pt of a `train` run.")
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), required=True, multiple=True,
+              help="best.pt of a `train` run. Repeat it to average several models' predictions (e.g. the five fold "
+                   "models of a cross-validation, as the paper's released code made its test predictions); "
+                   "predict.json names each.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "abaw", "omg"]), default="csv", show_default=True,
               help="csv: <video>.csv (frame, time, arousal, valence, valid; empty where there is no face) and "
                    "<video>.png; a model of one label per video (OMG): OUT/predictions.csv. abaw: the ABAW "
@@ -547,11 +549,15 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out
         --sample CVPR_5th_ABAW_VA_test_set_sample.txt --out sub/
     python cli.py predict --cache zarr --dataset omg --split test --checkpoint best.pt --format omg \\
         --sample /data/OMG/omg_TestVideos_WithoutLabels.csv --out sub/
+    python cli.py predict --cache zarr --dataset affwild --split test --checkpoint runs/f0/best.pt \\
+        --checkpoint runs/f1/best.pt --checkpoint runs/f2/best.pt --out test/     # the mean of 3 models
 
     Video files go through the feature stages in-process with the settings recorded in the checkpoint. From a
     cache, the videos a `features` run extracted are used as they are. Either way, features made differently from
     the training cache (other weights, other motion settings) are refused, and each video is checked in its group.
     A model trained on one label per video (OMG) writes one prediction per video to OUT/predictions.csv.
+    Where the cached videos are labelled, the predictions are scored as `train` scores its held-out videos, and
+    the scores printed and written to predict.json (marked when a model was trained or selected on those videos).
     """
     from train.predict import predict_cache, predict_videos
 
@@ -573,6 +579,14 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out
         click.echo(f"wrote {p}")
     for video, note in (res.get("notes") or {}).items():
         click.echo(f"note: {video}: {note}")
+    if sc := res.get("scores"):
+        where = f" of split {split}" if split else ""
+        models = "one model" if sc["models"] == 1 else f"mean of {sc['models']} models"
+        click.echo(f"scores of the {len(sc['videos'])} labelled videos{where} ({models}): CCC arousal "
+                   f"{sc['ccc_arousal']:.3f}, valence {sc['ccc_valence']:.3f}, mean {sc['ccc_mean']:.3f}"
+                   + ("" if sc["held_out"] else f"; NOT held out: {len(sc['seen'])} of these videos were used to "
+                      "train or select the models (predict.json names them)")
+                   + f"\n  scoring: {sc['scoring']} (predict.json: scores)")
     for video, err in res["failed"]:
         click.echo(f"failed {video}: {err}", err=True)
     if res["failed"]:

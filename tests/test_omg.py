@@ -121,6 +121,25 @@ def test_omg_predict_from_the_cache_writes_one_line_per_utterance(omg, tmp_path)
         predict_cache(omg.cache, "omg", tmp_path / "r" / "best.pt", tmp_path / "q", fmt="abaw", echo=lambda *a: None)
 
 
+def test_fold_models_average_their_one_prediction_per_utterance_and_score_it(omg, tmp_path):
+    """The mean of the fold models' per-utterance predictions, scored over utterances; one model on its held-out
+    split scores what `train` reported."""
+    quiet = lambda *a: None  # noqa: E731
+    runs = [train(replace(omg, out=str(tmp_path / f"f{k}"), pool_validation=False, folds=2, fold=k)) for k in (0, 1)]
+    ckpts = [tmp_path / f"f{k}" / "best.pt" for k in (0, 1)]
+    one = [predict_cache(omg.cache, "omg", c, tmp_path / f"p{k}", split="validation", echo=quiet)
+           for k, c in enumerate(ckpts)]
+    assert one[0]["scores"]["held_out"] and one[0]["scores"]["videos"] == NAMES[9:]
+    assert one[0]["scores"]["ccc_valence"] == pytest.approx(runs[0]["ccc_valence"], abs=1e-6)
+    both = predict_cache(omg.cache, "omg", ckpts, tmp_path / "pb", split="validation", echo=quiet)
+    tables = [pd.read_csv(tmp_path / d / "predictions.csv") for d in ("p0", "p1", "pb")]
+    assert not np.allclose(tables[0].arousal, tables[1].arousal, atol=1e-4)
+    np.testing.assert_allclose(tables[2].arousal, (tables[0].arousal + tables[1].arousal) / 2, atol=2e-5)
+    labels = [store.index_row(omg.cache, "omg", v)["video_valence"] for v in tables[2].video]
+    assert both["scores"]["ccc_valence"] == pytest.approx(ccc(tables[2].valence.to_numpy(), np.array(labels)),
+                                                          abs=1e-4)
+
+
 def test_omg_submission_takes_the_organisers_rows_in_their_order(omg, tmp_path):
     """--format omg: the organisers' CSV (BOM, their columns) fixes the rows and their order, utterances as written
     there; values are the per-utterance predictions; a row without a prediction refuses the whole file."""
@@ -168,7 +187,7 @@ def test_splits_reads_only_those_the_papers_cross_validation_beside_a_labelled_t
     assert "same settings and data; reused" in capsys.readouterr().err and again["ccc_mean"] == cv["ccc_mean"]
     with pytest.raises(BadInputError, match="--splits names valid, which no labelled video"):
         train(replace(cfg, out=str(tmp_path / "x"), splits="train,valid"))
-    from train.ablate import ablate   # the table says which splits its runs read
+    from train.ablate import ablate  # the table says which splits its runs read
     ablate(cfg.cache, "omg", ["window=4"], tmp_path / "abl", replace(cfg, splits=("train", "validation")), folds=3,
            fold_ids=[0])
     assert "splits=train+validation only." in (tmp_path / "abl" / "ablation.md").read_text()

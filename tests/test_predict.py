@@ -120,3 +120,34 @@ def test_a_model_of_organiser_crops_refuses_video_files_before_extracting(traine
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(BadInputError, match="checkpoint not found"):
         predict_videos([tmp_path / "x.mp4"], tmp_path / "none.pt", tmp_path)
+
+
+def test_video_files_for_models_extracted_differently_are_refused_before_extracting(trained, tmp_path):
+    """Video files are extracted once for every model averaged: a model whose training cache used other motion
+    settings (here the variant mw9) would be refused after the extraction; it is refused first, naming them."""
+    root, ckpt = trained
+    with pytest.raises(BadInputError, match=r"mw9/best.pt: its training features were extracted with another "
+                                            r"motion than those of .*best.pt \(\{'mean_window': 9\}, not \{\}\)"):
+        predict_videos([root / "videos" / "train" / "v1.avi"], [ckpt, ckpt.parent / "mw9" / "best.pt"],
+                       tmp_path / "out", workers=1, progress=False, echo=lambda *a: None)
+    assert not (tmp_path / "out").exists()
+
+
+def test_video_files_through_several_models_get_the_mean_of_their_predictions(trained, tmp_path):
+    from train.predict import predict_cache
+
+    root, ckpt = trained
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    ck["model"] = {k: v * 0.5 if k.startswith("head") and v.is_floating_point() else v for k, v in ck["model"].items()}
+    assert any(k.startswith("head") for k in ck["model"])
+    other = tmp_path / "other.pt"          # another model of the same features: its output layer halved
+    torch.save(ck, other)
+    res = predict_videos([root / "videos" / "train" / "v0.avi"], [ckpt, other], tmp_path / "both", workers=1,
+                         progress=False, echo=lambda *a: None)
+    assert not res["failed"]
+    alone = [pd.read_csv(predict_cache(tmp_path / "both" / "cache", "videos", c, tmp_path / f"m{k}",
+                                       echo=lambda *a: None)["written"][0]) for k, c in enumerate([ckpt, other])]
+    mean = pd.read_csv(tmp_path / "both" / "v0.csv")
+    assert not np.allclose(alone[0].arousal[:30], alone[1].arousal[:30], atol=1e-3)
+    np.testing.assert_allclose(mean.arousal, (alone[0].arousal + alone[1].arousal) / 2, atol=2e-5)
+    np.testing.assert_allclose(mean.valence, (alone[0].valence + alone[1].valence) / 2, atol=2e-5)

@@ -1,0 +1,147 @@
+"""The models `predict` runs: one checkpoint, or several whose predictions are averaged; and their scores.
+
+Several checkpoints are the released code's test protocol: it trained a model on each fold of its 5-fold
+cross-validation and submitted, for the Aff-Wild test set, the mean of the five models' predictions
+(Aff-wild-exps/merge_test_predictions.py). `predict --checkpoint A --checkpoint B ...` does the same. Every model is
+checked against the features it reads as one model is, the per-frame predictions (per-utterance for a model of one
+label per video) are averaged with equal weights, and the files, predict.json and the plots name every checkpoint.
+Frames without a face have no prediction in any model (the cache's `valid`), so each mean is over all the models.
+
+Averaged are only models that predict the same thing: all per-frame, or all one label per video. The same checkpoint
+twice (by sha256) is refused: it would weigh one model double without saying so.
+
+Scores. Where the videos predicted are labelled, `predict` scores the predictions (the mean, for several models) as
+`train` scores its held-out videos (train/evaluate.py: every labelled frame, no face taking the nearest prediction;
+one prediction per utterance), so one model on its held-out split gives its metrics.json's numbers. Scores of videos
+a model was trained or selected on are not held-out scores: they are marked so, and the videos named.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from features.errors import BadInputError
+from train import checkpoint, config, data
+from train.config import TrainConfig, used_arrays
+from train.evaluate import evaluate, predict
+from train.model import MimamoNet
+
+
+def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
+    """The model (eval mode), its training config, and the raw checkpoint dict."""
+    ck = checkpoint.load(path)
+    try:
+        model = MimamoNet(**ck["model_args"])
+        model.load_state_dict(ck["model"])
+        cfg = config.from_dict(ck["config"])
+    except (KeyError, RuntimeError, TypeError, ValueError) as e:
+        raise BadInputError(path, f"not a mimamo checkpoint ({type(e).__name__}: {str(e).splitlines()[0]})",
+                            "pass the best.pt written by `cli.py train`") from None
+    return model.eval(), cfg, ck
+
+
+@dataclass
+class Member:
+    """One checkpoint of the models predict runs."""
+
+    path: Path
+    model: MimamoNet
+    cfg: TrainConfig
+    ck: dict
+    sha: str
+
+    @property
+    def level(self) -> str:
+        return self.ck.get("level") or "frame"
+
+    def describe(self) -> dict:
+        """What predict.json records of it: the file, its sha256, its settings and the data it was trained on."""
+        conf = (self.ck.get("identity") or {}).get("config") or {}
+        return {"checkpoint": str(self.path.resolve()), "checkpoint_sha256": self.sha,
+                "trained_on": {k: conf.get(k) for k in ("cache", "dataset")}, "config": self.ck.get("config")}
+
+
+def load(paths: list[str | Path]) -> list[Member]:
+    """The checkpoints as Members, refused when they cannot be averaged (module docstring)."""
+    members, by_sha = [], {}
+    for p in paths:
+        model, cfg, ck = load_checkpoint(p)
+        sha = checkpoint.sha256(p)
+        if sha in by_sha:
+            raise BadInputError(p, f"the same model as {by_sha[sha]} (sha256 {sha[:12]}); averaging it twice would "
+                                "weigh it double", "give each checkpoint once")
+        by_sha[sha] = p
+        members.append(Member(Path(p), model, cfg, ck, sha))
+    levels = {m.level for m in members}
+    if len(levels) > 1:
+        per = ", ".join(f"{m.path}: {'one label per video' if m.level == 'video' else 'per frame'}" for m in members)
+        raise BadInputError(None, f"these models predict different things and cannot be averaged ({per})",
+                            "average models trained on the same kind of labels")
+    return members
+
+
+def arrays(members: list[Member]) -> list[str]:
+    """The cache arrays the models read, each once, in the order the models name them."""
+    return list(dict.fromkeys(name for m in members for name in used_arrays(m.cfg)))
+
+
+def outputs(members: list[Member], cache, dataset: str, rows: list[dict], device: str, progress: bool) -> dict:
+    """``evaluate.predict``'s per-video arrays for ``rows``; for several models, the mean of their predictions."""
+    runs = []
+    for k, m in enumerate(members):
+        ds = data.SequenceDataset(cache, dataset, rows, window=m.cfg.window, input=m.cfg.input,
+                                  streams=m.cfg.streams, length=m.cfg.length, stride=m.cfg.length, test=True,
+                                  cache_mb=m.cfg.cache_mb, level=m.level,
+                                  sampling="snippets" if m.level == "video" else "frames")
+        dev = torch.device(device)
+        what = f"predicting {len(rows)} videos" + (f" (model {k + 1} of {len(members)})" if len(members) > 1 else "")
+        runs.append(predict(m.model.to(dev), ds, m.cfg.window, m.cfg.batch_size, 0, dev, what if progress else None))
+    return runs[0] if len(runs) == 1 else mean(runs)
+
+
+def mean(runs: list[dict]) -> dict:
+    """Equal-weight means of several models' per-video predictions (frames, and the video-level output)."""
+    out = {}
+    for i, first in runs[0].items():
+        out[i] = dict(first)
+        out[i]["pred"] = np.mean([r[i]["pred"] for r in runs], axis=0).astype(np.float32)
+        out[i]["video"] = np.mean([r[i]["video"] for r in runs], axis=0)
+    return out
+
+
+def seen_by(members: list[Member], cache, dataset: str, videos: list[str]) -> dict[str, list[str]]:
+    """{video: [checkpoints]} for the videos a model was trained or selected on (same cache and dataset)."""
+    out: dict[str, list[str]] = {}
+    for m in members:
+        ident = m.ck.get("identity") or {}
+        conf = ident.get("config") or {}
+        if conf.get("dataset") != dataset or conf.get("cache") != str(Path(cache).resolve()):
+            continue
+        used = set(ident.get("videos", {}).get("train", []) + ident.get("videos", {}).get("val", []))
+        for v in sorted(set(videos) & used):
+            out.setdefault(v, []).append(str(m.path))
+    return out
+
+
+def score(res: dict, rows: list[dict], members: list[Member], seen: dict[str, list[str]],
+          labels: dict[str, str]) -> dict | None:
+    """The scores of the labelled videos among ``rows`` (None if none is), as `train` scores held-out videos, with
+    what made them: the videos, their labels' fingerprints, the protocol's scoring and whether they are held out."""
+    level = members[0].level
+    if level == "video":
+        keep = [i for i, r in enumerate(rows) if np.isfinite([r["video_arousal"], r["video_valence"]]).all()]
+    else:
+        keep = [i for i in range(len(rows)) if np.isfinite(res[i]["labels"]).all(1).any()]
+    if not keep:
+        return None
+    videos = [rows[i] for i in keep]
+    out = evaluate({j: res[i] for j, i in enumerate(keep)}, videos, level)
+    protocol = (members[0].ck.get("identity") or {}).get("protocol") or {}
+    names = [r["video"] for r in videos]
+    out.update(videos=names, labels={v: labels.get(v) for v in names}, scoring=protocol.get("scoring"),
+               models=len(members), held_out=not (set(names) & set(seen)),
+               seen={v: seen[v] for v in names if v in seen})
+    return out
