@@ -428,6 +428,9 @@ def train(out, no_pretrain, **kw):
         return
     click.echo(summary_line({k: (round(v, 4) if isinstance(v, float) else v) for k, v in m.items()
                              if k.startswith(("split", "ccc", "pcc", "rmse", "best_epoch"))}) + f" -> {out}")
+    if r := m.get("rescaled"):   # how the paper's released code scored (train/rescale.py); metrics.json: rescaled
+        click.echo(f"  rescaled as the released code did: ccc_arousal={r['ccc_arousal']:.4f}, "
+                   f"ccc_valence={r['ccc_valence']:.4f}, ccc_mean={r['ccc_mean']:.4f}")
 
 
 @main.command(short_help="A grid of trainings from one cache: mean CCC per setting.")
@@ -586,6 +589,9 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out
                    f"{sc['ccc_arousal']:.3f}, valence {sc['ccc_valence']:.3f}, mean {sc['ccc_mean']:.3f}"
                    + ("" if sc["held_out"] else f"; NOT held out: {len(sc['seen'])} of these videos were used to "
                       "train or select the models (predict.json names them)")
+                   + (f"\n  rescaled as the released code did (train/rescale.py): CCC arousal "
+                      f"{sc['rescaled']['ccc_arousal']:.3f}, valence {sc['rescaled']['ccc_valence']:.3f}, mean "
+                      f"{sc['rescaled']['ccc_mean']:.3f}" if sc.get("rescaled") else "")
                    + f"\n  scoring: {sc['scoring']} (predict.json: scores)")
     for video, err in res["failed"]:
         click.echo(f"failed {video}: {err}", err=True)

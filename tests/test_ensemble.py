@@ -52,6 +52,41 @@ def test_one_model_on_its_held_out_split_scores_what_train_reported(folds, tmp_p
     assert made["checkpoint_sha256"] == sha256(ckpts[0]) and made["combined"] == "one model"
 
 
+def _by_hand(pred, std):
+    """The released code's correct(): the spread around the predictions' mean set to the training labels' std."""
+    return pred.mean(0) + (pred - pred.mean(0)) * np.asarray(std) / pred.std(0)
+
+
+def _scored(folder):
+    """The test videos' predictions as scored (no face: the nearest), from predict's CSVs."""
+    frames = [pd.read_csv(folder / f"{v}.csv") for v in TEST]
+    return np.concatenate([fill_nearest(f[["arousal", "valence"]].to_numpy(), f.valid.to_numpy()) for f in frames])
+
+
+def test_the_released_codes_rescaling_is_scored_beside_by_train_and_predict(folds, tmp_path):
+    """The released code rescaled every set of predictions to the training labels' std before scoring (its
+    correct()), and each fold model's test predictions before their mean; train and predict score that beside the
+    plain scores, from the training videos' labels."""
+    root, ckpts, runs = folds
+    m = runs[0]
+    std = np.nanstd(np.concatenate([_labels(root / "c", v) for v in m["videos"]["train"]]), axis=0)
+    np.testing.assert_allclose(m["rescaled"]["label_std"], std, rtol=1e-6)
+    np.testing.assert_allclose(torch.load(ckpts[0], weights_only=True)["label_std"], std, rtol=1e-6)
+    labels = np.concatenate([_labels(root / "c", v) for v in TEST])
+    parts = []
+    for k, c in enumerate(ckpts):
+        one = predict_cache(root / "c", "aw", c, tmp_path / f"m{k}", split="test", echo=lambda *a: None)
+        parts.append(_by_hand(_scored(tmp_path / f"m{k}"), runs[k]["rescaled"]["label_std"]))
+        assert one["scores"]["rescaled"]["ccc_mean"] == pytest.approx(runs[k]["rescaled"]["ccc_mean"], abs=1e-6)
+    for d, dim in enumerate(("arousal", "valence")):
+        assert m["rescaled"][f"ccc_{dim}"] == pytest.approx(ccc(parts[0][:, d], labels[:, d]), abs=1e-4)
+        assert m["rescaled"][f"ccc_{dim}"] != pytest.approx(m[f"ccc_{dim}"], abs=1e-3)
+    both = predict_cache(root / "c", "aw", ckpts, tmp_path / "both", split="test", echo=lambda *a: None)
+    mean = np.mean(parts, axis=0)
+    for d, dim in enumerate(("arousal", "valence")):
+        assert both["scores"]["rescaled"][f"ccc_{dim}"] == pytest.approx(ccc(mean[:, d], labels[:, d]), abs=1e-4)
+
+
 def test_fold_models_are_averaged_scored_and_named(folds, tmp_path):
     root, ckpts, _ = folds
     alone = [predict_cache(root / "c", "aw", c, tmp_path / f"m{k}", split="test", echo=lambda *a: None)

@@ -131,6 +131,9 @@ def test_fold_models_average_their_one_prediction_per_utterance_and_score_it(omg
            for k, c in enumerate(ckpts)]
     assert one[0]["scores"]["held_out"] and one[0]["scores"]["videos"] == NAMES[9:]
     assert one[0]["scores"]["ccc_valence"] == pytest.approx(runs[0]["ccc_valence"], abs=1e-6)
+    trained = [store.index_row(omg.cache, "omg", v)["video_arousal"] for v in runs[0]["videos"]["train"]]
+    assert runs[0]["rescaled"]["label_std"][0] == pytest.approx(np.std(trained))   # one label per utterance
+    assert one[0]["scores"]["rescaled"]["ccc_mean"] == pytest.approx(runs[0]["rescaled"]["ccc_mean"], abs=1e-6)
     both = predict_cache(omg.cache, "omg", ckpts, tmp_path / "pb", split="validation", echo=quiet)
     tables = [pd.read_csv(tmp_path / d / "predictions.csv") for d in ("p0", "p1", "pb")]
     assert not np.allclose(tables[0].arousal, tables[1].arousal, atol=1e-4)

@@ -95,6 +95,10 @@ def test_cli_flag_and_ablation_header_name_the_protocol(abaw, tmp_path):
     assert "Protocol abaw: the validation split is held out and reported (never trained or selected on)" in md
     assert "scoring: all labelled frames" in md and "CCC mean (face frames)" in md
     assert table.protocol[0].startswith("Protocol abaw")
+    fold = json.loads((tmp_path / "abl" / "width=4" / "fold0" / "metrics.json").read_text())
+    assert "as the paper's released code scored" in md and "| CCC mean (rescaled) |" in md    # beside, named
+    assert table.ccc_mean_rescaled[0] == pytest.approx(fold["rescaled"]["ccc_mean"])
+    assert f"| {fold['rescaled']['ccc_mean']:.3f} | 1 |" in md
 
 
 def test_folds_keep_the_entries_of_one_recording_together():

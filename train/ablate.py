@@ -121,8 +121,9 @@ def summarize_folds(res: list[dict]) -> dict:
         out[k] = float(vals.mean()) if len(vals) else float("nan")
         out[f"{k}_std"] = float(vals.std()) if len(vals) else float("nan")
     out["ccc_mean"] = (out["ccc_arousal"] + out["ccc_valence"]) / 2
-    face = [r["face_only"]["ccc_mean"] for r in good if isinstance(r.get("face_only"), dict)]
-    out["ccc_mean_face_only"] = float(np.mean(face)) if len(face) == len(good) and face else float("nan")
+    for part in ("face_only", "rescaled"):   # beside the scores: face frames only; the released code's rescaling
+        vals = [r[part]["ccc_mean"] for r in good if isinstance(r.get(part), dict)]
+        out[f"ccc_mean_{part}"] = float(np.mean(vals)) if len(vals) == len(good) and vals else float("nan")
     return out
 
 
@@ -133,14 +134,18 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
     protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
     per_row = len(protocols) > 1
     face = "ccc_mean_face_only" in table and table.ccc_mean_face_only.notna().any()
-    head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *(["CCC mean (face frames)"] if face else []), "folds",
-            *(["protocol"] if per_row else [])]
+    scaled = "ccc_mean_rescaled" in table and table.ccc_mean_rescaled.notna().any()
+    head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *(["CCC mean (face frames)"] if face else []),
+            *(["CCC mean (rescaled)"] if scaled else []), "folds", *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
              (f"Base: streams={base.streams}, input={base.input}, window={base.window}, arch={base.arch}, "
               f"augment={base.augment or 'none'}, epochs={base.epochs}, lr={base.lr}"
               f"{', splits=' + '+'.join(base.splits) + ' only' if base.splits else ''}. Mean over the folds with a "
               "finite score (± std across them); "
-              "arch and input are '-' for spatial-only rows (no temporal stream)."), "",
+              "arch and input are '-' for spatial-only rows (no temporal stream)."
+              + (" CCC mean (rescaled): each fold's predictions rescaled to its training labels' std before scoring, "
+                 "as the paper's released code scored (train/rescale.py); not what selected best.pt." if scaled
+                 else "")), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
               "Protocol: none (no fold finished)."), "",
              f"Data: {dataset} in {Path(base.cache).resolve()}; every run read the same arrays (fingerprints: "
@@ -151,7 +156,8 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
         nan = f" ({r['nan_folds']} NaN)" if r["nan_folds"] else ""
         cells += [f"{r['ccc_arousal']:.3f} ± {r['ccc_arousal_std']:.3f}",
                   f"{r['ccc_valence']:.3f} ± {r['ccc_valence_std']:.3f}", f"{r['ccc_mean']:.3f}",
-                  *([f"{r['ccc_mean_face_only']:.3f}"] if face else []), f"{r['folds']}{nan}",
+                  *([f"{r['ccc_mean_face_only']:.3f}"] if face else []),
+                  *([f"{r['ccc_mean_rescaled']:.3f}"] if scaled else []), f"{r['folds']}{nan}",
                   *([r["protocol"]] if per_row else [])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

@@ -26,8 +26,11 @@ import torch
 from features.errors import BadInputError
 from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
-from train.evaluate import evaluate, predict
+from train.evaluate import evaluate, fill_nearest, predict, scored
+from train.evaluate import labels as true_labels
+from train.metrics import scores
 from train.model import MimamoNet
+from train.rescale import rescale
 
 
 def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
@@ -88,8 +91,8 @@ def arrays(members: list[Member]) -> list[str]:
     return list(dict.fromkeys(name for m in members for name in used_arrays(m.cfg)))
 
 
-def outputs(members: list[Member], cache, dataset: str, rows: list[dict], device: str, progress: bool) -> dict:
-    """``evaluate.predict``'s per-video arrays for ``rows``; for several models, the mean of their predictions."""
+def outputs(members: list[Member], cache, dataset: str, rows: list[dict], device: str, progress: bool) -> list[dict]:
+    """Each model's ``evaluate.predict`` per-video arrays for ``rows`` (``mean`` combines them)."""
     runs = []
     for k, m in enumerate(members):
         ds = data.SequenceDataset(cache, dataset, rows, window=m.cfg.window, input=m.cfg.input,
@@ -99,11 +102,13 @@ def outputs(members: list[Member], cache, dataset: str, rows: list[dict], device
         dev = torch.device(device)
         what = f"predicting {len(rows)} videos" + (f" (model {k + 1} of {len(members)})" if len(members) > 1 else "")
         runs.append(predict(m.model.to(dev), ds, m.cfg.window, m.cfg.batch_size, 0, dev, what if progress else None))
-    return runs[0] if len(runs) == 1 else mean(runs)
+    return runs
 
 
 def mean(runs: list[dict]) -> dict:
     """Equal-weight means of several models' per-video predictions (frames, and the video-level output)."""
+    if len(runs) == 1:
+        return runs[0]
     out = {}
     for i, first in runs[0].items():
         out[i] = dict(first)
@@ -126,11 +131,13 @@ def seen_by(members: list[Member], cache, dataset: str, videos: list[str]) -> di
     return out
 
 
-def score(res: dict, rows: list[dict], members: list[Member], seen: dict[str, list[str]],
+def score(runs: list[dict], rows: list[dict], members: list[Member], seen: dict[str, list[str]],
           labels: dict[str, str]) -> dict | None:
     """The scores of the labelled videos among ``rows`` (None if none is), as `train` scores held-out videos, with
-    what made them: the videos, their labels' fingerprints, the protocol's scoring and whether they are held out."""
+    what made them: the videos, their labels' fingerprints, the protocol's scoring and whether they are held out;
+    ``rescaled``: as the released code scored (train/rescale.py), each model's predictions rescaled, then averaged."""
     level = members[0].level
+    res = mean(runs)
     if level == "video":
         keep = [i for i, r in enumerate(rows) if np.isfinite([r["video_arousal"], r["video_valence"]]).all()]
     else:
@@ -143,5 +150,21 @@ def score(res: dict, rows: list[dict], members: list[Member], seen: dict[str, li
     names = [r["video"] for r in videos]
     out.update(videos=names, labels={v: labels.get(v) for v in names}, scoring=protocol.get("scoring"),
                models=len(members), held_out=not (set(names) & set(seen)),
-               seen={v: seen[v] for v in names if v in seen})
+               seen={v: seen[v] for v in names if v in seen}, rescaled=_rescaled(runs, keep, videos, members, level))
     return out
+
+
+def _rescaled(runs: list[dict], keep: list[int], videos: list[dict], members: list[Member], level: str) -> dict | None:
+    """Scores of the mean of each model's predictions rescaled to its training labels' std; None for a checkpoint
+    written before it kept that std."""
+    stds = [m.ck.get("label_std") for m in members]
+    if any(s is None for s in stds):
+        return None
+    parts = []
+    for run, std in zip(runs, stds):
+        sub = {j: dict(run[i]) for j, i in enumerate(keep)}
+        if level != "video":
+            for r in sub.values():
+                r["scored"] = fill_nearest(r["pred"], r["valid"])
+        parts.append(rescale(scored(sub, videos, level), std))
+    return {**scores(np.mean(parts, axis=0), true_labels(sub, videos, level)), "label_std": stds}

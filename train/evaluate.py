@@ -13,6 +13,7 @@ import torch
 
 from train import data
 from train.metrics import scores
+from train.rescale import rescale
 
 
 def inputs(batch: dict, window: int, device) -> tuple:
@@ -82,14 +83,37 @@ def fill_nearest(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
     return pred[np.where(take_before, idx[before], idx[after])]
 
 
-def evaluate(res: dict, videos: list[dict], level: str) -> dict:
-    """Overall and per-video scores from ``predict``'s output, as the protocol scores (module docstring).
+def evaluate(res: dict, videos: list[dict], level: str, label_std: list[float] | None = None) -> dict:
+    """Overall and per-video scores from ``predict``'s output, as the protocol scores (module docstring); with the
+    training labels' ``label_std``, also the scores of the predictions rescaled as the released code did
+    (``rescaled``: train/rescale.py).
 
     Frame level also fills ``res[i]["scored"]``: the predictions that were scored (no face: the nearest one).
     """
+    out = _evaluate(res, videos, level)
+    if label_std is not None:
+        out["rescaled"] = {**scores(rescale(scored(res, videos, level), label_std), labels(res, videos, level)),
+                           "label_std": [float(x) for x in label_std]}
+    return out
+
+
+def scored(res: dict, videos: list[dict], level: str) -> np.ndarray:
+    """The predictions ``evaluate`` scored, all videos in one [n, 2] array (after ``evaluate`` for frame level)."""
     if level == "video":
-        pred = np.stack([res[i]["video"] for i in range(len(videos))])
-        lab = np.array([[v["video_arousal"], v["video_valence"]] for v in videos])
+        return np.stack([res[i]["video"] for i in range(len(videos))])
+    return np.concatenate([res[i]["scored"] for i in range(len(videos))])
+
+
+def labels(res: dict, videos: list[dict], level: str) -> np.ndarray:
+    """The labels they are scored against, in the same order."""
+    if level == "video":
+        return np.array([[v["video_arousal"], v["video_valence"]] for v in videos])
+    return np.concatenate([res[i]["labels"] for i in range(len(videos))])
+
+
+def _evaluate(res: dict, videos: list[dict], level: str) -> dict:
+    if level == "video":
+        pred, lab = scored(res, videos, level), labels(res, videos, level)
         out = scores(pred, lab)
         out["unscored"] = int((~np.isfinite(pred).all(1)).sum())     # utterances without a face in any snippet
         out["per_video"] = {v["video"]: {"arousal": float(pred[i, 0]), "valence": float(pred[i, 1]),

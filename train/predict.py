@@ -315,8 +315,9 @@ def run_model(members: list[Member], cache, dataset: str, rows: list[dict], out:
     if not rows:
         return {"written": written, "failed": failed}
     out.mkdir(parents=True, exist_ok=True)
-    res = ensemble.outputs(members, cache, dataset, rows, device, progress)
-    done = {"outputs": res}
+    runs = ensemble.outputs(members, cache, dataset, rows, device, progress)
+    res = ensemble.mean(runs)
+    done = {"outputs": runs}
     if members[0].level == "video":
         table = pd.DataFrame([{"video": r["video"], "arousal": res[i]["video"][0], "valence": res[i]["video"][1],
                                "snippets": int(res[i]["vw"])} for i, r in enumerate(rows)])

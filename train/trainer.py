@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from features.errors import BadInputError
 from pipeline import arrays
-from train import augment, checkpoint, config, data, protocol, report, videos
+from train import augment, checkpoint, config, data, protocol, report, rescale, videos
 from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, inputs, predict, present
 from train.metrics import ccc_loss
@@ -53,6 +53,7 @@ class Run:
     protocol: dict                  # train/protocol.py: held-out split, selection, sampling, scoring
     identity: dict
     init: dict[str, str]            # part -> checkpoint path (two-stream runs started from single streams)
+    label_std: list[float]          # the training videos' labels' std (arousal, valence): train/rescale.py
 
     @property
     def out(self) -> Path:
@@ -112,7 +113,8 @@ def prepare(cfg: TrainConfig) -> Run | None:
                 "init": {p: checkpoint.sha256(path) for p, path in init.items()},
                 "fingerprints": sel.fingerprints, "sources": sel.sources,
                 "videos": {k: [r["video"] for r in v] for k, v in split.items()}}
-    return Run(cfg, sel, split, proto, identity, init)
+    return Run(cfg, sel, split, proto, identity, init, rescale.label_std(cfg.cache, cfg.dataset, split["train"],
+                                                                        sel.level))
 
 
 def _pretrain(cfg: TrainConfig) -> TrainConfig | None:
@@ -326,7 +328,7 @@ def loss(model: MimamoNet, batch: dict, window: int, device, level: str) -> torc
 def _meta(run: Run, fit_: Fit) -> dict:
     return {"config": config.as_dict(run.cfg), "identity": run.identity, "model_args": fit_.model_args,
             "fingerprints": run.sel.fingerprints, "level": run.sel.level, "feature_settings": run.sel.feature_settings,
-            "labels_by_video": _labels_by_video(run)}
+            "labels_by_video": _labels_by_video(run), "label_std": run.label_std}
 
 
 def _labels_by_video(run: Run) -> dict[str, str]:
@@ -418,7 +420,7 @@ def finalize(run: Run, f: Fit) -> dict:
         f.model.load_state_dict(checkpoint.load(run.out / "best.pt")["model"])
     res = predict(f.model, _datasets(run)["test"], cfg.window, cfg.batch_size, cfg.num_workers, f.device,
                   None if cfg.quiet else "held-out videos")
-    scores = evaluate(res, run.split["test"], run.sel.level)
+    scores = evaluate(res, run.split["test"], run.sel.level, run.label_std)
     same_data(run)   # the held-out scores too came from the data the run selected
     temporal = config.uses_temporal(cfg)
     held = protocol.held_out_split(run.sel.rows, cfg.pool_validation)

@@ -1,0 +1,46 @@
+"""The released code's rescaling of predictions, scored beside the plain scores: how the paper's numbers were made.
+
+The paper does not mention it, but its released code (Aff-wild-exps/main.py and OMG-exps/main.py, ``correct``)
+rescales every set of predictions before scoring it, per dimension, so that their spread matches the training
+labels' while their mean stays:
+
+    p'_i = mean(p) + (p_i - mean(p)) * std(training labels) / std(p)
+
+over all the predictions of the set (a validation fold, the test set). CCC punishes a spread smaller than the
+labels' (models trained on 1-CCC tend to under-predict it), so this raises CCC without any label of the set scored;
+the released code picked its best epoch on it and wrote its test predictions rescaled (each fold model's, before
+their mean). `train` and `predict` report it as ``rescaled`` beside their plain scores, so a researcher can compare
+with the paper's tables knowing what they measure; selection, best.pt and the files written stay on the plain
+predictions.
+
+std(training labels) is over every labelled frame of the training videos (per-frame labels) or over their labels
+(one per utterance), computed when the run starts and kept in the checkpoint (``label_std``).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline import store
+
+
+def label_std(cache, dataset: str, rows: list[dict], level: str) -> list[float]:
+    """Per dimension (arousal, valence), the std of the training videos' labels."""
+    if level == "video":
+        lab = np.array([[r["video_arousal"], r["video_valence"]] for r in rows], np.float64)
+    else:
+        lab = np.concatenate([store.open_video(cache, dataset, r["video"])["labels"][:].astype(np.float64)
+                              for r in rows]) if rows else np.zeros((0, 2))
+    return [float(np.nanstd(lab[:, d])) if np.isfinite(lab[:, d]).any() else float("nan") for d in range(2)]
+
+
+def rescale(pred: np.ndarray, std: list[float]) -> np.ndarray:
+    """``pred`` [n, 2] with each dimension's spread around its mean set to ``std`` (NaN rows stay NaN)."""
+    out = np.array(pred, np.float64)
+    for d in range(out.shape[1]):
+        col = out[:, d]
+        ok = np.isfinite(col)
+        spread = col[ok].std() if ok.sum() > 1 else 0.0
+        if spread > 0 and np.isfinite(std[d]):
+            mean = col[ok].mean()
+            out[ok, d] = mean + (col[ok] - mean) * std[d] / spread
+    return out
