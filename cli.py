@@ -533,6 +533,11 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
                    "CVPR_5th_ABAW_VA_test_set_sample.txt: image_location,valence,arousal, a row per frame), writes "
                    "the one file those challenges take, OUT/abaw_va_submission.txt. --format omg: the split's CSV "
                    "(e.g. omg_TestVideos_WithoutLabels.csv; their scoring script pairs rows by position).")
+@click.option("--rescale", is_flag=True,
+              help="Write the predictions rescaled as the paper's released code wrote its test predictions: each "
+                   "model's, over the whole set predicted, to the std of its training labels around their own mean "
+                   "(before the mean of several models). Raises CCC; predict.json records it. Scores of the plain "
+                   "predictions' rescaling are reported either way (README: the released code's rescaling).")
 @click.option("--weights", default=None,
               help="Video files only: FER+ ResNet50 file, or 'random'. Must be the weights the training cache used "
                    "(default: 'random' if the model was trained on random features, else $MIMAMO_WEIGHTS or "
@@ -542,7 +547,8 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Feature-extraction workers (video files).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out, device, workers, no_progress):
+def predict(videos, cache, dataset, split, checkpoint, fmt, sample, rescale, weights, out, device, workers,
+            no_progress):
     """Predict per-frame arousal and valence with a trained model, for VIDEOS... or for a cached dataset.
 
     \b
@@ -570,21 +576,22 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, weights, out
         if weights is not None:
             raise click.UsageError("--weights is for video files; a cache's features are already made")
         res = predict_cache(cache, dataset, checkpoint, out, split=split, fmt=fmt, device=device, sample=sample,
-                            progress=not no_progress, echo=click.echo)
+                            progress=not no_progress, rescaled=rescale, echo=click.echo)
     else:
         if not videos:
             raise click.UsageError("give video files, or --cache DIR --dataset NAME")
         if dataset or split:
             raise click.UsageError("--dataset and --split go with --cache")
         res = predict_videos(list(videos), checkpoint, out, fmt=fmt, weights=weights, device=device, workers=workers,
-                             progress=not no_progress, sample=sample, echo=click.echo)
+                             progress=not no_progress, sample=sample, rescaled=rescale, echo=click.echo)
     for p in res["written"]:
         click.echo(f"wrote {p}")
     for video, note in (res.get("notes") or {}).items():
         click.echo(f"note: {video}: {note}")
     if sc := res.get("scores"):
         where = f" of split {split}" if split else ""
-        models = "one model" if sc["models"] == 1 else f"mean of {sc['models']} models"
+        models = ("one model" if sc["models"] == 1 else f"mean of {sc['models']} models") + (
+            ", rescaled (--rescale)" if rescale else "")
         click.echo(f"scores of the {len(sc['videos'])} labelled videos{where} ({models}): CCC arousal "
                    f"{sc['ccc_arousal']:.3f}, valence {sc['ccc_valence']:.3f}, mean {sc['ccc_mean']:.3f}"
                    + ("" if sc["held_out"] else f"; NOT held out: {len(sc['seen'])} of these videos were used to "

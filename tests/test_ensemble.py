@@ -52,15 +52,16 @@ def test_one_model_on_its_held_out_split_scores_what_train_reported(folds, tmp_p
     assert made["checkpoint_sha256"] == sha256(ckpts[0]) and made["combined"] == "one model"
 
 
-def _by_hand(pred, std):
-    """The released code's correct(): the spread around the predictions' mean set to the training labels' std."""
-    return pred.mean(0) + (pred - pred.mean(0)) * np.asarray(std) / pred.std(0)
-
-
-def _scored(folder):
-    """The test videos' predictions as scored (no face: the nearest), from predict's CSVs."""
+def _by_hand(folder, std):
+    """The released code's correct() on the test videos' predictions of the frames with a face (predict's CSVs: the
+    spread around their mean set to the training labels' std), then every other frame filled from the nearest."""
     frames = [pd.read_csv(folder / f"{v}.csv") for v in TEST]
-    return np.concatenate([fill_nearest(f[["arousal", "valence"]].to_numpy(), f.valid.to_numpy()) for f in frames])
+    pred = np.concatenate([f[["arousal", "valence"]].to_numpy() for f in frames])
+    valid = np.concatenate([f.valid.to_numpy() for f in frames])
+    m, s = pred[valid].mean(0), pred[valid].std(0)
+    scaled = m + (pred - m) * np.asarray(std) / s
+    at = np.cumsum([0] + [len(f) for f in frames])
+    return np.concatenate([fill_nearest(scaled[a:b], valid[a:b]) for a, b in zip(at[:-1], at[1:])])
 
 
 def test_the_released_codes_rescaling_is_scored_beside_by_train_and_predict(folds, tmp_path):
@@ -76,7 +77,7 @@ def test_the_released_codes_rescaling_is_scored_beside_by_train_and_predict(fold
     parts = []
     for k, c in enumerate(ckpts):
         one = predict_cache(root / "c", "aw", c, tmp_path / f"m{k}", split="test", echo=lambda *a: None)
-        parts.append(_by_hand(_scored(tmp_path / f"m{k}"), runs[k]["rescaled"]["label_std"]))
+        parts.append(_by_hand(tmp_path / f"m{k}", runs[k]["rescaled"]["label_std"]))
         assert one["scores"]["rescaled"]["ccc_mean"] == pytest.approx(runs[k]["rescaled"]["ccc_mean"], abs=1e-6)
     for d, dim in enumerate(("arousal", "valence")):
         assert m["rescaled"][f"ccc_{dim}"] == pytest.approx(ccc(parts[0][:, d], labels[:, d]), abs=1e-4)
@@ -85,6 +86,22 @@ def test_the_released_codes_rescaling_is_scored_beside_by_train_and_predict(fold
     mean = np.mean(parts, axis=0)
     for d, dim in enumerate(("arousal", "valence")):
         assert both["scores"]["rescaled"][f"ccc_{dim}"] == pytest.approx(ccc(mean[:, d], labels[:, d]), abs=1e-4)
+    # --rescale writes those predictions: each model's rescaled, then their mean; its scores are of what it wrote
+    written = predict_cache(root / "c", "aw", ckpts, tmp_path / "w", split="test", rescaled=True, echo=lambda *a: None)
+    files = pd.concat([pd.read_csv(tmp_path / "w" / f"{v}.csv") for v in TEST])
+    faces = files.valid.to_numpy()
+    np.testing.assert_allclose(files[["arousal", "valence"]].to_numpy()[faces], mean[faces], atol=1e-4)   # from 5-decimal CSVs, scaled
+    assert written["scores"]["ccc_mean"] == pytest.approx(both["scores"]["rescaled"]["ccc_mean"], abs=1e-6)
+    made = json.loads((tmp_path / "w" / "predict.json").read_text())
+    assert made["rescaled"]["label_std"] == [r["rescaled"]["label_std"] for r in runs]
+    assert json.loads((tmp_path / "both" / "predict.json").read_text())["rescaled"] is None
+    ck = torch.load(ckpts[1], map_location="cpu", weights_only=True)
+    del ck["label_std"]          # as a checkpoint written before train kept it
+    old = tmp_path / "old.pt"
+    torch.save(ck, old)
+    with pytest.raises(BadInputError, match="old.pt: this checkpoint does not keep its training labels' std"):
+        predict_cache(root / "c", "aw", [ckpts[0], old], tmp_path / "x", split="test", rescaled=True)
+    assert not (tmp_path / "x").exists()
 
 
 def test_fold_models_are_averaged_scored_and_named(folds, tmp_path):

@@ -139,6 +139,11 @@ def test_fold_models_average_their_one_prediction_per_utterance_and_score_it(omg
     assert not np.allclose(tables[0].arousal, tables[1].arousal, atol=1e-4)
     np.testing.assert_allclose(tables[2].arousal, (tables[0].arousal + tables[1].arousal) / 2, atol=2e-5)
     labels = [store.index_row(omg.cache, "omg", v)["video_valence"] for v in tables[2].video]
+    predict_cache(omg.cache, "omg", ckpts, tmp_path / "pr", split="validation", rescaled=True, echo=quiet)
+    scaled = [t.arousal.mean() + (t.arousal - t.arousal.mean()) * r["rescaled"]["label_std"][0] / t.arousal.std(ddof=0)
+              for t, r in zip(tables[:2], runs)]        # the released code's correct(), each model, over utterances
+    np.testing.assert_allclose(pd.read_csv(tmp_path / "pr" / "predictions.csv").arousal, (scaled[0] + scaled[1]) / 2,
+                               atol=1e-4)
     assert both["scores"]["ccc_valence"] == pytest.approx(ccc(tables[2].valence.to_numpy(), np.array(labels)),
                                                           abs=1e-4)
 

@@ -26,7 +26,7 @@ import torch
 from features.errors import BadInputError
 from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
-from train.evaluate import evaluate, fill_nearest, predict, scored
+from train.evaluate import evaluate, faces, fill_nearest, predict, scored
 from train.evaluate import labels as true_labels
 from train.metrics import scores
 from train.model import MimamoNet
@@ -105,6 +105,34 @@ def outputs(members: list[Member], cache, dataset: str, rows: list[dict], device
     return runs
 
 
+def can_rescale(members: list[Member]) -> None:
+    """Refuse --rescale for a checkpoint that does not keep its training labels' std."""
+    for m in members:
+        if m.ck.get("label_std") is None:
+            raise BadInputError(m.path, "this checkpoint does not keep its training labels' std, which --rescale "
+                                "needs (it was written before train kept it)", "train it again, or predict without "
+                                "--rescale")
+
+
+def rescaled(runs: list[dict], members: list[Member], level: str) -> list[dict]:
+    """Each model's predictions rescaled over the whole set, to its training labels' std, as the released code
+    wrote its test predictions (train/rescale.py; ``can_rescale`` first)."""
+    out = []
+    for run, m in zip(runs, members):
+        std = m.ck["label_std"]
+        new = {i: dict(r) for i, r in run.items()}
+        if level == "video":
+            ref = np.stack([r["video"] for r in run.values()])
+            for r in new.values():
+                r["video"] = rescale(r["video"][None], std, ref)[0]
+        else:
+            ref = np.concatenate([r["pred"][np.asarray(r["valid"], bool)] for r in run.values()])
+            for r in new.values():
+                r["pred"] = rescale(r["pred"], std, ref).astype(np.float32)
+        out.append(new)
+    return out
+
+
 def mean(runs: list[dict]) -> dict:
     """Equal-weight means of several models' per-video predictions (frames, and the video-level output)."""
     if len(runs) == 1:
@@ -166,5 +194,5 @@ def _rescaled(runs: list[dict], keep: list[int], videos: list[dict], members: li
         if level != "video":
             for r in sub.values():
                 r["scored"] = fill_nearest(r["pred"], r["valid"])
-        parts.append(rescale(scored(sub, videos, level), std))
+        parts.append(rescale(scored(sub, videos, level), std, faces(sub, videos, level)))
     return {**scores(np.mean(parts, axis=0), true_labels(sub, videos, level)), "label_std": stds}

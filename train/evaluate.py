@@ -92,9 +92,16 @@ def evaluate(res: dict, videos: list[dict], level: str, label_std: list[float] |
     """
     out = _evaluate(res, videos, level)
     if label_std is not None:
-        out["rescaled"] = {**scores(rescale(scored(res, videos, level), label_std), labels(res, videos, level)),
-                           "label_std": [float(x) for x in label_std]}
+        out["rescaled"] = {**scores(rescale(scored(res, videos, level), label_std, faces(res, videos, level)),
+                                    labels(res, videos, level)), "label_std": [float(x) for x in label_std]}
     return out
+
+
+def faces(res: dict, videos: list[dict], level: str) -> np.ndarray | None:
+    """The predictions of the frames with a face, all videos in one [n, 2] array (None for video level: all are)."""
+    if level == "video":
+        return None
+    return np.concatenate([res[i]["pred"][np.asarray(res[i]["valid"], bool)] for i in range(len(videos))])
 
 
 def scored(res: dict, videos: list[dict], level: str) -> np.ndarray:

@@ -143,7 +143,7 @@ def _paths(checkpoints) -> list:
 
 def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fmt: str = "csv",
                    weights: str | None = None, device: str = "cpu", workers: int | None = None, progress: bool = True,
-                   sample: str | Path | None = None, echo=print) -> dict:
+                   sample: str | Path | None = None, rescaled: bool = False, echo=print) -> dict:
     """Features, then the model (the mean of several: ``checkpoints`` a list), for each video; returns
     {"written": [paths], "failed": [(video, error)]}.
     ``sample``: the ABAW sample submission (fmt abaw), whose entries are the videos' file names without suffix."""
@@ -160,6 +160,8 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
                                 f"(`features --faces {other[0]}`; a challenge's test entries through the manifest's "
                                 "test_list), then predict with --cache DIR --dataset NAME --split SPLIT")
     sample = _check_format(fmt, members[0].level, members[0].path, sample)
+    if rescaled:
+        ensemble.can_rescale(members)
     out = Path(out)
     cache = out / "cache"
     entries = videos_from_files(videos)
@@ -177,16 +179,17 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
             check_fingerprints({k: m.ck["fingerprints"].get(k) for k in mine}, have, m.path)
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, dict(failed))
-    res = run_model(members, cache, "videos", rows, out, fmt, device, sample, made_by(members, cache, "videos"),
-                    progress)
-    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {}}
+    caption = made_by(members, cache, "videos", rescaled)
+    res = run_model(members, cache, "videos", rows, out, fmt, device, sample, caption, progress, rescaled)
+    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
+              "rescaled": rescaled}
     write_provenance(out, members, cache, "videos", None, fmt, names, result, sample)
     return result
 
 
 def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path, *,
                   split: str | None = None, fmt: str = "csv", device: str = "cpu", sample: str | Path | None = None,
-                  progress: bool = False, echo=print) -> dict:
+                  progress: bool = False, rescaled: bool = False, echo=print) -> dict:
     """The model (the mean of several: ``checkpoints`` a list) on a cached dataset's videos (one split, or all);
     returns {"written": [...], "failed": [...], "notes": {...}, "scores": scores of the labelled videos or None}.
 
@@ -195,6 +198,8 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     """
     members = ensemble.load(_paths(checkpoints))
     sample = _check_format(fmt, members[0].level, members[0].path, sample)
+    if rescaled:
+        ensemble.can_rescale(members)
     idx = store.read_index(cache, dataset)
     if idx is None:
         raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
@@ -222,8 +227,8 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
              f"({_some(sorted(seen))}); their predictions are not held-out scores")
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
-    res = run_model(members, cache, dataset, rows, Path(out), fmt, device, sample, made_by(members, cache, dataset),
-                    progress)
+    caption = made_by(members, cache, dataset, rescaled)
+    res = run_model(members, cache, dataset, rows, Path(out), fmt, device, sample, caption, progress, rescaled)
     changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
     if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
         for path in res["written"]:
@@ -234,7 +239,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
               if res.get("outputs") else None)
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-              "scores": scores}
+              "scores": scores, "rescaled": rescaled}
     write_provenance(Path(out), members, cache, dataset, split, fmt, names, result, sample)
     return result
 
@@ -264,6 +269,9 @@ def write_provenance(out: Path, members: list[Member], cache, dataset: str, spli
             "written": sorted(str(Path(p).name) for p in result["written"]),
             "failed": {video: why for video, why in result["failed"]}, "notes": result.get("notes") or {},
             "scores": result.get("scores"),
+            "rescaled": ({"label_std": [m.ck["label_std"] for m in members], "how": "each model's predictions over "
+                          "the set, mean + (p - mean) * label_std / std(p), before their mean (train/rescale.py)"}
+                         if result.get("rescaled") else None),
             "abaw_sample": sample.describe() if isinstance(sample, Sample) else None,
             "omg_table": sample.describe() if isinstance(sample, OmgTable) else None}
     out.mkdir(parents=True, exist_ok=True)
@@ -294,10 +302,12 @@ def _same_features(fps: dict[str, dict], trained: dict, names: list[str], cache,
                             "training cache (same weights, motion settings, code), or train a model on this cache")
 
 
-def made_by(members: list[Member], cache, dataset: str) -> str:
+def made_by(members: list[Member], cache, dataset: str, rescaled: bool = False) -> str:
     """The caption of the per-video plots: the models (file, sha256, settings, the data each was trained on) and
     the data they read here; predict.json holds the whole of it."""
     lines = [] if len(members) == 1 else [f"mean of {len(members)} models:"]
+    if rescaled:
+        lines.insert(0, "predictions rescaled to the training labels' std (--rescale, as the released code):")
     for m in members:
         c = (m.ck.get("identity") or {}).get("config") or m.ck.get("config") or {}
         conf = m.ck.get("config") or {}
@@ -308,14 +318,18 @@ def made_by(members: list[Member], cache, dataset: str) -> str:
 
 
 def run_model(members: list[Member], cache, dataset: str, rows: list[dict], out: Path, fmt: str, device: str,
-              sample: Sample | OmgTable | None = None, caption: str | None = None, progress: bool = False) -> dict:
-    """The models over checked cached videos (their mean, for several); writes the files of ``fmt`` (with
-    ``sample``: the one submission); {"written", "failed", "notes": {video: note}, "outputs": per-video arrays}."""
+              sample: Sample | OmgTable | None = None, caption: str | None = None, progress: bool = False,
+              rescaled: bool = False) -> dict:
+    """The models over checked cached videos (their mean, for several; ``rescaled``: each model's predictions
+    rescaled first, train/rescale.py); writes the files of ``fmt`` (with ``sample``: the one submission);
+    {"written", "failed", "notes": {video: note}, "outputs": per-video arrays}."""
     written, failed = [], []
     if not rows:
         return {"written": written, "failed": failed}
     out.mkdir(parents=True, exist_ok=True)
     runs = ensemble.outputs(members, cache, dataset, rows, device, progress)
+    if rescaled:
+        runs = ensemble.rescaled(runs, members, members[0].level)
     res = ensemble.mean(runs)
     done = {"outputs": runs}
     if members[0].level == "video":

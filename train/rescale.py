@@ -33,14 +33,17 @@ def label_std(cache, dataset: str, rows: list[dict], level: str) -> list[float]:
     return [float(np.nanstd(lab[:, d])) if np.isfinite(lab[:, d]).any() else float("nan") for d in range(2)]
 
 
-def rescale(pred: np.ndarray, std: list[float]) -> np.ndarray:
-    """``pred`` [n, 2] with each dimension's spread around its mean set to ``std`` (NaN rows stay NaN)."""
+def rescale(pred: np.ndarray, std: list[float], ref: np.ndarray | None = None) -> np.ndarray:
+    """``pred`` [n, 2] with each dimension's spread around its mean set to ``std`` (NaN rows stay NaN); the mean and
+    spread are those of ``ref`` (default ``pred``): the frames with a face, whose predictions the released code had
+    (frames without one took theirs after; the map is affine, so rescaling the filled predictions is the same)."""
     out = np.array(pred, np.float64)
+    ref = out if ref is None else np.asarray(ref, np.float64)
     for d in range(out.shape[1]):
-        col = out[:, d]
+        col, base = out[:, d], ref[:, d][np.isfinite(ref[:, d])]
         ok = np.isfinite(col)
-        spread = col[ok].std() if ok.sum() > 1 else 0.0
+        spread = base.std() if len(base) > 1 else 0.0
         if spread > 0 and np.isfinite(std[d]):
-            mean = col[ok].mean()
+            mean = base.mean()
             out[ok, d] = mean + (col[ok] - mean) * std[d] / spread
     return out
