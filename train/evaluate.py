@@ -71,7 +71,8 @@ def predict(model, ds: data.SequenceDataset, window: int, batch_size: int, num_w
 
 def fill_nearest(pred: np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Predictions [T, 2] where each frame without a face takes the prediction of the nearest frame with one (the
-    earlier on a tie), as the released code filled its test files; all NaN when no frame has a face."""
+    earlier on a tie), as DESIGN.md's protocol says; all NaN when no frame has a face. (The released code's test
+    files carried the previous face frame's prediction forward, 0 before the first: Aff-wild-exps/main.py.)"""
     valid = np.asarray(valid, bool)
     idx = np.flatnonzero(valid)
     if not len(idx):

@@ -20,8 +20,8 @@ scores, so the per-video files say what data and models made them.
 
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
-of the video, every frame filled (a frame without a face takes the nearest prediction in time, as the released code
-did), values clipped to [-1, 1]; a labelled video whose annotation file has more or fewer lines (--label-slack)
+of the video, every frame filled (a frame without a face takes the nearest prediction in time: ``fill_nearest``),
+values clipped to [-1, 1]; a labelled video whose annotation file has more or fewer lines (--label-slack)
 gets the annotation's count (write_abaw). With ``sample`` (the organisers' sample submission of the 3rd ABAW
 onward) ``abaw`` writes instead the one file those challenges take, `abaw_va_submission.txt`: the sample's rows, in
 its order, with our values (train/abaw_sample.py). A model trained on one label per video (OMG) predicts one line per
