@@ -26,9 +26,7 @@ import torch
 from features.errors import BadInputError
 from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
-from train.evaluate import evaluate, faces, fill_nearest, predict, scored
-from train.evaluate import labels as true_labels
-from train.metrics import scores
+from train.evaluate import evaluate, predict
 from train.model import MimamoNet
 from train.rescale import rescale
 
@@ -183,16 +181,11 @@ def score(runs: list[dict], rows: list[dict], members: list[Member], seen: dict[
 
 
 def _rescaled(runs: list[dict], keep: list[int], videos: list[dict], members: list[Member], level: str) -> dict | None:
-    """Scores of the mean of each model's predictions rescaled to its training labels' std; None for a checkpoint
-    written before it kept that std."""
-    stds = [m.ck.get("label_std") for m in members]
-    if any(s is None for s in stds):
+    """Scores of the mean of each model's predictions rescaled to its training labels' std (over the videos scored);
+    None for a checkpoint written before it kept that std."""
+    if any(m.ck.get("label_std") is None for m in members):
         return None
-    parts = []
-    for run, std in zip(runs, stds):
-        sub = {j: dict(run[i]) for j, i in enumerate(keep)}
-        if level != "video":
-            for r in sub.values():
-                r["scored"] = fill_nearest(r["pred"], r["valid"])
-        parts.append(rescale(scored(sub, videos, level), std, faces(sub, videos, level)))
-    return {**scores(np.mean(parts, axis=0), true_labels(sub, videos, level)), "label_std": stds}
+    subs = [{j: dict(run[i]) for j, i in enumerate(keep)} for run in runs]
+    out = evaluate(mean(rescaled(subs, members, level)), videos, level)
+    return {**{k: v for k, v in out.items() if k not in ("per_video", "face_only", "unscored")},
+            "label_std": [m.ck["label_std"] for m in members]}

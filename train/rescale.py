@@ -10,8 +10,8 @@ over all the predictions of the set (a validation fold, the test set). CCC punis
 labels' (models trained on 1-CCC tend to under-predict it), so this raises CCC without any label of the set scored;
 the released code picked its best epoch on it and wrote its test predictions rescaled (each fold model's, before
 their mean). `train` and `predict` report it as ``rescaled`` beside their plain scores, so a researcher can compare
-with the paper's tables knowing what they measure; selection, best.pt and the files written stay on the plain
-predictions.
+with the paper's tables knowing what they measure; selection and best.pt stay on the plain predictions, and so do
+the files `predict` writes unless `--rescale` asks for the rescaled ones (as the released code submitted them).
 
 std(training labels) is over every labelled frame of the training videos (per-frame labels) or over their labels
 (one per utterance), computed when the run starts and kept in the checkpoint (``label_std``).
