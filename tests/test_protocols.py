@@ -101,6 +101,27 @@ def test_cli_flag_and_ablation_header_name_the_protocol(abaw, tmp_path):
     assert f"| {fold['rescaled']['ccc_mean']:.3f} | 1 |" in md
 
 
+def test_ablation_scores_the_mean_of_its_fold_models_on_the_held_out_split(abaw, tmp_path):
+    """With a held-out split and two folds done, a cell also scores the mean of its fold models' predictions on it,
+    as `predict` with both checkpoints does (its files and predict.json in <cell>/fold_mean)."""
+    cfg, _ = abaw
+    table = ablate(cfg.cache, "aw2", ["width=4"], tmp_path / "abl", replace(cfg, out=str(tmp_path)), folds=2)
+    cell = tmp_path / "abl" / "width=4"
+    folds = [cell / f"fold{k}" / "best.pt" for k in (0, 1)]
+    alone = predict_cache(cfg.cache, "aw2", folds, tmp_path / "p", split="validation", echo=lambda *a: None)
+    assert table.ccc_mean_fold_mean[0] == pytest.approx(alone["scores"]["ccc_mean"], abs=1e-9)
+    assert table.ccc_mean_fold_mean_rescaled[0] == pytest.approx(alone["scores"]["rescaled"]["ccc_mean"], abs=1e-9)
+    assert table.ccc_mean_fold_mean[0] != pytest.approx(table.ccc_mean[0], abs=1e-4)   # not the mean of the scores
+    made = json.loads((cell / "fold_mean" / "predict.json").read_text())
+    assert [m["checkpoint_sha256"] for m in made["models"]] == [sha256(f) for f in folds]
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| CCC mean (mean of the folds' predictions) |" in md and "as the released code made its test" in md
+    assert f"| {table.ccc_mean_fold_mean[0]:.3f} | {table.ccc_mean_fold_mean_rescaled[0]:.3f} | 2 |" in md
+    one = ablate(cfg.cache, "aw2", ["width=4"], tmp_path / "one", replace(cfg, out=str(tmp_path)), folds=2,
+                 fold_ids=[0])
+    assert "ccc_mean_fold_mean" not in one and "mean of the folds" not in (tmp_path / "one" / "ablation.md").read_text()
+
+
 def test_folds_keep_the_entries_of_one_recording_together():
     ids = ["a_left", "a_right", "b_left", "b_right", "c", "d", "e__u1", "e__u2", "e__u3", "f__u1", "f__u2", "g", "h"]
     rows = [{"video": v, "split": "train"} for v in ids]

@@ -8,7 +8,9 @@ fold's single-stream cells when the grid has them (as the paper trains: single s
 The tables report the mean CCC across the folds with a finite score, the architecture and the input of each row,
 and the protocol that made the numbers (train/protocol.py: held-out split, selection, sampling, scoring) in their
 header (or per row when the grid changes it). For per-frame labels the CCC counts every labelled frame (no face:
-the nearest prediction); the face-only mean is in its own column.
+the nearest prediction); the face-only mean is in its own column, and so are the scores of the released code's
+rescaling (train/rescale.py) and, under a protocol with a held-out split, the scores of the mean of the fold models'
+predictions on it (the released code's test predictions; `predict`'s files for it in <cell>/fold_mean).
 """
 from __future__ import annotations
 
@@ -68,13 +70,30 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
             if not m.get("interrupted"):
                 res.append(m)
                 runs[f"{name}/fold{f}"] = m
-        rows.append({**cell, **_labels(cell, base), **summarize_folds(res), "protocol": _protocol(res)})
+        rows.append({**cell, **_labels(cell, base), **summarize_folds(res), **_fold_mean(res, out / name, base),
+                     "protocol": _protocol(res)})
     read = one_data(runs, out, "ablation")
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
     (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read))
     return table
+
+
+def _fold_mean(res: list[dict], where: Path, base: TrainConfig) -> dict:
+    """Under a protocol with a held-out split, the scores of the mean of the fold models' predictions on it (as
+    the released code made its test predictions; `predict` with every fold's best.pt, files in <cell>/fold_mean):
+    {} with fewer than two finished folds or under cross-validation (each fold holds out other videos)."""
+    from train.predict import predict_cache
+
+    held = {r["split"] for r in res}
+    if len(res) < 2 or len(held) != 1 or next(iter(held)).startswith("fold "):
+        return {}
+    ckpts = [Path(r["config"]["out"]) / "best.pt" for r in res]
+    sc = predict_cache(base.cache, base.dataset, ckpts, where / "fold_mean", split=held.pop(),
+                       echo=lambda *a: None)["scores"]
+    scaled = sc.get("rescaled") or {}
+    return {"ccc_mean_fold_mean": sc["ccc_mean"], "ccc_mean_fold_mean_rescaled": scaled.get("ccc_mean", float("nan"))}
 
 
 def _name(cell: dict) -> str:
@@ -127,25 +146,34 @@ def summarize_folds(res: list[dict]) -> dict:
     return out
 
 
+EXTRA_COLUMNS = {"ccc_mean_face_only": "CCC mean (face frames)", "ccc_mean_rescaled": "CCC mean (rescaled)",
+                 "ccc_mean_fold_mean": "CCC mean (mean of the folds' predictions)",
+                 "ccc_mean_fold_mean_rescaled": "CCC mean (mean of the folds' rescaled predictions)"}
+EXTRA_NOTES = {   # what the columns beside the plain scores are, in the table's header
+    "ccc_mean_rescaled": "each fold's predictions rescaled to its training labels' std before scoring, as the "
+                         "paper's released code scored (train/rescale.py); not what selected best.pt.",
+    "ccc_mean_fold_mean": "the held-out split scored once on the mean of the fold models' predictions, as the "
+                          "released code made its test predictions (files and predict.json in <cell>/fold_mean).",
+    "ccc_mean_fold_mean_rescaled": "the same with each fold model's predictions rescaled first, as the released "
+                                   "code submitted them."}
+
+
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig,
              read: dict[str, str] | None = None) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
     keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
     protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
     per_row = len(protocols) > 1
-    face = "ccc_mean_face_only" in table and table.ccc_mean_face_only.notna().any()
-    scaled = "ccc_mean_rescaled" in table and table.ccc_mean_rescaled.notna().any()
-    head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *(["CCC mean (face frames)"] if face else []),
-            *(["CCC mean (rescaled)"] if scaled else []), "folds", *(["protocol"] if per_row else [])]
+    extra = {k: name for k, name in EXTRA_COLUMNS.items() if k in table and table[k].notna().any()}
+    head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *extra.values(), "folds",
+            *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
              (f"Base: streams={base.streams}, input={base.input}, window={base.window}, arch={base.arch}, "
               f"augment={base.augment or 'none'}, epochs={base.epochs}, lr={base.lr}"
               f"{', splits=' + '+'.join(base.splits) + ' only' if base.splits else ''}. Mean over the folds with a "
               "finite score (± std across them); "
               "arch and input are '-' for spatial-only rows (no temporal stream)."
-              + (" CCC mean (rescaled): each fold's predictions rescaled to its training labels' std before scoring, "
-                 "as the paper's released code scored (train/rescale.py); not what selected best.pt." if scaled
-                 else "")), "",
+              + "".join(f" {EXTRA_COLUMNS[k]}: {EXTRA_NOTES[k]}" for k in extra if k in EXTRA_NOTES)), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
               "Protocol: none (no fold finished)."), "",
              f"Data: {dataset} in {Path(base.cache).resolve()}; every run read the same arrays (fingerprints: "
@@ -156,8 +184,7 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
         nan = f" ({r['nan_folds']} NaN)" if r["nan_folds"] else ""
         cells += [f"{r['ccc_arousal']:.3f} ± {r['ccc_arousal_std']:.3f}",
                   f"{r['ccc_valence']:.3f} ± {r['ccc_valence_std']:.3f}", f"{r['ccc_mean']:.3f}",
-                  *([f"{r['ccc_mean_face_only']:.3f}"] if face else []),
-                  *([f"{r['ccc_mean_rescaled']:.3f}"] if scaled else []), f"{r['folds']}{nan}",
+                  *(f"{r[k]:.3f}" for k in extra), f"{r['folds']}{nan}",
                   *([r["protocol"]] if per_row else [])]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
