@@ -447,6 +447,9 @@ def ablate(grid, fold_ids, out, **kw):
     A finished cell is reused only when its configuration, init checkpoints, cache fingerprints and videos are
     the same as now; any other is rerun (and says why), so an interrupted ablation picks up where it stopped.
     The tables say which architecture and input made each row and count only folds with a finite score.
+    Beside the plain scores: the released code's rescaling (README), and, with a held-out split (Aff-Wild's test,
+    ABAW's validation) and two or more folds, the score of the mean of the fold models' predictions on it, as the
+    paper's released code made its test predictions.
     """
     from train.ablate import ablate as run
 
