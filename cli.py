@@ -539,8 +539,9 @@ def robustness(ctx, betas, inputs, gamma_seed, fold_ids, out, no_progress, **kw)
 @click.option("--rescale", is_flag=True,
               help="Write the predictions rescaled as the paper's released code wrote its test predictions: each "
                    "model's, over the whole set predicted, to the std of its training labels around their own mean "
-                   "(before the mean of several models). Raises CCC; predict.json records it. Scores of the plain "
-                   "predictions' rescaling are reported either way (README: the released code's rescaling).")
+                   "(before the mean of several models). Raises CCC; predict.json records it. Without it the files "
+                   "hold the plain predictions, and the scores of their rescaling are reported beside (README: the "
+                   "released code's rescaling).")
 @click.option("--weights", default=None,
               help="Video files only: FER+ ResNet50 file, or 'random'. Must be the weights the training cache used "
                    "(default: 'random' if the model was trained on random features, else $MIMAMO_WEIGHTS or "
@@ -601,7 +602,7 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, rescale, wei
                       "train or select the models (predict.json names them)")
                    + (f"\n  rescaled as the released code did (train/rescale.py): CCC arousal "
                       f"{sc['rescaled']['ccc_arousal']:.3f}, valence {sc['rescaled']['ccc_valence']:.3f}, mean "
-                      f"{sc['rescaled']['ccc_mean']:.3f}" if sc.get("rescaled") else "")
+                      f"{sc['rescaled']['ccc_mean']:.3f}" if sc.get("rescaled") and not rescale else "")
                    + f"\n  scoring: {sc['scoring']} (predict.json: scores)")
     for video, err in res["failed"]:
         click.echo(f"failed {video}: {err}", err=True)
