@@ -146,6 +146,23 @@ def test_scores_of_videos_a_model_trained_on_are_marked(folds, tmp_path):
     assert "NOT held out: 5 of these videos" in r.output
 
 
+def test_videos_trained_on_are_known_in_a_copy_of_the_cache(folds, tmp_path):
+    """A cache copied elsewhere (scratch space on a cluster) holds the same videos: their scores are no more
+    held-out there. A video whose group records another source under the same name is another video."""
+    import shutil
+
+    root, ckpts, runs = folds
+    copy = tmp_path / "copy"
+    shutil.copytree(root / "c", copy)
+    g = store.open_video(copy, "aw", "v01", mode="r+")
+    g.attrs["source_identity"] = "another file under the same name"
+    trained_on = set(runs[0]["videos"]["train"] + runs[0]["videos"]["val"])
+    sc = predict_cache(copy, "aw", ckpts[0], tmp_path / "p", split="train", echo=lambda *a: None)["scores"]
+    assert not sc["held_out"] and set(sc["seen"]) == trained_on - {"v01"} and "v01" in trained_on
+    test = predict_cache(copy, "aw", ckpts[0], tmp_path / "t", split="test", echo=lambda *a: None)["scores"]
+    assert test["held_out"] and not test["seen"]
+
+
 def test_models_that_cannot_be_averaged_are_refused(folds, tmp_path):
     root, ckpts, _ = folds
     with pytest.raises(BadInputError, match="averaging it twice would weigh it double"):

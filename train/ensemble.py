@@ -17,6 +17,7 @@ a model was trained or selected on are not held-out scores: they are marked so, 
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,11 +25,13 @@ import numpy as np
 import torch
 
 from features.errors import BadInputError
+from pipeline import store
 from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, predict
 from train.model import MimamoNet
 from train.rescale import rescale
+from train.videos import source_record
 
 
 def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
@@ -144,17 +147,36 @@ def mean(runs: list[dict]) -> dict:
 
 
 def seen_by(members: list[Member], cache, dataset: str, videos: list[str]) -> dict[str, list[str]]:
-    """{video: [checkpoints]} for the videos a model was trained or selected on (same cache and dataset)."""
-    out: dict[str, list[str]] = {}
+    """{video: [checkpoints]} for the videos a model was trained or selected on: the same video of the same dataset,
+    read from the cache the model was trained on or from a copy of it (a cache moved to scratch space, say), known by
+    its group recording the source the run recorded (videos.source_record: frame count and content identities)."""
+    here, records, out = str(Path(cache).resolve()), {}, {}
     for m in members:
         ident = m.ck.get("identity") or {}
         conf = ident.get("config") or {}
-        if conf.get("dataset") != dataset or conf.get("cache") != str(Path(cache).resolve()):
+        if conf.get("dataset") != dataset:
             continue
         used = set(ident.get("videos", {}).get("train", []) + ident.get("videos", {}).get("val", []))
+        sources = ident.get("sources") or {}
         for v in sorted(set(videos) & used):
-            out.setdefault(v, []).append(str(m.path))
+            if v not in records:
+                records[v] = _record(cache, dataset, v)
+            if conf.get("cache") == here or (v in sources and _plain(sources[v]) == records[v]):
+                out.setdefault(v, []).append(str(m.path))
     return out
+
+
+def _record(cache, dataset: str, video: str) -> str | None:
+    """The source record of a video's group here, comparable with a checkpoint's (None without a group)."""
+    try:
+        return _plain(source_record(store.open_video(cache, dataset, video).attrs))
+    except Exception:   # no group: nothing to compare, so not known to be the same video
+        return None
+
+
+def _plain(record) -> str:
+    """A source record as JSON text: tuples and lists (a checkpoint's) compare equal."""
+    return json.dumps(record, sort_keys=True, default=str)
 
 
 def score(runs: list[dict], rows: list[dict], members: list[Member], seen: dict[str, list[str]],
