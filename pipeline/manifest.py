@@ -290,11 +290,10 @@ def _list_affwild2(ds: Dataset, require_video: bool = True, echo=None) -> list[V
     ann_root = ds.root / ds.options.get("annotations", "annotations/VA_Set")
     vid_root = ds.root / ds.options.get("videos", "videos")
     splits = ds.options.get("splits") or AFFWILD2_SPLITS
-    folders = {split: [f for f, s in splits.items() if s == split] for split in splits.values()}
-    absent = [split for split, fs in folders.items() if echo is not None and not any((ann_root / f).is_dir()
-                                                                                     for f in fs)]
-    if absent:   # said: which splits there are decides the protocol
-        elsewhere = _elsewhere(ds.root, ann_root)
+    if echo is not None:   # said: which splits there are decides the protocol
+        folders = {split: [f for f, s in splits.items() if s == split] for split in splits.values()}
+        absent = [split for split, fs in folders.items() if not any((ann_root / f).is_dir() for f in fs)]
+        elsewhere = _elsewhere(ds.root, ann_root) if absent else ""
         for split in absent:
             echo(f"note: {ds.name}: no {split} split ({' or '.join(folders[split])} not found under {ann_root})"
                  + elsewhere)

@@ -24,6 +24,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, replace
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,12 @@ class Run:
     protocol: dict                  # train/protocol.py: held-out split, selection, sampling, scoring
     identity: dict
     init: dict[str, str]            # part -> checkpoint path (two-stream runs started from single streams)
-    label_std: list[float]          # the training videos' labels' std (arousal, valence): train/rescale.py
+
+    @cached_property
+    def label_std(self) -> list[float]:
+        """The training videos' labels' std (arousal, valence; train/rescale.py), read when the run trains or
+        scores, not when a finished one is reused."""
+        return rescale.label_std(self.cfg.cache, self.cfg.dataset, self.split["train"], self.sel.level)
 
     @property
     def out(self) -> Path:
@@ -113,8 +119,7 @@ def prepare(cfg: TrainConfig) -> Run | None:
                 "init": {p: checkpoint.sha256(path) for p, path in init.items()},
                 "fingerprints": sel.fingerprints, "sources": sel.sources,
                 "videos": {k: [r["video"] for r in v] for k, v in split.items()}}
-    return Run(cfg, sel, split, proto, identity, init, rescale.label_std(cfg.cache, cfg.dataset, split["train"],
-                                                                        sel.level))
+    return Run(cfg, sel, split, proto, identity, init)
 
 
 def _pretrain(cfg: TrainConfig) -> TrainConfig | None:
