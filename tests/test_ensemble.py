@@ -174,3 +174,31 @@ def test_models_that_cannot_be_averaged_are_refused(folds, tmp_path):
     with pytest.raises(BadInputError, match="predict different things and cannot be averaged"):
         predict_cache(root / "c", "aw", [ckpts[0], omg], tmp_path / "o", split="test", echo=lambda *a: None)
     assert not (tmp_path / "o").exists()
+
+
+def test_a_prediction_is_reused_only_from_the_same_models_and_data(folds, tmp_path):
+    """ablate's fold-mean cells reuse <cell>/fold_mean (reuse=True): the recorded scores come back when the same
+    models read the same data; another model set, a video whose source changed, or a file gone runs the models."""
+    import shutil
+
+    root, ckpts, _ = folds
+    copy, out = tmp_path / "copy", tmp_path / "p"
+    shutil.copytree(root / "c", copy)
+
+    def run(models):
+        return predict_cache(copy, "aw", models, out, split="test", echo=lambda *a: None, reuse=True)
+
+    first = run(ckpts)
+    assert not first.get("reused")
+    stamp = (out / "v05.csv").stat().st_mtime_ns
+    again = run(ckpts)
+    assert again["reused"] and again["scores"] == json.loads(json.dumps(first["scores"]))
+    assert (out / "v05.csv").stat().st_mtime_ns == stamp            # nothing was written again
+    assert not run(ckpts[:1]).get("reused")                           # other models
+    assert not run(ckpts).get("reused")
+    assert run(ckpts)["reused"]
+    store.open_video(copy, "aw", "v06", mode="r+").attrs["source_identity"] = "the video file was replaced"
+    assert not run(ckpts).get("reused")                               # same fingerprints, another source
+    (out / "v05.csv").unlink()
+    redone = run(ckpts)
+    assert not redone.get("reused") and (out / "v05.csv").is_file()

@@ -83,7 +83,8 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
 def _fold_mean(res: list[dict], where: Path, base: TrainConfig) -> dict:
     """Under a protocol with a held-out split, the scores of the mean of the fold models' predictions on it (as
     the released code made its test predictions; `predict` with every fold's best.pt, files in <cell>/fold_mean):
-    {} with fewer than two finished folds or under cross-validation (each fold holds out other videos)."""
+    {} with fewer than two finished folds or under cross-validation (each fold holds out other videos). What
+    <cell>/fold_mean holds is reused when the same models read the same data (train/predict_reuse.py)."""
     from train.predict import predict_cache
 
     held = {r["split"] for r in res}
@@ -91,7 +92,7 @@ def _fold_mean(res: list[dict], where: Path, base: TrainConfig) -> dict:
         return {}
     ckpts = [Path(r["config"]["out"]) / "best.pt" for r in res]
     sc = predict_cache(base.cache, base.dataset, ckpts, where / "fold_mean", split=held.pop(),
-                       echo=lambda *a: None)["scores"]
+                       echo=lambda *a: None, reuse=True)["scores"]
     scaled = sc.get("rescaled") or {}
     return {"ccc_mean_fold_mean": sc["ccc_mean"], "ccc_mean_fold_mean_rescaled": scaled.get("ccc_mean", float("nan"))}
 

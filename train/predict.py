@@ -41,7 +41,7 @@ import pandas as pd
 from features.errors import BadInputError
 from pipeline import extract, graph, store
 from pipeline.manifest import videos_from_files
-from train import data, ensemble
+from train import data, ensemble, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
 from train.config import used_arrays
 from train.ensemble import Member, load_checkpoint  # noqa: F401 (load_checkpoint: the API tests and users call)
@@ -189,12 +189,13 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
 
 def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path, *,
                   split: str | None = None, fmt: str = "csv", device: str = "cpu", sample: str | Path | None = None,
-                  progress: bool = False, rescaled: bool = False, echo=print) -> dict:
+                  progress: bool = False, rescaled: bool = False, echo=print, reuse: bool = False) -> dict:
     """The model (the mean of several: ``checkpoints`` a list) on a cached dataset's videos (one split, or all);
     returns {"written": [...], "failed": [...], "notes": {...}, "scores": scores of the labelled videos or None}.
 
     Every video is checked in its group; the arrays each model reads must carry its checkpoint's fingerprints on
-    every video, else nothing is predicted and the error names the arrays and the videos.
+    every video, else nothing is predicted and the error names the arrays and the videos. ``reuse``: return what
+    ``out`` holds when it was made from exactly these models and data (train/predict_reuse.py; "reused": True).
     """
     members = ensemble.load(_paths(checkpoints))
     sample = _check_format(fmt, members[0].level, members[0].path, sample)
@@ -227,6 +228,10 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
              f"({_some(sorted(seen))}); their predictions are not held-out scores")
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
+    ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample,
+                                   {r["video"]: fps[r["video"]] for r in rows}, failed)
+    if reuse and (before := predict_reuse.done_before(Path(out), ident)):
+        return before
     caption = made_by(members, cache, dataset, rescaled)
     res = run_model(members, cache, dataset, rows, Path(out), fmt, device, sample, caption, progress, rescaled)
     changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
@@ -239,7 +244,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
               if res.get("outputs") else None)
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-              "scores": scores, "rescaled": rescaled}
+              "scores": scores, "rescaled": rescaled, "identity": ident}
     write_provenance(Path(out), members, cache, dataset, split, fmt, names, result, sample)
     return result
 
@@ -273,7 +278,8 @@ def write_provenance(out: Path, members: list[Member], cache, dataset: str, spli
                           "the set, mean + (p - mean) * label_std / std(p), before their mean (train/rescale.py)"}
                          if result.get("rescaled") else None),
             "abaw_sample": sample.describe() if isinstance(sample, Sample) else None,
-            "omg_table": sample.describe() if isinstance(sample, OmgTable) else None}
+            "omg_table": sample.describe() if isinstance(sample, OmgTable) else None,
+            "identity": result.get("identity")}   # what made the files, digested (train/predict_reuse.py)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "predict.json"
     path.write_text(json.dumps(made, indent=1, default=str) + "\n")
