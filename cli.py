@@ -231,19 +231,26 @@ def features(videos, dataset, root, video_files, cache, stages, extras, weights,
 @click.option("--dataset", required=True, help="Dataset name inside the cache, e.g. demo, affwild2, videos.")
 @click.option("--format", "fmt", type=click.Choice(["h5"]), default="h5", show_default=True,
               help="h5: HDF5, one group per video with the cache's array names.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output file.")
-def export(cache, dataset, fmt, out):
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Output file, outside the cache; an existing one is replaced only if an earlier export wrote it.")
+@click.option("--force", is_flag=True, help="Replace --out even if it is not an earlier export.")
+def export(cache, dataset, fmt, out, force):
     """Export a dataset's cache to one HDF5 file (one group per video, same array names), for other loaders.
 
-    Each video is checked in its group: one with a stale, damaged or missing array is left out, listed with the
-    `features` command that repairs it, and the exit status is 1 (the file holds the usable videos), so a script
-    that exports and then trains stops instead of using a silently smaller dataset. Videos whose extraction
-    failed (never in the cache) are listed but do not change the exit status: `features` already reported them.
+    Each video is checked in its group: one with a stale, damaged or missing array (or listed as done but without
+    its group) is left out, listed with the `features` command that repairs it, and the exit status is 1 (the file
+    holds the usable videos), so a script that exports and then trains stops instead of using a silently smaller
+    dataset. Videos whose extraction failed (never in the cache) are listed but do not change the exit status:
+    `features` already reported them. An array made with other settings on some videos is refused (nothing is
+    written), as train refuses it. The file's root attrs say what made it: the cache, version, time, each array's
+    fingerprint, settings and video count, and the videos left out.
     """
     from pipeline.export import export_h5
 
-    res = export_h5(cache, dataset, out)
+    res = export_h5(cache, dataset, out, force=force)
     click.echo(f"wrote {len(res.written)} videos to {res.path}")
+    for name, n in sorted(res.partial.items()):
+        click.echo(f"note: {name} is in {n} of the {len(res.written)} videos (the others lack it)", err=True)
     for video, err in res.not_extracted:
         click.echo(f"not in the cache: {video} ({err})", err=True)
     for _video, why in res.left_out:   # why names the video

@@ -38,13 +38,17 @@ def describe(cache: Path | None = None) -> str:
 
 def _cache_lines(cache: Path) -> list[str]:
     from pipeline import store
+    from pipeline.ids import id_problem
     from pipeline.resume import partial_videos
     from pipeline.store import UnreadableIndex, read_index
 
     if not cache.is_dir():
         return ["  (does not exist yet)"]
+    if (cache / "index.parquet").is_file() or (cache / "videos").is_dir():
+        return [f"  this is a dataset's folder inside a cache: give its parent, `info --cache {cache.parent}`"]
     out = []
-    for ds_dir in sorted(p for p in cache.iterdir() if p.is_dir()):
+    # hidden or odd folders (.ipynb_checkpoints, a copy's leftovers) are no dataset: features never makes them
+    for ds_dir in sorted(p for p in cache.iterdir() if p.is_dir() and not id_problem(p.name)):
         try:
             idx = read_index(cache, ds_dir.name)
         except UnreadableIndex as e:   # say so and go on: the other datasets' status is still worth showing
@@ -63,6 +67,7 @@ def _cache_lines(cache: Path) -> list[str]:
                    if store.group_status(cache, ds_dir.name, v) == "done")   # pipeline/unlisted.py
         out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed"
                    + (f"; {gone} of the done no longer in the dataset (kept, used by no reader)" if gone else ""))
+        out += _lock_lines(cache, ds_dir.name)
         if len(done):   # which splits the done videos are in (a test split without labels is extracted too)
             order = {"train": 0, "validation": 1, "test": 2}
             counts = done.split.astype(str).value_counts()
@@ -76,9 +81,13 @@ def _cache_lines(cache: Path) -> list[str]:
         present = arrays_present(cache, ds_dir.name)
         if present:
             out.append("    arrays (videos where usable / where present; the settings of a variant):")
-        for name, (usable, total, made) in present.items():
-            note = f"  {made}" if made else ""
+        for name, (usable, total, made, mixed) in present.items():
+            note = f"  {made}" if made and not mixed else ""
             out.append(f"      {name:22s} {usable}/{total}{note}")
+            if mixed:   # readers refuse it: say so, and what the groups hold
+                out.append(f"        MIXED: made {len(mixed)} ways across the videos; train, predict and export refuse "
+                           f"it until one `features` run makes it alike on all (with the flags you want):")
+                out += [f"          {line}" for line in mixed]
         out += untracked_lines(cache, ds_dir.name)
         for _, row in done.iterrows():
             if isinstance(row.get("note"), str) and row.get("note"):   # indexes made before notes have none
@@ -92,9 +101,26 @@ def _cache_lines(cache: Path) -> list[str]:
     return out or ["  (empty)"]
 
 
-def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str]]:
+def _lock_lines(cache: Path, dataset: str) -> list[str]:
+    """The `features` run holding the dataset's lock, or the one that left it when it was killed (what to rerun)."""
+    from pipeline import lock
+
+    holder = lock.read_lock(lock.lock_path(cache, dataset))
+    if holder is None:
+        return []
+    if lock.is_stale(holder):
+        return [f"    lock left by a `features` run that was killed ({lock.describe(holder)}): the next run takes it "
+                "over and finishes what it left; rerun that command"]
+    return [f"    a `features` run is at work on it now ({lock.describe(holder)}): what follows may change"]
+
+
+def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str, list[str]]]:
     """Per kind and variant held in a dataset's groups ("dphase", "dphase@paper"): (videos where it is usable,
-    videos where it is present, its recorded motion settings). Read from the groups, not the index."""
+    videos where it is present, its recorded motion settings, and, where the groups hold it under more than one
+    fingerprint, one line per fingerprint: the videos and settings of each). Read from the groups, not the index.
+
+    A variant replaced on some videos only (a `features` run killed mid-way, a flag given on a subset) is mixed:
+    every reader refuses it (train, predict, export), so `info` says it, where it showed the first video's settings."""
     from pipeline import arrays, store
 
     counts: dict[str, list] = {}
@@ -105,6 +131,7 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str]]
         g = store.open_video(cache, dataset, d.name)
         bad = store.unusable_arrays(g)
         made = dict(g.attrs.get("made_with", {}))
+        fps = dict(g.attrs.get("fingerprints") or {})
         by_input: dict[str, list[str]] = {}
         for name in set(g.array_keys()) | set(bad):
             try:
@@ -114,14 +141,24 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str]]
             variant = arrays.split_name(name)[1]
             by_input.setdefault(kind.name + (f"@{variant}" if variant else ""), []).append(name)
         for key, names in by_input.items():
-            c = counts.setdefault(key, [0, 0, ""])
+            names.sort()
+            c = counts.setdefault(key, [0, 0, {}])
             c[1] += 1
-            c[0] += not any(n in bad for n in names)
+            usable = not any(n in bad for n in names)
+            c[0] += usable
             motion = (made.get(names[0]) or {}).get("motion")
-            if motion and not c[2]:
-                c[2] = ", ".join(f"{k}={v}" for k, v in sorted(motion.items()))
+            settings = ", ".join(f"{k}={v}" for k, v in sorted(motion.items())) if motion else ""
+            if usable:   # a stale or damaged array has no settings of its own to count
+                c[2].setdefault(tuple(fps.get(n) for n in names), [settings, []])[1].append(d.name)
     order = list(arrays.KINDS)
-    return {k: tuple(v) for k, v in sorted(counts.items(), key=lambda kv: (order.index(kv[0].split("@")[0]), kv[0]))}
+    out = {}
+    for key, (usable, total, by_fp) in sorted(counts.items(), key=lambda kv: (order.index(kv[0].split("@")[0]), kv[0])):
+        ways = sorted(by_fp.items(), key=lambda kv: -len(kv[1][1]))
+        mixed = [] if len(ways) < 2 else [
+            f"{fp[0]}: {len(vids)} videos ({', '.join(vids[:3])}{' ...' if len(vids) > 3 else ''})"
+            + (f", {made}" if made else "") for fp, (made, vids) in ways]
+        out[key] = (usable, total, ways[0][1][0] if ways else "", mixed)
+    return out
 
 
 def untracked_lines(cache: Path, dataset: str) -> list[str]:

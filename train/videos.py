@@ -26,6 +26,8 @@ import numpy as np
 from features.errors import BadInputError
 from pipeline import chunks, store
 from pipeline import settings as feature_settings
+from pipeline.uniform import listing as _listing
+from pipeline.uniform import one_fingerprint
 from train.protocol import recording
 
 
@@ -75,10 +77,6 @@ def check_fingerprints(checkpoint_fps: dict, cache_fps: dict, path=None) -> None
         raise BadInputError(path, "features were made differently from those the model was trained on ("
                             + "; ".join(bad) + ")", "recompute the features with the settings of the training "
                             "cache, or train a model on this cache")
-
-
-def _listing(videos: list[str], limit: int = 4, sep: str = ", ") -> str:
-    return sep.join(videos[:limit]) + (f" and {len(videos) - limit} more" if len(videos) > limit else "")
 
 
 def changed_listing(changed: dict[str, str]) -> str:
@@ -136,22 +134,6 @@ def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dic
                             f"read: {first}", "; ".join(fixes) + ". Or pass --skip-unusable to leave them out (they "
                             "are then listed in metrics.json)")
     return fps, bad
-
-
-def one_fingerprint(cache, dataset: str, fps: dict[str, dict], names: list[str]) -> dict[str, str]:
-    """{array: fingerprint} when each array has one fingerprint across the videos; else an error naming them."""
-    out = {}
-    for name in names:
-        sides = defaultdict(list)
-        for video, f in sorted(fps.items()):
-            sides[f[name]].append(video)
-        if len(sides) > 1:
-            desc = "; ".join(f"{fp} in {_listing(vs)}" for fp, vs in sorted(sides.items(), key=lambda s: -len(s[1])))
-            raise BadInputError(store.dataset_dir(cache, dataset), f"array {name!r} was made with different settings "
-                                f"across videos ({desc})", "recompute it so every video uses one setting: "
-                                f"`{store.repair_command(cache, dataset, [name])}` with the flags you want")
-        out[name] = next(iter(sides))
-    return out
 
 
 def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, extra: list[str] = (),
