@@ -2,6 +2,7 @@
 frame scored (no face: the nearest prediction) with face-only scores beside, and predict from a cache in the csv and
 ABAW formats."""
 import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
@@ -120,6 +121,16 @@ def test_ablation_scores_the_mean_of_its_fold_models_on_the_held_out_split(abaw,
     one = ablate(cfg.cache, "aw2", ["width=4"], tmp_path / "one", replace(cfg, out=str(tmp_path)), folds=2,
                  fold_ids=[0])
     assert "ccc_mean_fold_mean" not in one and "mean of the folds" not in (tmp_path / "one" / "ablation.md").read_text()
+    # the table moved (its runs' metrics.json still name the old folder): its own models make the column, not those
+    # found where the runs were first trained (gone here; another table's, at worst)
+    shutil.move(tmp_path / "abl", tmp_path / "moved")
+    again = ablate(cfg.cache, "aw2", ["width=4"], tmp_path / "moved", replace(cfg, out=str(tmp_path)), folds=2)
+    assert again.ccc_mean_fold_mean[0] == pytest.approx(table.ccc_mean_fold_mean[0], abs=1e-9)
+    made = json.loads((tmp_path / "moved" / "width=4" / "fold_mean" / "predict.json").read_text())
+    assert [m["checkpoint"] for m in made["models"]] == [str(tmp_path / "moved" / "width=4" / f"fold{k}" / "best.pt")
+                                                        for k in (0, 1)]
+    md = (tmp_path / "moved" / "ablation.md").read_text()   # every deciding setting of the base, not the grid's
+    assert "patience=" in md and "batch_size=4" in md and "seed=0" in md and "width=" not in md.split("Data:")[0]
 
 
 def test_folds_keep_the_entries_of_one_recording_together():

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from train import protocol
+from train import config, protocol
 from train.config import TrainConfig
 from train.trainer import train
 from train.videos import one_data
@@ -58,7 +58,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     cells = [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
     for cell in cells:
         name = _name(cell)
-        res = []
+        res, done = [], []
         for f in (fold_ids if fold_ids is not None else range(folds)):
             cfg = replace(base, **cell, fold=f, out=str(out / name / f"fold{f}"), reuse=True, resume=False)
             inits = _siblings(out, cell, cells, cfg)
@@ -69,8 +69,9 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
             m = train(replace(cfg, **inits))
             if not m.get("interrupted"):
                 res.append(m)
+                done.append(Path(cfg.out))
                 runs[f"{name}/fold{f}"] = m
-        rows.append({**cell, **_labels(cell, base), **summarize_folds(res), **_fold_mean(res, out / name, base),
+        rows.append({**cell, **_labels(cell, base), **summarize_folds(res), **_fold_mean(res, done, out / name, base),
                      "protocol": _protocol(res)})
     read = one_data(runs, out, "ablation")
     table = pd.DataFrame(rows)
@@ -80,7 +81,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     return table
 
 
-def _fold_mean(res: list[dict], where: Path, base: TrainConfig) -> dict:
+def _fold_mean(res: list[dict], folders: list[Path], where: Path, base: TrainConfig) -> dict:
     """Under a protocol with a held-out split, the scores of the mean of the fold models' predictions on it (as
     the released code made its test predictions; `predict` with every fold's best.pt, files in <cell>/fold_mean):
     {} with fewer than two finished folds or under cross-validation (each fold holds out other videos). What
@@ -90,7 +91,9 @@ def _fold_mean(res: list[dict], where: Path, base: TrainConfig) -> dict:
     held = {r["split"] for r in res}
     if len(res) < 2 or len(held) != 1 or next(iter(held)).startswith("fold "):
         return {}
-    ckpts = [Path(r["config"]["out"]) / "best.pt" for r in res]
+    # the runs' own folders in this table: a reused run's config.out is where it was first trained, as typed then
+    # (relative to that shell), and may now name another table's models
+    ckpts = [f / "best.pt" for f in folders]
     sc = predict_cache(base.cache, base.dataset, ckpts, where / "fold_mean", split=held.pop(),
                        echo=lambda *a: None, reuse=True)["scores"]
     scaled = sc.get("rescaled") or {}
@@ -159,6 +162,23 @@ EXTRA_NOTES = {   # what the columns beside the plain scores are, in the table's
                                    "code submitted them."}
 
 
+def _base_line(base: TrainConfig, keys: list[str]) -> str:
+    """Every setting that decides the numbers (train/config.py's decisive ones) but the grid's axes, the cache and
+    dataset (the Data line) and the fold (each row's mean is over its folds): the width, batch size, milestones,
+    patience, seed... made the table's numbers as much as the grid did."""
+    settings = config.decisive(base)
+    if "streams" in keys or base.streams == "both":   # the two-stream rows' fine-tuning lr
+        settings["finetune_lr"] = base.finetune_lr
+    skip = {"cache", "dataset", "fold", *keys}
+    return ", ".join(f"{k}={_plain(v)}" for k, v in settings.items() if k not in skip)
+
+
+def _plain(v) -> str:
+    if v is None:
+        return "none"
+    return "+".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v)
+
+
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig,
              read: dict[str, str] | None = None) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
@@ -169,10 +189,7 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
     head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *extra.values(), "folds",
             *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
-             (f"Base: streams={base.streams}, input={base.input}, window={base.window}, arch={base.arch}, "
-              f"augment={base.augment or 'none'}, epochs={base.epochs}, lr={base.lr}"
-              f"{', splits=' + '+'.join(base.splits) + ' only' if base.splits else ''}. Mean over the folds with a "
-              "finite score (± std across them); "
+             (f"Base: {_base_line(base, keys)}. Mean over the folds with a finite score (± std across them); "
               "arch and input are '-' for spatial-only rows (no temporal stream)."
               + "".join(f" {EXTRA_COLUMNS[k]}: {EXTRA_NOTES[k]}" for k in extra if k in EXTRA_NOTES)), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else

@@ -2,10 +2,11 @@
 fold-mean cells, which every rerun of an `ablate` command would otherwise predict anew: on a real test set and five
 fold models that is minutes a cell, where the training runs themselves are reused).
 
-The files in an output folder were made from exactly what ``identity`` digests: the models (by sha256), the cache,
-dataset, split, format, rescaling and sample, and per video the fingerprints of every array read (labels included:
-their digest follows the annotation's contents) and its group's source record (frames and the content identities of
-the video and face source: fingerprints say how arrays were made, not from what). `predict.json` records the digest;
+The files in an output folder were made from exactly what ``identity`` digests: the models (by sha256, and their
+paths, which predict.json names), the cache, dataset, split, format, rescaling and sample, and per video the
+fingerprints of every array read (labels included: their digest follows the annotation's contents) and its group's
+source record (frames and the content identities of the video and face source: fingerprints say how arrays were
+made, not from what). `predict.json` records the digest;
 a later call with the same one finds its files and scores there. Anything else, or a file gone, runs the models.
 """
 from __future__ import annotations
@@ -23,7 +24,8 @@ def identity(members, cache, dataset: str, split: str | None, fmt: str, rescaled
              per_video: dict[str, dict], failed: list[tuple[str, str]]) -> str:
     """The digest of what a predict run reads (module docstring); ``per_video`` {video: fingerprints read}."""
     videos = {v: [fps, source_record(store.open_video(cache, dataset, v).attrs)] for v, fps in per_video.items()}
-    return store.fingerprint(VERSION, sorted(m.sha for m in members), str(Path(cache).resolve()), dataset, split,
+    models = sorted((m.sha, str(m.path.resolve())) for m in members)   # the paths too: predict.json names them
+    return store.fingerprint(VERSION, models, str(Path(cache).resolve()), dataset, split,
                              fmt, bool(rescaled), sample.describe() if sample is not None else None, videos,
                              sorted(v for v, _ in failed))
 
