@@ -98,6 +98,8 @@ def _plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s:
             record = store.label_record(entry)
             if record != g.attrs.get("label_files"):
                 p.adopt["label_files"] = record
+            if (absent := store.absent_labels(entry)) != list(g.attrs.get("labels_absent") or []):
+                p.adopt["labels_absent"] = absent
         if g.attrs.get(store.UNLISTED):   # listed again (pipeline/unlisted.py): readers may use it again
             p.adopt[store.UNLISTED] = None
             p.reason += "; back in the dataset"
@@ -231,7 +233,8 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
             old = store.open_video(cache, dataset, entry.video).attrs
             extra = {"made_with": {**dict(old.get("made_with", {})), **made}, **diffs}
             if "labels" in names:
-                extra.update(video_labels=entry.video_labels, label_files=store.label_record(entry))
+                extra.update(video_labels=entry.video_labels, label_files=store.label_record(entry),
+                             labels_absent=store.absent_labels(entry))
             store.swap_arrays(cache, dataset, entry.video, staged, p.want, extra)
     except Exception:
         w.discard()   # a failed video leaves no partial group (unless another attempt writes it now)
@@ -298,7 +301,7 @@ def _video_attrs(entry: VideoEntry, s: Settings) -> dict:
 
     common = {"split": entry.split, "video_labels": entry.video_labels, "settings": settings.as_attrs(s),
               "libraries": settings.libraries(), "faces": s.faces, "face_source": faces.origin(s, entry),
-              "label_files": store.label_record(entry)}
+              "label_files": store.label_record(entry), "labels_absent": store.absent_labels(entry)}
     if s.faces == "cropped_aligned" and (entry.path is None or not entry.path.is_file()):
         # organiser crops without their video: the dataset's frame rate, no frame size
         folder = str(faces.crop_folder(s, entry))

@@ -49,6 +49,9 @@ class VideoEntry:
     # whether it was named as labelled (an annotation file, a labelled CSV's line), for one that fails before its
     # labels are read: a failed labelled entry must stop training, an unlabelled one not (None: from the above)
     labelled: bool | None = None
+    # where an unlabelled entry's labels would be if they were released (its annotation files, or the labelled CSV of
+    # its split): recorded in its group, so readers say when one appears instead of holding it as unlabelled
+    labels_absent: tuple = ()
 
     def is_labelled(self) -> bool:
         """Whether it came with labels (the index's `labelled`, also for an entry that failed before it had a
@@ -255,7 +258,7 @@ def _list_affwild(ds: Dataset) -> list[VideoEntry]:
                 problem = str(BadInputError(lost, "label file not found, but its pair exists: " + str(kept),
                                             "restore it (or remove both to treat the video as unlabelled)"))
             out.append(VideoEntry(p.stem, p, split_dir.name, files if all(have) else {}, problem=problem,
-                                  labelled=any(have)))
+                                  labelled=any(have), labels_absent=() if any(have) else tuple(files.values())))
     return out
 
 
@@ -379,6 +382,9 @@ def _list_omg(ds: Dataset, echo=None) -> list[VideoEntry]:
         # either column (in any case) makes a labelled table: one without the other, or "Arousal", then fails in
         # _read_csv_rows, naming the file, rather than its labels being silently dropped
         labelled = any(c.lower() in ("arousal", "valence") for c in columns)
+        # the labelled release of this split, read first once it is there (omg_TestVideos_WithLabels.csv)
+        chosen = next(k for k, n in enumerate(names) if ds.root / n == path)
+        absent = () if labelled else tuple(ds.root / n for n in names[:chosen])
         for lineno, row in _read_csv_rows(path, ("video", "utterance") + (("arousal", "valence") if labelled else ())):
             # both columns become paths (the clip) and the cache id: check them before either is used
             problem = next((f"column {c}: {p}" for c in ("video", "utterance")
@@ -397,7 +403,7 @@ def _list_omg(ds: Dataset, echo=None) -> list[VideoEntry]:
             # utterance names repeat across videos (utterance_1.mp4): the id joins both
             clip = vid_root / row["video"] / row["utterance"]
             out.append(VideoEntry(omg_id(row["video"], row["utterance"]), clip, split, {}, labels,
-                                  label_table=path if labelled else None))
+                                  label_table=path if labelled else None, labels_absent=absent))
     return out
 
 

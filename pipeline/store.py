@@ -251,6 +251,16 @@ def label_record(entry) -> dict[str, dict]:
             if Path(p).is_file()}
 
 
+def absent_labels(entry) -> list[str]:
+    """A group's attrs["labels_absent"]: where an unlabelled entry's labels would be (VideoEntry.labels_absent)."""
+    return [str(Path(p).resolve()) for p in entry.labels_absent]
+
+
+def appeared_labels(attrs) -> list[str]:
+    """The files a group recorded as holding no labels for it yet (attrs labels_absent) that are there now."""
+    return sorted(p for p in attrs.get("labels_absent") or [] if Path(p).is_file())
+
+
 def changed_labels(attrs) -> str | None:
     """Why a group's cached labels may no longer be what the files they were read from hold, or None.
 
@@ -259,6 +269,9 @@ def changed_labels(attrs) -> str | None:
     there is nothing here to compare: a group made before the files were recorded, or a cache moved without its
     dataset (the files' contents, in the labels' fingerprint, still say which labels the numbers came from).
     """
+    if appeared := appeared_labels(attrs):   # cached as unlabelled; its labels were released since
+        return (f"it was cached without labels, and labels for it have appeared since: {', '.join(appeared)}; "
+                "`features` reads them")
     files = [r for r in dict(attrs.get("label_files") or {}).values() if isinstance(r, dict)]
     if not files or not all(Path(r["path"]).is_file() for r in files):
         return None

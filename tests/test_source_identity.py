@@ -299,3 +299,42 @@ def test_an_openface_csv_is_identified_by_its_whole_contents(tmp_path):
     legacy = {**made, "identity": [st.st_size, int(st.st_mtime)]}       # a group made before: honoured as made
     assert faces.origin_change(legacy, now) is None
     assert faces.origin_change({**legacy, "identity": [st.st_size, int(st.st_mtime) - 1]}, now) == f"{csv} changed"
+
+
+def test_labels_released_after_extraction_are_said_until_features_reads_them(tmp_path):
+    """OMG's test CSV came without labels for the challenge and with them after it: a cache extracted before held
+    the test utterances as unlabelled, and `train` (which leaves such videos out) silently cross-validated instead of
+    holding them out. The group records where its labels would be; readers refuse until `features` reads them."""
+    root, cache = tmp_path / "omg", tmp_path / "cache"
+    for v, u in (("vidA", "u1"), ("vidA", "u2"), ("vidT", "u1")):
+        (root / "videos" / v).mkdir(parents=True, exist_ok=True)
+        write_face_video(root / "videos" / v / f"{u}.mp4", 12, size=(160, 120), seed=len(v + u))
+    head = ["link", "start", "end", "video", "utterance"]
+    for name, rows in (("omg_TrainVideos.csv", [["l", "0", "1", "vidA", "u1.mp4", "0.5", "0.1", "3"],
+                                                ["l", "0", "1", "vidA", "u2.mp4", "0.2", "0.3", "3"]]),
+                       ("omg_TestVideos_WithoutLabels.csv", [["l", "0", "1", "vidT", "u1.mp4"]])):
+        with open(root / name, "w", newline="") as fh:
+            labelled = len(rows[0]) > 5
+            csv.writer(fh).writerows([head + (["arousal", "valence", "x"] if labelled else []), *rows])
+
+    def extract() -> graph.Summary:
+        entries = list_videos(get_dataset("omg", root=root))
+        return graph.run(entries, cache, "omg", Settings(stages=("align",), weights="random"), workers=1,
+                         progress=False, echo=lambda *a: None, whole_dataset=True)
+
+    assert [r["status"] for r in extract().rows] == ["done"] * 3
+    assert store.known_unlabelled(store.index_row(cache, "omg", "vidT__u1"))
+    videos.select(cache, "omg", [])                      # nothing released yet: the test utterance is left aside
+    released = root / "omg_TestVideos_WithLabels.csv"
+    with open(released, "w", newline="") as fh:
+        csv.writer(fh).writerows([head + ["arousal", "valence", "x"], ["l", "0", "1", "vidT", "u1.mp4", "0.7", "0.4",
+                                                                       "1"]])
+    with pytest.raises(store.UnusableVideo, match=f"labels for it have appeared since: {released.resolve()}"):
+        store.check_arrays(cache, "omg", "vidT__u1", ["labels"])
+    with pytest.raises(BadInputError, match=r"1 videos were cached without labels \(vidT__u1\), and labels for them "
+                                            r"have appeared since"):
+        videos.select(cache, "omg", [])
+    assert {r["video"]: r["action"] for r in extract().rows}["vidT__u1"] == "update"
+    store.check_arrays(cache, "omg", "vidT__u1", ["labels"])
+    assert store.index_row(cache, "omg", "vidT__u1")["video_arousal"] == pytest.approx(0.7)
+    assert {r["split"] for r in videos.select(cache, "omg", []).rows} == {"train", "test"}

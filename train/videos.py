@@ -149,6 +149,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
     # an entry known to have no labels (a test list's) is never read: failed or stale, it must not stop the run
     known = [r for r in idx.to_dict("records") if not store.known_unlabelled(r)]
+    _no_labels_released_since(cache, dataset, [r for r in idx.to_dict("records") if store.known_unlabelled(r)])
     if splits is not None:
         absent = sorted(set(splits) - {str(r["split"]) for r in known})
         if absent:
@@ -186,6 +187,24 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
     return Selection(rows, level, out, left_out, made, sources, used)
+
+
+def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> None:
+    """Refuse a run while labels have appeared for videos cached as unlabelled (OMG's omg_TestVideos_WithLabels.csv,
+    Aff-Wild's test annotations, released after the challenge): the run would leave them aside and, without a
+    labelled test split, cross-validate instead of holding them out, where the researcher now expects test scores."""
+    appeared = {}
+    for r in unlabelled:
+        if store.group_status(cache, dataset, r["video"]) == "done":
+            if files := store.appeared_labels(store.open_video(cache, dataset, r["video"]).attrs):
+                appeared[r["video"]] = files
+    if appeared:
+        files = sorted({f for fs in appeared.values() for f in fs})
+        raise BadInputError(store.dataset_dir(cache, dataset), f"{len(appeared)} videos were cached without labels "
+                            f"({_listing(sorted(appeared))}), and labels for them have appeared since "
+                            f"({_listing(files, 2)}); this run would leave them out",
+                            f"run `python cli.py features --dataset {dataset} --cache {cache}` with the flags that "
+                            "made the cache: it reads the labels (nothing else is extracted again)")
 
 
 def source_record(attrs) -> list:
