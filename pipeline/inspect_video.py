@@ -56,7 +56,8 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     if kind.name != "dphase":
         raise BadInputError(None, f"{motion!r} is not ΔPhase", "give dphase or a variant of it, e.g. dphase@v1")
     dp = arrays.input_arrays(motion or "dphase")[0]   # scale 0
-    if motion or (store.group_status(cache, dataset, video) == "done" and dp in store.open_video(cache, dataset, video)):
+    status = store.group_status(cache, dataset, video)
+    if motion or status != "done" or dp in store.open_video(cache, dataset, video):   # not done: its repair makes dp
         names.append(dp)
     store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)

@@ -113,6 +113,44 @@ def test_inspect_refuses_an_unusable_video_with_the_repair_command(tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
+def _stages(text: str) -> set[str]:
+    """The stages of the `--stages` flag in a message."""
+    return set(text.split("--stages ", 1)[1].split()[0].strip("`'),;").split(","))
+
+
+def test_the_repair_of_a_group_not_done_makes_what_the_other_videos_hold(tmp_path):
+    """v2 was cut mid-write (status writing): its repair makes the group again whole, so it must ask for every stage
+    the dataset's other videos hold, and what the reader needs. Export asks for no arrays in a group it cannot see
+    in, and inspect for faces and labels only: the hint said `--stages align`, which rebuilt v2 without ΔPhase and
+    ResNet50 features."""
+    from pipeline import export
+
+    rng = np.random.default_rng(4)
+    arrays = {"valid": np.ones(40, bool), "face48": rng.integers(0, 255, (40, 48, 48), dtype="u1"),
+              "dphase_s0": rng.standard_normal((40, 2, 48, 48)).astype("f2"),
+              "dphase_s1": rng.standard_normal((40, 2, 24, 24)).astype("f2"),
+              "resnet50": rng.random((40, 2048)).astype("f2"), "labels": rng.uniform(-1, 1, (40, 2)).astype("f4")}
+    for v in ("v1", "v2"):
+        store.write_video(tmp_path, "demo", v, arrays, {"split": "train", "fps": 30.0})
+    store.write_index(tmp_path, "demo", [store.index_row(tmp_path, "demo", v) for v in ("v1", "v2")])
+    store.open_video(tmp_path, "demo", "v2", mode="r+").attrs["status"] = "writing"   # a write killed mid-way
+    res = export.export_h5(tmp_path, "demo", tmp_path / "out.h5")
+    assert res.written == ["v1"] and [v for v, _ in res.left_out] == ["v2"]
+    assert _stages(res.left_out[0][1]) == {"align", "motion", "spatial"}, res.left_out
+    ran = CliRunner().invoke(cli.main, ["inspect", "--cache", str(tmp_path), "--dataset", "demo", "--video", "v2",
+                                        "--out", str(tmp_path / "png")])
+    assert ran.exit_code == 2 and "not complete" in ran.output
+    assert _stages(ran.output) == {"align", "motion", "spatial"}, ran.output
+    # the reader's own arrays are asked for though no other video holds them (a dataset of this one video)
+    store.write_index(tmp_path, "demo", [store.index_row(tmp_path, "demo", "v2")])
+    with pytest.raises(store.UnusableVideo) as err:
+        store.check_arrays(tmp_path, "demo", "v2", ["resnet50", "valid"])
+    assert _stages(err.value.hint) == {"align", "spatial"}
+    ran = CliRunner().invoke(cli.main, ["inspect", "--cache", str(tmp_path), "--dataset", "demo", "--video", "v2",
+                                        "--out", str(tmp_path / "png")])
+    assert _stages(ran.output) == {"align", "motion"}, ran.output   # inspect draws ΔPhase
+
+
 def test_the_labels_plot_of_an_unlabelled_entry_spans_the_video_and_says_it(tmp_path):
     """A test entry has no labels: only the no-face shading is drawn, which alone set the time axis to the frames
     without a face (0.8-1.57 s of a 3.2 s video looked like the whole video)."""
