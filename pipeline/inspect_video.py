@@ -7,6 +7,7 @@ import numpy as np
 
 from features.errors import BadInputError
 from pipeline import arrays, chunks, store
+from pipeline.inspect_inputs import read_predictions, read_truth
 
 SMOOTH = 6.0  # frames: the Gaussian that bench/leakage.py smooths the motion curves with before correlating them
 
@@ -19,22 +20,6 @@ def robust_scale(maps: np.ndarray, q: float = 99.0) -> float:
     """
     a = np.abs(np.asarray(maps, np.float32))
     return max(float(np.percentile(a, q)), 1e-3) if a.size else 1.0
-
-
-def read_truth(path: str | Path, n: int) -> dict[str, np.ndarray]:
-    """Per-frame curves to compare with the motion energy: a CSV with a header and one row per frame
-    (bench/leakage.py --keep writes `micro,head,light` speeds)."""
-    path = Path(path)
-    try:
-        data = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64)
-    except (OSError, ValueError) as err:
-        raise BadInputError(path, f"cannot read a CSV of per-frame curves: {err}",
-                            "give a CSV with a header line and one row per frame") from None
-    if data.dtype.names is None or data.ndim != 1 or len(data) != n:
-        got = 0 if data.dtype.names is None else len(np.atleast_1d(data))
-        raise BadInputError(path, f"{got} rows with a header, the video has {n} frames",
-                            "give one row per frame under a header line of column names")
-    return {k: np.asarray(data[k], np.float64) for k in data.dtype.names}
 
 
 def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
@@ -61,8 +46,6 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
         names.append(dp)
     store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     n = int(g.attrs["n_frames"])
 
     def read(name: str, lo: int, hi: int) -> np.ndarray:   # a damaged chunk: one line naming it and the repair
@@ -78,11 +61,15 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
         shown = np.asarray(sorted(frames), int)
     else:
         shown = np.linspace(1, n - 1, min(n_show, n - 1)).astype(int)
+    rate = float(g.attrs.get("fps") or 30.0)
+    pred = read_predictions(predictions, video, n, rate, video_label(g) is not None) if predictions else None
+    out = Path(out)   # every input checked: from here on files are written
+    out.mkdir(parents=True, exist_ok=True)
     tag = f"_{variant}" if variant else ""
     paths = [_faces_png(plt, g, read, video, shown, valid, out, dp, tag)]
     if dp in g:
         paths.append(_motion_png(plt, g, read, video, n, valid, curves, out, dp, tag))
-    paths.append(_labels_png(plt, g, read, video, n, valid, predictions, out))
+    paths.append(_labels_png(plt, g, read, video, n, valid, pred, out))
     return paths
 
 
@@ -163,17 +150,19 @@ def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -
     return path
 
 
-def labels_figure(plt, g, read, video, n, valid, predictions=None):
+def labels_figure(plt, g, read, video, n, valid, predictions=None, pred=None):
     """Labels (and predictions) over the whole video, frames without a face shaded. The time axis spans the video
     whatever is drawn (an unlabelled entry draws only the shading, which alone would set the axis to its extent),
     and the title says when the video has no labels. A video with one label for all its frames (an OMG utterance)
-    draws it as a level line, and its model's one prediction (predictions.csv of predict, or of a train run) too."""
+    draws it as a level line, and its model's one prediction (predictions.csv of predict, or of a train run) too.
+    ``pred``: the rows read_predictions read from ``predictions`` (read here when not given)."""
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
     whole = video_label(g)
     labels = np.tile(whole, (n, 1)) if whole is not None else read("labels", 0, n)
     fig, ax = plt.subplots(2, 1, figsize=(9, 4), sharex=True)
-    pred = _predictions(predictions, video, n, fps, whole is not None) if predictions else None
+    if pred is None and predictions:
+        pred = read_predictions(predictions, video, n, fps, whole is not None)
     for i, dim in enumerate(("arousal", "valence")):
         ax[i].plot(time, labels[:, i], label="label" + (" (one per video)" if whole is not None else ""), lw=1)
         if pred is not None:
@@ -201,45 +190,9 @@ def video_label(g) -> np.ndarray | None:
     return np.array([float(lab["arousal"]), float(lab["valence"])])
 
 
-def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
-    fig = labels_figure(plt, g, read, video, n, valid, predictions)
+def _labels_png(plt, g, read, video, n, valid, pred, out) -> Path:
+    fig = labels_figure(plt, g, read, video, n, valid, pred=pred)
     path = out / f"{video}_labels.png"
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
-
-
-def _predictions(path, video: str, n: int, fps: float, whole: bool = False):
-    """This video's rows of a train run's predictions (a `video` column) or of predict's `<video>.csv`; refused when
-    it has none, or when its frames are not the cached video's (another extraction of it): plotted, they would sit
-    against labels they were not made for. ``whole``: the video has one label, and a file of one prediction per
-    video (no frame column) gives its row, drawn over the whole video."""
-    import pandas as pd
-
-    df = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
-    if "frame" not in df and whole and {"video", "arousal", "valence"} <= set(df):
-        row = df[df.video == video]
-        if row.empty:
-            raise BadInputError(path, f"no prediction for video {video!r}", "pass the predictions.csv of a predict "
-                                "or train run that predicted it")
-        end = max(n - 1, 1) / fps
-        return {"time": [0.0, end], **{d: [float(row[d].iloc[0])] * 2 for d in ("arousal", "valence")}}
-    if "frame" not in df:
-        raise BadInputError(path, "no frame column: not per-frame predictions (a run on one label per video, as "
-                            "OMG's, predicts one value per video, nothing to draw over time)",
-                            "pass predictions.csv/.parquet of a per-frame train run, or <video>.csv of a predict run")
-    if "video" in df:
-        held = sorted(map(str, df.video.unique()))
-        df = df[df.video == video]
-        if df.empty:
-            raise BadInputError(path, f"no predictions for video {video!r} (it holds {', '.join(held[:4])}"
-                                f"{' ...' if len(held) > 4 else ''})", "pass the predictions of a run that held "
-                                "this video out, or predict it: `cli.py predict --cache ... --split ...`")
-    elif Path(path).stem != video:   # predict writes one <video>.csv per video, with no video column
-        raise BadInputError(path, f"holds the predictions of {Path(path).stem!r} (predict names its files after the "
-                            f"video), not of {video!r}", f"pass {Path(path).with_name(video + '.csv')}")
-    if len(df) != n or int(df.frame.max()) != n - 1:
-        raise BadInputError(path, f"{len(df)} predicted frames of {video!r} (up to frame {int(df.frame.max())}), but "
-                            f"the cached video has {n}: they were made from another extraction of it",
-                            "predict it again from this cache")
-    return df.assign(time=df.frame / fps)   # the labels' clock: a run's file has no time, and not every video is 30 fps

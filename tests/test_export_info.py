@@ -191,6 +191,24 @@ def test_inspect_refuses_predictions_not_made_for_this_video(tmp_path):
     assert len(inspect_video(cache, "demo", "v1", tmp_path / "png", predictions=tmp_path / "v1.csv")) == 3
 
 
+def test_inspect_checks_the_predictions_file_before_it_writes_a_png(tmp_path):
+    """--predictions naming a file that is not there, is not a table or has another frame count: one line naming the
+    file (exit 2), and no PNG written (a FileNotFoundError traceback came after the faces and motion PNGs)."""
+    import pandas as pd
+
+    cache = _stale_cache(tmp_path / "c")
+    look = tmp_path / "png"
+    (tmp_path / "cut.parquet").write_bytes(b"PAR1 cut short")
+    pd.DataFrame({"frame": np.arange(39), "arousal": 0.1, "valence": 0.1}).to_csv(tmp_path / "v1.csv", index=False)
+    for name, what in (("missing.csv", "no such predictions file"), ("cut.parquet", "cannot be read as Parquet"),
+                       ("v1.csv", "39 predicted frames")):
+        res = CliRunner().invoke(cli.main, ["inspect", "--cache", str(cache), "--dataset", "demo", "--video", "v1",
+                                            "--predictions", str(tmp_path / name), "--out", str(look)])
+        assert res.exit_code == 2, res.output
+        assert f"{tmp_path / name}: {what}" in " ".join(res.output.split()), res.output
+        assert not look.exists()
+
+
 def test_predictions_are_drawn_on_the_labels_clock(tmp_path):
     """A train run's predictions have frames, not times: at 25 fps they belong at frame / 25 (they were drawn at
     frame / 30, beside labels at frame / 25)."""
