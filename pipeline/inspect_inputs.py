@@ -1,14 +1,16 @@
-"""What `cli.py inspect` reads besides the cache, checked before it writes anything: the per-frame curves of
---truth and the predictions of --predictions (a file that is not there, cannot be read or is not this video's is
-one line naming it, not a traceback after some PNGs were written)."""
+"""What `cli.py inspect` reads, checked before it writes anything: the cache, dataset and video named (a typo is
+told as one, with what is there), the per-frame curves of --truth and the predictions of --predictions (a file that
+is not there, cannot be read or is not this video's is one line naming it, not a traceback after some PNGs)."""
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from pipeline import arrays, face_transforms, store
 
 _PASS = "pass the predictions.csv/.parquet of a train run, or the <video>.csv of a predict run"
 
@@ -73,3 +75,60 @@ def _read_table(path: Path) -> pd.DataFrame:
     except Exception as e:   # unreadable, not CSV/Parquet, cut short: which file, not a pandas traceback
         raise BadInputError(path, f"cannot be read as {'CSV' if path.suffix.lower() == '.csv' else 'Parquet'} "
                             f"({type(e).__name__}: {str(e)[:200]})", _PASS) from None
+
+
+def locate(cache: str | Path, dataset: str, video: str) -> None:
+    """Refuse a cache folder, dataset or video id that is not there, saying which and what is there instead: a typo
+    answered with `features ...` sent the user to extract again what was never missing. A video the dataset holds
+    (a group, or an index row of a failed extraction) passes: store.check_arrays says what it lacks and the repair."""
+    cache = Path(cache)
+    if not cache.is_dir():
+        raise BadInputError(cache, "no such cache folder", "give the --cache folder a `features` run wrote; `cli.py "
+                            "info --cache DIR` shows what a cache holds")
+    where = store.dataset_dir(cache, dataset)
+    if not _is_dataset(where):
+        there = sorted(p.name for p in cache.iterdir() if _is_dataset(p))
+        raise BadInputError(where, f"dataset {dataset!r} is not in the cache",
+                            f"its datasets: {', '.join(there)}; pass one as --dataset" if there else
+                            "the cache holds no dataset yet: run `cli.py features` first")
+    if store.group_status(cache, dataset, video) is not None:
+        return
+    idx = store.read_index(cache, dataset)
+    row = None if idx is None else idx[idx.video == video]
+    if row is not None and len(row):
+        error = row.error.iloc[0]
+        if isinstance(error, str) and error:   # why it has no group; what to run after fixing it
+            fix = store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))
+            raise BadInputError(store.video_dir(cache, dataset, video), f"the extraction of video {video!r} failed: "
+                                f"{error}", f"fix that, then run `{fix}`")
+        return
+    groups = where / "videos"
+    held = sorted({*([] if idx is None else map(str, idx.video)),
+                   *(p.name for p in (groups.iterdir() if groups.is_dir() else ()) if p.is_dir())})
+    close = difflib.get_close_matches(video, held, n=5)
+    listing = (f"did you mean {', '.join(close)}?" if close else f"its videos include {', '.join(held[:5])}"
+               if held else "it holds no video yet")
+    raise BadInputError(where, f"no video {video!r} in dataset {dataset!r} ({len(held)} videos)",
+                        f"{listing}; `cli.py info --cache {cache}` summarises the cache")
+
+
+def _is_dataset(folder: Path) -> bool:
+    """Whether a cache's folder holds a dataset: its index, or video groups (a first run killed before the index)."""
+    return (folder / "index.parquet").is_file() or (folder / "videos").is_dir()
+
+
+def check_motion(cache: str | Path, dataset: str, video: str, g, motion: str) -> None:
+    """Refuse a ΔPhase input (``--input dphase@v``) that the done group ``g`` lacks while it holds others, listing
+    those first: `dphase@nope` (a typo) answered only with the command computing a variant "nope" made a new one."""
+    if arrays.input_arrays(motion)[0] in g:
+        return
+    held = sorted("dphase" + (f"@{v}" if v else "") for base, v in map(arrays.split_name, g.array_keys())
+                  if base == "dphase_s0")
+    if not held:
+        return   # no ΔPhase at all: store.check_arrays names the features command that makes it
+    variant = arrays.split_name(motion)[1]
+    new = face_transforms.motion_part(variant) not in (None, *arrays.MOTION_VARIANTS)
+    make = store.repair_command(cache, dataset, arrays.input_arrays(motion))
+    raise BadInputError(store.video_dir(cache, dataset, video), f"video {video!r} has no {motion}; its ΔPhase: "
+                        f"{', '.join(held)}", f"pass one of them as --input; or compute {motion} first: `{make}`"
+                        + (" (a name not made before takes the --motion-* flags that define it)" if new else ""))

@@ -7,7 +7,7 @@ import numpy as np
 
 from features.errors import BadInputError
 from pipeline import arrays, chunks, store
-from pipeline.inspect_inputs import read_predictions, read_truth
+from pipeline.inspect_inputs import check_motion, locate, read_predictions, read_truth
 
 SMOOTH = 6.0  # frames: the Gaussian that bench/leakage.py smooths the motion curves with before correlating them
 
@@ -32,17 +32,17 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if store.group_status(cache, dataset, video) is None:
-        raise BadInputError(store.video_dir(cache, dataset, video), f"video {video!r} is not in the cache",
-                            f"run `{store.repair_command(cache, dataset)}`, or see `cli.py info --cache {cache}`")
-    # checked in the group itself: a stale or damaged array is refused with the command that repairs it
-    names = ["valid", "face48", "labels"]
     kind, variant = arrays.parse_input(motion or "dphase")
     if kind.name != "dphase":
         raise BadInputError(None, f"{motion!r} is not ΔPhase", "give dphase or a variant of it, e.g. dphase@v1")
+    locate(cache, dataset, video)   # a typo in a name is told as one, not answered with `features ...`
+    # checked in the group itself: a stale or damaged array is refused with the command that repairs it
+    names = ["valid", "face48", "labels"]
     dp = arrays.input_arrays(motion or "dphase")[0]   # scale 0
-    status = store.group_status(cache, dataset, video)
-    if motion or status != "done" or dp in store.open_video(cache, dataset, video):   # not done: its repair makes dp
+    done = store.group_status(cache, dataset, video) == "done"
+    if done and motion:
+        check_motion(cache, dataset, video, store.open_video(cache, dataset, video), motion)
+    if motion or not done or dp in store.open_video(cache, dataset, video):   # not done: its repair makes dp
         names.append(dp)
     store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)

@@ -1,4 +1,6 @@
 """export --format h5 copies the cache faithfully; info shows datasets and what a cache holds."""
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -149,6 +151,48 @@ def test_the_repair_of_a_group_not_done_makes_what_the_other_videos_hold(tmp_pat
     ran = CliRunner().invoke(cli.main, ["inspect", "--cache", str(tmp_path), "--dataset", "demo", "--video", "v2",
                                         "--out", str(tmp_path / "png")])
     assert _stages(ran.output) == {"align", "motion"}, ran.output   # inspect draws ΔPhase
+
+
+def _inspect(cache, dataset="demo", video="v1", *more):
+    return CliRunner().invoke(cli.main, ["inspect", "--cache", str(cache), "--dataset", dataset, "--video", video,
+                                         *map(str, more), "--out", str(Path(cache).parent / "png")])
+
+
+def test_inspect_tells_a_typo_in_a_name_from_a_video_to_extract(tmp_path):
+    """A cache, dataset or video id that is not there is said to be so, with what is there: the answer was `features
+    ... --stages align`, extracting again after a typo. Only a video the dataset holds gets the features command."""
+    cache = tmp_path / "c"
+    _cache(cache)   # v1 done, bad failed
+    res = _inspect(tmp_path / "nope")
+    assert res.exit_code == 2 and f"{tmp_path / 'nope'}: no such cache folder" in res.output
+    res = _inspect(cache, "dmeo")
+    assert res.exit_code == 2 and "dataset 'dmeo' is not in the cache (its datasets: demo;" in res.output
+    res = _inspect(cache, "demo", "v11")
+    assert res.exit_code == 2 and "no video 'v11' in dataset 'demo' (2 videos) (did you mean v1?" in res.output
+    res = _inspect(cache, "demo", "x")
+    assert res.exit_code == 2 and "no video 'x'" in res.output and "its videos include bad, v1" in res.output
+    assert all("cli.py features" not in r.output for r in (_inspect(tmp_path / "nope"), _inspect(cache, "dmeo"),
+                                                              _inspect(cache, "demo", "v11")))
+    res = _inspect(cache, "demo", "bad")   # in the dataset, its extraction failed: why, then the command
+    assert res.exit_code == 2 and "the extraction of video 'bad' failed: bad.mp4: empty file" in res.output
+    assert f"python cli.py features --dataset demo --cache {cache} --stages align,motion,spatial" in res.output
+
+
+def test_inspect_lists_the_variants_a_video_has_before_computing_a_new_one(tmp_path):
+    """--input dphase@nope (a typo) named only the command that computes a variant "nope": the video's ΔPhase
+    variants come first, then how to compute another."""
+    cache = _stale_cache(tmp_path / "c")
+    g = store.open_video(cache, "demo", "v1", mode="r+")
+    store.create_array(g, "dphase_s0@mw9", 40)[:] = 0.1
+    store.set_fingerprints(g, {"dphase_s0@mw9": "abc"})
+    res = _inspect(cache, "demo", "v1", "--input", "dphase@nope")
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "video 'v1' has no dphase@nope; its ΔPhase: dphase, dphase@mw9 (pass one of them as --input; or " \
+           "compute dphase@nope first: `python cli.py features --dataset demo" in text
+    assert "--motion-variant nope` (a name not made before takes the --motion-* flags that define it)" in text
+    res = _inspect(cache, "demo", "v1", "--input", "dphase@mw9")
+    assert res.exit_code == 0, res.output
 
 
 def test_the_labels_plot_of_an_unlabelled_entry_spans_the_video_and_says_it(tmp_path):
