@@ -8,6 +8,7 @@ import numpy as np
 from features.errors import BadInputError
 from pipeline import arrays, chunks, store
 from pipeline.inspect_inputs import check_motion, locate, read_predictions, read_truth
+from pipeline.plots import save_captioned
 
 SMOOTH = 6.0  # frames: the Gaussian that bench/leakage.py smooths the motion curves with before correlating them
 
@@ -44,7 +45,7 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
         check_motion(cache, dataset, video, store.open_video(cache, dataset, video), motion)
     if motion or not done or dp in store.open_video(cache, dataset, video):   # not done: its repair makes dp
         names.append(dp)
-    store.check_arrays(cache, dataset, video, names)
+    fps = store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)
     n = int(g.attrs["n_frames"])
 
@@ -66,14 +67,29 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     out = Path(out)   # every input checked: from here on files are written
     out.mkdir(parents=True, exist_ok=True)
     tag = f"_{variant}" if variant else ""
-    paths = [_faces_png(plt, g, read, video, shown, valid, out, dp, tag)]
-    if dp in g:
-        paths.append(_motion_png(plt, g, read, video, n, valid, curves, out, dp, tag))
-    paths.append(_labels_png(plt, g, read, video, n, valid, pred, out))
+    has = [dp] if dp in g else []
+
+    def made_by(drawn: list[str], files: dict) -> str:   # every plot says what data made it (fingerprints, files)
+        return caption(cache, dataset, video, {a: fps[a] for a in drawn}, files)
+
+    paths = [_faces_png(plt, g, read, video, shown, valid, out, dp, tag, made_by(["face48", *has, "valid"], {}))]
+    if has:
+        paths.append(_motion_png(plt, g, read, video, n, valid, curves, out, dp, tag,
+                                 made_by([dp, "valid"], {"truth": truth})))
+    paths.append(_labels_png(plt, g, read, video, n, valid, pred, out,
+                             made_by(["labels", "valid"], {"predictions": predictions})))
     return paths
 
 
-def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str) -> Path:
+def caption(cache, dataset: str, video: str, fingerprints: dict[str, str], files: dict) -> str:
+    """What made one of inspect's PNGs, for its caption and Description: the cache, dataset and video, the arrays
+    drawn with their fingerprints (the group's attrs), and the files drawn beside them ({what: path or None})."""
+    drawn = ", ".join(f"{a} {fp}" for a, fp in fingerprints.items())
+    beside = "".join(f"; {what} {Path(path).resolve()}" for what, path in files.items() if path)
+    return f"cache {Path(cache).resolve()}, dataset {dataset}, video {video}\narrays: {drawn}{beside}"
+
+
+def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str, text: str) -> Path:
     has = dp in g
     maps = np.stack([read(dp, int(t), int(t) + 1)[0] for t in shown]).astype(np.float32) if has else None
     lim = robust_scale(maps) if has else 1.0
@@ -89,13 +105,14 @@ def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str) -> Pat
         a.axis("off")
     ax[1, 0].set_title(f"{dp.replace('_s0', '')} x", fontsize=7, loc="left")
     ax[2, 0].set_title(f"{dp.replace('_s0', '')} y", fontsize=7, loc="left")
-    fig.tight_layout(rect=(0, 0, 1 - 0.6 / fig.get_figwidth(), 1))
+    top = 1 - 0.4 / fig.get_figheight()   # room for the caption: tight_layout cannot run again past the colour bar
+    fig.tight_layout(rect=(0, 0, 1 - 0.6 / fig.get_figwidth(), top))
     if im is not None:
         bar = fig.colorbar(im, ax=ax[1:, :].ravel().tolist(), fraction=0.02, pad=0.01)
         bar.set_label(f"rad (scale 0; ±{lim:.3g} = 99th pct. of |ΔPhase| shown)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     path = out / f"{video}_faces{tag}.png"
-    fig.savefig(path, dpi=110)
+    save_captioned(fig, path, text, 110, layout=False)
     plt.close(fig)
     return path
 
@@ -121,7 +138,7 @@ def motion_energy(g, read, n, valid, dp: str):
     return energy, rows, np.where(rows, num / np.maximum(den, 1e-12), np.nan)
 
 
-def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -> Path:
+def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str, text: str) -> Path:
     """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
     from scipy.ndimage import gaussian_filter1d
 
@@ -145,7 +162,7 @@ def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -
     ax.set_title(f"{video}: motion energy over time ({dp.replace('_s0', '')})", fontsize=8)
     fig.tight_layout()
     path = out / f"{video}_motion{tag}.png"
-    fig.savefig(path, dpi=110)
+    save_captioned(fig, path, text, 110)
     plt.close(fig)
     return path
 
@@ -190,9 +207,9 @@ def video_label(g) -> np.ndarray | None:
     return np.array([float(lab["arousal"]), float(lab["valence"])])
 
 
-def _labels_png(plt, g, read, video, n, valid, pred, out) -> Path:
+def _labels_png(plt, g, read, video, n, valid, pred, out, text: str) -> Path:
     fig = labels_figure(plt, g, read, video, n, valid, pred=pred)
     path = out / f"{video}_labels.png"
-    fig.savefig(path, dpi=110)
+    save_captioned(fig, path, text, 110)
     plt.close(fig)
     return path

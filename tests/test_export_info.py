@@ -253,6 +253,40 @@ def test_inspect_checks_the_predictions_file_before_it_writes_a_png(tmp_path):
         assert not look.exists()
 
 
+def test_inspect_pngs_say_what_made_them(tmp_path, monkeypatch):
+    """Each PNG says, in a caption line and in its Description, the cache, dataset, video, the arrays drawn with their
+    fingerprints from the group, and the predictions file drawn beside the labels (the project's rule for plots)."""
+    import matplotlib.figure
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    arrays = {"valid": np.ones(40, bool), "face48": rng.integers(0, 255, (40, 48, 48), dtype="u1"),
+              "dphase_s0@mw9": rng.standard_normal((40, 2, 48, 48)).astype("f2"),
+              "labels": rng.uniform(-1, 1, (40, 2)).astype("f4")}
+    cache = tmp_path / "c"
+    store.write_video(cache, "demo", "v1", arrays, {"split": "train", "fps": 30.0},
+                      {"valid": "fp-valid", "face48": "fp-face48", "dphase_s0@mw9": "fp-mw9", "labels": "fp-labels"})
+    store.write_index(cache, "demo", [store.index_row(cache, "demo", "v1")])
+    pd.DataFrame({"frame": np.arange(40), "arousal": 0.1, "valence": 0.2}).to_csv(tmp_path / "v1.csv", index=False)
+    captions, savefig = {}, matplotlib.figure.Figure.savefig
+
+    def spy(fig, path, *a, **k):   # the caption drawn in the figure, as it is saved
+        captions[Path(path).name] = fig._suptitle.get_text() if fig._suptitle else None
+        return savefig(fig, path, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    res = _inspect(cache, "demo", "v1", "--input", "dphase@mw9", "--predictions", tmp_path / "v1.csv")
+    assert res.exit_code == 0, res.output
+    head = f"cache {cache}, dataset demo, video v1\narrays: "
+    want = {"v1_faces_mw9.png": "face48 fp-face48, dphase_s0@mw9 fp-mw9, valid fp-valid",
+            "v1_motion_mw9.png": "dphase_s0@mw9 fp-mw9, valid fp-valid",
+            "v1_labels.png": f"labels fp-labels, valid fp-valid; predictions {tmp_path / 'v1.csv'}"}
+    for name, drawn in want.items():
+        assert Image.open(tmp_path / "png" / name).text.get("Description") == head + drawn
+        assert captions[name] == head + drawn
+
+
 def test_predictions_are_drawn_on_the_labels_clock(tmp_path):
     """A train run's predictions have frames, not times: at 25 fps they belong at frame / 25 (they were drawn at
     frame / 30, beside labels at frame / 25)."""
