@@ -138,16 +138,23 @@ def motion_energy(g, read, n, valid, dp: str):
     return energy, rows, np.where(rows, num / np.maximum(den, 1e-12), np.nan)
 
 
-def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str, text: str) -> Path:
-    """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
+def motion_figure(plt, g, read, video, n, valid, curves, dp: str):
+    """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it.
+    The time axis spans the video; a video with no ΔPhase row (no face in any frame, or never in two frames in a
+    row) says so on the axes, which were drawn empty."""
     from scipy.ndimage import gaussian_filter1d
 
     energy, rows, smooth = motion_energy(g, read, n, valid, dp)
-    time = np.arange(n) / float(g.attrs.get("fps") or 30.0)
+    rate = float(g.attrs.get("fps") or 30.0)
+    time = np.arange(n) / rate
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.plot(time, np.where(rows, energy, np.nan), lw=0.6, color="0.6", label="mean |ΔPhase| (scale 0)")
     if smooth is not None:
         ax.plot(time, smooth, lw=1.5, color="k", label=f"smoothed ({SMOOTH:g} frames)")
+    ax.set_xlim(0, max(time[-1], 1 / rate))
+    if not rows.any():
+        why = "no face in any frame" if not valid.any() else "no two frames in a row with a face"
+        ax.text(0.5, 0.5, f"{why}: no ΔPhase to draw", transform=ax.transAxes, ha="center", va="center")
     ax.set_ylabel("rad")
     ax.set_xlabel("seconds")
     if curves:
@@ -161,6 +168,11 @@ def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str, t
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"{video}: motion energy over time ({dp.replace('_s0', '')})", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str, text: str) -> Path:
+    fig = motion_figure(plt, g, read, video, n, valid, curves, dp)
     path = out / f"{video}_motion{tag}.png"
     save_captioned(fig, path, text, 110)
     plt.close(fig)

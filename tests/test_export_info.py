@@ -356,6 +356,28 @@ def test_the_motion_curve_is_not_drawn_across_frames_without_a_face(tmp_path):
     np.testing.assert_allclose(smooth[49:], np.float32(np.float16(0.01)), rtol=1e-6)   # after the gap: only 0.01s
 
 
+def test_the_motion_plot_of_a_video_without_a_face_says_so(tmp_path):
+    """A video with no face in any frame has no ΔPhase row: its motion plot was empty axes (0 to 1 s, whatever the
+    video's length) that said nothing; it says why, over the video's time."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.inspect_video import motion_figure
+
+    arrays = {"valid": np.zeros(90, bool), "dphase_s0": np.zeros((90, 2, 48, 48), "f2")}
+    store.write_video(tmp_path, "demo", "dark", arrays, {"split": "train", "fps": 30.0})
+    g = store.open_video(tmp_path, "demo", "dark")
+    fig = motion_figure(plt, g, lambda name, lo, hi: g[name][lo:hi], "dark", 90, arrays["valid"], None, "dphase_s0")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no face in any frame: no ΔPhase to draw"]
+    assert fig.axes[0].get_xlim() == (0.0, 89 / 30)
+    plt.close(fig)
+    valid = np.arange(90) % 2 == 0   # a face every other frame: no two in a row, so no ΔPhase either
+    fig = motion_figure(plt, g, lambda name, lo, hi: g[name][lo:hi], "dark", 90, valid, None, "dphase_s0")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no two frames in a row with a face: no ΔPhase to draw"]
+    plt.close(fig)
+
+
 def test_info_lists_variants_and_where_they_are_usable(tmp_path):
     cache = _stale_cache(tmp_path)
     rng = np.random.default_rng(3)
