@@ -7,6 +7,8 @@ import numpy as np
 
 from features.errors import BadInputError
 from pipeline import arrays, chunks, store
+from pipeline.inspect_inputs import check_motion, locate, read_predictions, read_truth
+from pipeline.plots import save_captioned
 
 SMOOTH = 6.0  # frames: the Gaussian that bench/leakage.py smooths the motion curves with before correlating them
 
@@ -21,22 +23,6 @@ def robust_scale(maps: np.ndarray, q: float = 99.0) -> float:
     return max(float(np.percentile(a, q)), 1e-3) if a.size else 1.0
 
 
-def read_truth(path: str | Path, n: int) -> dict[str, np.ndarray]:
-    """Per-frame curves to compare with the motion energy: a CSV with a header and one row per frame
-    (bench/leakage.py --keep writes `micro,head,light` speeds)."""
-    path = Path(path)
-    try:
-        data = np.genfromtxt(path, delimiter=",", names=True, dtype=np.float64)
-    except (OSError, ValueError) as err:
-        raise BadInputError(path, f"cannot read a CSV of per-frame curves: {err}",
-                            "give a CSV with a header line and one row per frame") from None
-    if data.dtype.names is None or data.ndim != 1 or len(data) != n:
-        got = 0 if data.dtype.names is None else len(np.atleast_1d(data))
-        raise BadInputError(path, f"{got} rows with a header, the video has {n} frames",
-                            "give one row per frame under a header line of column names")
-    return {k: np.asarray(data[k], np.float64) for k in data.dtype.names}
-
-
 def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
                   predictions: str | Path | None = None, n_show: int = 8, frames: list[int] | None = None,
                   truth: str | Path | None = None, motion: str | None = None) -> list[Path]:
@@ -47,21 +33,20 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if store.group_status(cache, dataset, video) is None:
-        raise BadInputError(store.video_dir(cache, dataset, video), f"video {video!r} is not in the cache",
-                            f"run `{store.repair_command(cache, dataset)}`, or see `cli.py info --cache {cache}`")
-    # checked in the group itself: a stale or damaged array is refused with the command that repairs it
-    names = ["valid", "face48", "labels"]
     kind, variant = arrays.parse_input(motion or "dphase")
     if kind.name != "dphase":
         raise BadInputError(None, f"{motion!r} is not ΔPhase", "give dphase or a variant of it, e.g. dphase@v1")
+    locate(cache, dataset, video)   # a typo in a name is told as one, not answered with `features ...`
+    # checked in the group itself: a stale or damaged array is refused with the command that repairs it
+    names = ["valid", "face48", "labels"]
     dp = arrays.input_arrays(motion or "dphase")[0]   # scale 0
-    if motion or (store.group_status(cache, dataset, video) == "done" and dp in store.open_video(cache, dataset, video)):
+    done = store.group_status(cache, dataset, video) == "done"
+    if done and motion:
+        check_motion(cache, dataset, video, store.open_video(cache, dataset, video), motion)
+    if motion or not done or dp in store.open_video(cache, dataset, video):   # not done: its repair makes dp
         names.append(dp)
-    store.check_arrays(cache, dataset, video, names)
+    fps = store.check_arrays(cache, dataset, video, names)
     g = store.open_video(cache, dataset, video)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     n = int(g.attrs["n_frames"])
 
     def read(name: str, lo: int, hi: int) -> np.ndarray:   # a damaged chunk: one line naming it and the repair
@@ -77,15 +62,34 @@ def inspect_video(cache: str | Path, dataset: str, video: str, out: str | Path,
         shown = np.asarray(sorted(frames), int)
     else:
         shown = np.linspace(1, n - 1, min(n_show, n - 1)).astype(int)
+    rate = float(g.attrs.get("fps") or 30.0)
+    pred = read_predictions(predictions, video, n, rate, video_label(g) is not None) if predictions else None
+    out = Path(out)   # every input checked: from here on files are written
+    out.mkdir(parents=True, exist_ok=True)
     tag = f"_{variant}" if variant else ""
-    paths = [_faces_png(plt, g, read, video, shown, valid, out, dp, tag)]
-    if dp in g:
-        paths.append(_motion_png(plt, g, read, video, n, valid, curves, out, dp, tag))
-    paths.append(_labels_png(plt, g, read, video, n, valid, predictions, out))
+    has = [dp] if dp in g else []
+
+    def made_by(drawn: list[str], files: dict) -> str:   # every plot says what data made it (fingerprints, files)
+        return caption(cache, dataset, video, {a: fps[a] for a in drawn}, files)
+
+    paths = [_faces_png(plt, g, read, video, shown, valid, out, dp, tag, made_by(["face48", *has, "valid"], {}))]
+    if has:
+        paths.append(_motion_png(plt, g, read, video, n, valid, curves, out, dp, tag,
+                                 made_by([dp, "valid"], {"truth": truth})))
+    paths.append(_labels_png(plt, g, read, video, n, valid, pred, out,
+                             made_by(["labels", "valid"], {"predictions": predictions})))
     return paths
 
 
-def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str) -> Path:
+def caption(cache, dataset: str, video: str, fingerprints: dict[str, str], files: dict) -> str:
+    """What made one of inspect's PNGs, for its caption and Description: the cache, dataset and video, the arrays
+    drawn with their fingerprints (the group's attrs), and the files drawn beside them ({what: path or None})."""
+    drawn = ", ".join(f"{a} {fp}" for a, fp in fingerprints.items())
+    beside = "".join(f"; {what} {Path(path).resolve()}" for what, path in files.items() if path)
+    return f"cache {Path(cache).resolve()}, dataset {dataset}, video {video}\narrays: {drawn}{beside}"
+
+
+def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str, text: str) -> Path:
     has = dp in g
     maps = np.stack([read(dp, int(t), int(t) + 1)[0] for t in shown]).astype(np.float32) if has else None
     lim = robust_scale(maps) if has else 1.0
@@ -101,13 +105,14 @@ def _faces_png(plt, g, read, video, shown, valid, out, dp: str, tag: str) -> Pat
         a.axis("off")
     ax[1, 0].set_title(f"{dp.replace('_s0', '')} x", fontsize=7, loc="left")
     ax[2, 0].set_title(f"{dp.replace('_s0', '')} y", fontsize=7, loc="left")
-    fig.tight_layout(rect=(0, 0, 1 - 0.6 / fig.get_figwidth(), 1))
+    top = 1 - 0.4 / fig.get_figheight()   # room for the caption: tight_layout cannot run again past the colour bar
+    fig.tight_layout(rect=(0, 0, 1 - 0.6 / fig.get_figwidth(), top))
     if im is not None:
         bar = fig.colorbar(im, ax=ax[1:, :].ravel().tolist(), fraction=0.02, pad=0.01)
         bar.set_label(f"rad (scale 0; ±{lim:.3g} = 99th pct. of |ΔPhase| shown)", fontsize=7)
         bar.ax.tick_params(labelsize=6)
     path = out / f"{video}_faces{tag}.png"
-    fig.savefig(path, dpi=110)
+    save_captioned(fig, path, text, 110, layout=False)
     plt.close(fig)
     return path
 
@@ -133,16 +138,23 @@ def motion_energy(g, read, n, valid, dp: str):
     return energy, rows, np.where(rows, num / np.maximum(den, 1e-12), np.nan)
 
 
-def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -> Path:
-    """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it."""
+def motion_figure(plt, g, read, video, n, valid, curves, dp: str):
+    """Mean |ΔPhase| (scale 0) per frame, read in time chunks; with `curves`, each curve's correlation with it.
+    The time axis spans the video; a video with no ΔPhase row (no face in any frame, or never in two frames in a
+    row) says so on the axes, which were drawn empty."""
     from scipy.ndimage import gaussian_filter1d
 
     energy, rows, smooth = motion_energy(g, read, n, valid, dp)
-    time = np.arange(n) / float(g.attrs.get("fps") or 30.0)
+    rate = float(g.attrs.get("fps") or 30.0)
+    time = np.arange(n) / rate
     fig, ax = plt.subplots(figsize=(9, 3))
     ax.plot(time, np.where(rows, energy, np.nan), lw=0.6, color="0.6", label="mean |ΔPhase| (scale 0)")
     if smooth is not None:
         ax.plot(time, smooth, lw=1.5, color="k", label=f"smoothed ({SMOOTH:g} frames)")
+    ax.set_xlim(0, max(time[-1], 1 / rate))
+    if not rows.any():
+        why = "no face in any frame" if not valid.any() else "no two frames in a row with a face"
+        ax.text(0.5, 0.5, f"{why}: no ΔPhase to draw", transform=ax.transAxes, ha="center", va="center")
     ax.set_ylabel("rad")
     ax.set_xlabel("seconds")
     if curves:
@@ -156,23 +168,30 @@ def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str) -
     ax.legend(fontsize=7, loc="upper left")
     ax.set_title(f"{video}: motion energy over time ({dp.replace('_s0', '')})", fontsize=8)
     fig.tight_layout()
+    return fig
+
+
+def _motion_png(plt, g, read, video, n, valid, curves, out, dp: str, tag: str, text: str) -> Path:
+    fig = motion_figure(plt, g, read, video, n, valid, curves, dp)
     path = out / f"{video}_motion{tag}.png"
-    fig.savefig(path, dpi=110)
+    save_captioned(fig, path, text, 110)
     plt.close(fig)
     return path
 
 
-def labels_figure(plt, g, read, video, n, valid, predictions=None):
+def labels_figure(plt, g, read, video, n, valid, predictions=None, pred=None):
     """Labels (and predictions) over the whole video, frames without a face shaded. The time axis spans the video
     whatever is drawn (an unlabelled entry draws only the shading, which alone would set the axis to its extent),
     and the title says when the video has no labels. A video with one label for all its frames (an OMG utterance)
-    draws it as a level line, and its model's one prediction (predictions.csv of predict, or of a train run) too."""
+    draws it as a level line, and its model's one prediction (predictions.csv of predict, or of a train run) too.
+    ``pred``: the rows read_predictions read from ``predictions`` (read here when not given)."""
     fps = float(g.attrs.get("fps") or 30.0)
     time = np.arange(n) / fps
     whole = video_label(g)
     labels = np.tile(whole, (n, 1)) if whole is not None else read("labels", 0, n)
     fig, ax = plt.subplots(2, 1, figsize=(9, 4), sharex=True)
-    pred = _predictions(predictions, video, n, fps, whole is not None) if predictions else None
+    if pred is None and predictions:
+        pred = read_predictions(predictions, video, n, fps, whole is not None)
     for i, dim in enumerate(("arousal", "valence")):
         ax[i].plot(time, labels[:, i], label="label" + (" (one per video)" if whole is not None else ""), lw=1)
         if pred is not None:
@@ -200,45 +219,9 @@ def video_label(g) -> np.ndarray | None:
     return np.array([float(lab["arousal"]), float(lab["valence"])])
 
 
-def _labels_png(plt, g, read, video, n, valid, predictions, out) -> Path:
-    fig = labels_figure(plt, g, read, video, n, valid, predictions)
+def _labels_png(plt, g, read, video, n, valid, pred, out, text: str) -> Path:
+    fig = labels_figure(plt, g, read, video, n, valid, pred=pred)
     path = out / f"{video}_labels.png"
-    fig.savefig(path, dpi=110)
+    save_captioned(fig, path, text, 110)
     plt.close(fig)
     return path
-
-
-def _predictions(path, video: str, n: int, fps: float, whole: bool = False):
-    """This video's rows of a train run's predictions (a `video` column) or of predict's `<video>.csv`; refused when
-    it has none, or when its frames are not the cached video's (another extraction of it): plotted, they would sit
-    against labels they were not made for. ``whole``: the video has one label, and a file of one prediction per
-    video (no frame column) gives its row, drawn over the whole video."""
-    import pandas as pd
-
-    df = pd.read_csv(path) if str(path).endswith(".csv") else pd.read_parquet(path)
-    if "frame" not in df and whole and {"video", "arousal", "valence"} <= set(df):
-        row = df[df.video == video]
-        if row.empty:
-            raise BadInputError(path, f"no prediction for video {video!r}", "pass the predictions.csv of a predict "
-                                "or train run that predicted it")
-        end = max(n - 1, 1) / fps
-        return {"time": [0.0, end], **{d: [float(row[d].iloc[0])] * 2 for d in ("arousal", "valence")}}
-    if "frame" not in df:
-        raise BadInputError(path, "no frame column: not per-frame predictions (a run on one label per video, as "
-                            "OMG's, predicts one value per video, nothing to draw over time)",
-                            "pass predictions.csv/.parquet of a per-frame train run, or <video>.csv of a predict run")
-    if "video" in df:
-        held = sorted(map(str, df.video.unique()))
-        df = df[df.video == video]
-        if df.empty:
-            raise BadInputError(path, f"no predictions for video {video!r} (it holds {', '.join(held[:4])}"
-                                f"{' ...' if len(held) > 4 else ''})", "pass the predictions of a run that held "
-                                "this video out, or predict it: `cli.py predict --cache ... --split ...`")
-    elif Path(path).stem != video:   # predict writes one <video>.csv per video, with no video column
-        raise BadInputError(path, f"holds the predictions of {Path(path).stem!r} (predict names its files after the "
-                            f"video), not of {video!r}", f"pass {Path(path).with_name(video + '.csv')}")
-    if len(df) != n or int(df.frame.max()) != n - 1:
-        raise BadInputError(path, f"{len(df)} predicted frames of {video!r} (up to frame {int(df.frame.max())}), but "
-                            f"the cached video has {n}: they were made from another extraction of it",
-                            "predict it again from this cache")
-    return df.assign(time=df.frame / fps)   # the labels' clock: a run's file has no time, and not every video is 30 fps

@@ -17,6 +17,7 @@ arrays missing a chunk file (every chunk is written: EVERY_CHUNK).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -162,6 +163,31 @@ def repair_command(cache: str | Path, dataset: str, names=()) -> str:
     return " ".join([f"python cli.py features {what} --cache {cache}", *arrays.make_flags(names)])
 
 
+def rebuild_names(cache: str | Path, dataset: str, names=()) -> list[str]:
+    """The arrays to make for a video whose group is made anew: ``names`` (what a reader needs) and the default
+    variant of every array the dataset's done videos hold (by the index; variants are each a `features` run of
+    their own, which a reader asking for one names)."""
+    path = dataset_dir(cache, dataset) / "index.parquet"
+    try:
+        held = _held_arrays(str(path), path.stat().st_mtime_ns)
+    except (OSError, UnreadableIndex):   # no index yet, or a damaged one: only what the reader named
+        held = ()
+    return list(dict.fromkeys([*names, *held]))
+
+
+@functools.lru_cache(maxsize=8)
+def _held_arrays(path: str, mtime_ns: int) -> tuple[str, ...]:
+    # one read per version of the index: a reader checking thousands of videos asks once per video not done
+    try:
+        rows = pd.read_parquet(path, columns=["status", "fingerprints"])
+    except Exception as e:
+        raise UnreadableIndex(path, f"the index cannot be read ({type(e).__name__})") from None
+    held = set()
+    for fps in rows.fingerprints[rows.status == "done"].dropna():
+        held |= {arrays.split_name(n)[0] for n in json.loads(fps)}
+    return tuple(sorted(held & set(SCHEMA)))   # a name this code does not know is no stage to make
+
+
 def unusable_arrays(group: zarr.Group) -> dict[str, str]:
     """{array: why} for the arrays of a group that a reader must not use (stale, damaged, wrong length, missing)."""
     fps = dict(group.attrs.get("fingerprints", {}))
@@ -289,7 +315,9 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
     names = list(names)
     where = video_dir(cache, dataset, video)
     status = group_status(cache, dataset, video)
-    fix = repair_command(cache, dataset, names)
+    # a group not done is made again whole by the command: it must make what the dataset's other videos hold too
+    # (a reader that cannot see in it, as export, asks for nothing), not only the arrays this reader named
+    fix = repair_command(cache, dataset, names if status == "done" else rebuild_names(cache, dataset, names))
     if status is None:   # no group: its extraction failed (the caller adds why) or never ran
         raise UnusableVideo(where, f"video {video!r} has no features in the cache", f"fix what its extraction failed "
                             f"on, if it did, then run `{fix}`")

@@ -1,4 +1,6 @@
 """export --format h5 copies the cache faithfully; info shows datasets and what a cache holds."""
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -113,6 +115,86 @@ def test_inspect_refuses_an_unusable_video_with_the_repair_command(tmp_path):
     assert ok.exit_code == 0, ok.output
 
 
+def _stages(text: str) -> set[str]:
+    """The stages of the `--stages` flag in a message."""
+    return set(text.split("--stages ", 1)[1].split()[0].strip("`'),;").split(","))
+
+
+def test_the_repair_of_a_group_not_done_makes_what_the_other_videos_hold(tmp_path):
+    """v2 was cut mid-write (status writing): its repair makes the group again whole, so it must ask for every stage
+    the dataset's other videos hold, and what the reader needs. Export asks for no arrays in a group it cannot see
+    in, and inspect for faces and labels only: the hint said `--stages align`, which rebuilt v2 without ΔPhase and
+    ResNet50 features."""
+    from pipeline import export
+
+    rng = np.random.default_rng(4)
+    arrays = {"valid": np.ones(40, bool), "face48": rng.integers(0, 255, (40, 48, 48), dtype="u1"),
+              "dphase_s0": rng.standard_normal((40, 2, 48, 48)).astype("f2"),
+              "dphase_s1": rng.standard_normal((40, 2, 24, 24)).astype("f2"),
+              "resnet50": rng.random((40, 2048)).astype("f2"), "labels": rng.uniform(-1, 1, (40, 2)).astype("f4")}
+    for v in ("v1", "v2"):
+        store.write_video(tmp_path, "demo", v, arrays, {"split": "train", "fps": 30.0})
+    store.write_index(tmp_path, "demo", [store.index_row(tmp_path, "demo", v) for v in ("v1", "v2")])
+    store.open_video(tmp_path, "demo", "v2", mode="r+").attrs["status"] = "writing"   # a write killed mid-way
+    res = export.export_h5(tmp_path, "demo", tmp_path / "out.h5")
+    assert res.written == ["v1"] and [v for v, _ in res.left_out] == ["v2"]
+    assert _stages(res.left_out[0][1]) == {"align", "motion", "spatial"}, res.left_out
+    ran = CliRunner().invoke(cli.main, ["inspect", "--cache", str(tmp_path), "--dataset", "demo", "--video", "v2",
+                                        "--out", str(tmp_path / "png")])
+    assert ran.exit_code == 2 and "not complete" in ran.output
+    assert _stages(ran.output) == {"align", "motion", "spatial"}, ran.output
+    # the reader's own arrays are asked for though no other video holds them (a dataset of this one video)
+    store.write_index(tmp_path, "demo", [store.index_row(tmp_path, "demo", "v2")])
+    with pytest.raises(store.UnusableVideo) as err:
+        store.check_arrays(tmp_path, "demo", "v2", ["resnet50", "valid"])
+    assert _stages(err.value.hint) == {"align", "spatial"}
+    ran = CliRunner().invoke(cli.main, ["inspect", "--cache", str(tmp_path), "--dataset", "demo", "--video", "v2",
+                                        "--out", str(tmp_path / "png")])
+    assert _stages(ran.output) == {"align", "motion"}, ran.output   # inspect draws ΔPhase
+
+
+def _inspect(cache, dataset="demo", video="v1", *more):
+    return CliRunner().invoke(cli.main, ["inspect", "--cache", str(cache), "--dataset", dataset, "--video", video,
+                                         *map(str, more), "--out", str(Path(cache).parent / "png")])
+
+
+def test_inspect_tells_a_typo_in_a_name_from_a_video_to_extract(tmp_path):
+    """A cache, dataset or video id that is not there is said to be so, with what is there: the answer was `features
+    ... --stages align`, extracting again after a typo. Only a video the dataset holds gets the features command."""
+    cache = tmp_path / "c"
+    _cache(cache)   # v1 done, bad failed
+    res = _inspect(tmp_path / "nope")
+    assert res.exit_code == 2 and f"{tmp_path / 'nope'}: no such cache folder" in res.output
+    res = _inspect(cache, "dmeo")
+    assert res.exit_code == 2 and "dataset 'dmeo' is not in the cache (its datasets: demo;" in res.output
+    res = _inspect(cache, "demo", "v11")
+    assert res.exit_code == 2 and "no video 'v11' in dataset 'demo' (2 videos) (did you mean v1?" in res.output
+    res = _inspect(cache, "demo", "x")
+    assert res.exit_code == 2 and "no video 'x'" in res.output and "its videos include bad, v1" in res.output
+    assert all("cli.py features" not in r.output for r in (_inspect(tmp_path / "nope"), _inspect(cache, "dmeo"),
+                                                              _inspect(cache, "demo", "v11")))
+    res = _inspect(cache, "demo", "bad")   # in the dataset, its extraction failed: why, then the command
+    assert res.exit_code == 2 and "the extraction of video 'bad' failed: bad.mp4: empty file" in res.output
+    assert f"python cli.py features --dataset demo --cache {cache} --stages align,motion,spatial" in res.output
+
+
+def test_inspect_lists_the_variants_a_video_has_before_computing_a_new_one(tmp_path):
+    """--input dphase@nope (a typo) named only the command that computes a variant "nope": the video's ΔPhase
+    variants come first, then how to compute another."""
+    cache = _stale_cache(tmp_path / "c")
+    g = store.open_video(cache, "demo", "v1", mode="r+")
+    store.create_array(g, "dphase_s0@mw9", 40)[:] = 0.1
+    store.set_fingerprints(g, {"dphase_s0@mw9": "abc"})
+    res = _inspect(cache, "demo", "v1", "--input", "dphase@nope")
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())
+    assert "video 'v1' has no dphase@nope; its ΔPhase: dphase, dphase@mw9 (pass one of them as --input; or " \
+           "compute dphase@nope first: `python cli.py features --dataset demo" in text
+    assert "--motion-variant nope` (a name not made before takes the --motion-* flags that define it)" in text
+    res = _inspect(cache, "demo", "v1", "--input", "dphase@mw9")
+    assert res.exit_code == 0, res.output
+
+
 def test_the_labels_plot_of_an_unlabelled_entry_spans_the_video_and_says_it(tmp_path):
     """A test entry has no labels: only the no-face shading is drawn, which alone set the time axis to the frames
     without a face (0.8-1.57 s of a 3.2 s video looked like the whole video)."""
@@ -151,6 +233,58 @@ def test_inspect_refuses_predictions_not_made_for_this_video(tmp_path):
             inspect_video(cache, "demo", "v1", tmp_path / "png", predictions=tmp_path / path)
     frames.to_csv(tmp_path / "v1.csv", index=False)
     assert len(inspect_video(cache, "demo", "v1", tmp_path / "png", predictions=tmp_path / "v1.csv")) == 3
+
+
+def test_inspect_checks_the_predictions_file_before_it_writes_a_png(tmp_path):
+    """--predictions naming a file that is not there, is not a table or has another frame count: one line naming the
+    file (exit 2), and no PNG written (a FileNotFoundError traceback came after the faces and motion PNGs)."""
+    import pandas as pd
+
+    cache = _stale_cache(tmp_path / "c")
+    look = tmp_path / "png"
+    (tmp_path / "cut.parquet").write_bytes(b"PAR1 cut short")
+    pd.DataFrame({"frame": np.arange(39), "arousal": 0.1, "valence": 0.1}).to_csv(tmp_path / "v1.csv", index=False)
+    for name, what in (("missing.csv", "no such predictions file"), ("cut.parquet", "cannot be read as Parquet"),
+                       ("v1.csv", "39 predicted frames")):
+        res = CliRunner().invoke(cli.main, ["inspect", "--cache", str(cache), "--dataset", "demo", "--video", "v1",
+                                            "--predictions", str(tmp_path / name), "--out", str(look)])
+        assert res.exit_code == 2, res.output
+        assert f"{tmp_path / name}: {what}" in " ".join(res.output.split()), res.output
+        assert not look.exists()
+
+
+def test_inspect_pngs_say_what_made_them(tmp_path, monkeypatch):
+    """Each PNG says, in a caption line and in its Description, the cache, dataset, video, the arrays drawn with their
+    fingerprints from the group, and the predictions file drawn beside the labels (the project's rule for plots)."""
+    import matplotlib.figure
+    import pandas as pd
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    arrays = {"valid": np.ones(40, bool), "face48": rng.integers(0, 255, (40, 48, 48), dtype="u1"),
+              "dphase_s0@mw9": rng.standard_normal((40, 2, 48, 48)).astype("f2"),
+              "labels": rng.uniform(-1, 1, (40, 2)).astype("f4")}
+    cache = tmp_path / "c"
+    store.write_video(cache, "demo", "v1", arrays, {"split": "train", "fps": 30.0},
+                      {"valid": "fp-valid", "face48": "fp-face48", "dphase_s0@mw9": "fp-mw9", "labels": "fp-labels"})
+    store.write_index(cache, "demo", [store.index_row(cache, "demo", "v1")])
+    pd.DataFrame({"frame": np.arange(40), "arousal": 0.1, "valence": 0.2}).to_csv(tmp_path / "v1.csv", index=False)
+    captions, savefig = {}, matplotlib.figure.Figure.savefig
+
+    def spy(fig, path, *a, **k):   # the caption drawn in the figure, as it is saved
+        captions[Path(path).name] = fig._suptitle.get_text() if fig._suptitle else None
+        return savefig(fig, path, *a, **k)
+
+    monkeypatch.setattr(matplotlib.figure.Figure, "savefig", spy)
+    res = _inspect(cache, "demo", "v1", "--input", "dphase@mw9", "--predictions", tmp_path / "v1.csv")
+    assert res.exit_code == 0, res.output
+    head = f"cache {cache}, dataset demo, video v1\narrays: "
+    want = {"v1_faces_mw9.png": "face48 fp-face48, dphase_s0@mw9 fp-mw9, valid fp-valid",
+            "v1_motion_mw9.png": "dphase_s0@mw9 fp-mw9, valid fp-valid",
+            "v1_labels.png": f"labels fp-labels, valid fp-valid; predictions {tmp_path / 'v1.csv'}"}
+    for name, drawn in want.items():
+        assert Image.open(tmp_path / "png" / name).text.get("Description") == head + drawn
+        assert captions[name] == head + drawn
 
 
 def test_predictions_are_drawn_on_the_labels_clock(tmp_path):
@@ -220,6 +354,28 @@ def test_the_motion_curve_is_not_drawn_across_frames_without_a_face(tmp_path):
     energy, rows, smooth = motion_energy(g, lambda name, lo, hi: g[name][lo:hi], 96, valid, "dphase_s0")
     assert rows.sum() == 96 - 1 - 25 and np.isnan(smooth[~rows]).all()
     np.testing.assert_allclose(smooth[49:], np.float32(np.float16(0.01)), rtol=1e-6)   # after the gap: only 0.01s
+
+
+def test_the_motion_plot_of_a_video_without_a_face_says_so(tmp_path):
+    """A video with no face in any frame has no ΔPhase row: its motion plot was empty axes (0 to 1 s, whatever the
+    video's length) that said nothing; it says why, over the video's time."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from pipeline.inspect_video import motion_figure
+
+    arrays = {"valid": np.zeros(90, bool), "dphase_s0": np.zeros((90, 2, 48, 48), "f2")}
+    store.write_video(tmp_path, "demo", "dark", arrays, {"split": "train", "fps": 30.0})
+    g = store.open_video(tmp_path, "demo", "dark")
+    fig = motion_figure(plt, g, lambda name, lo, hi: g[name][lo:hi], "dark", 90, arrays["valid"], None, "dphase_s0")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no face in any frame: no ΔPhase to draw"]
+    assert fig.axes[0].get_xlim() == (0.0, 89 / 30)
+    plt.close(fig)
+    valid = np.arange(90) % 2 == 0   # a face every other frame: no two in a row, so no ΔPhase either
+    fig = motion_figure(plt, g, lambda name, lo, hi: g[name][lo:hi], "dark", 90, valid, None, "dphase_s0")
+    assert [t.get_text() for t in fig.axes[0].texts] == ["no two frames in a row with a face: no ΔPhase to draw"]
+    plt.close(fig)
 
 
 def test_info_lists_variants_and_where_they_are_usable(tmp_path):

@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from pipeline.plots import save_captioned
 from train.evaluate import fill_nearest
-from train.report import save_captioned
 
 
 def label_frame_diff(row: dict) -> int:

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from pipeline.plots import save_captioned
+
 
 def clean(x):
     """JSON-safe copy: NaN/inf -> None, NumPy scalars -> Python, tuples -> lists."""
@@ -81,15 +83,6 @@ def caption(metrics: dict) -> str:
             f"{metrics.get('epochs_run')} epochs (best {metrics.get('best_epoch')})\n"
             f"held out: {metrics.get('split')} ({held} videos, protocol {prot.get('name')}); CCC {scores or 'n/a'}; "
             f"arrays: {fps}")
-
-
-def save_captioned(fig, path: Path, text: str | None, dpi: int) -> None:
-    """Save with ``text`` as a small caption at the top and as the PNG's Description (readable by tools)."""
-    if text:
-        h = fig.get_figheight()
-        fig.suptitle(text, fontsize=7, x=0.01, y=1 - 0.05 / h, ha="left", va="top")
-        fig.tight_layout()   # it leaves room for the suptitle
-    fig.savefig(path, dpi=dpi, metadata={"Description": text} if text else None)
 
 
 def _plt():
