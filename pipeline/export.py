@@ -85,8 +85,8 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path, force: bool = Fa
 
 
 def _check_out(cache, out: Path, force: bool) -> None:
-    """Refuse an output among the cache's datasets, a folder, or an existing file that is not an earlier export (a checkpoint,
-    an index...), which replacing would destroy."""
+    """Refuse an output among the cache's datasets, a folder, or an existing file that is not an earlier export (a
+    checkpoint, an index...), which replacing would destroy."""
     where, root = out.resolve(), Path(cache).resolve()
     if root in where.parents and len(where.relative_to(root).parts) > 1:   # in a dataset's folder, among its groups
         raise BadInputError(out, "the export would be written inside the cache's dataset folders",
