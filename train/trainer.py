@@ -282,18 +282,45 @@ def resumable(run: Run) -> dict | None:
         saved = ck.get("identity") or {}
         diff = config.differences(saved, run.identity) if saved else ["identity"]
         if not diff:
-            return ck
-        what = (config.describe(diff, saved, run.identity) if saved else
-                "it was written by an older mimamo that did not record the whole configuration and data")
-        if cfg.resume:
-            raise BadInputError(last, f"--resume with a different configuration or data ({what})",
-                                "resume with the flags and cache of the interrupted run, or drop --resume to start "
-                                "afresh (or use another --out)")
-        if not (run.out / "metrics.json").is_file():   # else `reusable` has said why already
-            _say(cfg, f"{run.out}: an unfinished run with other settings or data ({what}); starting afresh",
-                 always=True)
+            broken = _no_best(run, ck["state"])
+            if broken is None:
+                return ck
+            # its held-out scores would come from weights that are not the best epoch's
+            if cfg.resume:
+                raise BadInputError(last, f"cannot resume: {broken}", "drop --resume to train the run again from "
+                                    "the start (or use another --out)")
+            _say(cfg, f"{run.out}: an unfinished run, but {broken}; starting afresh", always=True)
+        else:
+            what = (config.describe(diff, saved, run.identity) if saved else
+                    "it was written by an older mimamo that did not record the whole configuration and data")
+            if cfg.resume:
+                raise BadInputError(last, f"--resume with a different configuration or data ({what})",
+                                    "resume with the flags and cache of the interrupted run, or drop --resume to "
+                                    "start afresh (or use another --out)")
+            if not (run.out / "metrics.json").is_file():   # else `reusable` has said why already
+                _say(cfg, f"{run.out}: an unfinished run with other settings or data ({what}); starting afresh",
+                     always=True)
     for stale in ("best.pt", "last.pt", "metrics.json"):   # a fresh run never mixes with an old one
         (run.out / stale).unlink(missing_ok=True)
+    return None
+
+
+def _no_best(run: Run, state: dict) -> str | None:
+    """Why best.pt cannot stand for the best epoch a checkpoint's ``state`` names (None when it can, or when no epoch
+    has run): a resumed run that never beats that epoch again writes no new best.pt and would score without it."""
+    epoch, path = state["best_epoch"], run.out / "best.pt"
+    if epoch < 1:
+        return None
+    if not path.is_file():
+        return f"the best epoch it records ({epoch}) has no best.pt"
+    try:
+        ck = checkpoint.load(path)
+    except BadInputError as e:
+        return f"best.pt is unreadable ({e.problem})"
+    other = config.differences(ck.get("identity") or {}, run.identity)
+    if ck.get("epoch") != epoch or other:
+        return f"best.pt is not of the best epoch it records ({epoch}): it holds epoch {ck.get('epoch')}" + (
+            " of another run" if other else "")
     return None
 
 
@@ -403,16 +430,18 @@ def fit(run: Run, f: Fit) -> bool:
 
 def same_data(run: Run) -> None:
     """Stop the run when a `features` run changed what it reads since it started (videos.changed_since): its
-    numbers would mix data from before and after under the fingerprints of before. best.pt goes with it: no
-    result of mixed data is left to predict with."""
+    numbers would mix data from before and after under the fingerprints of before. best.pt and last.pt go with it:
+    no result of mixed data is left to predict with, nor to resume from (once the data is restored, a resume would
+    otherwise carry on the mixed weights under the run's first identity)."""
     changed = videos.changed_since(run.cfg.cache, run.cfg.dataset, run.sel.per_video, run.sel.sources)
     if not changed:
         return
-    (run.out / "best.pt").unlink(missing_ok=True)
+    for name in ("best.pt", "last.pt"):
+        (run.out / name).unlink(missing_ok=True)
     raise BadInputError(run.out, f"the cache changed while this run trained ({videos.changed_listing(changed)}): "
                         "a `features` run updated what it reads, so its numbers would mix data from before and after; "
-                        "best.pt and metrics.json are not kept", "let the `features` run finish, then run `train` again, without "
-                        "--resume since the data it began on is gone")
+                        "best.pt, last.pt and metrics.json are not kept", "let the `features` run finish, then run "
+                        "`train` again, without --resume since the data it began on is gone")
 
 
 # ---------------------------------------------------------------- finalize
@@ -421,7 +450,11 @@ def same_data(run: Run) -> None:
 def finalize(run: Run, f: Fit) -> dict:
     """Score the held-out videos with best.pt; write metrics.json, predictions and plots; return the metrics."""
     cfg, state = run.cfg, f.state
-    if (run.out / "best.pt").is_file():
+    broken = _no_best(run, state)
+    if broken is not None:   # never score other weights under the best epoch's name
+        raise BadInputError(run.out, f"{broken}, so its held-out scores cannot be made",
+                            "train the run again without --resume (or use another --out)")
+    if state["best_epoch"] >= 1:   # else no epoch ran (epochs 0): the initial weights are the run's
         f.model.load_state_dict(checkpoint.load(run.out / "best.pt")["model"])
     res = predict(f.model, _datasets(run)["test"], cfg.window, cfg.batch_size, cfg.num_workers, f.device,
                   None if cfg.quiet else "held-out videos")

@@ -1,0 +1,82 @@
+"""A run folder holds one run's files: scores only from best.pt, nothing resumed from mixed data, no files of an
+older run beside a new one's, and nothing a kill can leave looking finished."""
+from dataclasses import replace
+
+import pytest
+
+from features.errors import BadInputError
+from pipeline import store
+from train import checkpoint
+from train.synth import make_cache
+from train.trainer import TrainConfig, finalize, fit, prepare, start, train
+
+TINY = {"dataset": "synth", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2,
+        "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False,
+        "streams": "temporal", "patience": 10}
+SCORES = ("ccc_arousal", "ccc_valence", "best_epoch", "epochs_run")
+
+
+def _cfg(tmp_path, **kw) -> TrainConfig:
+    make_cache(tmp_path / "c", "synth", videos=5, frames=40, test_videos=1)
+    return TrainConfig(cache=str(tmp_path / "c"), out=str(tmp_path / "r"), **{**TINY, **kw})
+
+
+def test_a_resume_whose_best_pt_is_gone_is_refused_or_trained_afresh(tmp_path, capfd):
+    """last.pt names a best epoch whose best.pt is gone (same_data deleted it, or a user): the resumed epochs need
+    not beat it, so no new best.pt would come and the last weights were scored under the best epoch's name."""
+    cfg = _cfg(tmp_path, epochs=3, stop_after=2)
+    assert train(cfg).get("interrupted")
+    best = checkpoint.load(tmp_path / "r" / "last.pt")["state"]["best_epoch"]
+    assert best >= 1
+    (tmp_path / "r" / "best.pt").unlink()
+    with pytest.raises(BadInputError, match=rf"cannot resume: the best epoch it records \({best}\) has no best\.pt"):
+        train(replace(cfg, resume=True, stop_after=None))
+    full = train(replace(cfg, stop_after=None, out=str(tmp_path / "full")))
+    capfd.readouterr()
+    m = train(replace(cfg, stop_after=None, reuse=True))    # an ablation cell: trained again, saying why
+    assert f"an unfinished run, but the best epoch it records ({best}) has no best.pt; starting afresh" \
+        in capfd.readouterr().err
+    assert {k: m[k] for k in SCORES} == {k: full[k] for k in SCORES}
+    assert checkpoint.load(tmp_path / "r" / "best.pt")["epoch"] == m["best_epoch"]
+
+
+def test_finalize_scores_only_the_best_epochs_weights(tmp_path):
+    cfg = _cfg(tmp_path, epochs=2)
+    run = prepare(cfg)
+    f = start(run)
+    assert fit(run, f)
+    path = tmp_path / "r" / "best.pt"
+    ck = checkpoint.load(path)
+    checkpoint.save({**ck, "epoch": 99}, path)
+    with pytest.raises(BadInputError, match=rf"best\.pt is not of the best epoch it records "
+                                            rf"\({f.state['best_epoch']}\): it holds epoch 99, so its held-out"):
+        finalize(run, f)
+    path.unlink()
+    with pytest.raises(BadInputError, match=r"has no best\.pt, so its held-out scores cannot be made"):
+        finalize(run, f)
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_a_run_stopped_by_a_cache_change_leaves_nothing_to_resume(tmp_path, monkeypatch):
+    """The labels change after epoch 1 and are then restored: the identity is equal again, but last.pt's weights
+    (and its best epoch, whose best.pt is gone) came from that run; a resume trains afresh, as if uninterrupted."""
+    from train import report
+
+    cfg = _cfg(tmp_path, epochs=3)
+    write_log, g = report.write_log, store.open_video(cfg.cache, "synth", "v02", mode="r+")
+
+    def features_meanwhile(out, history):
+        write_log(out, history)
+        g["labels"][:] = -g["labels"][:]
+        store.set_fingerprints(g, {"labels": "from-the-edited-file"})
+
+    monkeypatch.setattr(report, "write_log", features_meanwhile)
+    with pytest.raises(BadInputError, match=r"the cache changed while this run trained"):
+        train(cfg)
+    monkeypatch.undo()
+    assert not {"best.pt", "last.pt", "metrics.json"} & {p.name for p in (tmp_path / "r").iterdir()}
+    g["labels"][:] = -g["labels"][:]                       # the label fix reverted: the data it began on again
+    store.set_fingerprints(g, {"labels": "synth-l"})
+    m = train(replace(cfg, resume=True))
+    full = train(replace(cfg, out=str(tmp_path / "full")))
+    assert {k: m[k] for k in SCORES} == {k: full[k] for k in SCORES} and m["epochs_run"] == 3
