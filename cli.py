@@ -412,7 +412,8 @@ def _train_config(**kw):
               help="Run folder: best.pt, last.pt, metrics.json, log.csv/.jsonl, predictions.parquet/.csv, PNGs.")
 @click.option("--resume", is_flag=True,
               help="Continue from OUT/last.pt after a kill (same final numbers); its configuration and the cache's "
-                   "fingerprints must be this run's, else the differing keys are listed.")
+                   "fingerprints must be this run's, else the differing keys are listed. A finished run without "
+                   "last.pt is returned as it is (the same check applies to its metrics.json).")
 @click.option("--init-spatial", type=click.Path(dir_okay=False, exists=True), default=None,
               help="--streams both: initialise the spatial stream from this single-stream checkpoint.")
 @click.option("--init-temporal", type=click.Path(dir_okay=False, exists=True), default=None,

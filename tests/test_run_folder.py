@@ -80,3 +80,24 @@ def test_a_run_stopped_by_a_cache_change_leaves_nothing_to_resume(tmp_path, monk
     m = train(replace(cfg, resume=True))
     full = train(replace(cfg, out=str(tmp_path / "full")))
     assert {k: m[k] for k in SCORES} == {k: full[k] for k in SCORES} and m["epochs_run"] == 3
+
+
+def test_resume_of_a_finished_run_without_last_pt_returns_it_and_a_fresh_run_leaves_no_old_file(tmp_path, capfd):
+    """--resume with no last.pt deleted a finished run and trained again, leaving its predictions, log and plots
+    beside the new run's files; a fresh run removed only best.pt, last.pt and metrics.json."""
+    cfg = _cfg(tmp_path, epochs=2, plots=True)
+    done = train(cfg)
+    out = tmp_path / "r"
+    (out / "last.pt").unlink()          # e.g. removed to save space once the run finished
+    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+    capfd.readouterr()
+    again = train(replace(cfg, resume=True))
+    assert "finished already (no last.pt to resume from)" in capfd.readouterr().err
+    assert {k: again[k] for k in SCORES} == {k: done[k] for k in SCORES}
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp      # nothing deleted or rewritten
+    with pytest.raises(BadInputError, match=r"--resume of a finished run made with a different configuration or "
+                                            r"data \(config\.lr: 0\.1 -> 0\.05\)"):
+        train(replace(cfg, resume=True, lr=0.05))
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
+    assert train(replace(cfg, lr=0.05, plots=False, stop_after=1)).get("interrupted")   # afresh, then killed
+    assert {p.name for p in out.iterdir()} == {"best.pt", "last.pt", "log.csv", "log.jsonl"}

@@ -8,6 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# Every file this module writes into a run folder.
+OUTPUTS = ("metrics.json", "predictions.parquet", "predictions.csv", "log.csv", "log.jsonl", "curves.png",
+           "predictions.png")
+
 
 def clean(x):
     """JSON-safe copy: NaN/inf -> None, NumPy scalars -> Python, tuples -> lists."""

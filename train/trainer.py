@@ -149,17 +149,25 @@ def _say(cfg: TrainConfig, msg: str, always: bool = False) -> None:
 
 
 def reusable(run: Run) -> dict | None:
-    """With cfg.reuse: the saved metrics of a finished run of this identity; None when it must be trained."""
-    path = run.out / "metrics.json"
-    if not (run.cfg.reuse and path.is_file()):
+    """The saved metrics of a finished run of this identity, with cfg.reuse, or with --resume when no last.pt is left
+    to resume from (a finished run's is all there is: it is not trained again); None when it must be trained. A
+    finished run of another identity is an error with --resume, as a changed flag is."""
+    cfg, path = run.cfg, run.out / "metrics.json"
+    finished = cfg.resume and not (run.out / "last.pt").is_file()
+    if not ((cfg.reuse or finished) and path.is_file()):
         return None
     saved = json.loads(path.read_text())
     diff = config.differences(saved.get("identity") or {}, run.identity)
     if not diff:
-        _say(run.cfg, f"{run.out}: done with the same settings and data; reused")
+        _say(run.cfg, f"{run.out}: done with the same settings and data; reused" if cfg.reuse else
+             f"{run.out}: finished already (no last.pt to resume from); its metrics.json is returned", always=finished)
         return saved
     what = (config.describe(diff, saved["identity"], run.identity) if "identity" in saved else
             "an older mimamo made it without recording the settings and data it came from")
+    if finished:
+        raise BadInputError(path, f"--resume of a finished run made with a different configuration or data ({what})",
+                            "resume with the flags and cache of that run, or drop --resume to train it again "
+                            "(or use another --out)")
     _say(run.cfg, f"{run.out}: made with other settings or data ({what}); training it again", always=True)
     return None
 
@@ -274,8 +282,13 @@ def _first_five(videos: list[str]) -> str:
     return ", ".join(videos[:5]) + (" ..." if len(videos) > 5 else "")
 
 
+# Every file a run writes in its folder (not its single-stream sub-runs' folders, which have their own identity).
+OUTPUTS = ("best.pt", "last.pt", *report.OUTPUTS)
+
+
 def resumable(run: Run) -> dict | None:
-    """The resume check: last.pt when resuming (or reusing) a run of this identity; None starts afresh."""
+    """The resume check: last.pt when resuming (or reusing) a run of this identity; None starts afresh, after
+    deleting every file an older run left in the folder (nothing of it stays beside the new run's files)."""
     cfg, last = run.cfg, run.out / "last.pt"
     ck = checkpoint.load(last) if (cfg.resume or cfg.reuse) and last.is_file() else None
     if ck is not None:
@@ -300,7 +313,9 @@ def resumable(run: Run) -> dict | None:
             if not (run.out / "metrics.json").is_file():   # else `reusable` has said why already
                 _say(cfg, f"{run.out}: an unfinished run with other settings or data ({what}); starting afresh",
                      always=True)
-    for stale in ("best.pt", "last.pt", "metrics.json"):   # a fresh run never mixes with an old one
+    elif cfg.resume:
+        _say(cfg, f"{run.out}: nothing to resume (no last.pt); starting afresh", always=True)
+    for stale in OUTPUTS:   # a fresh run never leaves an old run's files beside its own
         (run.out / stale).unlink(missing_ok=True)
     return None
 
