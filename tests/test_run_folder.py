@@ -6,9 +6,9 @@ import pytest
 
 from features.errors import BadInputError
 from pipeline import store
-from train import checkpoint
+from train import checkpoint, report
 from train.synth import make_cache
-from train.trainer import TrainConfig, finalize, fit, prepare, start, train
+from train.trainer import OUTPUTS, TrainConfig, finalize, fit, prepare, start, train
 
 TINY = {"dataset": "synth", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2,
         "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False,
@@ -60,7 +60,6 @@ def test_finalize_scores_only_the_best_epochs_weights(tmp_path):
 def test_a_run_stopped_by_a_cache_change_leaves_nothing_to_resume(tmp_path, monkeypatch):
     """The labels change after epoch 1 and are then restored: the identity is equal again, but last.pt's weights
     (and its best epoch, whose best.pt is gone) came from that run; a resume trains afresh, as if uninterrupted."""
-    from train import report
 
     cfg = _cfg(tmp_path, epochs=3)
     write_log, g = report.write_log, store.open_video(cfg.cache, "synth", "v02", mode="r+")
@@ -101,3 +100,44 @@ def test_resume_of_a_finished_run_without_last_pt_returns_it_and_a_fresh_run_lea
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
     assert train(replace(cfg, lr=0.05, plots=False, stop_after=1)).get("interrupted")   # afresh, then killed
     assert {p.name for p in out.iterdir()} == {"best.pt", "last.pt", "log.csv", "log.jsonl"}
+
+
+class Killed(BaseException):
+    """A kill at a chosen point (not an Exception: nothing in the trainer handles it, as nothing runs after a kill)."""
+
+
+def test_a_kill_while_the_outputs_are_written_leaves_no_finished_looking_run(tmp_path, monkeypatch, capfd):
+    """metrics.json was written first and in place: a kill after it left a run that reuse took as finished, its
+    predictions missing or cut short."""
+
+    cfg = _cfg(tmp_path, epochs=2, plots=True)
+    out, real = tmp_path / "r", report.plot_predictions
+
+    def killed_mid_write(path, *args, **kw):
+        real(path, *args, **kw)
+        path.write_bytes(path.read_bytes()[:100])     # what a kill during the write leaves
+        raise Killed
+
+    monkeypatch.setattr(report, "plot_predictions", killed_mid_write)
+    with pytest.raises(Killed):
+        train(cfg)
+    monkeypatch.undo()
+    assert not (out / "metrics.json").exists() and not (out / "predictions.png").exists()
+    capfd.readouterr()
+    m = train(replace(cfg, reuse=True))       # resumed from last.pt: scored and written again
+    assert "reused" not in capfd.readouterr().err and m["epochs_run"] == 2
+    assert {p.name for p in out.iterdir()} == set(OUTPUTS)       # whole files, no temporary one left
+    assert (out / "predictions.png").read_bytes()[-8:] == b"IEND\xaeB`\x82"   # a PNG's last chunk
+
+
+def test_an_unreadable_metrics_json_is_a_run_to_train_again(tmp_path, capfd):
+    cfg = _cfg(tmp_path, epochs=1, reuse=True)
+    done = train(cfg)
+    path = tmp_path / "r" / "metrics.json"
+    path.write_text(path.read_text()[:200])       # cut short (by a kill, with an older mimamo, or a full disk)
+    capfd.readouterr()
+    m = train(cfg)
+    assert f"{path}: unreadable (cut short by a kill?), so the run is not finished; training it again" \
+        in capfd.readouterr().err
+    assert {k: m[k] for k in SCORES} == {k: done[k] for k in SCORES}
+    assert report.read_metrics(path)["ccc_arousal"] == m["ccc_arousal"]

@@ -8,8 +8,8 @@
                -> start    the model and its init check (init checkpoints never saw this run's held-out videos),
                            the optimiser, and the resume check (last.pt must have this run's identity)
                -> fit      epochs, best.pt on the validation mean CCC, last.pt after every epoch
-               -> finalize held-out scores from best.pt; metrics.json (config, identity, fingerprints, init),
-                           predictions, plots
+               -> finalize held-out scores from best.pt; predictions, plots, then metrics.json (config, identity,
+                           fingerprints, init): a folder with a metrics.json holds a finished run
 
 Exact resume: the shuffle order, the dropout stream and (video-level labels) the snippet starts are drawn from seeds
 made of (seed, epoch), and last.pt
@@ -18,7 +18,6 @@ early-stopping counter, so a killed run resumed with ``resume=True`` ends with t
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -156,7 +155,11 @@ def reusable(run: Run) -> dict | None:
     finished = cfg.resume and not (run.out / "last.pt").is_file()
     if not ((cfg.reuse or finished) and path.is_file()):
         return None
-    saved = json.loads(path.read_text())
+    saved = report.read_metrics(path)
+    if saved is None:
+        _say(cfg, f"{path}: unreadable (cut short by a kill?), so the run is not finished; training it again",
+             always=True)
+        return None
     diff = config.differences(saved.get("identity") or {}, run.identity)
     if not diff:
         _say(run.cfg, f"{run.out}: done with the same settings and data; reused" if cfg.reuse else
@@ -317,6 +320,7 @@ def resumable(run: Run) -> dict | None:
         _say(cfg, f"{run.out}: nothing to resume (no last.pt); starting afresh", always=True)
     for stale in OUTPUTS:   # a fresh run never leaves an old run's files beside its own
         (run.out / stale).unlink(missing_ok=True)
+        report.tmp_path(run.out / stale).unlink(missing_ok=True)   # a write cut short by a kill
     return None
 
 
@@ -463,7 +467,7 @@ def same_data(run: Run) -> None:
 
 
 def finalize(run: Run, f: Fit) -> dict:
-    """Score the held-out videos with best.pt; write metrics.json, predictions and plots; return the metrics."""
+    """Score the held-out videos with best.pt; write the predictions, plots and metrics.json; return the metrics."""
     cfg, state = run.cfg, f.state
     broken = _no_best(run, state)
     if broken is not None:   # never score other weights under the best epoch's name
