@@ -3,6 +3,7 @@ older run beside a new one's, and nothing a kill can leave looking finished."""
 from dataclasses import replace
 
 import pytest
+import torch
 
 from features.errors import BadInputError
 from pipeline import store
@@ -141,3 +142,28 @@ def test_an_unreadable_metrics_json_is_a_run_to_train_again(tmp_path, capfd):
         in capfd.readouterr().err
     assert {k: m[k] for k in SCORES} == {k: done[k] for k in SCORES}
     assert report.read_metrics(path)["ccc_arousal"] == m["ccc_arousal"]
+
+
+def test_each_stretch_of_epochs_records_its_threads_and_a_resume_under_others_says_so(tmp_path, capfd):
+    """--threads is runtime (a resume may land on another node) but changes the numbers: metrics.json's config held
+    only the last invocation's count, so a run trained under 1 and resumed under 2 said 2 throughout."""
+    cfg = _cfg(tmp_path, epochs=3, stop_after=2)              # threads 1
+    assert train(cfg).get("interrupted")
+    capfd.readouterr()
+    before = torch.get_num_threads()
+    try:
+        m = train(replace(cfg, stop_after=None, resume=True, threads=2))
+    finally:
+        torch.set_num_threads(before)
+    assert ("resumed under 2 torch thread(s) on cpu, where epochs 1-2 ran under 1 on cpu: the resumed epochs will "
+            "not equal an uninterrupted run's bit for bit") in capfd.readouterr().err
+    runs = [{"epochs": [1, 2], "threads": 1, "device": "cpu"}, {"epochs": [3, 3], "threads": 2, "device": "cpu"}]
+    assert m["threads_used"] == runs and m["threads_scored"] == 2
+    assert report.read_metrics(tmp_path / "r" / "metrics.json")["threads_used"] == runs
+    assert checkpoint.load(tmp_path / "r" / "last.pt")["state"]["threads_used"] == runs
+    same = replace(cfg, out=str(tmp_path / "same"), stop_after=1)
+    assert train(same).get("interrupted")
+    capfd.readouterr()
+    m = train(replace(same, stop_after=None, resume=True))      # the same count: nothing to say
+    assert "torch thread" not in capfd.readouterr().err
+    assert [r["epochs"] for r in m["threads_used"]] == [[1, 1], [2, 3]] and m["threads_scored"] == 1

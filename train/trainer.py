@@ -14,7 +14,11 @@
 Exact resume: the shuffle order, the dropout stream and (video-level labels) the snippet starts are drawn from seeds
 made of (seed, epoch), and last.pt
 (written atomically after every epoch) holds the model, optimiser, scheduler, RNG state, history, best score and
-early-stopping counter, so a killed run resumed with ``resume=True`` ends with the same numbers.
+early-stopping counter, so a killed run resumed with ``resume=True`` ends with the same numbers, when it resumes
+under the same torch thread count and device: torch's CPU reductions split their sums by thread, and CPU and CUDA
+round differently. Neither is part of the identity (a resume on a cluster may land on another node), so last.pt and
+metrics.json record them for each stretch of epochs one invocation trained (``threads_used``), and a resume under
+others says its epochs will not equal an uninterrupted run's bit for bit.
 """
 from __future__ import annotations
 
@@ -75,6 +79,7 @@ class Fit:
     sched: torch.optim.lr_scheduler.LRScheduler
     state: dict
     device: torch.device
+    threads: int                    # torch's CPU threads in this invocation, as set (not as asked: None keeps torch's)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -196,8 +201,9 @@ def start(run: Run) -> Fit:
     lr = cfg.finetune_lr if len(run.init) == 2 and cfg.finetune_lr is not None else cfg.lr
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=0.1)
-    state = {"epoch": 0, "best": -float("inf"), "best_epoch": -1, "bad": 0, "stopped": False, "history": []}
-    fit_ = Fit(model, model_args, opt, sched, state, device)
+    state = {"epoch": 0, "best": -float("inf"), "best_epoch": -1, "bad": 0, "stopped": False, "history": [],
+             "threads_used": []}
+    fit_ = Fit(model, model_args, opt, sched, state, device, torch.get_num_threads())
     ck = resumable(run)
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -205,7 +211,22 @@ def start(run: Run) -> Fit:
         checkpoint.load_sched(sched, ck["sched"])
         fit_.state = ck["state"]
         torch.set_rng_state(ck["rng"]["torch"])
+        _other_threads(run, fit_)
     return fit_
+
+
+def _other_threads(run: Run, f: Fit) -> None:
+    """Warn when a resume trains under another thread count or device than the epochs before it (checkpoints
+    written before they were recorded cannot be compared)."""
+    before = (f.state.get("threads_used") or [None])[-1]
+    if (before is None or f.state["epoch"] >= run.cfg.epochs or f.state["stopped"]
+            or (before["threads"], before["device"]) == (f.threads, f.device.type)):
+        return
+    a, b = before["epochs"]
+    _say(run.cfg, f"{run.out}: resumed under {f.threads} torch thread(s) on {f.device.type}, where epochs {a}-{b} "
+                  f"ran under {before['threads']} on {before['device']}: the resumed epochs will not equal an "
+                  "uninterrupted run's bit for bit (metrics.json lists the threads of each stretch of epochs)",
+         always=True)
 
 
 def build(cfg: TrainConfig) -> tuple[MimamoNet, dict]:
@@ -436,6 +457,7 @@ def fit(run: Run, f: Fit) -> bool:
                "seconds": round(time.time() - t0, 2)}
         state["history"].append(row)
         state["epoch"] = e + 1
+        _note_threads(state, f, e + 1, first=runs == 0)
         checkpoint.save({"model": model.state_dict(), "opt": f.opt.state_dict(), "sched": checkpoint.sched_state(f.sched),
                          "state": state, "rng": {"torch": torch.get_rng_state()}, **meta}, run.out / "last.pt")
         report.write_log(run.out, state["history"])
@@ -445,6 +467,16 @@ def fit(run: Run, f: Fit) -> bool:
                   f"valence {val['ccc_valence']:.3f} mean {val['ccc_mean']:.3f} lr {lr:g} {row['seconds']:.1f}s"
                   + (" *best" if best else "") + (" (early stop)" if state["stopped"] else ""))
     return True
+
+
+def _note_threads(state: dict, f: Fit, epoch: int, first: bool) -> None:
+    """Record the thread count and device ``epoch`` trained under: an invocation's first epoch opens a stretch, the
+    rest extend it (a resume's stretch stays apart even under the same count, showing where the run was resumed)."""
+    runs = state.setdefault("threads_used", [])   # absent in checkpoints of older versions
+    if first or not runs:
+        runs.append({"epochs": [epoch, epoch], "threads": f.threads, "device": f.device.type})
+    else:
+        runs[-1]["epochs"][1] = epoch
 
 
 def same_data(run: Run) -> None:
@@ -485,6 +517,9 @@ def finalize(run: Run, f: Fit) -> dict:
                **{k: v for k, v in scores.items() if k != "per_video"},
                "level": run.sel.level, "best_epoch": state["best_epoch"], "best_val_ccc_mean": state["best"],
                "epochs_run": state["epoch"], "early_stopped": state["stopped"],
+               # the torch threads each stretch of epochs trained under, and those the held-out videos were scored
+               # under: they change the numbers, and the config holds this invocation's settings only
+               "threads_used": state.get("threads_used", []), "threads_scored": f.threads,
                "streams": cfg.streams, "arch": cfg.arch if temporal else None, "input": cfg.input if temporal else None,
                "init": run.init or None, "videos": run.identity["videos"], "left_out": run.sel.left_out,
                "per_video": scores["per_video"], "config": config.as_dict(cfg), "fingerprints": run.sel.fingerprints,
