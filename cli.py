@@ -361,7 +361,9 @@ def _train_options(f):
         click.option("--num-workers", type=click.IntRange(0, 64), default=2, show_default=True,
                      help="Data-loader worker processes."),
         click.option("--threads", type=click.IntRange(1, 256), default=None,
-                     help="Torch CPU threads (1 is fastest on a busy shared machine)."),
+                     help="Torch CPU threads (1 is fastest on a busy shared machine). The count changes the "
+                          "numbers (torch splits its CPU sums by thread): metrics.json records it per stretch of "
+                          "epochs (threads_used)."),
         click.option("--augment", type=click.Choice(["none", "flip"]), default="none", show_default=True,
                      help="flip: a seeded half of each epoch's training sequences read the mirrored faces' arrays "
                           "(needs `features --extras flip`); part of the run's identity."),
@@ -411,8 +413,10 @@ def _train_config(**kw):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Run folder: best.pt, last.pt, metrics.json, log.csv/.jsonl, predictions.parquet/.csv, PNGs.")
 @click.option("--resume", is_flag=True,
-              help="Continue from OUT/last.pt after a kill (same final numbers); its configuration and the cache's "
-                   "fingerprints must be this run's, else the differing keys are listed.")
+              help="Continue from OUT/last.pt after a kill (same final numbers under the same --threads and "
+                   "--device); its configuration and the cache's "
+                   "fingerprints must be this run's, else the differing keys are listed. A finished run without "
+                   "last.pt is returned as it is (the same check applies to its metrics.json).")
 @click.option("--init-spatial", type=click.Path(dir_okay=False, exists=True), default=None,
               help="--streams both: initialise the spatial stream from this single-stream checkpoint.")
 @click.option("--init-temporal", type=click.Path(dir_okay=False, exists=True), default=None,

@@ -50,7 +50,8 @@ class TrainConfig:
     init_temporal: str | None = None
     skip_unusable: bool = False        # leave out (and list) videos whose cached arrays are unusable, not refuse
     augment: str | None = None         # "flip": mirrored inputs for a seeded half of the training sequences
-    # runtime only (RUNTIME): how the run is carried out, not what it computes
+    # runtime (RUNTIME): how the run is carried out, not part of its identity; device and threads change the
+    # numbers all the same (metrics.json: threads_used)
     device: str = "cpu"
     num_workers: int = 2
     cache_mb: float = 64               # decoded-chunk cache per loader worker
@@ -71,10 +72,12 @@ class TrainConfig:
             self.splits = tuple(self.splits) or None
 
 
-# Settings that change how a run is carried out, never its numbers. The init checkpoints enter the identity by
-# their content hash instead of their path; `pretrain` by whether there are init checkpoints; `skip_unusable` by
-# the videos it leaves out (the identity holds the video lists). The device is runtime: CPU and CUDA round
-# differently, but a run moved between them is the same experiment.
+# Settings that are not part of a run's identity: how a run is carried out. The init checkpoints enter the identity
+# by their content hash instead of their path; `pretrain` by whether there are init checkpoints; `skip_unusable` by
+# the videos it leaves out (the identity holds the video lists). The device and the thread count do change the
+# numbers (CPU and CUDA round differently; torch's CPU reductions split their sums by thread, so runs with 1 and 2
+# threads differ from the first epoch), but a run moved to another node or GPU is the same experiment: the trainer
+# records both for each stretch of epochs (metrics.json: threads_used) and warns when a resume changes them.
 RUNTIME = ("out", "device", "num_workers", "cache_mb", "resume", "reuse", "stop_after", "plots", "threads", "quiet",
            "init_spatial", "init_temporal", "pretrain", "skip_unusable")
 

@@ -10,6 +10,10 @@ import pandas as pd
 
 from pipeline.plots import save_captioned
 
+# Every file this module writes into a run folder.
+OUTPUTS = ("metrics.json", "predictions.parquet", "predictions.csv", "log.csv", "log.jsonl", "curves.png",
+           "predictions.png")
+
 
 def clean(x):
     """JSON-safe copy: NaN/inf -> None, NumPy scalars -> Python, tuples -> lists."""
@@ -26,10 +30,32 @@ def clean(x):
     return x
 
 
+def tmp_path(path: Path) -> Path:
+    """Where ``path`` is written before its rename: its own per file, with its suffix (pandas and matplotlib go by
+    it)."""
+    return path.with_name(f"{path.stem}.tmp{path.suffix}")
+
+
+def atomic(path: Path, write) -> None:
+    """``write(tmp)``, then rename tmp to ``path``: a kill leaves the old file or the new one, never a part of one."""
+    tmp = tmp_path(path)
+    write(tmp)
+    tmp.replace(path)
+
+
 def write_log(out: Path, history: list[dict]) -> None:
     """Per-epoch log, rewritten whole from the checkpointed history (so it always agrees with last.pt)."""
-    pd.DataFrame(history).to_csv(out / "log.csv", index=False)
-    (out / "log.jsonl").write_text("".join(json.dumps(clean(r)) + "\n" for r in history))
+    atomic(out / "log.csv", lambda p: pd.DataFrame(history).to_csv(p, index=False))
+    atomic(out / "log.jsonl", lambda p: p.write_text("".join(json.dumps(clean(r)) + "\n" for r in history)))
+
+
+def read_metrics(path: Path) -> dict | None:
+    """A run's metrics.json; None when it cannot be read as one (cut short or damaged: the run is not finished)."""
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return saved if isinstance(saved, dict) else None
 
 
 def frame_table(res: dict, videos: list[dict]) -> pd.DataFrame:
@@ -55,17 +81,21 @@ def video_table(res: dict, videos: list[dict]) -> pd.DataFrame:
 
 def write_outputs(out: Path, metrics: dict, res: dict, videos: list[dict], history: list[dict],
                   plots: bool = True) -> None:
-    """metrics.json, the predictions (per frame, or per video for video-level labels) and the plots, each plot
-    captioned (and its PNG's Description) with what made it (``caption``)."""
-    (out / "metrics.json").write_text(json.dumps(clean(metrics), indent=1) + "\n")
+    """The predictions (per frame, or per video for video-level labels), the plots, each captioned (and its PNG's
+    Description) with what made it (``caption``), then metrics.json. A finished run is one with a metrics.json
+    (reuse, --resume): it goes first and comes back last, each file through a rename, so a kill never leaves one
+    beside predictions that are missing, cut short or of an earlier scoring."""
+    (out / "metrics.json").unlink(missing_ok=True)
     video_level = metrics.get("level") == "video"
     table = video_table(res, videos) if video_level else frame_table(res, videos)
-    table.to_parquet(out / "predictions.parquet", index=False)
-    table.to_csv(out / "predictions.csv", index=False, float_format="%.5f")
+    atomic(out / "predictions.parquet", lambda p: table.to_parquet(p, index=False))
+    atomic(out / "predictions.csv", lambda p: table.to_csv(p, index=False, float_format="%.5f"))
     if plots:
         text = caption(metrics)
-        plot_curves(out / "curves.png", history, text, (metrics.get("protocol") or {}).get("selection"))
-        (plot_scatter if video_level else plot_predictions)(out / "predictions.png", table, text)
+        atomic(out / "curves.png", lambda p: plot_curves(p, history, text,
+                                                         (metrics.get("protocol") or {}).get("selection")))
+        atomic(out / "predictions.png", lambda p: (plot_scatter if video_level else plot_predictions)(p, table, text))
+    atomic(out / "metrics.json", lambda p: p.write_text(json.dumps(clean(metrics), indent=1) + "\n"))
 
 
 def caption(metrics: dict) -> str:

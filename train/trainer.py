@@ -8,17 +8,20 @@
                -> start    the model and its init check (init checkpoints never saw this run's held-out videos),
                            the optimiser, and the resume check (last.pt must have this run's identity)
                -> fit      epochs, best.pt on the validation mean CCC, last.pt after every epoch
-               -> finalize held-out scores from best.pt; metrics.json (config, identity, fingerprints, init),
-                           predictions, plots
+               -> finalize held-out scores from best.pt; predictions, plots, then metrics.json (config, identity,
+                           fingerprints, init): a folder with a metrics.json holds a finished run
 
 Exact resume: the shuffle order, the dropout stream and (video-level labels) the snippet starts are drawn from seeds
 made of (seed, epoch), and last.pt
 (written atomically after every epoch) holds the model, optimiser, scheduler, RNG state, history, best score and
-early-stopping counter, so a killed run resumed with ``resume=True`` ends with the same numbers.
+early-stopping counter, so a killed run resumed with ``resume=True`` ends with the same numbers, when it resumes
+under the same torch thread count and device: torch's CPU reductions split their sums by thread, and CPU and CUDA
+round differently. Neither is part of the identity (a resume on a cluster may land on another node), so last.pt and
+metrics.json record them for each stretch of epochs one invocation trained (``threads_used``), and a resume under
+others says its epochs will not equal an uninterrupted run's bit for bit.
 """
 from __future__ import annotations
 
-import json
 import os
 import random
 import sys
@@ -76,6 +79,7 @@ class Fit:
     sched: torch.optim.lr_scheduler.LRScheduler
     state: dict
     device: torch.device
+    threads: int                    # torch's CPU threads in this invocation, as set (not as asked: None keeps torch's)
 
 
 def train(cfg: TrainConfig) -> dict:
@@ -149,17 +153,29 @@ def _say(cfg: TrainConfig, msg: str, always: bool = False) -> None:
 
 
 def reusable(run: Run) -> dict | None:
-    """With cfg.reuse: the saved metrics of a finished run of this identity; None when it must be trained."""
-    path = run.out / "metrics.json"
-    if not (run.cfg.reuse and path.is_file()):
+    """The saved metrics of a finished run of this identity, with cfg.reuse, or with --resume when no last.pt is left
+    to resume from (a finished run's is all there is: it is not trained again); None when it must be trained. A
+    finished run of another identity is an error with --resume, as a changed flag is."""
+    cfg, path = run.cfg, run.out / "metrics.json"
+    finished = cfg.resume and not (run.out / "last.pt").is_file()
+    if not ((cfg.reuse or finished) and path.is_file()):
         return None
-    saved = json.loads(path.read_text())
+    saved = report.read_metrics(path)
+    if saved is None:
+        _say(cfg, f"{path}: unreadable (cut short by a kill?), so the run is not finished; training it again",
+             always=True)
+        return None
     diff = config.differences(saved.get("identity") or {}, run.identity)
     if not diff:
-        _say(run.cfg, f"{run.out}: done with the same settings and data; reused")
+        _say(run.cfg, f"{run.out}: done with the same settings and data; reused" if cfg.reuse else
+             f"{run.out}: finished already (no last.pt to resume from); its metrics.json is returned", always=finished)
         return saved
     what = (config.describe(diff, saved["identity"], run.identity) if "identity" in saved else
             "an older mimamo made it without recording the settings and data it came from")
+    if finished:
+        raise BadInputError(path, f"--resume of a finished run made with a different configuration or data ({what})",
+                            "resume with the flags and cache of that run, or drop --resume to train it again "
+                            "(or use another --out)")
     _say(run.cfg, f"{run.out}: made with other settings or data ({what}); training it again", always=True)
     return None
 
@@ -185,8 +201,9 @@ def start(run: Run) -> Fit:
     lr = cfg.finetune_lr if len(run.init) == 2 and cfg.finetune_lr is not None else cfg.lr
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=list(cfg.milestones), gamma=0.1)
-    state = {"epoch": 0, "best": -float("inf"), "best_epoch": -1, "bad": 0, "stopped": False, "history": []}
-    fit_ = Fit(model, model_args, opt, sched, state, device)
+    state = {"epoch": 0, "best": -float("inf"), "best_epoch": -1, "bad": 0, "stopped": False, "history": [],
+             "threads_used": []}
+    fit_ = Fit(model, model_args, opt, sched, state, device, torch.get_num_threads())
     ck = resumable(run)
     if ck is not None:
         model.load_state_dict(ck["model"])
@@ -194,7 +211,22 @@ def start(run: Run) -> Fit:
         checkpoint.load_sched(sched, ck["sched"])
         fit_.state = ck["state"]
         torch.set_rng_state(ck["rng"]["torch"])
+        _other_threads(run, fit_)
     return fit_
+
+
+def _other_threads(run: Run, f: Fit) -> None:
+    """Warn when a resume trains under another thread count or device than the epochs before it (checkpoints
+    written before they were recorded cannot be compared)."""
+    before = (f.state.get("threads_used") or [None])[-1]
+    if (before is None or f.state["epoch"] >= run.cfg.epochs or f.state["stopped"]
+            or (before["threads"], before["device"]) == (f.threads, f.device.type)):
+        return
+    a, b = before["epochs"]
+    _say(run.cfg, f"{run.out}: resumed under {f.threads} torch thread(s) on {f.device.type}, where epochs {a}-{b} "
+                  f"ran under {before['threads']} on {before['device']}: the resumed epochs will not equal an "
+                  "uninterrupted run's bit for bit (metrics.json lists the threads of each stretch of epochs)",
+         always=True)
 
 
 def build(cfg: TrainConfig) -> tuple[MimamoNet, dict]:
@@ -274,26 +306,61 @@ def _first_five(videos: list[str]) -> str:
     return ", ".join(videos[:5]) + (" ..." if len(videos) > 5 else "")
 
 
+# Every file a run writes in its folder (not its single-stream sub-runs' folders, which have their own identity).
+OUTPUTS = ("best.pt", "last.pt", *report.OUTPUTS)
+
+
 def resumable(run: Run) -> dict | None:
-    """The resume check: last.pt when resuming (or reusing) a run of this identity; None starts afresh."""
+    """The resume check: last.pt when resuming (or reusing) a run of this identity; None starts afresh, after
+    deleting every file an older run left in the folder (nothing of it stays beside the new run's files)."""
     cfg, last = run.cfg, run.out / "last.pt"
     ck = checkpoint.load(last) if (cfg.resume or cfg.reuse) and last.is_file() else None
     if ck is not None:
         saved = ck.get("identity") or {}
         diff = config.differences(saved, run.identity) if saved else ["identity"]
         if not diff:
-            return ck
-        what = (config.describe(diff, saved, run.identity) if saved else
-                "it was written by an older mimamo that did not record the whole configuration and data")
-        if cfg.resume:
-            raise BadInputError(last, f"--resume with a different configuration or data ({what})",
-                                "resume with the flags and cache of the interrupted run, or drop --resume to start "
-                                "afresh (or use another --out)")
-        if not (run.out / "metrics.json").is_file():   # else `reusable` has said why already
-            _say(cfg, f"{run.out}: an unfinished run with other settings or data ({what}); starting afresh",
-                 always=True)
-    for stale in ("best.pt", "last.pt", "metrics.json"):   # a fresh run never mixes with an old one
+            broken = _no_best(run, ck["state"])
+            if broken is None:
+                return ck
+            # its held-out scores would come from weights that are not the best epoch's
+            if cfg.resume:
+                raise BadInputError(last, f"cannot resume: {broken}", "drop --resume to train the run again from "
+                                    "the start (or use another --out)")
+            _say(cfg, f"{run.out}: an unfinished run, but {broken}; starting afresh", always=True)
+        else:
+            what = (config.describe(diff, saved, run.identity) if saved else
+                    "it was written by an older mimamo that did not record the whole configuration and data")
+            if cfg.resume:
+                raise BadInputError(last, f"--resume with a different configuration or data ({what})",
+                                    "resume with the flags and cache of the interrupted run, or drop --resume to "
+                                    "start afresh (or use another --out)")
+            if not (run.out / "metrics.json").is_file():   # else `reusable` has said why already
+                _say(cfg, f"{run.out}: an unfinished run with other settings or data ({what}); starting afresh",
+                     always=True)
+    elif cfg.resume:
+        _say(cfg, f"{run.out}: nothing to resume (no last.pt); starting afresh", always=True)
+    for stale in OUTPUTS:   # a fresh run never leaves an old run's files beside its own
         (run.out / stale).unlink(missing_ok=True)
+        report.tmp_path(run.out / stale).unlink(missing_ok=True)   # a write cut short by a kill
+    return None
+
+
+def _no_best(run: Run, state: dict) -> str | None:
+    """Why best.pt cannot stand for the best epoch a checkpoint's ``state`` names (None when it can, or when no epoch
+    has run): a resumed run that never beats that epoch again writes no new best.pt and would score without it."""
+    epoch, path = state["best_epoch"], run.out / "best.pt"
+    if epoch < 1:
+        return None
+    if not path.is_file():
+        return f"the best epoch it records ({epoch}) has no best.pt"
+    try:
+        ck = checkpoint.load(path)
+    except BadInputError as e:
+        return f"best.pt is unreadable ({e.problem})"
+    other = config.differences(ck.get("identity") or {}, run.identity)
+    if ck.get("epoch") != epoch or other:
+        return f"best.pt is not of the best epoch it records ({epoch}): it holds epoch {ck.get('epoch')}" + (
+            " of another run" if other else "")
     return None
 
 
@@ -390,6 +457,7 @@ def fit(run: Run, f: Fit) -> bool:
                "seconds": round(time.time() - t0, 2)}
         state["history"].append(row)
         state["epoch"] = e + 1
+        _note_threads(state, f, e + 1, first=runs == 0)
         checkpoint.save({"model": model.state_dict(), "opt": f.opt.state_dict(), "sched": checkpoint.sched_state(f.sched),
                          "state": state, "rng": {"torch": torch.get_rng_state()}, **meta}, run.out / "last.pt")
         report.write_log(run.out, state["history"])
@@ -401,27 +469,43 @@ def fit(run: Run, f: Fit) -> bool:
     return True
 
 
+def _note_threads(state: dict, f: Fit, epoch: int, first: bool) -> None:
+    """Record the thread count and device ``epoch`` trained under: an invocation's first epoch opens a stretch, the
+    rest extend it (a resume's stretch stays apart even under the same count, showing where the run was resumed)."""
+    runs = state.setdefault("threads_used", [])   # absent in checkpoints of older versions
+    if first or not runs:
+        runs.append({"epochs": [epoch, epoch], "threads": f.threads, "device": f.device.type})
+    else:
+        runs[-1]["epochs"][1] = epoch
+
+
 def same_data(run: Run) -> None:
     """Stop the run when a `features` run changed what it reads since it started (videos.changed_since): its
-    numbers would mix data from before and after under the fingerprints of before. best.pt goes with it: no
-    result of mixed data is left to predict with."""
+    numbers would mix data from before and after under the fingerprints of before. best.pt and last.pt go with it:
+    no result of mixed data is left to predict with, nor to resume from (once the data is restored, a resume would
+    otherwise carry on the mixed weights under the run's first identity)."""
     changed = videos.changed_since(run.cfg.cache, run.cfg.dataset, run.sel.per_video, run.sel.sources)
     if not changed:
         return
-    (run.out / "best.pt").unlink(missing_ok=True)
+    for name in ("best.pt", "last.pt"):
+        (run.out / name).unlink(missing_ok=True)
     raise BadInputError(run.out, f"the cache changed while this run trained ({videos.changed_listing(changed)}): "
                         "a `features` run updated what it reads, so its numbers would mix data from before and after; "
-                        "best.pt and metrics.json are not kept", "let the `features` run finish, then run `train` again, without "
-                        "--resume since the data it began on is gone")
+                        "best.pt, last.pt and metrics.json are not kept", "let the `features` run finish, then run "
+                        "`train` again, without --resume since the data it began on is gone")
 
 
 # ---------------------------------------------------------------- finalize
 
 
 def finalize(run: Run, f: Fit) -> dict:
-    """Score the held-out videos with best.pt; write metrics.json, predictions and plots; return the metrics."""
+    """Score the held-out videos with best.pt; write the predictions, plots and metrics.json; return the metrics."""
     cfg, state = run.cfg, f.state
-    if (run.out / "best.pt").is_file():
+    broken = _no_best(run, state)
+    if broken is not None:   # never score other weights under the best epoch's name
+        raise BadInputError(run.out, f"{broken}, so its held-out scores cannot be made",
+                            "train the run again without --resume (or use another --out)")
+    if state["best_epoch"] >= 1:   # else no epoch ran (epochs 0): the initial weights are the run's
         f.model.load_state_dict(checkpoint.load(run.out / "best.pt")["model"])
     res = predict(f.model, _datasets(run)["test"], cfg.window, cfg.batch_size, cfg.num_workers, f.device,
                   None if cfg.quiet else "held-out videos")
@@ -433,6 +517,9 @@ def finalize(run: Run, f: Fit) -> dict:
                **{k: v for k, v in scores.items() if k != "per_video"},
                "level": run.sel.level, "best_epoch": state["best_epoch"], "best_val_ccc_mean": state["best"],
                "epochs_run": state["epoch"], "early_stopped": state["stopped"],
+               # the torch threads each stretch of epochs trained under, and those the held-out videos were scored
+               # under: they change the numbers, and the config holds this invocation's settings only
+               "threads_used": state.get("threads_used", []), "threads_scored": f.threads,
                "streams": cfg.streams, "arch": cfg.arch if temporal else None, "input": cfg.input if temporal else None,
                "init": run.init or None, "videos": run.identity["videos"], "left_out": run.sel.left_out,
                "per_video": scores["per_video"], "config": config.as_dict(cfg), "fingerprints": run.sel.fingerprints,
