@@ -41,6 +41,7 @@ from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, inputs, predict, present
 from train.metrics import ccc_loss
 from train.model import MimamoNet
+from train.run_folder import OUTPUTS, no_best, note_threads, other_threads, resumable, reusable, say  # noqa: F401 (OUTPUTS: tests)
 from train.videos import check_fingerprints, split_videos
 
 __all__ = ["TrainConfig", "train", "prepare", "split_videos", "check_fingerprints", "used_arrays", "predict",
@@ -109,7 +110,7 @@ def prepare(cfg: TrainConfig) -> Run | None:
     sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable, extra=augment.extra_arrays(cfg),
                         splits=cfg.splits)
     for video, why in sel.left_out.items():   # also in metrics.json
-        _say(cfg, f"left out {video}: {why}", always=True)
+        say(cfg, f"left out {video}: {why}", always=True)
     cfg = protocol.resolve(cfg, sel.level)
     if cfg.streams == "both" and cfg.pretrain and not (cfg.init_spatial and cfg.init_temporal):
         cfg = _pretrain(cfg)
@@ -137,50 +138,11 @@ def _pretrain(cfg: TrainConfig) -> TrainConfig | None:
             continue
         sub = replace(cfg, streams=part, out=str(Path(cfg.out) / part), init_spatial=None, init_temporal=None,
                       reuse=True, resume=False)
-        _say(cfg, f"== single-stream {part} model first (into {sub.out})")
+        say(cfg, f"== single-stream {part} model first (into {sub.out})")
         if train(sub).get("interrupted"):
             return None
         inits[part] = str(Path(sub.out) / "best.pt")
     return replace(cfg, init_spatial=inits["spatial"], init_temporal=inits["temporal"])
-
-
-def _say(cfg: TrainConfig, msg: str, always: bool = False) -> None:
-    if always or not cfg.quiet:
-        print(msg, file=sys.stderr, flush=True)
-
-
-# ---------------------------------------------------------------- reuse
-
-
-def reusable(run: Run) -> dict | None:
-    """The saved metrics of a finished run of this identity, with cfg.reuse, or with --resume when no last.pt is left
-    to resume from (a finished run's is all there is: it is not trained again); None when it must be trained. A
-    finished run of another identity is an error with --resume, as a changed flag is."""
-    cfg, path = run.cfg, run.out / "metrics.json"
-    finished = cfg.resume and not (run.out / "last.pt").is_file()
-    if not ((cfg.reuse or finished) and path.is_file()):
-        return None
-    saved = report.read_metrics(path)
-    if saved is None:
-        _say(cfg, f"{path}: unreadable (cut short by a kill?), so the run is not finished; training it again",
-             always=True)
-        return None
-    diff = config.differences(saved.get("identity") or {}, run.identity)
-    if not diff:
-        _say(run.cfg, f"{run.out}: done with the same settings and data; reused" if cfg.reuse else
-             f"{run.out}: finished already (no last.pt to resume from); its metrics.json is returned", always=finished)
-        return saved
-    what = (config.describe(diff, saved["identity"], run.identity) if "identity" in saved else
-            "an older mimamo made it without recording the settings and data it came from")
-    if finished:
-        raise BadInputError(path, f"--resume of a finished run made with a different configuration or data ({what})",
-                            "resume with the flags and cache of that run, or drop --resume to train it again "
-                            "(or use another --out)")
-    _say(run.cfg, f"{run.out}: made with other settings or data ({what}); training it again", always=True)
-    return None
-
-
-# ---------------------------------------------------------------- start
 
 
 def start(run: Run) -> Fit:
@@ -211,22 +173,8 @@ def start(run: Run) -> Fit:
         checkpoint.load_sched(sched, ck["sched"])
         fit_.state = ck["state"]
         torch.set_rng_state(ck["rng"]["torch"])
-        _other_threads(run, fit_)
+        other_threads(run, fit_)
     return fit_
-
-
-def _other_threads(run: Run, f: Fit) -> None:
-    """Warn when a resume trains under another thread count or device than the epochs before it (checkpoints
-    written before they were recorded cannot be compared)."""
-    before = (f.state.get("threads_used") or [None])[-1]
-    if (before is None or f.state["epoch"] >= run.cfg.epochs or f.state["stopped"]
-            or (before["threads"], before["device"]) == (f.threads, f.device.type)):
-        return
-    a, b = before["epochs"]
-    _say(run.cfg, f"{run.out}: resumed under {f.threads} torch thread(s) on {f.device.type}, where epochs {a}-{b} "
-                  f"ran under {before['threads']} on {before['device']}: the resumed epochs will not equal an "
-                  "uninterrupted run's bit for bit (metrics.json lists the threads of each stretch of epochs)",
-         always=True)
 
 
 def build(cfg: TrainConfig) -> tuple[MimamoNet, dict]:
@@ -304,64 +252,6 @@ def _changed_since_init(its: dict, then: dict, now: dict) -> list[str]:
 
 def _first_five(videos: list[str]) -> str:
     return ", ".join(videos[:5]) + (" ..." if len(videos) > 5 else "")
-
-
-# Every file a run writes in its folder (not its single-stream sub-runs' folders, which have their own identity).
-OUTPUTS = ("best.pt", "last.pt", *report.OUTPUTS)
-
-
-def resumable(run: Run) -> dict | None:
-    """The resume check: last.pt when resuming (or reusing) a run of this identity; None starts afresh, after
-    deleting every file an older run left in the folder (nothing of it stays beside the new run's files)."""
-    cfg, last = run.cfg, run.out / "last.pt"
-    ck = checkpoint.load(last) if (cfg.resume or cfg.reuse) and last.is_file() else None
-    if ck is not None:
-        saved = ck.get("identity") or {}
-        diff = config.differences(saved, run.identity) if saved else ["identity"]
-        if not diff:
-            broken = _no_best(run, ck["state"])
-            if broken is None:
-                return ck
-            # its held-out scores would come from weights that are not the best epoch's
-            if cfg.resume:
-                raise BadInputError(last, f"cannot resume: {broken}", "drop --resume to train the run again from "
-                                    "the start (or use another --out)")
-            _say(cfg, f"{run.out}: an unfinished run, but {broken}; starting afresh", always=True)
-        else:
-            what = (config.describe(diff, saved, run.identity) if saved else
-                    "it was written by an older mimamo that did not record the whole configuration and data")
-            if cfg.resume:
-                raise BadInputError(last, f"--resume with a different configuration or data ({what})",
-                                    "resume with the flags and cache of the interrupted run, or drop --resume to "
-                                    "start afresh (or use another --out)")
-            if not (run.out / "metrics.json").is_file():   # else `reusable` has said why already
-                _say(cfg, f"{run.out}: an unfinished run with other settings or data ({what}); starting afresh",
-                     always=True)
-    elif cfg.resume:
-        _say(cfg, f"{run.out}: nothing to resume (no last.pt); starting afresh", always=True)
-    for stale in OUTPUTS:   # a fresh run never leaves an old run's files beside its own
-        (run.out / stale).unlink(missing_ok=True)
-        report.tmp_path(run.out / stale).unlink(missing_ok=True)   # a write cut short by a kill
-    return None
-
-
-def _no_best(run: Run, state: dict) -> str | None:
-    """Why best.pt cannot stand for the best epoch a checkpoint's ``state`` names (None when it can, or when no epoch
-    has run): a resumed run that never beats that epoch again writes no new best.pt and would score without it."""
-    epoch, path = state["best_epoch"], run.out / "best.pt"
-    if epoch < 1:
-        return None
-    if not path.is_file():
-        return f"the best epoch it records ({epoch}) has no best.pt"
-    try:
-        ck = checkpoint.load(path)
-    except BadInputError as e:
-        return f"best.pt is unreadable ({e.problem})"
-    other = config.differences(ck.get("identity") or {}, run.identity)
-    if ck.get("epoch") != epoch or other:
-        return f"best.pt is not of the best epoch it records ({epoch}): it holds epoch {ck.get('epoch')}" + (
-            " of another run" if other else "")
-    return None
 
 
 def _seed(seed: int) -> None:
@@ -457,26 +347,16 @@ def fit(run: Run, f: Fit) -> bool:
                "seconds": round(time.time() - t0, 2)}
         state["history"].append(row)
         state["epoch"] = e + 1
-        _note_threads(state, f, e + 1, first=runs == 0)
+        note_threads(state, f, e + 1, first=runs == 0)
         checkpoint.save({"model": model.state_dict(), "opt": f.opt.state_dict(), "sched": checkpoint.sched_state(f.sched),
                          "state": state, "rng": {"torch": torch.get_rng_state()}, **meta}, run.out / "last.pt")
         report.write_log(run.out, state["history"])
         same_data(run)
         runs += 1
-        _say(cfg, f"epoch {e + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val CCC arousal {val['ccc_arousal']:.3f} "
-                  f"valence {val['ccc_valence']:.3f} mean {val['ccc_mean']:.3f} lr {lr:g} {row['seconds']:.1f}s"
-                  + (" *best" if best else "") + (" (early stop)" if state["stopped"] else ""))
+        say(cfg, f"epoch {e + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val CCC arousal {val['ccc_arousal']:.3f} "
+                 f"valence {val['ccc_valence']:.3f} mean {val['ccc_mean']:.3f} lr {lr:g} {row['seconds']:.1f}s"
+                 + (" *best" if best else "") + (" (early stop)" if state["stopped"] else ""))
     return True
-
-
-def _note_threads(state: dict, f: Fit, epoch: int, first: bool) -> None:
-    """Record the thread count and device ``epoch`` trained under: an invocation's first epoch opens a stretch, the
-    rest extend it (a resume's stretch stays apart even under the same count, showing where the run was resumed)."""
-    runs = state.setdefault("threads_used", [])   # absent in checkpoints of older versions
-    if first or not runs:
-        runs.append({"epochs": [epoch, epoch], "threads": f.threads, "device": f.device.type})
-    else:
-        runs[-1]["epochs"][1] = epoch
 
 
 def same_data(run: Run) -> None:
@@ -501,7 +381,7 @@ def same_data(run: Run) -> None:
 def finalize(run: Run, f: Fit) -> dict:
     """Score the held-out videos with best.pt; write the predictions, plots and metrics.json; return the metrics."""
     cfg, state = run.cfg, f.state
-    broken = _no_best(run, state)
+    broken = no_best(run, state)
     if broken is not None:   # never score other weights under the best epoch's name
         raise BadInputError(run.out, f"{broken}, so its held-out scores cannot be made",
                             "train the run again without --resume (or use another --out)")
