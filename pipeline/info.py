@@ -44,7 +44,7 @@ def _cache_lines(cache: Path) -> list[str]:
 
     if not cache.is_dir():
         return ["  (does not exist yet)"]
-    if (cache / "index.parquet").is_file() or (cache / "videos").is_dir():
+    if (cache / "index.parquet").is_file():   # not videos/: `features a.mp4` makes a dataset named videos
         return [f"  this is a dataset's folder inside a cache: give its parent, `info --cache {cache.parent}`"]
     out = []
     # hidden or odd folders (.ipynb_checkpoints, a copy's leftovers) are no dataset: features never makes them

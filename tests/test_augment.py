@@ -109,8 +109,8 @@ def test_ablation_tables_say_whether_a_row_was_augmented():
     (key, values), = parse_grid(["augment=none,flip"])
     assert [replace(TrainConfig(), **{key: v}).augment for v in values] == [None, "flip"]
     row = {"streams": "temporal", "arch": "paper", "input": "dphase", **summarize_folds([]), "protocol": ""}
-    assert "augment=flip," in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig(augment="flip"))
-    assert "augment=none," in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig())
+    assert ", augment=flip." in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig(augment="flip"))
+    assert ", augment=none." in markdown(pd.DataFrame([row]), ["streams"], "synth", TrainConfig())
 
 
 def test_video_level_snippets_read_the_mirrored_arrays_for_the_drawn_half(tmp_path):
