@@ -95,9 +95,26 @@ def test_predict_refuses_features_made_differently(trained, tmp_path):
     ck["fingerprints"]["resnet50"] = "0123456789abcdef"     # as if trained on other backbone weights
     other = tmp_path / "other.pt"
     torch.save(ck, other)
-    with pytest.raises(BadInputError, match="resnet50"):
+    with pytest.raises(BadInputError, match=r"resnet50: trained on 0123456789abcdef, these settings give .*; nothing "
+                                            r"was extracted"):
         predict_videos([root / "videos" / "train" / "v1.avi"], other, tmp_path / "out", workers=1, progress=False,
                        echo=lambda *a: None)
+    assert not (tmp_path / "out").exists()   # refused before minutes of extraction (a wrong --weights file, say)
+
+
+def test_an_earlier_calls_files_of_a_video_that_fails_now_are_removed(trained, tmp_path):
+    """--out reused: a video of the same name that fails this time (a damaged file) must not leave the earlier
+    call's predictions beside this call's predict.json, as if this call had made them."""
+    root, ckpt = trained
+    good = predict_videos([root / "videos" / "train" / "v1.avi"], ckpt, tmp_path / "out", workers=1,
+                          progress=False, echo=lambda *a: None)
+    assert (tmp_path / "out" / "v1.csv").is_file() and good["written"]
+    broken = tmp_path / "other" / "v1.avi"
+    broken.parent.mkdir()
+    broken.write_bytes(np.random.default_rng(0).bytes(2000))
+    bad = predict_videos([broken], ckpt, tmp_path / "out", workers=1, progress=False, echo=lambda *a: None)
+    assert [v for v, _ in bad["failed"]] == ["v1"] and not bad["written"]
+    assert not (tmp_path / "out" / "v1.csv").exists() and not (tmp_path / "out" / "v1.png").exists()
 
 
 def test_a_model_of_organiser_crops_refuses_video_files_before_extracting(trained, tmp_path):

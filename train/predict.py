@@ -74,6 +74,25 @@ def trained_face_sources(ck: dict) -> set[str]:
             if isinstance(rec, list) and len(rec) > 2}
 
 
+def _same_settings(members: list[Member], s: extract.Settings, entries) -> None:
+    """Refuse, before anything is extracted, settings whose arrays would not carry the fingerprints each model was
+    trained on (the check after extraction would refuse them too, once the work was done and the cache's arrays
+    replaced)."""
+    from pipeline.settings import fingerprints
+
+    if not entries:
+        return
+    would = fingerprints(s, entries[0])
+    for m in members:
+        bad = [f"{k}: trained on {m.ck['fingerprints'].get(k)}, these settings give {would[k]}"
+               for k in used_arrays(m.cfg) if k in would and m.ck["fingerprints"].get(k) != would[k]]
+        if bad:
+            raise BadInputError(m.path, "the features of these settings would differ from those the model was "
+                                f"trained on ({'; '.join(bad)}); nothing was extracted",
+                                "pass the --weights file the training cache used (resnet50), or predict from that "
+                                "cache with --cache DIR --dataset NAME")
+
+
 def _one_extraction(members: list[Member]) -> dict:
     """The extraction settings for every model, as a checkpoint holds them (video files are extracted once, for all
     models): the stages and extras any model reads, and each setting, which must agree among the models it makes
@@ -166,6 +185,7 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
     cache = out / "cache"
     entries = videos_from_files(videos)
     s = feature_settings(_one_extraction(members), weights, device)
+    _same_settings(members, s, entries)   # before minutes of extraction: a wrong --weights file, say
     summary = graph.run(entries, cache, "videos", s, workers=workers or min(len(entries), 2), progress=progress,
                         echo=echo)
     failed = [(r["video"], r["error"]) for r in summary.failed]
@@ -281,6 +301,11 @@ def write_provenance(out: Path, members: list[Member], cache, dataset: str, spli
             "omg_table": sample.describe() if isinstance(sample, OmgTable) else None,
             "identity": result.get("identity")}   # what made the files, digested (train/predict_reuse.py)
     out.mkdir(parents=True, exist_ok=True)
+    mine = {Path(p).name for p in result["written"]}
+    for video, _ in result["failed"]:   # an earlier call's files of a video that failed now would pass for this one's
+        for name in (f"{video}.csv", f"{video}.png", f"{video}.txt"):
+            if name not in mine:
+                (out / name).unlink(missing_ok=True)
     path = out / "predict.json"
     path.write_text(json.dumps(made, indent=1, default=str) + "\n")
     return path
