@@ -118,6 +118,37 @@ def test_bad_requests_are_refused(data):
         assert res.exit_code == 2 and msg in res.output, res.output
 
 
+def test_another_gamma_seed_trains_beside_the_first_not_over_it(data):
+    _, cache, out, _ = data
+    first = out / "dphase_beta=0.3" / "fold0" / "metrics.json"
+    mtime = first.stat().st_mtime_ns
+    res = _run("robustness", "--cache", cache, "--dataset", "demo", "--betas", "0,0.3", "--inputs", "dphase",
+               "--gamma-seed", "1", "--out", out, *TRAIN)
+    assert res.exit_code == 0, res.output
+    m = json.loads((out / "dphase_beta=0.3_seed=1" / "fold0" / "metrics.json").read_text())
+    assert m["input"] == "dphase@gamma0.3s1"
+    assert first.stat().st_mtime_ns == mtime                    # seed 0's run is kept
+    assert "dphase_beta=0_seed" not in " ".join(p.name for p in out.iterdir())   # beta 0 is every seed's
+
+
+def test_faces_cut_from_gamma_jittered_frames_are_refused(data, tmp_path):
+    """`features --gamma-jitter` corrupts the frames before alignment: beta 0 would not be clean and the tables would
+    say alignment saw clean frames."""
+    import shutil
+
+    _, cache, _, _ = data
+    copy = tmp_path / "c"
+    shutil.copytree(cache, copy)
+    g = store.open_video(copy, "demo", "b", mode="r+")
+    made = dict(g.attrs["made_with"])
+    made["face48"] = {**made["face48"], "gamma_jitter": 0.3}   # what `features --gamma-jitter 0.3` records
+    g.attrs["made_with"] = made
+    res = _run("robustness", "--cache", copy, "--dataset", "demo", "--betas", "0,0.3", "--inputs", "dphase",
+               "--out", tmp_path / "o", *TRAIN)
+    assert res.exit_code == 2 and "the faces of 1 videos were cut from frames corrupted by `features --gamma-jitter` " \
+                                  "(b (0.3))" in res.output, res.output
+
+
 def test_a_cache_changed_between_its_runs_writes_no_table(data, tmp_path, monkeypatch):
     """A `features` run between two trainings (here: new labels after the first) would leave the table comparing
     runs made on different data: refused, no table written. Last in this module: it restores the labels after."""

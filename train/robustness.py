@@ -11,10 +11,10 @@ too, and the comparison mixes the tracker's robustness into the motion input's.)
 The corrupted inputs are variants in the cache (``dphase@gamma0.2``, ``dphase@paper+gamma0.2``, ``flow@gamma0.2``)
 made from the faces alone (pipeline/derive.py) under their own fingerprints, so a rerun reuses them; beta 0 is the
 clean input itself, made the same way when the cache lacks it (a cache without `--extras flow`). Each (input, beta,
-fold) is a training run in OUT/<input>_beta=<b>/fold<i>, reused when its identity (settings, fingerprints, videos) is
-the same, as `ablate` does. Writes robustness.csv, robustness.md, robustness.png (CCC against beta, a line per input
-and dimension) and robustness.json (every cell's identity). Like `predict`, this command makes features (from cached
-faces only; no video is opened).
+fold) is a training run in OUT/<input>_beta=<b>/fold<i> (`_seed=<K>` after the beta for a --gamma-seed K other than
+0), reused when its identity (settings, fingerprints, videos) is the same, as `ablate` does. Writes robustness.csv,
+robustness.md, robustness.png (CCC against beta, a line per input and dimension) and robustness.json (every cell's
+identity). Like `predict`, this command makes features (from cached faces only; no video is opened).
 """
 from __future__ import annotations
 
@@ -43,10 +43,13 @@ class Cell:
     input: str          # as asked: dphase, dphase@paper, flow, phase
     beta: float
     reads: str          # the (corrupted) model input read from the cache: dphase@gamma0.2
+    seed: int = 0       # --gamma-seed
 
     @property
     def name(self) -> str:
-        return f"{self.input}_beta={self.beta:g}"
+        """The cell's folder: another gamma seed is another folder (it would otherwise retrain this one's runs in
+        place, and the first seed's again when it comes back); beta 0, the clean input, is every seed's."""
+        return f"{self.input}_beta={self.beta:g}" + (f"_seed={self.seed}" if self.seed and self.beta else "")
 
 
 def corrupted_input(text: str, beta: float, seed: int = 0) -> str:
@@ -77,12 +80,13 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     from pipeline.derive import derive
 
     out = Path(out)
-    cells = [Cell(i, b, corrupted_input(i, b, gamma_seed)) for i in dict.fromkeys(inputs) for b in betas]
+    cells = [Cell(i, b, corrupted_input(i, b, gamma_seed), gamma_seed) for i in dict.fromkeys(inputs) for b in betas]
     # beta 0's clean inputs too: a cache made without `--extras flow` must not fail at flow's first training, after
     # every ΔPhase run (they are made from the cached faces like the corrupted ones, under the same fingerprints)
     wanted = list(dict.fromkeys(n for c in cells for n in arrays.input_arrays(c.reads)))
     # only the videos training can select: an unlabelled test set (ABAW's, from the test list) is never read
     labelled = [r["video"] for r in select(cache, dataset, [], skip_unusable=True, splits=base.splits).rows]
+    _clean_faces(cache, dataset, labelled)
     done = derive(cache, dataset, wanted, videos=labelled, device=base.device, progress=progress, echo=echo)
     echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} labelled videos, {done['updated']} "
          "videos updated (the others already held them under the same fingerprints)")
@@ -116,6 +120,22 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     (out / "robustness.md").write_text(markdown(table, prov))
     plot(out / "robustness.png", table, prov)
     return table
+
+
+def _clean_faces(cache, dataset: str, videos: list[str]) -> None:
+    """Refuse faces cut from frames `features --gamma-jitter` corrupted: beta 0 would not be clean, every other beta
+    would corrupt twice, and the tables would say alignment saw clean frames."""
+    jittered = {}
+    for v in videos:
+        made = dict(store.open_video(cache, dataset, v).attrs.get("made_with") or {}).get("face48") or {}
+        if float(made.get("gamma_jitter") or 0):
+            jittered[v] = made["gamma_jitter"]
+    if jittered:
+        some = ", ".join(f"{v} ({b})" for v, b in sorted(jittered.items())[:3])
+        raise BadInputError(store.dataset_dir(cache, dataset), f"the faces of {len(jittered)} videos were cut from "
+                            f"frames corrupted by `features --gamma-jitter` ({some}{' ...' if len(jittered) > 3 else ''}"
+                            "): this experiment corrupts clean faces", "extract the faces without --gamma-jitter (into "
+                            "another --cache, to keep these), then run robustness on that cache")
 
 
 def provenance(cache, dataset: str, base: TrainConfig, folds: list[int], gamma_seed: int, runs: dict) -> dict:
