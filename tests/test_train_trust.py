@@ -272,6 +272,14 @@ def test_runs_over_other_video_sets_read_the_same_labels():
         one_data({"a": run("d1", v0="x", v1="y"), "b": run("d1", v0="z", v1="y")}, None, "ablation")
     old = {"fingerprints": {"resnet50": "r", "labels": "d1"}}
     assert one_data({"a": old, "b": run("d1", v0="x")}, None, "ablation") == {"labels": "d1", "resnet50": "r"}
+    # a video file replaced and extracted again between two runs: every fingerprint the same, other frames
+    a, b = run("d1", v0="x"), run("d1", v0="x")
+    a["identity"] = {"sources": {"v0": [40, "sha256:aaa", {"faces": "video"}], "v1": [9, "sha256:c", {}]}}
+    b["identity"] = {"sources": {"v0": [40, "sha256:bbb", {"faces": "video"}]}}
+    with pytest.raises(BadInputError, match=r"source of v0: .*sha256:aaa.* in a, .*sha256:bbb.* in b"):
+        one_data({"a": a, "b": b}, None, "ablation")
+    b["identity"]["sources"]["v0"][1] = "sha256:aaa"
+    assert "source of v0" not in one_data({"a": a, "b": b}, None, "ablation")
 
 
 def test_ablation_tables_count_only_folds_with_a_finite_score(tmp_path):

@@ -18,6 +18,7 @@ every run's identity as it was.
 """
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 
@@ -101,6 +102,10 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
                 seen[array][fp].append(name)
         for video, fp in (m.get("labels_by_video") or {}).items() if per_video else ():
             seen[f"labels of {video}"][fp].append(name)
+        # the video each group was made from: a file replaced and extracted again under the same settings between
+        # two runs keeps every fingerprint, but the runs read different frames
+        for video, rec in ((m.get("identity") or {}).get("sources") or {}).items():
+            seen[f"source of {video}"][json.dumps(rec, sort_keys=True, default=str)].append(name)
     mixed = {a: fps for a, fps in seen.items() if len(fps) > 1}
     if mixed:
         desc = "; ".join(f"{a}: " + ", ".join(f"{fp} in {_listing(sorted(names), 2)}" for fp, names in fps.items())
@@ -109,7 +114,7 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
         raise BadInputError(where, f"the cache changed during this {command}: its runs read different data ({desc}); "
                             "no table is written", f"run the same {command} command again: the runs made on the "
                             "cache as it is now are reused, the others are trained again")
-    read = {a: next(iter(fps)) for a, fps in sorted(seen.items()) if not a.startswith("labels of ")}
+    read = {a: next(iter(fps)) for a, fps in sorted(seen.items()) if not a.startswith(("labels of ", "source of "))}
     if per_video and runs:
         read["labels"] = f"per video, the same in every run ({sum(a.startswith('labels of ') for a in seen)} videos)"
     return read
