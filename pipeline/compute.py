@@ -174,6 +174,8 @@ def get_encoder(s):
 class MotionComputer:
     """One motion kind (dphase, phase or flow) of one variant; carries the previous face across blocks."""
 
+    reads = ("valid", "face48")   # the block keys it uses: a face transform is applied to these only
+
     def __init__(self, kind: str, variant: str | None, overrides: dict, device: str = "cpu"):
         from features.motion import FlowConfig
         from pipeline.settings import motion_config
@@ -235,6 +237,8 @@ def decode_array(d: dict) -> np.ndarray:
 
 class SpatialComputer:
     """resnet50 rows (of a variant: resnet50@flip): features of valid frames, zeros elsewhere (nothing to encode)."""
+
+    reads = ("valid", "face224")
 
     def __init__(self, s, variant: str | None = None):
         self.encoder = get_encoder(s)

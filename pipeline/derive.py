@@ -37,11 +37,21 @@ def motion_overrides(cache, dataset: str, variant: str | None) -> dict:
 
 
 def stale_arrays(cache, dataset: str, video: str, names: list[str], motion: dict) -> dict[str, str]:
-    """{array: wanted fingerprint} of the arrays of one video that are missing, stale or made otherwise."""
+    """{array: wanted fingerprint} of the arrays of one video that are missing, stale or made otherwise.
+
+    An array held under other motion settings (a plain dphase made with a mean window) is refused, not replaced: the
+    conflict rule of `features` (extract.motion_conflicts), which replaces it only with --replace-variant.
+    """
     store.check_arrays(cache, dataset, video, ["valid", "face48"])   # the faces everything here is made from
     g = store.open_video(cache, dataset, video)
     have = dict(g.attrs.get("fingerprints", {}))
     bad = store.unusable_arrays(g)
+    conflicts, why = extract.motion_conflicts(g, bad, names, motion)
+    if conflicts:
+        raise BadInputError(store.video_dir(cache, dataset, video), why,
+                            "--replace-variant remakes them with the settings asked: `python cli.py features "
+                            f"--dataset {dataset} --cache {cache} {' '.join(arrays.make_flags(conflicts))} "
+                            "--replace-variant`")
     want = {n: settings.array_fingerprint(n, have["face48"], motion[arrays.split_name(n)[1]]) for n in names}
     return {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
 

@@ -116,12 +116,9 @@ def _plan_done(g, have: dict, bad: dict, want: dict, s: Settings, motion: dict, 
         why = "damaged faces" if any(have.get(n) == "damaged" for n in FACE_ARRAYS) else \
             "face fingerprint changed (settings, landmark model or code version)"
         return _rebuild(g, want, s, motion, why)
-    made = dict(g.attrs.get("made_with", {}))
-    conflicts = [n for n in want if arrays.kind_of(n).params == "motion" and n in made and n not in bad
-                 and made[n].get("motion", {}) != motion.get(arrays.split_name(n)[1], {})]
+    conflicts, why = motion_conflicts(g, bad, want, motion)
     if conflicts and not replace_variant:
-        return Plan("conflict", reason=f"{', '.join(conflicts)} made with motion settings "
-                                       f"{made[conflicts[0]].get('motion')}, this run asks {s.motion}")
+        return Plan("conflict", reason=why)
     stale = {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
     if not stale:
         return Plan("skip", reason="done")
@@ -129,6 +126,20 @@ def _plan_done(g, have: dict, bad: dict, want: dict, s: Settings, motion: dict, 
     needs_video = any(arrays.source_of(n) == "video" or (arrays.source_of(n) == "face224" and not face224_ok)
                       for n in stale)
     return Plan("update", stale, needs_video, beside=True, motion=motion, reason="recompute " + ",".join(stale))
+
+
+def motion_conflicts(g, bad: dict, names, motion: dict) -> tuple[list[str], str]:
+    """The arrays among `names` that a done group holds made with other motion settings than `motion` (variant ->
+    overrides) asks, and a reason naming them with both settings. Such an array is replaced only when the user says
+    so (--replace-variant): a variant's name stands for its settings, and other work may have been made from it."""
+    made = dict(g.attrs.get("made_with", {}))
+    conflicts = [n for n in names if arrays.kind_of(n).params == "motion" and n in made and n not in bad
+                 and made[n].get("motion", {}) != motion.get(arrays.split_name(n)[1], {})]
+    if not conflicts:
+        return [], ""
+    asked = motion.get(arrays.split_name(conflicts[0])[1], {})
+    return conflicts, (f"{', '.join(conflicts)} made with motion settings {made[conflicts[0]].get('motion')}, "
+                       f"this run asks {asked}")
 
 
 def _rebuild(g, want: dict, s: Settings, motion: dict, why: str) -> Plan:

@@ -175,7 +175,10 @@ class Transformed:
         self.names = inner.names
 
     def __call__(self, block: dict) -> dict[str, np.ndarray]:
-        out = self.inner(self.transform.apply(block, self.video, self.start))
+        # only the keys the inner computer reads: a block decoded from the video carries face224 beside face48, which
+        # a motion computer of a gamma variant never reads and apply refuses to corrupt (resnet50 takes no gamma)
+        block_in = {k: block[k] for k in self.inner.reads if k in block}
+        out = self.inner(self.transform.apply(block_in, self.video, self.start))
         self.start += len(block["valid"])
         return out
 

@@ -280,6 +280,14 @@ def settings_for(attrs: dict, names, weights: str | None = None, device: str = "
         raise BadInputError(None, f"arrays of several motion variants {sorted(map(str, variants))}",
                             "one model reads one motion variant")
     variant = variants.pop() if variants else None
+    # flow has no motion settings, but its face transforms are its own (flow@gamma0.2): the run writes them from the
+    # motion variant's transform part (variant_for), so they must be in the variant, or plain flow would be extracted
+    flow = {face_transforms.transform_part(arrays.split_name(n)[1]) for n, k in zip(names, kinds) if k.params == "flow"}
+    if len(flow) > 1 or (flow and variant is not None and flow != {face_transforms.transform_part(variant)}):
+        raise BadInputError(None, f"arrays of several face transforms: flow's {sorted(map(str, flow))}, motion "
+                            f"variant {variant!r}", "one model reads one motion variant")
+    if flow and variant is None:
+        variant = flow.pop()
     motion = dict((made.get(motion_names[0]) or {}).get("motion", {})) if motion_names else {}
     if motion_names and motion_names[0] not in made:   # a group from before made_with: its run's settings
         motion = dict(base.get("motion") or {})

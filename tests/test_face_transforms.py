@@ -132,3 +132,37 @@ def test_extras_flip_on_a_new_cache_makes_the_plain_and_mirrored_arrays(tmp_path
     assert out.exit_code == 0 and "1 new" in out.output and "failed: 0" in out.output, out.output
     g = store.open_video(tmp_path / "c", "videos", "fresh")
     assert {"dphase_s0", "dphase_s0@flip"} <= set(g.array_keys())
+
+
+def test_a_gamma_variant_is_made_from_the_corrupted_faces_of_a_new_and_of_a_replaced_video(tmp_path):
+    """Video blocks carry face224 beside face48: gamma variants are made from the corrupted 48x48 faces of a new video,
+    and kept (remade from the new faces) when the video file is replaced and its group rebuilt."""
+    from features.motion import delta_phase, optical_flow
+    from pipeline.compute import jitter_frames
+    from pipeline.manifest import videos_from_files
+
+    video = tmp_path / "clip.avi"
+    write_face_video(video, 40, size=(320, 240), fourcc="MJPG", seed=6)
+    c = tmp_path / "c"
+    first = _features(video, "--cache", c, "--stages", "align,motion", "--extras", "flow", "--motion-variant", "gamma0.2")
+    assert first.exit_code == 0 and "1 new" in first.output and "failed: 0" in first.output, first.output
+    plain = _features(video, "--cache", c, "--stages", "align,motion")   # plain dphase beside it, from face48
+    assert plain.exit_code == 0 and "1 updated" in plain.output, plain.output
+    old48 = store.open_video(c, "videos", "clip")["face48"][:]
+    write_face_video(video, 40, size=(320, 240), fourcc="MJPG", seed=7, motion="translate")   # another file, same path
+    again = _features(video, "--cache", c, "--stages", "align,motion")   # without the variant: it is kept all the same
+    assert again.exit_code == 0 and "1 rebuilt" in again.output and "failed: 0" in again.output, again.output
+    g = store.open_video(c, "videos", "clip")
+    face48, valid = g["face48"][:], g["valid"][:]
+    assert valid.sum() > 30 and not np.array_equal(face48, old48)   # new faces
+    bad = jitter_frames(face48, 0.2, 0, "clip", 0)
+    want = delta_phase(bad, valid, batch_size=MOTION_BATCH)
+    for s in ("s0", "s1"):
+        np.testing.assert_array_equal(g[f"dphase_{s}@gamma0.2"][:], want[s].astype(np.float16))
+    np.testing.assert_array_equal(g["flow@gamma0.2"][:], optical_flow(bad, valid)["flow"].astype(np.float16))
+    # predict rebuilds a flow@gamma0.2 model's input, not plain flow, under the fingerprint the cache holds
+    s = settings.settings_for(dict(g.attrs), ["flow@gamma0.2"])
+    want_fp = settings.fingerprints(s, videos_from_files([video])[0])
+    assert want_fp["flow@gamma0.2"] == dict(g.attrs["fingerprints"])["flow@gamma0.2"] and "flow" not in want_fp
+    with pytest.raises(BadInputError, match="several face transforms"):   # one model reads one variant's faces
+        settings.settings_for(dict(g.attrs), ["dphase_s0@paper", "flow@gamma0.2"])

@@ -179,3 +179,44 @@ def test_a_cache_changed_between_its_runs_writes_no_table(data, tmp_path, monkey
             f"{before['b']} in dphase_beta=0/fold0, labels-fixed in flow_beta=0/fold0; labels of c: ") in res.output
     assert "no table is written" in res.output
     assert not list((tmp_path / "fig").glob("robustness.*"))
+
+
+def test_plain_dphase_made_with_other_motion_settings_is_refused_not_replaced(tmp_path):
+    """robustness's beta 0 reads plain dphase; a cache whose plain dphase was made with other motion settings (a mean
+    window, recorded in made_with) must not have it silently replaced: `features` refuses that as a conflict and
+    replaces it only with --replace-variant, and so does derive, naming the arrays and both settings."""
+    from pipeline import settings
+    from pipeline.derive import derive
+
+    root = tmp_path / "data"
+    for i, vid in enumerate(("p", "q")):
+        (root / "videos" / "train").mkdir(parents=True, exist_ok=True)
+        write_face_video(root / "videos" / "train" / f"{vid}.avi", 30, size=(320, 240), fourcc="MJPG", seed=i)
+        for dim in ("arousal", "valence"):
+            (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
+            np.savetxt(root / "annotations" / "train" / dim / f"{vid}.txt", np.linspace(-1, 1, 30), fmt="%.5f")
+    cache = tmp_path / "cache"
+    base = ["features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
+            "--workers", "1", "--no-progress"]
+    assert _run(*base).exit_code == 0
+    # q's plain dphase as a run with a mean window of 9 made it (before plain dphase meant the default settings only)
+    g = store.open_video(cache, "demo", "q", mode="r+")
+    face = dict(g.attrs["fingerprints"])["face48"]
+    old = {n: settings.array_fingerprint(n, face, {"mean_window": 9}) for n in ("dphase_s0", "dphase_s1")}
+    store.set_fingerprints(g, old)
+    g.attrs["made_with"] = {**dict(g.attrs["made_with"]),
+                            **{n: {"motion_variant": None, "motion": {"mean_window": 9}} for n in old}}
+    values = g["dphase_s0"][:]
+    res = _run("robustness", "--cache", cache, "--dataset", "demo", "--betas", "0,0.3", "--inputs", "dphase",
+               "--out", tmp_path / "fig", *TRAIN)
+    assert res.exit_code == 2, res.output
+    assert "dphase_s0, dphase_s1 made with motion settings {'mean_window': 9}, this run asks {}" in res.output
+    assert f"--cache {cache} --stages align,motion --replace-variant" in res.output
+    g = store.open_video(cache, "demo", "q")
+    assert {n: dict(g.attrs["fingerprints"])[n] for n in old} == old and "dphase_s0@gamma0.3" not in g
+    np.testing.assert_array_equal(g["dphase_s0"][:], values)
+    # as `features` does: refused there too, remade with the default settings under --replace-variant, then derived
+    assert _run(*base).exit_code != 0
+    assert _run(*base, "--replace-variant").exit_code == 0
+    assert derive(cache, "demo", ["dphase_s0", "dphase_s1"], progress=False) == {"videos": 2, "updated": 0}
+    assert store.open_video(cache, "demo", "q").attrs["made_with"]["dphase_s0"]["motion"] == {}
