@@ -17,7 +17,6 @@ a model was trained or selected on are not held-out scores: they are marked so, 
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +30,7 @@ from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, predict
 from train.model import MimamoNet
 from train.rescale import rescale
-from train.videos import source_record
+from train.videos import record_text, source_record
 
 
 def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
@@ -161,7 +160,7 @@ def seen_by(members: list[Member], cache, dataset: str, videos: list[str]) -> di
         for v in sorted(set(videos) & used):
             if v not in records:
                 records[v] = _record(cache, dataset, v)
-            if conf.get("cache") == here or (v in sources and _plain(sources[v]) == records[v]):
+            if conf.get("cache") == here or (v in sources and record_text(sources[v]) == records[v]):
                 out.setdefault(v, []).append(str(m.path))
     return out
 
@@ -169,14 +168,10 @@ def seen_by(members: list[Member], cache, dataset: str, videos: list[str]) -> di
 def _record(cache, dataset: str, video: str) -> str | None:
     """The source record of a video's group here, comparable with a checkpoint's (None without a group)."""
     try:
-        return _plain(source_record(store.open_video(cache, dataset, video).attrs))
+        return record_text(source_record(store.open_video(cache, dataset, video).attrs))
     except Exception:   # no group: nothing to compare, so not known to be the same video
         return None
 
-
-def _plain(record) -> str:
-    """A source record as JSON text: tuples and lists (a checkpoint's) compare equal."""
-    return json.dumps(record, sort_keys=True, default=str)
 
 
 def score(runs: list[dict], rows: list[dict], members: list[Member], seen: dict[str, list[str]],

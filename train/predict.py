@@ -248,13 +248,13 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
              f"({_some(sorted(seen))}); their predictions are not held-out scores")
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
-    ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample,
-                                   {r["video"]: fps[r["video"]] for r in rows}, failed)
+    read = {r["video"]: fps[r["video"]] for r in rows}   # the fingerprints of what is predicted
+    ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample, read, failed)
     if reuse and (before := predict_reuse.done_before(Path(out), ident)):
         return before
     caption = made_by(members, cache, dataset, rescaled)
     res = run_model(members, cache, dataset, rows, Path(out), fmt, device, sample, caption, progress, rescaled)
-    changed = changed_since(cache, dataset, {r["video"]: fps[r["video"]] for r in rows})
+    changed = changed_since(cache, dataset, read)
     if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
         for path in res["written"]:
             Path(path).unlink(missing_ok=True)

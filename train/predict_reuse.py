@@ -6,8 +6,8 @@ The files in an output folder were made from exactly what ``identity`` digests: 
 paths, which predict.json names), the cache, dataset, split, format, rescaling and sample, and per video the
 fingerprints of every array read (labels included: their digest follows the annotation's contents) and its group's
 source record (frames and the content identities of the video and face source: fingerprints say how arrays were
-made, not from what). `predict.json` records the digest;
-a later call with the same one finds its files and scores there. Anything else, or a file gone, runs the models.
+made, not from what). `predict.json` records the digest; a later call with the same one finds its files and
+scores there. Anything else, or a file gone, runs the models.
 """
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
         # the video each group was made from: a file replaced and extracted again under the same settings between
         # two runs keeps every fingerprint, but the runs read different frames
         for video, rec in ((m.get("identity") or {}).get("sources") or {}).items():
-            seen[f"source of {video}"][json.dumps(rec, sort_keys=True, default=str)].append(name)
+            seen[f"source of {video}"][record_text(rec)].append(name)
     mixed = {a: fps for a, fps in seen.items() if len(fps) > 1}
     if mixed:
         desc = "; ".join(f"{a}: " + ", ".join(f"{fp} in {_listing(sorted(names), 2)}" for fp, names in fps.items())
@@ -153,8 +153,9 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
         raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
     # an entry known to have no labels (a test list's) is never read: failed or stale, it must not stop the run
-    known = [r for r in idx.to_dict("records") if not store.known_unlabelled(r)]
-    _no_labels_released_since(cache, dataset, [r for r in idx.to_dict("records") if store.known_unlabelled(r)])
+    records = idx.to_dict("records")
+    known = [r for r in records if not store.known_unlabelled(r)]
+    _no_labels_released_since(cache, dataset, [r for r in records if store.known_unlabelled(r)])
     if splits is not None:
         absent = sorted(set(splits) - {str(r["split"]) for r in known})
         if absent:
@@ -210,6 +211,11 @@ def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> No
                             f"({_listing(files, 2)}); this run would leave them out",
                             f"run `python cli.py features --dataset {dataset} --cache {cache}` with the flags that "
                             "made the cache: it reads the labels (nothing else is extracted again)")
+
+
+def record_text(record) -> str:
+    """A source record as JSON text, to compare: a checkpoint's (lists, from JSON) and a group's (tuples) alike."""
+    return json.dumps(record, sort_keys=True, default=str)
 
 
 def source_record(attrs) -> list:
