@@ -8,8 +8,9 @@ import torch
 from features.errors import BadInputError
 from pipeline import store
 from train import checkpoint, report
+from train.run_folder import OUTPUTS
 from train.synth import make_cache
-from train.trainer import OUTPUTS, TrainConfig, finalize, fit, prepare, start, train
+from train.trainer import TrainConfig, finalize, fit, prepare, start, train
 
 TINY = {"dataset": "synth", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2,
         "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False,

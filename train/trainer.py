@@ -41,7 +41,7 @@ from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, inputs, predict, present
 from train.metrics import ccc_loss
 from train.model import MimamoNet
-from train.run_folder import OUTPUTS, no_best, note_threads, other_threads, resumable, reusable, say  # noqa: F401 (OUTPUTS: tests)
+from train.run_folder import no_best, note_threads, other_threads, resumable, reusable, say
 from train.videos import check_fingerprints, split_videos
 
 __all__ = ["TrainConfig", "train", "prepare", "split_videos", "check_fingerprints", "used_arrays", "predict",
