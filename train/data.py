@@ -30,6 +30,7 @@ import torch
 
 from features.errors import BadInputError
 from pipeline import arrays, chunks, store
+from train.config import TrainConfig
 
 
 def window_span(n: int) -> tuple[int, int]:
@@ -278,6 +279,16 @@ class SequenceDataset(torch.utils.data.Dataset):
         else:
             out["mask"] = out["valid"] & inside & lab_ok
         return out
+
+
+def run_arguments(cfg: TrainConfig, level: str, *, train: bool) -> dict:
+    """SequenceDataset's keyword arguments for a run's sequences: its training ones, or the ones it is evaluated on
+    (validation, test, and predict's), every frame once (stride = length). One place, so predict reads a checkpoint's
+    videos as its training run evaluated them."""
+    return {"window": cfg.window, "input": cfg.input, "streams": cfg.streams, "length": cfg.length, "level": level,
+            "cache_mb": cfg.cache_mb, "stride": cfg.stride if train else cfg.length, "test": not train,
+            # video-level labels read one snippet per second (the paper's OMG sampling), per-frame ones sequences
+            "sampling": "snippets" if level == "video" else "frames"}
 
 
 def collate(items: list[dict | BadInputError]) -> dict | BadInputError:

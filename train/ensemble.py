@@ -95,10 +95,7 @@ def outputs(members: list[Member], cache, dataset: str, rows: list[dict], device
     """Each model's ``evaluate.predict`` per-video arrays for ``rows`` (``mean`` combines them)."""
     runs = []
     for k, m in enumerate(members):
-        ds = data.SequenceDataset(cache, dataset, rows, window=m.cfg.window, input=m.cfg.input,
-                                  streams=m.cfg.streams, length=m.cfg.length, stride=m.cfg.length, test=True,
-                                  cache_mb=m.cfg.cache_mb, level=m.level,
-                                  sampling="snippets" if m.level == "video" else "frames")
+        ds = data.SequenceDataset(cache, dataset, rows, **data.run_arguments(m.cfg, m.level, train=False))
         dev = torch.device(device)
         what = f"predicting {len(rows)} videos" + (f" (model {k + 1} of {len(members)})" if len(members) > 1 else "")
         runs.append(predict(m.model.to(dev), ds, m.cfg.window, m.cfg.batch_size, 0, dev, what if progress else None))

@@ -265,16 +265,9 @@ def _seed(seed: int) -> None:
 
 def _datasets(run: Run) -> dict[str, data.SequenceDataset]:
     cfg = run.cfg
-    mk = {"window": cfg.window, "input": cfg.input, "streams": cfg.streams, "length": cfg.length,
-          "level": run.sel.level, "cache_mb": cfg.cache_mb, "sampling": sampling(run.sel.level)}
     return {k: (augment.train_dataset_class(cfg) if k == "train" else data.SequenceDataset)(
-        cfg.cache, cfg.dataset, rows, stride=cfg.stride if k == "train" else cfg.length, test=k != "train", **mk)
+        cfg.cache, cfg.dataset, rows, **data.run_arguments(cfg, run.sel.level, train=k == "train"))
         for k, rows in run.split.items()}
-
-
-def sampling(level: str) -> str:
-    """How a level's videos are read: frame sequences, or (video-level labels) one snippet per second."""
-    return "snippets" if level == "video" else "frames"
 
 
 def loss(model: MimamoNet, batch: dict, window: int, device, level: str) -> torch.Tensor:
