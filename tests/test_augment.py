@@ -195,3 +195,18 @@ def test_mirrored_arrays_made_otherwise_than_the_clean_ones_are_refused(tmp_path
     _made(c, {n + "@flip": {"motion_variant": "flip", "motion": {}, "clean_fingerprint": now[n]}
               for n in ("dphase_s0", "dphase_s1")})
     assert prepare(temporal) is not None
+
+
+def test_a_mirrored_input_with_the_flip_augmentation_is_refused(cache, tmp_path):
+    """--input dphase@flip --augment flip: the mirrored half would read dphase@flip again (flipped_name of a +flip
+    array is itself), so the temporal stream was not augmented at all. A +flip input alone stays a model of the
+    mirrored faces."""
+    c, _ = cache
+    cfg = TrainConfig(cache=str(c), out=str(tmp_path), streams="temporal", input="dphase@flip", augment="flip", **TINY)
+    with pytest.raises(BadInputError, match=r"--input dphase@flip reads the mirrored faces' arrays already.*use --input "
+                                            r"dphase --augment flip"):
+        prepare(cfg)
+    with pytest.raises(BadInputError, match=r"use --input dphase@paper --augment flip"):
+        prepare(replace(cfg, input="dphase@paper+flip", streams="both"))
+    assert prepare(replace(cfg, augment=None)).sel.fingerprints["dphase_s0@flip"] == "synth-dphase_s0@flip"
+    assert prepare(replace(cfg, streams="spatial")) is not None   # no temporal stream: --input is not read
