@@ -145,8 +145,13 @@ def train(out, no_pretrain, **kw):
 @click.command(short_help="A grid of trainings from one cache: mean CCC per setting.")
 @_train_options
 @click.option("--grid", multiple=True, required=True,
-              help='NAME=V1,V2,... over a train option; repeat for a product, e.g. --grid "window=4,8,12,16" '
-                   '--grid "streams=spatial,temporal,both" or --grid "input=dphase,phase,flow".')
+              help='NAME=V1,V2,... over a train option; repeat for a product (each NAME once), e.g. --grid '
+                   '"window=4,8,12,16" --grid "streams=spatial,temporal,both" or --grid "input=dphase,phase,flow". '
+                   'A list setting joins its items with ":": --grid "milestones=10:20,20:25" (two cells); booleans '
+                   'are true/false, optional settings take none. Axes: streams, input, window, arch, width, '
+                   'single_gru, pool_validation, splits, seed, epochs, lr, finetune_lr, milestones, momentum, '
+                   'weight_decay, batch_size, length, stride, patience, pretrain, augment (not the cache, dataset, '
+                   'folds or how runs are carried out: those are flags for every cell).')
 @click.option("--fold-ids", default=None, help="Run only these folds (comma list), e.g. 0 for a quick look.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder: one subfolder per cell and fold, ablation.csv and ablation.md.")

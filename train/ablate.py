@@ -16,36 +16,19 @@ from __future__ import annotations
 
 import itertools
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from features.errors import BadInputError
 from train import config, protocol
 from train.config import TrainConfig
+from train.grid import check_cells, parse_grid, show
 from train.trainer import train
 from train.videos import one_data
 
-
-def parse_grid(grid: list[str]) -> list[tuple[str, list]]:
-    """["window=4,8", "streams=spatial,both"] -> [("window", [4, 8]), ("streams", ["spatial", "both"])]."""
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    axes = []
-    for spec in grid:
-        key, _, vals = spec.partition("=")
-        key = key.strip().replace("-", "_")
-        if key not in types or not vals:
-            raise BadInputError(None, f"bad --grid {spec!r}", "write NAME=V1,V2 with NAME a train option, "
-                                "e.g. window=4,8,12,16 or streams=spatial,temporal,both or input=dphase,phase,flow")
-        kind = str(types[key])
-        cast = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(kind, str)
-        try:
-            axes.append((key, [cast(v.strip()) for v in vals.split(",") if v.strip()]))
-        except ValueError:
-            raise BadInputError(None, f"bad value in --grid {spec!r}", f"{key} takes {kind} values") from None
-    return axes
+__all__ = ["ablate", "markdown", "parse_grid", "summarize_folds"]
 
 
 def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None = None, folds: int = 5,
@@ -56,6 +39,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     base = replace(base or TrainConfig(), cache=str(cache), dataset=dataset, folds=folds)
     rows, runs = [], {}
     cells = [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
+    check_cells(cells, base)   # every cell's settings before the first trains
     for cell in cells:
         name = _name(cell)
         res, done = [], []
@@ -71,7 +55,8 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
                 res.append(m)
                 done.append(Path(cfg.out))
                 runs[f"{name}/fold{f}"] = m
-        rows.append({**cell, **_labels(cell, base), **summarize_folds(res), **_fold_mean(res, done, out / name, base),
+        shown = {k: show(v) if isinstance(v, tuple) else v for k, v in cell.items()}   # milestones 10:20
+        rows.append({**shown, **_labels(cell, base), **summarize_folds(res), **_fold_mean(res, done, out / name, base),
                      "protocol": _protocol(res)})
     read = one_data(runs, out, "ablation")
     table = pd.DataFrame(rows)
@@ -101,7 +86,7 @@ def _fold_mean(res: list[dict], folders: list[Path], where: Path, base: TrainCon
 
 
 def _name(cell: dict) -> str:
-    return "_".join(f"{k}={v}" for k, v in cell.items())
+    return "_".join(f"{k}={show(v)}" for k, v in cell.items())
 
 
 def _siblings(out: Path, cell: dict, cells: list[dict], cfg: TrainConfig) -> dict | None:

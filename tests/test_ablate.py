@@ -1,0 +1,94 @@
+"""`ablate`: grid values read as their settings' types and checked before any cell trains; --fold-ids checked and
+named in the table; the tables' columns (every grid axis, scores only rounded, runs under other threads noted); a
+table from before a rerun is never left looking current beside cells it no longer describes.
+
+A real Zarr cache (train/synth.py writes it through pipeline/store.py) and tiny real trainings.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from features.errors import BadInputError
+from train.ablate import ablate, parse_grid
+from train.synth import make_cache
+from train.trainer import TrainConfig
+
+TINY = {"dataset": "synth", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2,
+        "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False, "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ablcache")
+    make_cache(path, "synth", videos=5, frames=40, test_videos=1, variants=("paper",))
+    return path
+
+
+def _base(cache, **kw):
+    return TrainConfig(cache=str(cache), out="unused", **{**TINY, **kw})
+
+
+def test_grid_values_are_read_as_their_settings_types():
+    assert parse_grid(["milestones=20:25,10:15"]) == [("milestones", [(20, 25), (10, 15)])]
+    assert parse_grid(["pool_validation=false,true,none"]) == [("pool_validation", [False, True, None])]
+    assert parse_grid(["finetune_lr=0.01,none"]) == [("finetune_lr", [0.01, None])]
+    assert parse_grid(["splits=train:validation,all"]) == [("splits", [("train", "validation"), None])]
+    assert parse_grid(["augment=none,flip", "single-gru=true"]) == [("augment", [None, "flip"]), ("single_gru", [True])]
+    for bad, match in [("milestones=1,x2", r"bad value 'x2'.*milestones takes epochs joined by ':'"),
+                       ("pool_validation=maybe", r"pool_validation takes true, false or none"),
+                       ("window=2,8", r"window=2 .* out of range \(window takes 4..16\)"),
+                       ("lr=0,0.1", r"lr=0 .* out of range \(lr takes above 0.0\)"),
+                       ("streams=spatial,fused", r"streams takes both, spatial or temporal")]:
+        with pytest.raises(BadInputError, match=match):
+            parse_grid([bad])
+
+
+@pytest.mark.parametrize("key", ["fold", "folds", "out", "reuse", "resume", "threads", "device", "cache", "dataset",
+                                 "init_spatial", "skip_unusable"])
+def test_settings_that_cannot_be_grid_axes_are_refused_listing_the_axes(key):
+    with pytest.raises(BadInputError) as e:
+        parse_grid([f"{key}=1,2"])
+    assert f"{key} cannot be a grid axis" in e.value.problem and "axes: streams, input, window" in e.value.hint
+
+
+def test_a_key_or_a_value_given_twice_is_refused():
+    with pytest.raises(BadInputError, match=r"--grid seed is given twice.*one --grid seed=V1,V2"):
+        parse_grid(["seed=0,1", "seed=2"])
+    with pytest.raises(BadInputError, match=r"gives lr=0.001 twice"):
+        parse_grid(["lr=0.001,1e-3"])
+    with pytest.raises(BadInputError, match=r"gives milestones=10:20 twice"):
+        parse_grid(["milestones=10:20,10:20"])
+
+
+def test_a_bad_cell_is_refused_before_any_cell_trains(cache, tmp_path):
+    base = _base(cache, streams="temporal")
+    out = tmp_path / "abl"
+    with pytest.raises(BadInputError) as e:   # a variant the cache does not hold: not `features --motion-variant nope`
+        ablate(cache, "synth", ["input=dphase,dphase@nope"], out, base, folds=2, fold_ids=[0])
+    assert "the cache holds no dphase@nope" in e.value.problem
+    assert "the dphase inputs it holds: dphase, dphase@paper" in e.value.hint
+    with pytest.raises(BadInputError, match=r"cell streams=both, augment=flip: --input dphase@flip reads the mirrored"):
+        ablate(cache, "synth", ["streams=spatial,both", "augment=none,flip"], out, replace(base, input="dphase@flip"),
+               folds=2, fold_ids=[0])
+    assert not out.exists()   # nothing trained
+
+
+def test_list_and_optional_values_reach_the_runs_as_their_types(cache, tmp_path):
+    base = _base(cache, streams="spatial")
+    table = ablate(cache, "synth", ["milestones=3:5", "pool_validation=false"], tmp_path / "abl", base, folds=2,
+                   fold_ids=[0])
+    run = tmp_path / "abl" / "milestones=3:5_pool_validation=False" / "fold0"
+    cfg = json.loads((run / "metrics.json").read_text())["config"]
+    assert cfg["milestones"] == [3, 5] and cfg["pool_validation"] is False
+    assert list(table.milestones) == ["3:5"] and list(table.pool_validation) == [False]
+    assert "| 3:5 | False |" in (tmp_path / "abl" / "ablation.md").read_text()
+
+
+def test_cli_help_says_how_list_values_are_written():
+    r = CliRunner().invoke(main, ["ablate", "--help"])
+    assert r.exit_code == 0 and '"milestones=10:20,20:25"' in " ".join(r.output.split())
