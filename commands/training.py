@@ -170,6 +170,8 @@ def ablate(grid, fold_ids, out, **kw):
     cfg = _train_config(out=str(out), **kw)
     ids = _int_list(fold_ids, "--fold-ids")
     table = run(cfg.cache, cfg.dataset, list(grid), out, cfg, folds=cfg.folds, fold_ids=ids)
+    for note in table.attrs.get("notes") or []:
+        click.echo(note)
     protocols = set(table["protocol"]) if "protocol" in table else set()
     if len(protocols) == 1:   # said once above the table, not on every row
         click.echo(protocols.pop())

@@ -86,9 +86,30 @@ def test_list_and_optional_values_reach_the_runs_as_their_types(cache, tmp_path)
     cfg = json.loads((run / "metrics.json").read_text())["config"]
     assert cfg["milestones"] == [3, 5] and cfg["pool_validation"] is False
     assert list(table.milestones) == ["3:5"] and list(table.pool_validation) == [False]
-    assert "| 3:5 | False |" in (tmp_path / "abl" / "ablation.md").read_text()
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| 3:5 | False |" in md and "Mean over fold 0 of the 2 (--fold-ids), those with a finite score" in md
 
 
 def test_cli_help_says_how_list_values_are_written():
     r = CliRunner().invoke(main, ["ablate", "--help"])
     assert r.exit_code == 0 and '"milestones=10:20,20:25"' in " ".join(r.output.split())
+
+
+def test_fold_ids_are_checked_up_front_and_named(cache, tmp_path):
+    from train.ablate import fold_list
+
+    assert fold_list(None, 3) == [0, 1, 2] and fold_list([2, 0], 3) == [2, 0]
+    with pytest.raises(BadInputError, match=r"--fold-ids 0,0 names fold 0 more than once"):
+        fold_list([0, 0], 2)
+    out = tmp_path / "abl"
+    with pytest.raises(BadInputError, match=r"--fold-ids 0,5: 5 not in 0..1 \(--folds 2\)"):
+        ablate(cache, "synth", ["width=4"], out, _base(cache, streams="spatial"), folds=2, fold_ids=[0, 5])
+    assert not out.exists()   # fold 0 was not trained first
+    flags = ["ablate", "--cache", str(cache), "--dataset", "synth", "--streams", "spatial", "--width", "4", "--folds",
+             "2", "--epochs", "1", "--lr", "0.1", "--num-workers", "0", "--threads", "1", "--no-plots", "--grid",
+             "width=4", "--out", str(out)]
+    r = CliRunner().invoke(main, [*flags, "--fold-ids", "2"])
+    assert r.exit_code != 0 and "--fold-ids 2: 2 not in 0..1" in r.output and "--fold " not in r.output, r.output
+    r = CliRunner().invoke(main, [*flags, "--fold-ids", "1"])
+    assert r.exit_code == 0 and "Mean over fold 1 of the 2 (--fold-ids)" in r.output, r.output
+    assert "Mean over fold 1 of the 2 (--fold-ids)" in (out / "ablation.md").read_text()

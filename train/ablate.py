@@ -22,19 +22,21 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from features.errors import BadInputError
 from train import config, protocol
 from train.config import TrainConfig
 from train.grid import check_cells, parse_grid, show
 from train.trainer import train
 from train.videos import one_data
 
-__all__ = ["ablate", "markdown", "parse_grid", "summarize_folds"]
+__all__ = ["ablate", "fold_list", "markdown", "parse_grid", "summarize_folds"]
 
 
 def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None = None, folds: int = 5,
            fold_ids: list[int] | None = None) -> pd.DataFrame:
     """Run every grid cell on folds 0..K-1 (or fold_ids); write ablation.csv/.md; return the table."""
     axes = parse_grid(grid)
+    ids = fold_list(fold_ids, folds)
     out = Path(out)
     base = replace(base or TrainConfig(), cache=str(cache), dataset=dataset, folds=folds)
     rows, runs = [], {}
@@ -43,7 +45,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     for cell in cells:
         name = _name(cell)
         res, done = [], []
-        for f in (fold_ids if fold_ids is not None else range(folds)):
+        for f in ids:
             cfg = replace(base, **cell, fold=f, out=str(out / name / f"fold{f}"), reuse=True, resume=False)
             inits = _siblings(out, cell, cells, cfg)
             if inits is None:
@@ -62,8 +64,35 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
     table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
-    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read))
+    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read, ids))
+    table.attrs["notes"] = [_folds_text(ids, folds)]   # what the console says above the table
     return table
+
+
+def fold_list(fold_ids: list[int] | None, folds: int) -> list[int]:
+    """The folds a table runs: all of 0..folds-1, or --fold-ids, each once and each below --folds (refused up front,
+    naming --fold-ids, not when its turn comes after the others trained)."""
+    if fold_ids is None:
+        return list(range(folds))
+    ids, given = list(fold_ids), ",".join(map(str, fold_ids))
+    if not ids:
+        raise BadInputError(None, "--fold-ids names no fold", f"give folds in 0..{folds - 1}, e.g. --fold-ids 0")
+    twice = sorted({f for f in ids if ids.count(f) > 1})
+    if twice:
+        raise BadInputError(None, f"--fold-ids {given} names fold {', '.join(map(str, twice))} more than once",
+                            "give each fold once: a fold counted twice weighs twice in the mean and shrinks the ± std")
+    bad = [f for f in ids if not 0 <= f < folds]
+    if bad:
+        raise BadInputError(None, f"--fold-ids {given}: {', '.join(map(str, bad))} not in 0..{folds - 1} (--folds "
+                            f"{folds})", "pick folds below --folds, or raise --folds")
+    return ids
+
+
+def _folds_text(ids: list[int], folds: int) -> str:
+    """Which folds a row's mean is over: "the 5 folds", or "folds 0, 2 of the 5 (--fold-ids)"."""
+    if ids == list(range(folds)):
+        return f"Mean over the {folds} folds"
+    return f"Mean over fold{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} of the {folds} (--fold-ids)"
 
 
 def _fold_mean(res: list[dict], folders: list[Path], where: Path, base: TrainConfig) -> dict:
@@ -165,7 +194,7 @@ def _plain(v) -> str:
 
 
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig,
-             read: dict[str, str] | None = None) -> str:
+             read: dict[str, str] | None = None, fold_ids: list[int] | None = None) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
     keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
     protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
@@ -174,7 +203,8 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
     head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *extra.values(), "folds",
             *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
-             (f"Base: {_base_line(base, keys)}. Mean over the folds with a finite score (± std across them); "
+             (f"Base: {_base_line(base, keys)}. {_folds_text(fold_list(fold_ids, base.folds), base.folds)}, "
+              "those with a finite score (± std across them); "
               "arch and input are '-' for spatial-only rows (no temporal stream)."
               + "".join(f" {EXTRA_COLUMNS[k]}: {EXTRA_NOTES[k]}" for k in extra if k in EXTRA_NOTES)), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
