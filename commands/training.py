@@ -176,7 +176,10 @@ def ablate(grid, fold_ids, out, **kw):
     if len(protocols) == 1:   # said once above the table, not on every row
         click.echo(protocols.pop())
         table = table.drop(columns="protocol")
-    click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    from train.ablate import score_columns
+
+    shown = {c: (lambda x: f"{x:.3f}") if c in score_columns(table) else str for c in table.columns}
+    click.echo(table.to_string(index=False, formatters=shown))   # the grid's values as they are: lr 5e-05, 0.0001
     click.echo(f"tables: {out / 'ablation.md'}, {out / 'ablation.csv'}")
 
 

@@ -113,3 +113,21 @@ def test_fold_ids_are_checked_up_front_and_named(cache, tmp_path):
     r = CliRunner().invoke(main, [*flags, "--fold-ids", "1"])
     assert r.exit_code == 0 and "Mean over fold 1 of the 2 (--fold-ids)" in r.output, r.output
     assert "Mean over fold 1 of the 2 (--fold-ids)" in (out / "ablation.md").read_text()
+
+
+def test_only_the_scores_are_rounded_in_the_tables(cache, tmp_path):
+    out = tmp_path / "abl"
+    r = CliRunner().invoke(main, ["ablate", "--cache", str(cache), "--dataset", "synth", "--streams", "spatial",
+                                  "--width", "4", "--folds", "2", "--fold-ids", "0", "--epochs", "1", "--num-workers",
+                                  "0", "--threads", "1", "--no-plots", "--grid", "lr=5e-5,1e-4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["lr"])
+    assert [ln.split()[0] for ln in lines[head + 1:head + 3]] == ["5e-05", "0.0001"], r.output
+    csv = (out / "ablation.csv").read_text().splitlines()
+    assert csv[1].startswith("5e-05,") and csv[2].startswith("0.0001,")
+    cols = csv[0].split(",")
+    score = csv[1].split(",")[cols.index("ccc_arousal")]
+    assert len(score.split(".")[1]) == 4   # scores keep 4 decimals
+    md = (out / "ablation.md").read_text()
+    assert "| 5e-05 |" in md and "| 0.0001 |" in md

@@ -63,10 +63,17 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     read = one_data(runs, out, "ablation")
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
+    # the scores rounded, never the grid's values (lr 5e-5 and 1e-4 both printed 0.0001)
+    scores = {c: table[c].map(lambda x: f"{x:.4f}" if pd.notna(x) else "") for c in score_columns(table)}
+    table.assign(**scores).to_csv(out / "ablation.csv", index=False)
     (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read, ids))
     table.attrs["notes"] = [_folds_text(ids, folds)]   # what the console says above the table
     return table
+
+
+def score_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of scores (rounded when printed); the grid's axes and the labels are printed as they are."""
+    return [c for c in table.columns if str(c).startswith("ccc_")]
 
 
 def fold_list(fold_ids: list[int] | None, folds: int) -> list[int]:
