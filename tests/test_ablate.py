@@ -131,3 +131,14 @@ def test_only_the_scores_are_rounded_in_the_tables(cache, tmp_path):
     assert len(score.split(".")[1]) == 4   # scores keep 4 decimals
     md = (out / "ablation.md").read_text()
     assert "| 5e-05 |" in md and "| 0.0001 |" in md
+
+
+def test_every_row_shows_the_value_of_every_grid_axis(cache, tmp_path):
+    """--grid arch=paper,released --grid streams=spatial,temporal: the spatial rows were both '-' under arch."""
+    table = ablate(cache, "synth", ["arch=paper,released", "streams=spatial,temporal"], tmp_path / "abl",
+                   _base(cache), folds=2, fold_ids=[0])
+    assert list(zip(table.arch, table.streams, table.input)) == [
+        ("paper", "spatial", "-"), ("paper", "temporal", "dphase"), ("released", "spatial", "-"),
+        ("released", "temporal", "dphase")]
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| paper | spatial | - |" in md and "| released | spatial | - |" in md

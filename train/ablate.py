@@ -144,11 +144,11 @@ def _siblings(out: Path, cell: dict, cells: list[dict], cfg: TrainConfig) -> dic
 
 
 def _labels(cell: dict, base: TrainConfig) -> dict:
-    """The architecture and input variant that made a row, when not grid axes; '-' without a temporal stream, also
-    over a grid axis (a spatial-only cell of input=dphase@paper reads no ΔPhase at all)."""
-    if cell.get("streams", base.streams) == "spatial":
-        return {"arch": "-", "input": "-"}
-    return {k: str(cell.get(k, getattr(base, k))) for k in ("arch", "input") if k not in cell}
+    """The architecture and input variant that made a row, when not grid axes; '-' without a temporal stream. A grid
+    axis keeps its cell's value on every row: two spatial rows of arch=paper,released are two runs, and a '-' on
+    both made them indistinguishable."""
+    spatial = cell.get("streams", base.streams) == "spatial"
+    return {k: "-" if spatial else str(getattr(base, k)) for k in ("arch", "input") if k not in cell}
 
 
 def _protocol(res: list[dict]) -> str:
@@ -212,7 +212,8 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
     lines = [f"# Ablation on {dataset}", "",
              (f"Base: {_base_line(base, keys)}. {_folds_text(fold_list(fold_ids, base.folds), base.folds)}, "
               "those with a finite score (± std across them); "
-              "arch and input are '-' for spatial-only rows (no temporal stream)."
+              "arch and input, where not grid axes, are '-' for spatial-only rows (no temporal stream: there "
+              "an arch or input axis's value changes nothing)."
               + "".join(f" {EXTRA_COLUMNS[k]}: {EXTRA_NOTES[k]}" for k in extra if k in EXTRA_NOTES)), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
               "Protocol: none (no fold finished)."), "",
