@@ -142,3 +142,22 @@ def test_every_row_shows_the_value_of_every_grid_axis(cache, tmp_path):
         ("released", "temporal", "dphase")]
     md = (tmp_path / "abl" / "ablation.md").read_text()
     assert "| paper | spatial | - |" in md and "| released | spatial | - |" in md
+
+
+def test_a_table_of_runs_under_other_threads_says_so(cache, tmp_path):
+    """Cells reused from a command with --threads 1 beside a cell trained now under 2 threads: CCC moves with the
+    thread count (torch splits its CPU sums by thread), so the table says which ran under which."""
+    from train.ablate import ran_under
+
+    out, base = tmp_path / "abl", _base(cache, streams="spatial")
+    first = ablate(cache, "synth", ["width=4,6"], out, base, folds=2, fold_ids=[0])
+    assert "threads" not in (out / "ablation.md").read_text() and len(first.attrs["notes"]) == 1
+    again = ablate(cache, "synth", ["width=4,6,8"], out, replace(base, threads=2), folds=2, fold_ids=[0])
+    note = ("Runs trained under different torch threads or devices, which alone change the numbers (README): "
+            "1 thread on cpu: width=4/fold0, width=6/fold0; 2 threads on cpu: width=8/fold0.")
+    assert note in (out / "ablation.md").read_text() and note in again.attrs["notes"]
+    resumed = {"threads_used": [{"epochs": [1, 2], "threads": 1, "device": "cpu"},
+                                {"epochs": [3, 3], "threads": 4, "device": "cpu"}]}
+    assert "1 thread on cpu then 4 threads on cpu: a/fold0" in ran_under({"a/fold0": resumed})
+    cuda = {"threads_used": [{"epochs": [1, 2], "threads": 1, "device": "cuda"}]}
+    assert "1 thread on cuda: b" in ran_under({"a": {"threads_used": resumed["threads_used"][:1]}, "b": cuda})

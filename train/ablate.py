@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from pipeline.uniform import listing
 from train import config, protocol
 from train.config import TrainConfig
 from train.grid import check_cells, parse_grid, show
@@ -66,9 +67,26 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     # the scores rounded, never the grid's values (lr 5e-5 and 1e-4 both printed 0.0001)
     scores = {c: table[c].map(lambda x: f"{x:.4f}" if pd.notna(x) else "") for c in score_columns(table)}
     table.assign(**scores).to_csv(out / "ablation.csv", index=False)
-    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read, ids))
-    table.attrs["notes"] = [_folds_text(ids, folds)]   # what the console says above the table
+    mixed = ran_under(runs)
+    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read, ids, mixed))
+    table.attrs["notes"] = [_folds_text(ids, folds), *([mixed] if mixed else [])]   # the console says them too
     return table
+
+
+def ran_under(runs: dict[str, dict]) -> str | None:
+    """A note when the table's runs trained under different torch thread counts or devices (metrics.json:
+    threads_used), which alone move CCC (torch splits its CPU sums by thread; CUDA rounds otherwise): reused cells may
+    come from an earlier command with other --threads or --device. None when all ran alike."""
+    how: dict[str, list[str]] = {}
+    for name, m in runs.items():
+        used = m.get("threads_used") or []
+        key = " then ".join(dict.fromkeys(f"{u.get('threads')} thread{'' if u.get('threads') == 1 else 's'} on "
+                                          f"{u.get('device')}" for u in used)) or "not recorded"
+        how.setdefault(key, []).append(name)
+    if len(how) < 2 and not any(" then " in k for k in how):
+        return None
+    return ("Runs trained under different torch threads or devices, which alone change the numbers (README): "
+            + "; ".join(f"{k}: {listing(sorted(v), 3)}" for k, v in sorted(how.items())) + ".")
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:
@@ -201,7 +219,7 @@ def _plain(v) -> str:
 
 
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig,
-             read: dict[str, str] | None = None, fold_ids: list[int] | None = None) -> str:
+             read: dict[str, str] | None = None, fold_ids: list[int] | None = None, threads: str | None = None) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
     keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
     protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
@@ -219,6 +237,7 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
               "Protocol: none (no fold finished)."), "",
              f"Data: {dataset} in {Path(base.cache).resolve()}; every run read the same arrays (fingerprints: "
              + (", ".join(f"{a} {fp}" for a, fp in (read or {}).items()) or "none") + ").", "",
+             *([threads, ""] if threads else []),
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [str(r[k]) for k in keys]
