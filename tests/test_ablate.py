@@ -161,3 +161,41 @@ def test_a_table_of_runs_under_other_threads_says_so(cache, tmp_path):
     assert "1 thread on cpu then 4 threads on cpu: a/fold0" in ran_under({"a/fold0": resumed})
     cuda = {"threads_used": [{"epochs": [1, 2], "threads": 1, "device": "cuda"}]}
     assert "1 thread on cuda: b" in ran_under({"a": {"threads_used": resumed["threads_used"][:1]}, "b": cuda})
+
+
+def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(cache, tmp_path):
+    """A rerun under another --lr retrains the cell, and is killed: its old table (of the runs before) stayed beside a
+    cell it no longer described. Now ablation.md is marked stale and ablation.csv removed before any cell trains; the
+    run's own table is written whole at its end."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from train.ablate import STALE
+
+    out, base = tmp_path / "abl", _base(cache, streams="spatial")
+    ablate(cache, "synth", ["width=4"], out, base, folds=2, fold_ids=[0])
+    old = (out / "ablation.md").read_text()
+    run = out / "width=4" / "fold0"
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "cli.py"), "ablate", "--cache", str(cache), "--dataset", "synth", "--streams",
+           "spatial", "--width", "4", "--window", "4", "--folds", "2", "--fold-ids", "0", "--epochs", "10000",
+           "--patience", "1000", "--milestones", "100", "--lr", "0.05", "--batch-size", "4", "--num-workers", "0",
+           "--threads", "1", "--no-plots", "--grid", "width=4", "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "last.pt").is_file() and not (run / "metrics.json").exists()):   # retraining, lr 0.05
+            assert p.poll() is None and time.monotonic() < deadline, "the rerun did not start training the cell"
+            time.sleep(0.2)
+    finally:
+        p.kill()
+        p.wait()
+    md = (out / "ablation.md").read_text()
+    assert md.startswith(STALE) and md.endswith(old) and "has not finished" in md
+    assert not (out / "ablation.csv").exists()
+    ablate(cache, "synth", ["width=4"], out, base, folds=2, fold_ids=[0])   # run to its end: a current table
+    assert not (out / "ablation.md").read_text().startswith(STALE) and (out / "ablation.csv").is_file()
+    assert json.loads((run / "metrics.json").read_text())["config"]["lr"] == 0.1
+    assert not list(out.glob("*.tmp.*"))

@@ -14,6 +14,7 @@ predictions on it (the released code's test predictions; `predict`'s files for i
 """
 from __future__ import annotations
 
+import datetime
 import itertools
 import sys
 from dataclasses import replace
@@ -27,6 +28,7 @@ from pipeline.uniform import listing
 from train import config, protocol
 from train.config import TrainConfig
 from train.grid import check_cells, parse_grid, show
+from train.report import atomic
 from train.trainer import train
 from train.videos import one_data
 
@@ -43,6 +45,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     rows, runs = [], {}
     cells = [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
     check_cells(cells, base)   # every cell's settings before the first trains
+    mark_stale(out)
     for cell in cells:
         name = _name(cell)
         res, done = [], []
@@ -66,11 +69,34 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     out.mkdir(parents=True, exist_ok=True)
     # the scores rounded, never the grid's values (lr 5e-5 and 1e-4 both printed 0.0001)
     scores = {c: table[c].map(lambda x: f"{x:.4f}" if pd.notna(x) else "") for c in score_columns(table)}
-    table.assign(**scores).to_csv(out / "ablation.csv", index=False)
+    atomic(out / "ablation.csv", lambda p: table.assign(**scores).to_csv(p, index=False))
     mixed = ran_under(runs)
-    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read, ids, mixed))
+    text = markdown(table, [k for k, _ in axes], dataset, base, read, ids, mixed)
+    atomic(out / "ablation.md", lambda p: p.write_text(text))   # last: a table without the stale mark is whole
     table.attrs["notes"] = [_folds_text(ids, folds), *([mixed] if mixed else [])]   # the console says them too
     return table
+
+
+STALE = "> **Stale:**"
+
+
+def mark_stale(out: Path) -> None:
+    """Before any cell is trained: the table of an earlier run in ``out`` is marked stale (ablation.md) or removed
+    (ablation.csv, which a script would read without a word), so a run that retrains cells and is killed, or stops
+    on an error, never leaves the old table looking current beside runs it no longer describes. The run's own table,
+    written whole at its end, replaces both."""
+    md = out / "ablation.md"
+    (out / "ablation.csv").unlink(missing_ok=True)
+    if not md.is_file():
+        return
+    old = md.read_text()
+    if old.startswith(STALE):   # an earlier run that did not finish marked it already
+        return
+    when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    banner = (f"{STALE} an `ablate` run started in this folder at {when} and has not finished: cells below may have "
+              "been trained again since, under its settings. This is the table of the run before it (its ablation.csv "
+              "was removed); run the command to its end for a current one.\n\n")
+    atomic(md, lambda p: p.write_text(banner + old))
 
 
 def ran_under(runs: dict[str, dict]) -> str | None:
