@@ -199,3 +199,29 @@ def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(cache,
     assert not (out / "ablation.md").read_text().startswith(STALE) and (out / "ablation.csv").is_file()
     assert json.loads((run / "metrics.json").read_text())["config"]["lr"] == 0.1
     assert not list(out.glob("*.tmp.*"))
+
+
+def test_an_earlier_predict_json_never_stays_beside_files_it_did_not_make(cache, tmp_path):
+    """<cell>/fold_mean/predict.json (ablate's fold-mean prediction) was written last and in place: a call for other
+    models that stopped part way (killed, or here a file it cannot write) left the earlier call's record beside the
+    new files. Now it goes before the models run, and the new one comes whole through a rename."""
+    from train.predict import predict_cache
+    from train.trainer import train
+
+    base = _base(cache, streams="spatial")
+    ckpts = []
+    for seed in (0, 1):
+        train(replace(base, seed=seed, out=str(tmp_path / f"s{seed}")))
+        ckpts.append(tmp_path / f"s{seed}" / "best.pt")
+    out = tmp_path / "fold_mean"
+    first = predict_cache(cache, "synth", [ckpts[0]], out, split="test", echo=lambda *a: None)
+    made = json.loads((out / "predict.json").read_text())
+    assert made["written"] and not list(out.glob("*.tmp.*"))
+    from pathlib import Path
+
+    csv = next(Path(p) for p in first["written"] if str(p).endswith(".csv"))
+    csv.unlink()
+    csv.mkdir()   # the second call cannot write its file there: it stops part way, as a kill would
+    with pytest.raises(OSError):
+        predict_cache(cache, "synth", ckpts, out, split="test", echo=lambda *a: None)
+    assert not (out / "predict.json").exists()
