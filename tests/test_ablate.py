@@ -71,7 +71,7 @@ def test_a_bad_cell_is_refused_before_any_cell_trains(cache, tmp_path):
     with pytest.raises(BadInputError) as e:   # a variant the cache does not hold: not `features --motion-variant nope`
         ablate(cache, "synth", ["input=dphase,dphase@nope"], out, base, folds=2, fold_ids=[0])
     assert "the cache holds no dphase@nope" in e.value.problem
-    assert "the dphase inputs it holds: dphase, dphase@paper" in e.value.hint
+    assert "the inputs it holds: dphase, dphase@paper." in e.value.hint
     with pytest.raises(BadInputError, match=r"cell streams=both, augment=flip: --input dphase@flip reads the mirrored"):
         ablate(cache, "synth", ["streams=spatial,both", "augment=none,flip"], out, replace(base, input="dphase@flip"),
                folds=2, fold_ids=[0])

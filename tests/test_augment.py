@@ -210,3 +210,15 @@ def test_a_mirrored_input_with_the_flip_augmentation_is_refused(cache, tmp_path)
         prepare(replace(cfg, input="dphase@paper+flip", streams="both"))
     assert prepare(replace(cfg, augment=None)).sel.fingerprints["dphase_s0@flip"] == "synth-dphase_s0@flip"
     assert prepare(replace(cfg, streams="spatial")) is not None   # no temporal stream: --input is not read
+
+
+def test_ablate_refuses_unlike_mirrored_arrays_before_any_cell_trains(tmp_path):
+    from train.ablate import ablate
+
+    c = tmp_path / "c"
+    make_cache(c, "synth", videos=6, frames=100, test_videos=2, flip=True)
+    _made(c, {**_motion(None), **_motion("flip", mean_window=9)})
+    with pytest.raises(BadInputError, match=r"dphase_s0@flip was made with motion \{'mean_window': 9\}"):
+        ablate(c, "synth", ["augment=none,flip"], tmp_path / "abl", TrainConfig(cache=str(c), streams="temporal", **TINY),
+               folds=2, fold_ids=[0])
+    assert not (tmp_path / "abl").exists()   # the augment=none cell did not train first

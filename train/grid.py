@@ -162,13 +162,19 @@ def check_cells(cells: list[dict], base: TrainConfig) -> None:
     held = held_inputs(base.cache, base.dataset) if inputs else None
     for text in inputs:
         if held is not None and not set(arrays.input_arrays(text)) <= held["arrays"]:
-            kind = arrays.parse_input(text)[0].name
-            same = sorted(i for i in held["inputs"] if i.split("@")[0] == kind)
             raise BadInputError(store.dataset_dir(base.cache, base.dataset),
                                 f"--grid input={text}: the cache holds no {text} (no video of {base.dataset} has it)",
-                                (f"the {kind} inputs it holds: {', '.join(same)}" if same else f"it holds no {kind}")
-                                + f"; all its inputs: {', '.join(held['inputs'])}. A new variant is made by `features "
-                                "--motion-variant NAME` with the motion flags that define it")
+                                f"the inputs it holds: {', '.join(held['inputs']) or 'none'}. A new variant is made "
+                                "by `features --motion-variant NAME` with the motion flags that define it")
+    # the mirrored arrays of --augment flip made as the clean ones (train/augment.py), before any cell trains
+    flipped = list({tuple(config.used_arrays(c)): c for c in (replace(base, **cell) for cell in cells)
+                    if c.augment == "flip"}.values())
+    if flipped:
+        from train.augment import check_pairs
+
+        videos = list(store.done_videos(base.cache, base.dataset).video)
+        for cfg in flipped:
+            check_pairs(cfg, videos)
 
 
 def held_inputs(cache, dataset: str) -> dict | None:
