@@ -145,8 +145,13 @@ def train(out, no_pretrain, **kw):
 @click.command(short_help="A grid of trainings from one cache: mean CCC per setting.")
 @_train_options
 @click.option("--grid", multiple=True, required=True,
-              help='NAME=V1,V2,... over a train option; repeat for a product, e.g. --grid "window=4,8,12,16" '
-                   '--grid "streams=spatial,temporal,both" or --grid "input=dphase,phase,flow".')
+              help='NAME=V1,V2,... over a train option; repeat for a product (each NAME once), e.g. --grid '
+                   '"window=4,8,12,16" --grid "streams=spatial,temporal,both" or --grid "input=dphase,phase,flow". '
+                   'A list setting joins its items with ":": --grid "milestones=10:20,20:25" (two cells); booleans '
+                   'are true/false, optional settings take none. Axes: streams, input, window, arch, width, '
+                   'single_gru, pool_validation, splits, seed, epochs, lr, finetune_lr, milestones, momentum, '
+                   'weight_decay, batch_size, length, stride, patience, pretrain, augment (not the cache, dataset, '
+                   'folds or how runs are carried out: those are flags for every cell).')
 @click.option("--fold-ids", default=None, help="Run only these folds (comma list), e.g. 0 for a quick look.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder: one subfolder per cell and fold, ablation.csv and ablation.md.")
@@ -165,11 +170,16 @@ def ablate(grid, fold_ids, out, **kw):
     cfg = _train_config(out=str(out), **kw)
     ids = _int_list(fold_ids, "--fold-ids")
     table = run(cfg.cache, cfg.dataset, list(grid), out, cfg, folds=cfg.folds, fold_ids=ids)
+    for note in table.attrs.get("notes") or []:
+        click.echo(note)
     protocols = set(table["protocol"]) if "protocol" in table else set()
     if len(protocols) == 1:   # said once above the table, not on every row
         click.echo(protocols.pop())
         table = table.drop(columns="protocol")
-    click.echo(table.to_string(index=False, float_format=lambda x: f"{x:.3f}"))
+    from train.ablate import score_columns
+
+    shown = {c: (lambda x: f"{x:.3f}") if c in score_columns(table) else str for c in table.columns}
+    click.echo(table.to_string(index=False, formatters=shown))   # the grid's values as they are: lr 5e-05, 0.0001
     click.echo(f"tables: {out / 'ablation.md'}, {out / 'ablation.csv'}")
 
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays, compute, faces, resume, settings, sources, store, untracked
+from pipeline import arrays, compute, face_transforms, faces, resume, settings, sources, store, untracked
 from pipeline.manifest import VideoEntry, fit_labels, load_labels
 from pipeline.settings import Settings, encoder_fingerprint, fingerprints
 
@@ -45,6 +45,8 @@ class Plan:
     resume: dict | None = None      # a full build: the progress record of the partial group it goes on from
     adopt: dict = field(default_factory=dict)   # attrs recording the content identity of a legacy-matched source
     track: list[str] = field(default_factory=list)   # arrays made before chunk tracking, every chunk file present
+    hint: str = ""                                   # a conflict's own repair, where --replace-variant is not it
+    flip_of: dict = field(default_factory=dict)      # mirrored array -> the fingerprint of its clean one (made_with)
 
     @property
     def arrays(self) -> list[str]:
@@ -60,6 +62,9 @@ def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: 
     (pipeline/resume.py): a partial group in place, or a partial rebuild beside a done group.
     """
     p = _plan(cache, dataset, entry, want, s, replace_variant)
+    # what each mirrored array is made beside, recorded in its made_with: `train --augment flip` checks it is the
+    # clean array it reads (train/augment.py)
+    p.flip_of = {n: fp for n in p.want if (c := unflipped(n)) is not None and (fp := p.want.get(c, want.get(c)))}
     if p.action == "full" and p.beside and resume.rebuild_dir(cache, dataset, entry.video).is_dir():
         rec, why = resume.resumable(resume.rebuild_dir(cache, dataset, entry.video),
                                       resume.identity(p.want, p.motion, entry, s), entry.path)
@@ -120,6 +125,15 @@ def _plan_done(g, have: dict, bad: dict, want: dict, s: Settings, motion: dict, 
     if conflicts and not replace_variant:
         return Plan("conflict", reason=why)
     stale = {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
+    left = lone_mirrors(g, have, bad, stale, want)
+    if left:
+        clean, mirror = left[0]
+        return Plan("conflict", reason=f"{clean} would be remade under other settings or code ({have[clean]} -> "
+                    f"{stale[clean]}) while the group's mirrored {mirror} stays as it was made"
+                    + (f" (and {len(left) - 1} more such pairs)" if len(left) > 1 else "")
+                    + ": `train --augment flip` would read the two made otherwise",
+                    hint="add --extras flip, which remakes the mirrored arrays alike (from the cached faces where "
+                         "they suffice)")
     if not stale:
         return Plan("skip", reason="done")
     face224_ok = have.get("face224") == want["face48"] and "face224" not in bad
@@ -142,11 +156,38 @@ def motion_conflicts(g, bad: dict, names, motion: dict) -> tuple[list[str], str]
                        f"this run asks {asked}")
 
 
+def unflipped(name: str) -> str | None:
+    """The clean array of a mirrored one ("dphase_s0@paper+flip" -> "dphase_s0@paper"); None for any other."""
+    base, variant = arrays.split_name(name)
+    if variant is None or not face_transforms.split_variant(variant)[1].flip:
+        return None
+    return arrays.array_name(base, face_transforms.without_flip(variant))
+
+
+def lone_mirrors(g, have: dict, bad: dict, stale: dict, want: dict) -> list[tuple[str, str]]:
+    """(clean, mirrored) pairs where an update remakes the clean array under another fingerprint (settings, weights,
+    code) and leaves the mirrored array the group holds, made under the old ones. A clean array only redone because
+    it was damaged or stale under its own fingerprint keeps its partner's settings; so does a partner recorded as made
+    beside the fingerprint the clean array gets now."""
+    made = dict(g.attrs.get("made_with", {}))
+    out = []
+    for clean, fp in stale.items():
+        if not arrays.kind_of(clean).variants or unflipped(clean) is not None:
+            continue
+        base, variant = arrays.split_name(clean)
+        mirror = arrays.array_name(base, face_transforms.with_flip(variant))
+        if (mirror in have and mirror not in want and mirror not in bad and clean not in bad and have.get(clean)
+                and (made.get(mirror) or {}).get("clean_fingerprint") != fp):
+            out.append((clean, mirror))
+    return out
+
+
 def _rebuild(g, want: dict, s: Settings, motion: dict, why: str) -> Plan:
     """A done group rebuilt from its video: the wanted arrays plus the motion variants it held (new faces)."""
     made = dict(g.attrs.get("made_with", {}))
     keep, dropped = {}, []
-    for name in g.array_keys():
+    # mirrored variants after the others: one kept beside a clean variant this run asks for takes its settings
+    for name in sorted(g.array_keys(), key=lambda n: unflipped(n) is not None):
         if name in want or arrays.kind_of(name).params not in ("motion", "flow"):
             if name not in want:
                 dropped.append(name)
@@ -156,7 +197,8 @@ def _rebuild(g, want: dict, s: Settings, motion: dict, why: str) -> Plan:
         if variant is not None and name not in made:   # a variant whose settings were never recorded
             dropped.append(name)
             continue
-        motion.setdefault(variant, overrides)
+        clean = unflipped(name)
+        motion.setdefault(variant, motion.get(arrays.split_name(clean)[1], overrides) if clean else overrides)
         keep[name] = settings.array_fingerprint(name, want["face48"], motion[variant])
     note = f"; dropped {','.join(sorted(dropped))} (not asked for)" if dropped else ""
     return Plan("full", {**want, **keep}, True, beside=True, motion=motion, reason=f"{why}: rebuilt{note}")
@@ -304,6 +346,8 @@ def _made_with(s: Settings, p: Plan) -> dict:
         if arrays.kind_of(name).params == "motion":
             variant = arrays.split_name(name)[1]
             made[name] = {"motion_variant": variant, "motion": dict(p.motion.get(variant, {}))}
+        if name in p.flip_of:
+            made[name]["clean_fingerprint"] = p.flip_of[name]
     return made
 
 

@@ -87,12 +87,12 @@ def plan_all(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Se
     enc = extract.encoder_fingerprint(s) if "spatial" in s.stages else None
     wants = [extract.fingerprints(s, e, enc) for e in entries]
     plans = [extract.plan(cache, dataset, e, w, s, replace_variant) for e, w in zip(entries, wants)]
-    conflicts = [(e.video, p.reason) for e, p in zip(entries, plans) if p.action == "conflict"]
+    conflicts = [(e.video, p.reason, p.hint) for e, p in zip(entries, plans) if p.action == "conflict"]
     if conflicts:
         more = f" (and {len(conflicts) - 1} more videos)" if len(conflicts) > 1 else ""
         raise BadInputError(store.dataset_dir(cache, dataset), f"video {conflicts[0][0]}: {conflicts[0][1]}{more}",
-                            "give this variant another --motion-variant name (a cache holds variants side by side), "
-                            "or pass --replace-variant to recompute it")
+                            conflicts[0][2] or "give this variant another --motion-variant name (a cache holds "
+                            "variants side by side), or pass --replace-variant to recompute it")
     return wants, plans
 
 

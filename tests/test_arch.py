@@ -98,11 +98,12 @@ def test_an_ablation_over_architectures_names_each_rows(released_run):
     assert m["arch"] == "released" and table.ccc_arousal[1] == pytest.approx(m["ccc_arousal"], abs=1e-4)
 
 
-def test_a_spatial_only_row_names_no_architecture_or_input_even_on_those_axes():
+def test_a_spatial_only_row_names_no_architecture_or_input_but_keeps_its_grid_axes():
     from train.ablate import _labels
     from train.config import TrainConfig
 
-    assert _labels({"input": "dphase@paper", "streams": "spatial"}, TrainConfig()) == {"arch": "-", "input": "-"}
-    assert _labels({"arch": "released", "streams": "spatial"}, TrainConfig()) == {"arch": "-", "input": "-"}
+    # the axis's own column keeps the cell's value (tests/test_ablate.py): only the other one says '-'
+    assert _labels({"input": "dphase@paper", "streams": "spatial"}, TrainConfig()) == {"arch": "-"}
+    assert _labels({"arch": "released", "streams": "spatial"}, TrainConfig()) == {"input": "-"}
     assert _labels({"input": "dphase@paper", "streams": "temporal"}, TrainConfig(arch="released")) == {
         "arch": "released"}

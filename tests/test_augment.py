@@ -132,3 +132,93 @@ def test_video_level_snippets_read_the_mirrored_arrays_for_the_drawn_half(tmp_pa
         frames = item["frames"][item["frames"] >= 0]
         rgb = g["resnet50@flip" if want[i] else "resnet50"][:]
         np.testing.assert_array_equal(item["rgb"][: len(frames)], rgb[frames])
+
+
+def _made(cache, made: dict, fps: dict | None = None):
+    """Record in every group how its arrays were made (group attrs made_with, fingerprints), as `features` runs would
+    have left them (train/synth.py records no made_with)."""
+    from pipeline import store
+
+    for video in store.done_videos(cache, "synth").video:
+        g = store.open_video(cache, "synth", video, mode="r+")
+        g.attrs["made_with"] = {**dict(g.attrs.get("made_with") or {}), **made}
+        store.set_fingerprints(g, fps or {})
+
+
+def _motion(variant, **motion):
+    return {f"dphase_{s}@{variant}" if variant else f"dphase_{s}": {"motion_variant": variant, "motion": motion}
+            for s in ("s0", "s1")}
+
+
+def test_mirrored_arrays_made_otherwise_than_the_clean_ones_are_refused(tmp_path):
+    """`features --motion-variant V --extras flip`, then V remade under other motion settings (--replace-variant) without
+    --extras flip, or resnet50 remade under other --weights, or after a code version bump: the mirrored half of
+    each epoch would read other features than the clean half, under fingerprints that each look fine."""
+    from pipeline import settings, store
+
+    c = tmp_path / "c"
+    make_cache(c, "synth", videos=6, frames=100, test_videos=2, flip=True)
+    temporal = TrainConfig(cache=str(c), out="unused", streams="temporal", augment="flip", **TINY)
+    _made(c, {**_motion(None), **_motion("flip", mean_window=9)})
+    with pytest.raises(BadInputError) as e:
+        prepare(temporal)
+    msg = str(e.value)
+    assert "dphase_s0@flip was made with motion {'mean_window': 9}, dphase_s0 with motion {}" in msg, msg
+    assert "the same for dphase_s1@flip" in msg and "videos v00, v01, v02, v03 and 2 more" in msg
+    assert f"`python cli.py features --dataset synth --cache {c} --stages align,motion --extras flip " \
+           "--replace-variant`" in msg
+    assert prepare(replace(temporal, augment=None)) is not None   # without augmentation the flip arrays are not read
+    # the weights of resnet50@flip
+    _made(c, {**_motion("flip"), "resnet50": {"weights": "random", "seed": 0},
+              "resnet50@flip": {"weights": "/w/resnet50_ferplus_dag.pth", "seed": 0}})
+    assert prepare(temporal) is not None
+    with pytest.raises(BadInputError, match=r"resnet50@flip was made with seed 0, weights /w/resnet50_ferplus_dag.pth, "
+                                            r"resnet50 with seed 0, weights random .*--stages align,spatial --extras "
+                                            r"flip --weights random`"):
+        prepare(replace(temporal, streams="spatial"))
+    # a code version bump: dphase remade (its fingerprint the current code's), dphase@flip left from before
+    face = "synth-v"
+    now = {n: settings.array_fingerprint(n, face) for n in ("dphase_s0", "dphase_s1", "dphase_s0@flip", "dphase_s1@flip")}
+    old = {n: store.fingerprint("dphase", "0", {"older": "maths"}, face, n) for n in ("dphase_s0@flip", "dphase_s1@flip")}
+    _made(c, {"resnet50@flip": {"weights": "random", "seed": 0}}, {**now, **old})
+    with pytest.raises(BadInputError, match=r"dphase_s0@flip was made by another code version \(or weights file or "
+                                            r"faces\) than dphase_s0.*--extras flip`"):
+        prepare(temporal)
+    _made(c, {}, now)
+    assert prepare(temporal) is not None
+    # what features now records beside each mirrored array: the fingerprint of the clean one it was made beside
+    _made(c, {n + "@flip": {"motion_variant": "flip", "motion": {}, "clean_fingerprint": "before"}
+              for n in ("dphase_s0", "dphase_s1")})
+    with pytest.raises(BadInputError, match=r"dphase_s0@flip was made beside a dphase_s0 of fingerprint before, and "
+                                            r"dphase_s0 has been remade since"):
+        prepare(temporal)
+    _made(c, {n + "@flip": {"motion_variant": "flip", "motion": {}, "clean_fingerprint": now[n]}
+              for n in ("dphase_s0", "dphase_s1")})
+    assert prepare(temporal) is not None
+
+
+def test_a_mirrored_input_with_the_flip_augmentation_is_refused(cache, tmp_path):
+    """--input dphase@flip --augment flip: the mirrored half would read dphase@flip again (flipped_name of a +flip
+    array is itself), so the temporal stream was not augmented at all. A +flip input alone stays a model of the
+    mirrored faces."""
+    c, _ = cache
+    cfg = TrainConfig(cache=str(c), out=str(tmp_path), streams="temporal", input="dphase@flip", augment="flip", **TINY)
+    with pytest.raises(BadInputError, match=r"--input dphase@flip reads the mirrored faces' arrays already.*use --input "
+                                            r"dphase --augment flip"):
+        prepare(cfg)
+    with pytest.raises(BadInputError, match=r"use --input dphase@paper --augment flip"):
+        prepare(replace(cfg, input="dphase@paper+flip", streams="both"))
+    assert prepare(replace(cfg, augment=None)).sel.fingerprints["dphase_s0@flip"] == "synth-dphase_s0@flip"
+    assert prepare(replace(cfg, streams="spatial")) is not None   # no temporal stream: --input is not read
+
+
+def test_ablate_refuses_unlike_mirrored_arrays_before_any_cell_trains(tmp_path):
+    from train.ablate import ablate
+
+    c = tmp_path / "c"
+    make_cache(c, "synth", videos=6, frames=100, test_videos=2, flip=True)
+    _made(c, {**_motion(None), **_motion("flip", mean_window=9)})
+    with pytest.raises(BadInputError, match=r"dphase_s0@flip was made with motion \{'mean_window': 9\}"):
+        ablate(c, "synth", ["augment=none,flip"], tmp_path / "abl", TrainConfig(cache=str(c), streams="temporal", **TINY),
+               folds=2, fold_ids=[0])
+    assert not (tmp_path / "abl").exists()   # the augment=none cell did not train first

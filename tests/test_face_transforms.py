@@ -166,3 +166,41 @@ def test_a_gamma_variant_is_made_from_the_corrupted_faces_of_a_new_and_of_a_repl
     assert want_fp["flow@gamma0.2"] == dict(g.attrs["fingerprints"])["flow@gamma0.2"] and "flow" not in want_fp
     with pytest.raises(BadInputError, match="several face transforms"):   # one model reads one variant's faces
         settings.settings_for(dict(g.attrs), ["dphase_s0@paper", "flow@gamma0.2"])
+
+
+def test_a_clean_variant_is_not_remade_away_from_its_mirrored_partner(tmp_path):
+    """features --motion-variant mw9 --extras flip, then mw9 under other settings (--replace-variant) without --extras
+    flip: that left dphase@mw9 of one mean window and dphase@mw9+flip of another, which train --augment flip read as
+    one. Refused, naming --extras flip, which remakes both alike; each mirrored array records the clean fingerprint it
+    was made beside; a group rebuilt from a replaced video remakes a kept mirrored variant with its clean one's settings."""
+    video = tmp_path / "clip.avi"
+    write_face_video(video, 24, size=(320, 240), fourcc="MJPG", seed=8)
+    c = tmp_path / "c"
+    args = [video, "--cache", c, "--stages", "align,motion", "--motion-variant", "mw9"]
+    first = _features(*args, "--motion-mean-window", "9", "--extras", "flip")
+    assert first.exit_code == 0 and "failed: 0" in first.output, first.output
+
+    def made():
+        g = store.open_video(c, "videos", "clip")
+        return dict(g.attrs["made_with"]), dict(g.attrs["fingerprints"]), g["dphase_s0@mw9"][:]
+
+    m, fps, before = made()
+    assert m["dphase_s0@mw9+flip"]["clean_fingerprint"] == fps["dphase_s0@mw9"]
+    lone = _features(*args, "--motion-mean-window", "5", "--replace-variant")
+    assert lone.exit_code == 2, lone.output
+    assert "dphase_s0@mw9 would be remade under other settings or code" in lone.output, lone.output
+    assert "mirrored dphase_s0@mw9+flip stays as it was made" in lone.output and "add --extras flip" in lone.output
+    m2, fps2, after = made()
+    assert fps2 == fps and m2 == m
+    np.testing.assert_array_equal(after, before)   # nothing replaced
+    both = _features(*args, "--motion-mean-window", "5", "--replace-variant", "--extras", "flip")
+    assert both.exit_code == 0 and "1 updated" in both.output, both.output
+    m, fps, _ = made()
+    assert m["dphase_s0@mw9"]["motion"] == m["dphase_s0@mw9+flip"]["motion"] == {"mean_window": 5}
+    assert m["dphase_s1@mw9+flip"]["clean_fingerprint"] == fps["dphase_s1@mw9"] != fps2["dphase_s1@mw9"]
+    write_face_video(video, 24, size=(320, 240), fourcc="MJPG", seed=9)   # another file: the group is rebuilt
+    rebuilt = _features(*args, "--motion-mean-window", "7", "--replace-variant")
+    assert rebuilt.exit_code == 0 and "1 rebuilt" in rebuilt.output, rebuilt.output
+    m, fps, _ = made()
+    assert m["dphase_s0@mw9+flip"]["motion"] == m["dphase_s0@mw9"]["motion"] == {"mean_window": 7}
+    assert m["dphase_s0@mw9+flip"]["clean_fingerprint"] == fps["dphase_s0@mw9"]

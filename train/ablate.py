@@ -14,52 +14,42 @@ predictions on it (the released code's test predictions; `predict`'s files for i
 """
 from __future__ import annotations
 
+import datetime
 import itertools
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from pipeline.uniform import listing
 from train import config, protocol
 from train.config import TrainConfig
+from train.grid import check_cells, parse_grid, show
+from train.report import atomic
 from train.trainer import train
 from train.videos import one_data
 
-
-def parse_grid(grid: list[str]) -> list[tuple[str, list]]:
-    """["window=4,8", "streams=spatial,both"] -> [("window", [4, 8]), ("streams", ["spatial", "both"])]."""
-    types = {f.name: f.type for f in fields(TrainConfig)}
-    axes = []
-    for spec in grid:
-        key, _, vals = spec.partition("=")
-        key = key.strip().replace("-", "_")
-        if key not in types or not vals:
-            raise BadInputError(None, f"bad --grid {spec!r}", "write NAME=V1,V2 with NAME a train option, "
-                                "e.g. window=4,8,12,16 or streams=spatial,temporal,both or input=dphase,phase,flow")
-        kind = str(types[key])
-        cast = {"int": int, "float": float, "bool": lambda v: v.lower() in ("1", "true", "yes")}.get(kind, str)
-        try:
-            axes.append((key, [cast(v.strip()) for v in vals.split(",") if v.strip()]))
-        except ValueError:
-            raise BadInputError(None, f"bad value in --grid {spec!r}", f"{key} takes {kind} values") from None
-    return axes
+__all__ = ["ablate", "fold_list", "markdown", "parse_grid", "summarize_folds"]
 
 
 def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None = None, folds: int = 5,
            fold_ids: list[int] | None = None) -> pd.DataFrame:
     """Run every grid cell on folds 0..K-1 (or fold_ids); write ablation.csv/.md; return the table."""
     axes = parse_grid(grid)
+    ids = fold_list(fold_ids, folds)
     out = Path(out)
     base = replace(base or TrainConfig(), cache=str(cache), dataset=dataset, folds=folds)
     rows, runs = [], {}
     cells = [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
+    check_cells(cells, base)   # every cell's settings before the first trains
+    mark_stale(out)
     for cell in cells:
         name = _name(cell)
         res, done = [], []
-        for f in (fold_ids if fold_ids is not None else range(folds)):
+        for f in ids:
             cfg = replace(base, **cell, fold=f, out=str(out / name / f"fold{f}"), reuse=True, resume=False)
             inits = _siblings(out, cell, cells, cfg)
             if inits is None:
@@ -71,14 +61,89 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
                 res.append(m)
                 done.append(Path(cfg.out))
                 runs[f"{name}/fold{f}"] = m
-        rows.append({**cell, **_labels(cell, base), **summarize_folds(res), **_fold_mean(res, done, out / name, base),
+        shown = {k: show(v) if isinstance(v, tuple) else v for k, v in cell.items()}   # milestones 10:20
+        rows.append({**shown, **_labels(cell, base), **summarize_folds(res), **_fold_mean(res, done, out / name, base),
                      "protocol": _protocol(res)})
     read = one_data(runs, out, "ablation")
     table = pd.DataFrame(rows)
     out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "ablation.csv", index=False, float_format="%.4f")
-    (out / "ablation.md").write_text(markdown(table, [k for k, _ in axes], dataset, base, read))
+    # the scores rounded, never the grid's values (lr 5e-5 and 1e-4 both printed 0.0001)
+    scores = {c: table[c].map(lambda x: f"{x:.4f}" if pd.notna(x) else "") for c in score_columns(table)}
+    atomic(out / "ablation.csv", lambda p: table.assign(**scores).to_csv(p, index=False))
+    mixed = ran_under(runs)
+    text = markdown(table, [k for k, _ in axes], dataset, base, read, ids, mixed)
+    atomic(out / "ablation.md", lambda p: p.write_text(text))   # last: a table without the stale mark is whole
+    table.attrs["notes"] = [_folds_text(ids, folds), *([mixed] if mixed else [])]   # the console says them too
     return table
+
+
+STALE = "> **Stale:**"
+
+
+def mark_stale(out: Path) -> None:
+    """Before any cell is trained: the table of an earlier run in ``out`` is marked stale (ablation.md) or removed
+    (ablation.csv, which a script would read without a word), so a run that retrains cells and is killed, or stops
+    on an error, never leaves the old table looking current beside runs it no longer describes. The run's own table,
+    written whole at its end, replaces both."""
+    md = out / "ablation.md"
+    (out / "ablation.csv").unlink(missing_ok=True)
+    if not md.is_file():
+        return
+    old = md.read_text()
+    if old.startswith(STALE):   # an earlier run that did not finish marked it already
+        return
+    when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    banner = (f"{STALE} an `ablate` run started in this folder at {when} and has not finished: cells below may have "
+              "been trained again since, under its settings. This is the table of the run before it (its ablation.csv "
+              "was removed); run the command to its end for a current one.\n\n")
+    atomic(md, lambda p: p.write_text(banner + old))
+
+
+def ran_under(runs: dict[str, dict]) -> str | None:
+    """A note when the table's runs trained under different torch thread counts or devices (metrics.json:
+    threads_used), which alone move CCC (torch splits its CPU sums by thread; CUDA rounds otherwise): reused cells may
+    come from an earlier command with other --threads or --device. None when all ran alike."""
+    how: dict[str, list[str]] = {}
+    for name, m in runs.items():
+        used = m.get("threads_used") or []
+        key = " then ".join(dict.fromkeys(f"{u.get('threads')} thread{'' if u.get('threads') == 1 else 's'} on "
+                                          f"{u.get('device')}" for u in used)) or "not recorded"
+        how.setdefault(key, []).append(name)
+    if len(how) < 2 and not any(" then " in k for k in how):
+        return None
+    return ("Runs trained under different torch threads or devices, which alone change the numbers (README): "
+            + "; ".join(f"{k}: {listing(sorted(v), 3)}" for k, v in sorted(how.items())) + ".")
+
+
+def score_columns(table: pd.DataFrame) -> list[str]:
+    """The columns of scores (rounded when printed); the grid's axes and the labels are printed as they are."""
+    return [c for c in table.columns if str(c).startswith("ccc_")]
+
+
+def fold_list(fold_ids: list[int] | None, folds: int) -> list[int]:
+    """The folds a table runs: all of 0..folds-1, or --fold-ids, each once and each below --folds (refused up front,
+    naming --fold-ids, not when its turn comes after the others trained)."""
+    if fold_ids is None:
+        return list(range(folds))
+    ids, given = list(fold_ids), ",".join(map(str, fold_ids))
+    if not ids:
+        raise BadInputError(None, "--fold-ids names no fold", f"give folds in 0..{folds - 1}, e.g. --fold-ids 0")
+    twice = sorted({f for f in ids if ids.count(f) > 1})
+    if twice:
+        raise BadInputError(None, f"--fold-ids {given} names fold {', '.join(map(str, twice))} more than once",
+                            "give each fold once: a fold counted twice weighs twice in the mean and shrinks the ± std")
+    bad = [f for f in ids if not 0 <= f < folds]
+    if bad:
+        raise BadInputError(None, f"--fold-ids {given}: {', '.join(map(str, bad))} not in 0..{folds - 1} (--folds "
+                            f"{folds})", "pick folds below --folds, or raise --folds")
+    return ids
+
+
+def _folds_text(ids: list[int], folds: int) -> str:
+    """Which folds a row's mean is over: "the 5 folds", or "folds 0, 2 of the 5 (--fold-ids)"."""
+    if ids == list(range(folds)):
+        return f"Mean over the {folds} folds"
+    return f"Mean over fold{'s' if len(ids) > 1 else ''} {', '.join(map(str, ids))} of the {folds} (--fold-ids)"
 
 
 def _fold_mean(res: list[dict], folders: list[Path], where: Path, base: TrainConfig) -> dict:
@@ -101,7 +166,7 @@ def _fold_mean(res: list[dict], folders: list[Path], where: Path, base: TrainCon
 
 
 def _name(cell: dict) -> str:
-    return "_".join(f"{k}={v}" for k, v in cell.items())
+    return "_".join(f"{k}={show(v)}" for k, v in cell.items())
 
 
 def _siblings(out: Path, cell: dict, cells: list[dict], cfg: TrainConfig) -> dict | None:
@@ -123,11 +188,11 @@ def _siblings(out: Path, cell: dict, cells: list[dict], cfg: TrainConfig) -> dic
 
 
 def _labels(cell: dict, base: TrainConfig) -> dict:
-    """The architecture and input variant that made a row, when not grid axes; '-' without a temporal stream, also
-    over a grid axis (a spatial-only cell of input=dphase@paper reads no ΔPhase at all)."""
-    if cell.get("streams", base.streams) == "spatial":
-        return {"arch": "-", "input": "-"}
-    return {k: str(cell.get(k, getattr(base, k))) for k in ("arch", "input") if k not in cell}
+    """The architecture and input variant that made a row, when not grid axes; '-' without a temporal stream. A grid
+    axis keeps its cell's value on every row: two spatial rows of arch=paper,released are two runs, and a '-' on
+    both made them indistinguishable."""
+    spatial = cell.get("streams", base.streams) == "spatial"
+    return {k: "-" if spatial else str(getattr(base, k)) for k in ("arch", "input") if k not in cell}
 
 
 def _protocol(res: list[dict]) -> str:
@@ -180,7 +245,7 @@ def _plain(v) -> str:
 
 
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig,
-             read: dict[str, str] | None = None) -> str:
+             read: dict[str, str] | None = None, fold_ids: list[int] | None = None, threads: str | None = None) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
     keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
     protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
@@ -189,13 +254,16 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
     head = [*keys, "CCC arousal", "CCC valence", "CCC mean", *extra.values(), "folds",
             *(["protocol"] if per_row else [])]
     lines = [f"# Ablation on {dataset}", "",
-             (f"Base: {_base_line(base, keys)}. Mean over the folds with a finite score (± std across them); "
-              "arch and input are '-' for spatial-only rows (no temporal stream)."
+             (f"Base: {_base_line(base, keys)}. {_folds_text(fold_list(fold_ids, base.folds), base.folds)}, "
+              "those with a finite score (± std across them); "
+              "arch and input, where not grid axes, are '-' for spatial-only rows (no temporal stream: there "
+              "an arch or input axis's value changes nothing)."
               + "".join(f" {EXTRA_COLUMNS[k]}: {EXTRA_NOTES[k]}" for k in extra if k in EXTRA_NOTES)), "",
              (protocols[0] if len(protocols) == 1 else "Protocol: per row (the grid changes it)." if per_row else
               "Protocol: none (no fold finished)."), "",
              f"Data: {dataset} in {Path(base.cache).resolve()}; every run read the same arrays (fingerprints: "
              + (", ".join(f"{a} {fp}" for a, fp in (read or {}).items()) or "none") + ").", "",
+             *([threads, ""] if threads else []),
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [str(r[k]) for k in keys]

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 from features.errors import BadInputError
-from pipeline import arrays
+from pipeline import arrays, face_transforms
 
 
 @dataclass
@@ -90,9 +90,16 @@ def check(cfg: TrainConfig) -> None:
         raise BadInputError(None, f"--window {cfg.window} is out of range", "use 4..16 as in the paper")
     if cfg.arch not in ("paper", "released"):
         raise BadInputError(None, f"--arch {cfg.arch!r} is not paper or released", "pick one of them")
-    arrays.parse_input(cfg.input)
+    variant = arrays.parse_input(cfg.input)[1]
     if cfg.augment not in (None, "flip"):
         raise BadInputError(None, f"--augment {cfg.augment!r} is not flip", "use --augment flip, or none")
+    # a +flip input alone is a model of the mirrored faces (a check that they score as the clean ones do); with the
+    # augmentation its "mirrored" half would read the very same arrays (mirroring twice is no flip): no augmentation
+    if cfg.augment == "flip" and uses_temporal(cfg) and face_transforms.split_variant(variant)[1].flip:
+        clean = cfg.input.split("@")[0] + (f"@{v}" if (v := face_transforms.without_flip(variant)) else "")
+        raise BadInputError(None, f"--input {cfg.input} reads the mirrored faces' arrays already: with --augment flip "
+                            "its mirrored half would read the same ones, and the temporal stream would not be augmented",
+                            f"use --input {clean} --augment flip, or --input {cfg.input} without --augment")
 
 
 def uses_spatial(cfg: TrainConfig) -> bool:

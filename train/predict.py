@@ -49,6 +49,7 @@ from train.evaluate import fill_nearest
 from train.omg_table import OmgTable, read_table
 from train.omg_table import write_submission as write_omg
 from train.predict_files import label_frame_diff, write_abaw, write_prediction
+from train.report import atomic
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
 FORMATS = ("csv", "abaw", "omg")
@@ -252,6 +253,9 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample, read, failed)
     if reuse and (before := predict_reuse.done_before(Path(out), ident)):
         return before
+    # the record of an earlier call describes other files: gone before this call's replace them, so a kill or an error
+    # part way never leaves it beside files it did not make; this call's comes last, whole (atomic)
+    (Path(out) / "predict.json").unlink(missing_ok=True)
     caption = made_by(members, cache, dataset, rescaled)
     res = run_model(members, cache, dataset, rows, Path(out), fmt, device, sample, caption, progress, rescaled)
     changed = changed_since(cache, dataset, read)
@@ -307,7 +311,7 @@ def write_provenance(out: Path, members: list[Member], cache, dataset: str, spli
             if name not in mine:
                 (out / name).unlink(missing_ok=True)
     path = out / "predict.json"
-    path.write_text(json.dumps(made, indent=1, default=str) + "\n")
+    atomic(path, lambda p: p.write_text(json.dumps(made, indent=1, default=str) + "\n"))
     return path
 
 

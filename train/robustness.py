@@ -29,7 +29,7 @@ import pandas as pd
 from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
 from train import config, protocol
-from train.ablate import summarize_folds
+from train.ablate import fold_list, summarize_folds
 from train.config import TrainConfig
 from train.report import _plt, clean
 from train.trainer import train
@@ -80,6 +80,7 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     from pipeline.derive import derive
 
     out = Path(out)
+    folds = fold_list(fold_ids, base.folds)   # checked before the inputs are made
     cells = [Cell(i, b, corrupted_input(i, b, gamma_seed), gamma_seed) for i in dict.fromkeys(inputs) for b in betas]
     # beta 0's clean inputs too: a cache made without `--extras flow` must not fail at flow's first training, after
     # every ΔPhase run (they are made from the cached faces like the corrupted ones, under the same fingerprints)
@@ -91,7 +92,6 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} labelled videos, {done['updated']} "
          "videos updated (the others already held them under the same fingerprints)")
     base = replace(base, cache=str(cache), dataset=dataset, streams="temporal")
-    folds = fold_ids if fold_ids is not None else list(range(base.folds))
     rows, runs = [], {}
     for c in cells:
         res = []

@@ -109,6 +109,7 @@ def prepare(cfg: TrainConfig) -> Run | None:
     config.check(cfg)
     sel = videos.select(cfg.cache, cfg.dataset, used_arrays(cfg), cfg.skip_unusable, extra=augment.extra_arrays(cfg),
                         splits=cfg.splits)
+    augment.check_pairs(cfg, sel.per_video)   # the mirrored arrays made as the clean ones (--augment flip)
     for video, why in sel.left_out.items():   # also in metrics.json
         say(cfg, f"left out {video}: {why}", always=True)
     cfg = protocol.resolve(cfg, sel.level)

@@ -1,0 +1,227 @@
+"""`ablate`: grid values read as their settings' types and checked before any cell trains; --fold-ids checked and
+named in the table; the tables' columns (every grid axis, scores only rounded, runs under other threads noted); a
+table from before a rerun is never left looking current beside cells it no longer describes.
+
+A real Zarr cache (train/synth.py writes it through pipeline/store.py) and tiny real trainings.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from click.testing import CliRunner
+
+from cli import main
+from features.errors import BadInputError
+from train.ablate import ablate, parse_grid
+from train.synth import make_cache
+from train.trainer import TrainConfig
+
+TINY = {"dataset": "synth", "width": 4, "window": 4, "length": 32, "stride": 16, "batch_size": 4, "folds": 2,
+        "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False, "epochs": 1}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ablcache")
+    make_cache(path, "synth", videos=5, frames=40, test_videos=1, variants=("paper",))
+    return path
+
+
+def _base(cache, **kw):
+    return TrainConfig(cache=str(cache), out="unused", **{**TINY, **kw})
+
+
+def test_grid_values_are_read_as_their_settings_types():
+    assert parse_grid(["milestones=20:25,10:15"]) == [("milestones", [(20, 25), (10, 15)])]
+    assert parse_grid(["pool_validation=false,true,none"]) == [("pool_validation", [False, True, None])]
+    assert parse_grid(["finetune_lr=0.01,none"]) == [("finetune_lr", [0.01, None])]
+    assert parse_grid(["splits=train:validation,all"]) == [("splits", [("train", "validation"), None])]
+    assert parse_grid(["augment=none,flip", "single-gru=true"]) == [("augment", [None, "flip"]), ("single_gru", [True])]
+    for bad, match in [("milestones=1,x2", r"bad value 'x2'.*milestones takes epochs joined by ':'"),
+                       ("pool_validation=maybe", r"pool_validation takes true, false or none"),
+                       ("window=2,8", r"window=2 .* out of range \(window takes 4..16\)"),
+                       ("lr=0,0.1", r"lr=0 .* out of range \(lr takes above 0.0\)"),
+                       ("streams=spatial,fused", r"streams takes both, spatial or temporal")]:
+        with pytest.raises(BadInputError, match=match):
+            parse_grid([bad])
+
+
+@pytest.mark.parametrize("key", ["fold", "folds", "out", "reuse", "resume", "threads", "device", "cache", "dataset",
+                                 "init_spatial", "skip_unusable"])
+def test_settings_that_cannot_be_grid_axes_are_refused_listing_the_axes(key):
+    with pytest.raises(BadInputError) as e:
+        parse_grid([f"{key}=1,2"])
+    assert f"{key} cannot be a grid axis" in e.value.problem and "axes: streams, input, window" in e.value.hint
+
+
+def test_a_key_or_a_value_given_twice_is_refused():
+    with pytest.raises(BadInputError, match=r"--grid seed is given twice.*one --grid seed=V1,V2"):
+        parse_grid(["seed=0,1", "seed=2"])
+    with pytest.raises(BadInputError, match=r"gives lr=0.001 twice"):
+        parse_grid(["lr=0.001,1e-3"])
+    with pytest.raises(BadInputError, match=r"gives milestones=10:20 twice"):
+        parse_grid(["milestones=10:20,10:20"])
+
+
+def test_a_bad_cell_is_refused_before_any_cell_trains(cache, tmp_path):
+    base = _base(cache, streams="temporal")
+    out = tmp_path / "abl"
+    with pytest.raises(BadInputError) as e:   # a variant the cache does not hold: not `features --motion-variant nope`
+        ablate(cache, "synth", ["input=dphase,dphase@nope"], out, base, folds=2, fold_ids=[0])
+    assert "the cache holds no dphase@nope" in e.value.problem
+    assert "the inputs it holds: dphase, dphase@paper." in e.value.hint
+    with pytest.raises(BadInputError, match=r"cell streams=both, augment=flip: --input dphase@flip reads the mirrored"):
+        ablate(cache, "synth", ["streams=spatial,both", "augment=none,flip"], out, replace(base, input="dphase@flip"),
+               folds=2, fold_ids=[0])
+    assert not out.exists()   # nothing trained
+
+
+def test_list_and_optional_values_reach_the_runs_as_their_types(cache, tmp_path):
+    base = _base(cache, streams="spatial")
+    table = ablate(cache, "synth", ["milestones=3:5", "pool_validation=false"], tmp_path / "abl", base, folds=2,
+                   fold_ids=[0])
+    run = tmp_path / "abl" / "milestones=3:5_pool_validation=False" / "fold0"
+    cfg = json.loads((run / "metrics.json").read_text())["config"]
+    assert cfg["milestones"] == [3, 5] and cfg["pool_validation"] is False
+    assert list(table.milestones) == ["3:5"] and list(table.pool_validation) == [False]
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| 3:5 | False |" in md and "Mean over fold 0 of the 2 (--fold-ids), those with a finite score" in md
+
+
+def test_cli_help_says_how_list_values_are_written():
+    r = CliRunner().invoke(main, ["ablate", "--help"])
+    assert r.exit_code == 0 and '"milestones=10:20,20:25"' in " ".join(r.output.split())
+
+
+def test_fold_ids_are_checked_up_front_and_named(cache, tmp_path):
+    from train.ablate import fold_list
+
+    assert fold_list(None, 3) == [0, 1, 2] and fold_list([2, 0], 3) == [2, 0]
+    with pytest.raises(BadInputError, match=r"--fold-ids 0,0 names fold 0 more than once"):
+        fold_list([0, 0], 2)
+    out = tmp_path / "abl"
+    with pytest.raises(BadInputError, match=r"--fold-ids 0,5: 5 not in 0..1 \(--folds 2\)"):
+        ablate(cache, "synth", ["width=4"], out, _base(cache, streams="spatial"), folds=2, fold_ids=[0, 5])
+    assert not out.exists()   # fold 0 was not trained first
+    flags = ["ablate", "--cache", str(cache), "--dataset", "synth", "--streams", "spatial", "--width", "4", "--folds",
+             "2", "--epochs", "1", "--lr", "0.1", "--num-workers", "0", "--threads", "1", "--no-plots", "--grid",
+             "width=4", "--out", str(out)]
+    r = CliRunner().invoke(main, [*flags, "--fold-ids", "2"])
+    assert r.exit_code != 0 and "--fold-ids 2: 2 not in 0..1" in r.output and "--fold " not in r.output, r.output
+    r = CliRunner().invoke(main, [*flags, "--fold-ids", "1"])
+    assert r.exit_code == 0 and "Mean over fold 1 of the 2 (--fold-ids)" in r.output, r.output
+    assert "Mean over fold 1 of the 2 (--fold-ids)" in (out / "ablation.md").read_text()
+
+
+def test_only_the_scores_are_rounded_in_the_tables(cache, tmp_path):
+    out = tmp_path / "abl"
+    r = CliRunner().invoke(main, ["ablate", "--cache", str(cache), "--dataset", "synth", "--streams", "spatial",
+                                  "--width", "4", "--folds", "2", "--fold-ids", "0", "--epochs", "1", "--num-workers",
+                                  "0", "--threads", "1", "--no-plots", "--grid", "lr=5e-5,1e-4", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    lines = r.output.splitlines()
+    head = next(i for i, ln in enumerate(lines) if ln.split()[:1] == ["lr"])
+    assert [ln.split()[0] for ln in lines[head + 1:head + 3]] == ["5e-05", "0.0001"], r.output
+    csv = (out / "ablation.csv").read_text().splitlines()
+    assert csv[1].startswith("5e-05,") and csv[2].startswith("0.0001,")
+    cols = csv[0].split(",")
+    score = csv[1].split(",")[cols.index("ccc_arousal")]
+    assert len(score.split(".")[1]) == 4   # scores keep 4 decimals
+    md = (out / "ablation.md").read_text()
+    assert "| 5e-05 |" in md and "| 0.0001 |" in md
+
+
+def test_every_row_shows_the_value_of_every_grid_axis(cache, tmp_path):
+    """--grid arch=paper,released --grid streams=spatial,temporal: the spatial rows were both '-' under arch."""
+    table = ablate(cache, "synth", ["arch=paper,released", "streams=spatial,temporal"], tmp_path / "abl",
+                   _base(cache), folds=2, fold_ids=[0])
+    assert list(zip(table.arch, table.streams, table.input)) == [
+        ("paper", "spatial", "-"), ("paper", "temporal", "dphase"), ("released", "spatial", "-"),
+        ("released", "temporal", "dphase")]
+    md = (tmp_path / "abl" / "ablation.md").read_text()
+    assert "| paper | spatial | - |" in md and "| released | spatial | - |" in md
+
+
+def test_a_table_of_runs_under_other_threads_says_so(cache, tmp_path):
+    """Cells reused from a command with --threads 1 beside a cell trained now under 2 threads: CCC moves with the
+    thread count (torch splits its CPU sums by thread), so the table says which ran under which."""
+    from train.ablate import ran_under
+
+    out, base = tmp_path / "abl", _base(cache, streams="spatial")
+    first = ablate(cache, "synth", ["width=4,6"], out, base, folds=2, fold_ids=[0])
+    assert "threads" not in (out / "ablation.md").read_text() and len(first.attrs["notes"]) == 1
+    again = ablate(cache, "synth", ["width=4,6,8"], out, replace(base, threads=2), folds=2, fold_ids=[0])
+    note = ("Runs trained under different torch threads or devices, which alone change the numbers (README): "
+            "1 thread on cpu: width=4/fold0, width=6/fold0; 2 threads on cpu: width=8/fold0.")
+    assert note in (out / "ablation.md").read_text() and note in again.attrs["notes"]
+    resumed = {"threads_used": [{"epochs": [1, 2], "threads": 1, "device": "cpu"},
+                                {"epochs": [3, 3], "threads": 4, "device": "cpu"}]}
+    assert "1 thread on cpu then 4 threads on cpu: a/fold0" in ran_under({"a/fold0": resumed})
+    cuda = {"threads_used": [{"epochs": [1, 2], "threads": 1, "device": "cuda"}]}
+    assert "1 thread on cuda: b" in ran_under({"a": {"threads_used": resumed["threads_used"][:1]}, "b": cuda})
+
+
+def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(cache, tmp_path):
+    """A rerun under another --lr retrains the cell, and is killed: its old table (of the runs before) stayed beside a
+    cell it no longer described. Now ablation.md is marked stale and ablation.csv removed before any cell trains; the
+    run's own table is written whole at its end."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from train.ablate import STALE
+
+    out, base = tmp_path / "abl", _base(cache, streams="spatial")
+    ablate(cache, "synth", ["width=4"], out, base, folds=2, fold_ids=[0])
+    old = (out / "ablation.md").read_text()
+    run = out / "width=4" / "fold0"
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(root / "cli.py"), "ablate", "--cache", str(cache), "--dataset", "synth", "--streams",
+           "spatial", "--width", "4", "--window", "4", "--folds", "2", "--fold-ids", "0", "--epochs", "10000",
+           "--patience", "1000", "--milestones", "100", "--lr", "0.05", "--batch-size", "4", "--num-workers", "0",
+           "--threads", "1", "--no-plots", "--grid", "width=4", "--out", str(out)]
+    p = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "last.pt").is_file() and not (run / "metrics.json").exists()):   # retraining, lr 0.05
+            assert p.poll() is None and time.monotonic() < deadline, "the rerun did not start training the cell"
+            time.sleep(0.2)
+    finally:
+        p.kill()
+        p.wait()
+    md = (out / "ablation.md").read_text()
+    assert md.startswith(STALE) and md.endswith(old) and "has not finished" in md
+    assert not (out / "ablation.csv").exists()
+    ablate(cache, "synth", ["width=4"], out, base, folds=2, fold_ids=[0])   # run to its end: a current table
+    assert not (out / "ablation.md").read_text().startswith(STALE) and (out / "ablation.csv").is_file()
+    assert json.loads((run / "metrics.json").read_text())["config"]["lr"] == 0.1
+    assert not list(out.glob("*.tmp.*"))
+
+
+def test_an_earlier_predict_json_never_stays_beside_files_it_did_not_make(cache, tmp_path):
+    """<cell>/fold_mean/predict.json (ablate's fold-mean prediction) was written last and in place: a call for other
+    models that stopped part way (killed, or here a file it cannot write) left the earlier call's record beside the
+    new files. Now it goes before the models run, and the new one comes whole through a rename."""
+    from train.predict import predict_cache
+    from train.trainer import train
+
+    base = _base(cache, streams="spatial")
+    ckpts = []
+    for seed in (0, 1):
+        train(replace(base, seed=seed, out=str(tmp_path / f"s{seed}")))
+        ckpts.append(tmp_path / f"s{seed}" / "best.pt")
+    out = tmp_path / "fold_mean"
+    first = predict_cache(cache, "synth", [ckpts[0]], out, split="test", echo=lambda *a: None)
+    made = json.loads((out / "predict.json").read_text())
+    assert made["written"] and not list(out.glob("*.tmp.*"))
+    from pathlib import Path
+
+    csv = next(Path(p) for p in first["written"] if str(p).endswith(".csv"))
+    csv.unlink()
+    csv.mkdir()   # the second call cannot write its file there: it stops part way, as a kill would
+    with pytest.raises(OSError):
+        predict_cache(cache, "synth", ckpts, out, split="test", echo=lambda *a: None)
+    assert not (out / "predict.json").exists()
