@@ -19,7 +19,10 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
 
     manifest = load_manifest()
     ds = None if video_files else get_dataset(dataset, root, manifest)
+    explicit = faces is not None
     faces, faces_dir = resolve_faces(ds, faces, crops_dir, openface_dir)
+    if ds is not None and not explicit:
+        keep_face_source(Path(cache), dataset, faces)
     if video_files:
         if prune:
             raise BadInputError(None, "--prune needs --dataset", "video files given as arguments add to the cache; "
@@ -51,6 +54,36 @@ def features_command(*, dataset, root, video_files, cache, stages, extras, weigh
                      jobs=int(opts.get("jobs") or 1), cluster_opts=opts, dry_run=dry_run, progress=progress, echo=echo,
                      force=force, replace_variant=replace_variant, wait_for_lock=wait_for_lock,
                      whole_dataset=not video_files, prune=prune)
+
+
+def keep_face_source(cache: Path, dataset: str, faces: str) -> None:
+    """Refuse a run whose face source comes from a default (the manifest's `faces`, else video) other than the one
+    the dataset's done videos were made from.
+
+    A changed face source rebuilds every such video (its faces and every array made from them: pipeline/faces.py
+    origin_change). Asked for with --faces, that is the user's choice; by default it was a repair hint or a new
+    variant's run that only left out --faces, and it threw away a cache of organiser-crop features (hours on a real
+    dataset) for video ones, leaving the cache made two ways. So a default never switches the source: --faces does.
+    """
+    try:
+        idx = store.read_index(cache, dataset)
+    except store.UnreadableIndex:
+        return   # the run reports the index itself
+    if idx is None or "faces" not in idx.columns:
+        return
+    made = idx[(idx.status == "done") & (idx.faces.fillna("video") != faces)]
+    if made.empty:
+        return
+    sources = ", ".join(f"{src} ({n} videos)" for src, n in made.faces.fillna("video").value_counts().items())
+    keep = made.faces.fillna("video").value_counts().index[0]
+    raise BadInputError(store.dataset_dir(cache, dataset) / "index.parquet",
+                        f"{len(made)} done videos' faces come from {sources}, but this run would take them from "
+                        f"{faces!r} (the dataset's default: the manifest's 'faces', else video), which rebuilds them "
+                        "whole (faces, ΔPhase, ResNet50 features)",
+                        f"pass --faces {keep}" + (" (and --crops-dir DIR unless the manifest lists its crops)"
+                                                  if keep == "cropped_aligned" else " (and --openface-dir DIR unless "
+                                                  "the manifest names it)" if keep == "openface" else "")
+                        + f" to keep them, or --faces {faces} to rebuild them from that source")
 
 
 def resolve_faces(ds, faces: str | None, crops_dir, openface_dir) -> tuple[str, str | None]:

@@ -295,6 +295,13 @@ def test_the_command_line_takes_the_flags(layout, tmp_path):
     assert idx.loc["video10_1", "label_frame_diff"] == 1 and set(idx.faces) == {"cropped_aligned"}
     bad = subprocess.run(cmd[:-4] + ["--crops-dir", str(layout.crops_dir)], capture_output=True, text=True, cwd=ROOT)
     assert bad.returncode == 2 and "--crops-dir given, but faces come from 'video'" in bad.stderr
+    # a run that leaves out --faces (a repair hint, a new variant's run) does not rebuild the crops' videos from
+    # the video files, the manifest's default: it is refused, and nothing changes
+    before = store.read_index(tmp_path, "affwild2").fingerprints.tolist()
+    bare = subprocess.run(cmd[:-4] + ["--label-slack", "1"], capture_output=True, text=True, cwd=ROOT)
+    assert bare.returncode == 2 and "5 done videos' faces come from cropped_aligned (5 videos)" in bare.stderr
+    assert "pass --faces cropped_aligned" in bare.stderr
+    assert store.read_index(tmp_path, "affwild2").fingerprints.tolist() == before
 
 
 def test_a_dataset_takes_its_face_source_from_the_manifest_unless_a_flag_says(tmp_path):
