@@ -206,9 +206,11 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
         attrs = {}
     # crops: the frame count comes first, from the video's container or the annotation file (the group's, if any)
     count = None
+    before = None if full else store.open_video(cache, dataset, entry.video).attrs
+    cached = (before or {}).get("frames_counted") or "the cached group has"   # how an update's frame count was found
     if s.faces == "cropped_aligned" and p.needs_video:
-        have = None if full else int(store.open_video(cache, dataset, entry.video).attrs["n_frames"])
-        count = (have, "the cached group has") if have else faces.frame_count(s, entry, labels)
+        have = None if full else int(before["n_frames"])
+        count = (have, cached) if have else faces.frame_count(s, entry, labels)
         if labels is not None and "labels" in names:
             fit_labels(labels, count[0], next(iter(entry.label_files.values())), s.label_slack, count[1])
     staged = None
@@ -220,10 +222,11 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
         notes: dict = {}
         try:
             n = _fill(cache, dataset, entry, s, p, w, report, notes, count[0] if count else None)
+            # where n came from, for messages here and the notes of predict (train/predict_files.frames_counted)
+            counted = count[1] if count else "the video decodes to" if p.needs_video else cached
             diffs = {}
             if "labels" in names:
-                lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack,
-                                                               count[1] if count else "the video decodes to")
+                lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack, counted)
         except BadInputError as e:   # labels or a CSV that do not fit a cut video: the video is at fault
             if notes.get("declared_frames"):
                 raise cut_video(entry.path, notes["decoded_frames"], notes["declared_frames"], e) from None
@@ -236,7 +239,7 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
         made = _made_with(s, p)
         if full:
             w.finish(p.want, {"n_frames": n, "made_with": made, "faces_frame_diff": notes.get("faces_frame_diff", 0),
-                              **diffs})
+                              "frames_counted": counted, **diffs})
             if staged is not None:
                 store.swap_group(cache, dataset, entry.video, staged)
         else:
