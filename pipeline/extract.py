@@ -233,6 +233,8 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
             raise
         if notes.get("declared_frames"):   # decoded short with nothing to contradict it: kept, and said (index note)
             diffs["declared_frames"] = int(notes["declared_frames"])
+        if "crops_last_frame" in notes:   # a crop folder that stops well before the end is said too (index note)
+            diffs["crops_last_frame"] = int(notes["crops_last_frame"])
         if "labels" in names:
             for lo in range(0, n, store.CHUNK_T):
                 w.append("labels", lab[lo:lo + store.CHUNK_T])

@@ -122,7 +122,7 @@ def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None 
     `start` on (a resumed video: `resume` is the state there, pipeline/resume.py).
 
     `notes["faces_frame_diff"]` is set at the end: crops numbered past the last frame, or CSV frames minus video
-    frames (both accepted only within --label-slack).
+    frames (both accepted only within --label-slack); `notes["crops_last_frame"]`: the last crop's frame number.
     """
     from pipeline import compute
 
@@ -179,6 +179,7 @@ def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int, start:
             "with --crops-dir, or list them in the manifest's crops:")
     crops = scan_crop_folder(folder)
     notes["faces_frame_diff"] = max(0, crops.last_frame - n_frames)
+    notes["crops_last_frame"] = crops.last_frame   # a folder cut short is said (store.video_note), not only trailing
     for chunk in iter_crop_folder(crops, n_frames, chunk_size=chunk_frames(s), slack=s.label_slack, start=start):
         yield {"valid": chunk.valid, "landmarks": chunk.landmarks, "face48": chunk.face48, "face224": chunk.face224,
                "resume": {}}

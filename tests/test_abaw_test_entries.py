@@ -19,7 +19,7 @@ from affwild2_layout import build_affwild2_layout
 from click.testing import CliRunner
 
 from cli import main
-from pipeline import store
+from pipeline import info, store
 from train.evaluate import fill_nearest
 from train.trainer import TrainConfig, train
 
@@ -106,3 +106,18 @@ def test_a_test_entrys_abaw_file_has_a_line_per_organiser_crop(extracted, model,
     assert json.loads((tmp_path / "sub" / "predict.json").read_text())["notes"] == {PAST: note}
     assert f"note: {PAST}: {note}" in r.output
 
+
+def test_a_crop_folder_cut_short_is_noted(root, extracted):
+    """Crops 00029-00060 gone: the video is kept (the person may have left), but features, the index and info say
+    where its crops stop; folders whose crops stop a few frames before the end are not noted."""
+    output, cache = extracted
+    last = max(int(p.stem) for p in (root.crops_dir / CUT).glob("*.jpg"))
+    assert 20 < last <= 28   # frames 21-27 of the source have no face
+    note = (f"its organiser crops stop at frame {last} of 60 (the video's container says 60): the crop folder may be "
+            "incomplete (a partly unpacked archive: unpack it again), or the person is not shown after that frame")
+    rows = store.read_index(cache, "affwild2").set_index("video")
+    assert rows.loc[CUT, "status"] == "done" and rows.loc[CUT, "n_valid"] <= last
+    assert rows.loc[CUT, "note"] == note
+    assert note in output.split(CUT, 1)[1].splitlines()[0]   # its line of the features table
+    assert f"note {CUT}: {note}" in info.describe(cache)
+    assert rows.note.notna().sum() == 1   # 2-24-176x144's last 6 of 48 frames have no face: not a cut folder
