@@ -255,9 +255,10 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
     except Exception:
         w.discard()   # a failed video leaves no partial group (unless another attempt writes it now)
         raise
-    decoded = p.needs_video and s.faces != "cropped_aligned"   # organiser crops: nothing is decoded
+    decoded = p.needs_video and s.faces != "cropped_aligned"   # organiser crops: nothing is decoded, crops are read
     start = int(p.resume["frames"]) if p.resume else 0
-    return {"n_frames": n, "decoded": n - start if decoded else 0, "resumed_from": start}
+    return {"n_frames": n, "decoded": n - start if decoded else 0, "resumed_from": start,
+            "from_crops": n - start if p.needs_video and not decoded else 0}
 
 
 def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes: dict,
@@ -365,7 +366,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
             raise BadInputError(entry.path, p.reason, "use another --motion-variant name, or --replace-variant")
         out = build(cache, dataset, entry, s, p, report) if p.action != "skip" else {"decoded": 0}
         row.update(store.index_row(cache, dataset, entry.video), action=p.action, reason=p.reason,
-                   decoded=out["decoded"], resumed_from=out.get("resumed_from", 0))
+                   decoded=out["decoded"], from_crops=out.get("from_crops", 0), resumed_from=out.get("resumed_from", 0))
     except Exception as e:  # per-video isolation: record, clean up, carry on with the others
         msg = str(e) if isinstance(e, BadInputError) else f"{entry.path}: {type(e).__name__}: {e}"
         row.update(status="failed", error=msg, action="failed", decoded=0, n_frames=0,

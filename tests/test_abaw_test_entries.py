@@ -121,3 +121,31 @@ def test_a_crop_folder_cut_short_is_noted(root, extracted):
     assert note in output.split(CUT, 1)[1].splitlines()[0]   # its line of the features table
     assert f"note {CUT}: {note}" in info.describe(cache)
     assert rows.note.notna().sum() == 1   # 2-24-176x144's last 6 of 48 frames have no face: not a cut folder
+
+
+def test_crop_runs_say_what_they_read_and_where_frame_counts_came_from(root, extracted, model, tmp_path):
+    """Nothing is decoded from crops: the summary gives frames/s from the crops, not "0.0 frames/s decoded". The
+    notes of predict --sample, and the mismatch of a label file changed after extraction (read alone: its group's
+    frames stay), say where the 60 came from, the video's container, not "the video decodes to"."""
+    output, cache = extracted
+    assert "frames/s from organiser crops (none decoded)" in output and "frames/s decoded" not in output
+    sample = tmp_path / "sample.txt"
+    sample.write_text("image_location,valence,arousal\n" + "".join(f"{PAST}/{k:05d}.jpg,0,0\n" for k in range(1, 63)))
+    r = CliRunner().invoke(main, ["predict", "--cache", str(cache), "--dataset", "affwild2", "--split", "test",
+                                  "--checkpoint", model, "--format", "abaw", "--sample", str(sample), "--out",
+                                  str(tmp_path / "sub")])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "sub" / "predict.json").read_text())["notes"] == {
+        PAST: "62 rows in the sample (frames up to 62); the video's container says 60 frames; the rows past its last "
+              "frame repeat its last prediction"}
+    copy, cache_copy = tmp_path / "root", tmp_path / "zarr"
+    shutil.copytree(root.root, copy)
+    shutil.copytree(cache, cache_copy)
+    label = copy / "annotations" / "VA_Set" / "Train_Set" / f"{SOURCE}.txt"
+    label.write_text("valence,arousal\n" + "0.1,0.2\n" * 65)
+    r = CliRunner().invoke(main, ["features", "--dataset", "affwild2", "--root", str(copy), "--cache", str(cache_copy),
+                                  "--faces", "cropped_aligned", "--weights", "random", "--stages", "align,motion",
+                                  "--label-slack", "2", "--workers", "1", "--no-progress"])
+    assert r.exit_code != 0 and f"({SOURCE}): recompute labels" in r.output   # labels alone, the frames kept
+    assert f"failed: {label}: label count mismatch: 65 label lines but the video's container says 60 frames" in r.output
+    assert "0.0 frames/s from organiser crops (none decoded)" in r.output   # nothing read: still not "decoded"
