@@ -558,9 +558,10 @@ def video_note(attrs, n_valid: int, valid_usable: bool = True) -> str:
                      "file may be cut or damaged (re-copy or re-encode it), or its header is wrong")
     n, last = int(attrs.get("n_frames", 0)), int(attrs.get("crops_last_frame") or 0)
     if last and n - last > max(float(attrs.get("fps") or 30), n / 4):   # over a second and a quarter of it
-        notes.append(f"its organiser crops stop at frame {last} of {n} ({attrs.get('frames_counted') or 'the cache has'} "
-                     f"{n}): the crop folder may be incomplete (a partly unpacked archive: unpack it again), or the "
-                     "person is not shown after that frame")
+        counted = attrs.get("frames_counted") or "the cache has"
+        notes.append(f"its organiser crops stop at frame {last} of {n} ({counted} {n}): the crop folder may be "
+                     "incomplete (a partly unpacked archive: unpack it again), or the person is not shown after that "
+                     "frame")
     return "; ".join(notes)
 
 

@@ -23,8 +23,8 @@ and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `v
 of the video, every frame filled (a frame without a face takes the nearest prediction in time: ``fill_nearest``),
 values clipped to [-1, 1]; a labelled video whose annotation file has more or fewer lines (--label-slack)
 gets the annotation's count, an unlabelled (test) entry whose organiser crops are numbered past its frames as many
-lines as its last crop says (write_abaw; predict.json notes both). With ``sample`` (the organisers' sample submission of the 3rd ABAW
-onward) ``abaw`` writes instead the one file those challenges take, `abaw_va_submission.txt`: the sample's rows, in
+lines as its last crop says (write_abaw; predict.json notes both). With ``sample`` (the organisers' sample
+submission of the 3rd ABAW onward) ``abaw`` writes instead the one file those challenges take, `abaw_va_submission.txt`: the sample's rows, in
 its order, with our values (train/abaw_sample.py). A model trained on one label per video (OMG) predicts one line per
 video into `predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training;
 ``omg`` writes instead the OMG challenge's `omg_submission.csv` (video, utterance, arousal, valence), the rows of
