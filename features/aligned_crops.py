@@ -1,11 +1,12 @@
 """Aff-Wild2's organiser crops as AlignedFaces chunks: face224 and face48 with no decoding and no detection.
 
 The layout (`cropped_aligned/<video>/<NNNNN>.jpg`): 112x112 aligned RGB faces, JPEG; the number is the 1-based
-frame number (`00001.jpg` is the video's first frame, row 0 here); a number with no file is a frame where the
-organisers' detector found no face (valid False, zero crops, like our frames without a face); two-person videos
-have one folder per person, `<video>_left/` and `<video>_right/`. The folder cannot say how many frames the video
-has (trailing frames without a face leave no file), so the count comes from outside (the video file's decoded
-count, or the annotation file's lines when the video is absent) and trailing frames are invalid rows. Files that
+frame number (`00001.jpg` is the video's first frame, row 0 here; a `00000.jpg` is an error: a 0-based folder
+would be read one frame off); a number with no file is a frame where the organisers' detector found no face (valid
+False, zero crops, like our frames without a face); two-person videos have one folder per person, `<video>_left/`
+and `<video>_right/`. The folder cannot say how many frames the video has (trailing frames without a face leave no
+file), so the count comes from outside (the video's container, or the annotation file's lines when the video is
+absent) and trailing frames are invalid rows. Files that
 are not numbered images (`.DS_Store`, `Thumbs.db`, `._00001.jpg`, notes) are ignored.
 
 Face48 is made as the video path makes it: luma (OpenCV's RGB->gray), then area averaging down to 48x48, here
@@ -57,8 +58,14 @@ def scan_crop_folder(folder: str | Path) -> CropFolder:
                             "expected cropped_aligned/<video>/00001.jpg ... (or <video>_left/, <video>_right/)")
     files: dict[int, Path] = {}
     for p in sorted(folder.iterdir()):
-        if p.suffix.lower() not in IMAGE_EXTS or not p.stem.isdigit() or int(p.stem) < 1 or not p.is_file():
+        if p.suffix.lower() not in IMAGE_EXTS or not p.stem.isdigit() or not p.is_file():
             continue
+        if int(p.stem) < 1:   # a 0-based folder would be read one frame off against the video and its labels
+            raise BadInputError(folder, f"{p.name} is numbered 0, but the organisers number crops from 1 "
+                                "(00001.jpg is the video's first frame): this folder looks 0-based, and read as "
+                                "it is every crop would land one frame late",
+                                "renumber its images from 00001.jpg (add 1 to each number), or use the "
+                                "organisers' cropped_aligned folder as released")
         t = int(p.stem) - 1
         if t in files:
             raise BadInputError(p, f"frame {t + 1} has two images here (also {files[t].name})",

@@ -248,9 +248,11 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
         attrs = {}
     # crops: the frame count comes first, from the video's container or the annotation file (the group's, if any)
     count = None
+    before = None if full else store.open_video(cache, dataset, entry.video).attrs
+    cached = (before or {}).get("frames_counted") or "the cached group has"   # how an update's frame count was found
     if s.faces == "cropped_aligned" and p.needs_video:
-        have = None if full else int(store.open_video(cache, dataset, entry.video).attrs["n_frames"])
-        count = (have, "the cached group has") if have else faces.frame_count(s, entry, labels)
+        have = None if full else int(before["n_frames"])
+        count = (have, cached) if have else faces.frame_count(s, entry, labels)
         if labels is not None and "labels" in names:
             fit_labels(labels, count[0], next(iter(entry.label_files.values())), s.label_slack, count[1])
     staged = None
@@ -262,23 +264,26 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
         notes: dict = {}
         try:
             n = _fill(cache, dataset, entry, s, p, w, report, notes, count[0] if count else None)
+            # where n came from, for messages here and the notes of predict (train/predict_files.frames_counted)
+            counted = count[1] if count else "the video decodes to" if p.needs_video else cached
             diffs = {}
             if "labels" in names:
-                lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack,
-                                                               count[1] if count else "the video decodes to")
+                lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack, counted)
         except BadInputError as e:   # labels or a CSV that do not fit a cut video: the video is at fault
             if notes.get("declared_frames"):
                 raise cut_video(entry.path, notes["decoded_frames"], notes["declared_frames"], e) from None
             raise
         if notes.get("declared_frames"):   # decoded short with nothing to contradict it: kept, and said (index note)
             diffs["declared_frames"] = int(notes["declared_frames"])
+        if "crops_last_frame" in notes:   # a crop folder that stops well before the end is said too (index note)
+            diffs["crops_last_frame"] = int(notes["crops_last_frame"])
         if "labels" in names:
             for lo in range(0, n, store.CHUNK_T):
                 w.append("labels", lab[lo:lo + store.CHUNK_T])
         made = _made_with(s, p)
         if full:
             w.finish(p.want, {"n_frames": n, "made_with": made, "faces_frame_diff": notes.get("faces_frame_diff", 0),
-                              **diffs})
+                              "frames_counted": counted, **diffs})
             if staged is not None:
                 store.swap_group(cache, dataset, entry.video, staged)
         else:
@@ -292,9 +297,10 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
     except Exception:
         w.discard()   # a failed video leaves no partial group (unless another attempt writes it now)
         raise
-    decoded = p.needs_video and s.faces != "cropped_aligned"   # organiser crops: nothing is decoded
+    decoded = p.needs_video and s.faces != "cropped_aligned"   # organiser crops: nothing is decoded, crops are read
     start = int(p.resume["frames"]) if p.resume else 0
-    return {"n_frames": n, "decoded": n - start if decoded else 0, "resumed_from": start}
+    return {"n_frames": n, "decoded": n - start if decoded else 0, "resumed_from": start,
+            "from_crops": n - start if p.needs_video and not decoded else 0}
 
 
 def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes: dict,
@@ -404,7 +410,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
             raise BadInputError(entry.path, p.reason, "use another --motion-variant name, or --replace-variant")
         out = build(cache, dataset, entry, s, p, report) if p.action != "skip" else {"decoded": 0}
         row.update(store.index_row(cache, dataset, entry.video), action=p.action, reason=p.reason,
-                   decoded=out["decoded"], resumed_from=out.get("resumed_from", 0))
+                   decoded=out["decoded"], from_crops=out.get("from_crops", 0), resumed_from=out.get("resumed_from", 0))
     except Exception as e:  # per-video isolation: record, clean up, carry on with the others
         msg = str(e) if isinstance(e, BadInputError) else f"{entry.path}: {type(e).__name__}: {e}"
         row.update(status="failed", error=msg, action="failed", decoded=0, n_frames=0,

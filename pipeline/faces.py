@@ -111,8 +111,18 @@ def frame_count(s, entry: VideoEntry, labels) -> tuple[int, str]:
         return count_frames(entry.path)
     if labels is not None:
         return len(labels), "the annotation file has"
-    raise BadInputError(crop_folder(s, entry), "no video file and no annotation file to count this video's frames "
-                        "(a crop folder cannot: frames after the last face leave no file)",
+    # an entry named by a list (the test set's): the list's line is where the name to check is
+    src, line = entry.named_in if entry.named_in and entry.named_in[1] is not None else (None, None)
+    where = f"line {line}: {entry.video!r}: " if line is not None else ""
+    places = crop_folders(s, entry)
+    folder = next((p for p in places if p.is_dir()), None)
+    if folder is None:
+        raise BadInputError(src or places[0], f"{where}no video file, no annotation file and no crop folder (looked "
+                            f"in {', '.join(map(str, places))}): nothing on disk has this name",
+                            "check the name against the videos and crop folders (a typo, or an entry of another "
+                            "release?); ABAW5 on ships two crop folders: give each with --crops-dir")
+    raise BadInputError(src or folder, f"{where}no video file and no annotation file to count its frames (its crop "
+                        f"folder {folder} cannot: frames after the last face leave no file)",
                         "put the video beside the others, or give its annotation file")
 
 
@@ -122,7 +132,7 @@ def face_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int | None 
     `start` on (a resumed video: `resume` is the state there, pipeline/resume.py).
 
     `notes["faces_frame_diff"]` is set at the end: crops numbered past the last frame, or CSV frames minus video
-    frames (both accepted only within --label-slack).
+    frames (both accepted only within --label-slack); `notes["crops_last_frame"]`: the last crop's frame number.
     """
     from pipeline import compute
 
@@ -179,6 +189,7 @@ def crop_blocks(entry: VideoEntry, s, report, notes: dict, n_frames: int, start:
             "with --crops-dir, or list them in the manifest's crops:")
     crops = scan_crop_folder(folder)
     notes["faces_frame_diff"] = max(0, crops.last_frame - n_frames)
+    notes["crops_last_frame"] = crops.last_frame   # a folder cut short is said (store.video_note), not only trailing
     for chunk in iter_crop_folder(crops, n_frames, chunk_size=chunk_frames(s), slack=s.label_slack, start=start):
         yield {"valid": chunk.valid, "landmarks": chunk.landmarks, "face48": chunk.face48, "face224": chunk.face224,
                "resume": {}}

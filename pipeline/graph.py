@@ -49,6 +49,13 @@ class Summary:
         decoded = sum(int(r.get("decoded") or 0) for r in self.rows)
         return decoded / self.seconds if self.seconds else 0.0
 
+    def rate(self) -> str:
+        """How fast frames came in: decoded, or (--faces cropped_aligned, where nothing is decoded) read from crops."""
+        crops = sum(int(r.get("from_crops") or 0) for r in self.rows)
+        if not self.frames_per_second and (crops or any(r.get("faces") == "cropped_aligned" for r in self.rows)):
+            return f"{crops / self.seconds if self.seconds else 0.0:.1f} frames/s from organiser crops (none decoded)"
+        return f"{self.frames_per_second:.1f} frames/s decoded"
+
     def table(self) -> str:
         """A plain-text table: one line per video, then the totals."""
         lines = [f"{'video':28s} {'action':8s} {'status':7s} {'frames':>7s} {'valid':>7s} {'sec':>7s}  error / note"]
@@ -68,7 +75,7 @@ class Summary:
         lines.append(f"done: {self.count('full') - rebuilt} new" + (f" ({resumed} resumed mid-way)" if resumed else "")
                      + (f", {rebuilt} rebuilt" if rebuilt else "") + f", {self.count('update')} updated, "
                      f"{self.count('skip')} skipped (already done); failed: {len(self.failed)}; "
-                     f"{self.frames_per_second:.1f} frames/s decoded in {self.seconds:.1f} s"
+                     f"{self.rate()} in {self.seconds:.1f} s"
                      + (f"; marked {self.tracked} arrays made before chunk tracking (every chunk file present)"
                         if self.tracked else ""))
         return "\n".join(lines)
@@ -243,8 +250,7 @@ def _whole_run(row: dict, p: extract.Plan, s: extract.Settings, first_start: flo
     later = [int(f) for f in resumed_at if int(f) > start]   # resumed by an attempt of this run
     if later or row.get("action") == "skip":
         row.update(action=p.action, reason=p.reason)
-        if s.faces != "cropped_aligned":
-            row["decoded"] = int(row["n_frames"]) - start
+        row["from_crops" if s.faces == "cropped_aligned" else "decoded"] = int(row["n_frames"]) - start
         if first_start is not None:
             row["seconds"] = time.monotonic() - first_start
     row["resumed_from"] = int(resumed_at[-1]) if resumed_at else 0

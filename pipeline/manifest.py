@@ -52,6 +52,9 @@ class VideoEntry:
     # where an unlabelled entry's labels would be if they were released (its annotation files, or the labelled CSV of
     # its split): recorded in its group, so readers say when one appears instead of holding it as unlabelled
     labels_absent: tuple = ()
+    # where it was named, for messages about the entry itself (a repeated id, a test-list name with nothing on disk):
+    # (the list or CSV file, its line), (the annotation file, None); None: its video file says it
+    named_in: tuple | None = None
 
     def is_labelled(self) -> bool:
         """Whether it came with labels (the index's `labelled`, also for an entry that failed before it had a
@@ -188,10 +191,7 @@ def unique_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
     for e in entries:
         first = seen.setdefault(e.video, e)
         if first is not e and e.problem is None:
-            src = next(iter(e.label_files.values()), e.path)
-            was = next(iter(first.label_files.values()), first.path)
-            e = failed_entry(Path(str(src)), f"a second entry with the id {e.video!r} (also from {was})",
-                             "ids must be unique across splits: rename one", e.split, labelled=e.is_labelled())
+            e = _second_entry(e, first)
         k = 1
         while e.video in seen and seen[e.video] is not e:   # failed entries' stand-ins stay unique too
             k += 1
@@ -199,6 +199,31 @@ def unique_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
         seen[e.video] = e
         out.append(e)
     return out
+
+
+def named_in(e: VideoEntry) -> tuple[Path, int | None]:
+    """(file, line or None) where an entry was named: its list or CSV line, else its annotation or video file."""
+    if e.named_in is not None:
+        return Path(e.named_in[0]), e.named_in[1]
+    return Path(str(next(iter(e.label_files.values()), e.path))), None
+
+
+def _second_entry(e: VideoEntry, first: VideoEntry) -> VideoEntry:
+    """The failed entry of a second `e` with the id of `first`, named where `e` was named (file and line) and saying
+    where `first` was: a row repeated in one file, an annotated entry in the test list, or two files' entries."""
+    (src, line), (was, was_line) = named_in(e), named_in(first)
+    if e.split == "test" and line is not None and first.is_labelled():   # a test list's name of an annotated entry
+        problem = f"{e.video!r} is an annotated entry ({was}), not one of the test set's"
+        hint = ("the test set's entries have no annotations: remove this line, or check that the manifest's test_list "
+                "is the test set's list")
+    elif src == was:   # one file names it twice
+        problem = f"a second entry with the id {e.video!r} (the first is on line {was_line})"
+        hint = "an entry is named once: remove the repeated line, or correct its name"
+    else:
+        problem = f"a second entry with the id {e.video!r} (also from {was}" + (
+            f" line {was_line})" if was_line is not None else ")")
+        hint = "ids must be unique across splits: rename one"
+    return failed_entry(src, problem, hint, e.split, line, labelled=e.is_labelled())
 
 
 def guard_ids(entries: list[VideoEntry]) -> list[VideoEntry]:
@@ -323,7 +348,7 @@ def _list_affwild2(ds: Dataset, require_video: bool = True, echo=None) -> list[V
         if problem is None and path is None and require_video:
             problem = f"no video file for {'annotation' if lineno is None else 'test entry'} {stem!r} under {vid_root}"
         where = "" if lineno is None else f"line {lineno}: "
-        out.append(VideoEntry(stem, path, split, labels, side=side,
+        out.append(VideoEntry(stem, path, split, labels, side=side, named_in=(src, lineno),
                               problem=None if problem is None else str(BadInputError(
                                   src, where + problem, "check the videos folder in the manifest (or use --faces "
                                                         "cropped_aligned, which needs no video)"))))
@@ -403,7 +428,8 @@ def _list_omg(ds: Dataset, echo=None) -> list[VideoEntry]:
             # utterance names repeat across videos (utterance_1.mp4): the id joins both
             clip = vid_root / row["video"] / row["utterance"]
             out.append(VideoEntry(omg_id(row["video"], row["utterance"]), clip, split, {}, labels,
-                                  label_table=path if labelled else None, labels_absent=absent))
+                                  label_table=path if labelled else None, labels_absent=absent,
+                                  named_in=(path, lineno)))
     return out
 
 

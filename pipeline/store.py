@@ -544,7 +544,8 @@ def index_row(cache: str | Path, dataset: str, video: str) -> dict:
 
 def video_note(attrs, n_valid: int, valid_usable: bool = True) -> str:
     """What a done video's index row says though nothing failed: no face in any frame (kept: a real result, read as
-    all frames masked), or fewer frames decoded than the header declares (kept: headers are often approximate)."""
+    all frames masked), fewer frames decoded than the header declares (kept: headers are often approximate), or
+    organiser crops that stop well before the video's end (kept: the person may have left)."""
     notes = []
     if attrs.get(UNLISTED):
         notes.append(f"{attrs[UNLISTED]}: kept, used by no reader (`features --prune` deletes it)")
@@ -555,6 +556,12 @@ def video_note(attrs, n_valid: int, valid_usable: bool = True) -> str:
     if declared:
         notes.append(f"decoded {int(attrs.get('n_frames', 0))} of the {declared} frames its header declares: the "
                      "file may be cut or damaged (re-copy or re-encode it), or its header is wrong")
+    n, last = int(attrs.get("n_frames", 0)), int(attrs.get("crops_last_frame") or 0)
+    if last and n - last > max(float(attrs.get("fps") or 30), n / 4):   # over a second and a quarter of it
+        counted = attrs.get("frames_counted") or "the cache has"
+        notes.append(f"its organiser crops stop at frame {last} of {n} ({counted} {n}): the crop folder may be "
+                     "incomplete (a partly unpacked archive: unpack it again), or the person is not shown after that "
+                     "frame")
     return "; ".join(notes)
 
 

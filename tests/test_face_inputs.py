@@ -109,6 +109,21 @@ def test_a_corrupt_crop_is_named_and_earlier_chunks_are_kept(layout, tmp_path, d
     assert sum(len(c) for c in got) == 32  # frames 0..31 were handed out before the chunk holding frame 39
 
 
+def test_a_folder_numbered_from_zero_is_an_error_naming_it(layout, tmp_path):
+    """00000.jpg ...: a 0-based folder, not the organisers' 1-based numbering; read as it is, every crop would be
+    one frame off against the video and its labels, so it is refused, naming the folder."""
+    e = layout.entries["1-30-176x144"]
+    folder = tmp_path / e.entry
+    folder.mkdir()
+    for src in sorted(e.crop_dir.glob("*.jpg")):
+        shutil.copyfile(src, folder / f"{int(src.stem) - 1:05d}.jpg")
+    with pytest.raises(BadInputError, match="numbered 0, but the organisers number crops from 1") as err:
+        scan_crop_folder(folder)
+    assert str(err.value).startswith(f"{folder}: 00000.jpg")
+    with pytest.raises(BadInputError, match="00000.jpg is numbered 0"):
+        crops_of(folder, e.n_frames)
+
+
 def test_missing_or_empty_folder_says_so(tmp_path):
     with pytest.raises(BadInputError, match="not found"):
         scan_crop_folder(tmp_path / "absent")

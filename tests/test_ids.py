@@ -120,3 +120,73 @@ def test_two_person_entries_get_their_side_from_their_names(tmp_path):
 
     no_video = {e.video: e for e in list_videos(get_dataset("affwild2", root=root), require_video=False)}
     assert no_video["f"].problem is None and no_video["f"].path is None   # organiser crops need no video
+
+
+# ---- a name given twice, or with nothing behind it: the file and line that give it ---------------------------
+
+OMG_HEAD = ["link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote"]
+
+
+def test_a_repeated_omg_row_is_named_by_the_csv_and_both_lines(tmp_path):
+    rows = [["l", "0", "1", "yA", "utterance_1.mp4", "0.5", "0.1", "3"],
+            ["l", "0", "1", "yA", "utterance_2.mp4", "0.5", "0.1", "3"],
+            ["l", "0", "1", "yA", "utterance_1.mp4", "0.5", "0.1", "3"]]   # line 4 repeats line 2
+    for name, body in (("omg_TrainVideos.csv", rows), ("omg_ValidationVideos.csv", [rows[1]])):
+        with open(tmp_path / name, "w", newline="") as fh:
+            csv.writer(fh).writerows([OMG_HEAD, *body])
+    entries = {e.video: e for e in list_videos(get_dataset("omg", root=tmp_path))}
+    train_csv, val_csv = tmp_path / "omg_TrainVideos.csv", tmp_path / "omg_ValidationVideos.csv"
+    assert entries["yA__utterance_1"].problem is None and entries["yA__utterance_2"].problem is None
+    assert entries["invalid-id_omg_TrainVideos.csv_line4"].problem == (
+        f"{train_csv}: line 4: a second entry with the id 'yA__utterance_1' (the first is on line 2) (an entry is "
+        "named once: remove the repeated line, or correct its name)")
+    assert entries["invalid-id_omg_ValidationVideos.csv_line2"].problem == (
+        f"{val_csv}: line 2: a second entry with the id 'yA__utterance_2' (also from {train_csv} line 3) (ids must "
+        "be unique across splits: rename one)")
+
+
+@pytest.fixture
+def with_test_list(tmp_path, monkeypatch):
+    """An Aff-Wild2 root (annotated a, b; videos a, b, t) whose manifest reads test_set.txt."""
+    root = affwild2_root(tmp_path / "root", {"Train_Set": ["a"], "Validation_Set": ["b"]}, ["a", "b", "t"])
+    manifest = tmp_path / "manifest.yaml"
+    manifest.write_text((Path(__file__).resolve().parent.parent / "data_manifest.yaml").read_text()
+                        .replace("# test_list:", "test_list:"))
+    monkeypatch.setenv("MIMAMO_MANIFEST", str(manifest))
+    return root
+
+
+def test_a_test_list_line_naming_an_annotated_entry_is_named_by_its_line(with_test_list):
+    root = with_test_list
+    (root / "test_set.txt").write_text("t\nb\n")
+    entries = {e.video: e for e in list_videos(get_dataset("affwild2", root=root))}
+    assert entries["t"].split == "test" and entries["t"].problem is None
+    assert entries["b"].split == "validation" and entries["b"].problem is None
+    assert entries["invalid-id_test_set.txt_line2"].problem == (
+        f"{root / 'test_set.txt'}: line 2: 'b' is an annotated entry "
+        f"({root / 'annotations' / 'VA_Set' / 'Validation_Set' / 'b.txt'}), not one of the test set's (the test set's "
+        "entries have no annotations: remove this line, or check that the manifest's test_list is the test set's list)")
+
+
+def test_a_test_list_name_with_nothing_on_disk_is_named_by_its_line(with_test_list):
+    """--faces cropped_aligned needs no video, so a test entry without one is listed; with no annotation file
+    either, nothing can count its frames: the error names test_set.txt and the line, and what is missing."""
+    root = with_test_list
+    (root / "test_set.txt").write_text("t\nghost\nonly_crops\n")
+    crops = root / "cropped_aligned"
+    (crops / "only_crops").mkdir(parents=True)
+    (crops / "only_crops" / "00001.jpg").write_bytes(b"\xff\xd8\xff\xd9")
+    entries = {e.video: e for e in list_videos(get_dataset("affwild2", root=root), require_video=False)}
+    s = extract.Settings(stages=("align",), weights="random", faces="cropped_aligned", faces_dir=str(crops))
+    cache = root.parent / "cache"
+    errors = {v: extract.process_video(str(cache), "affwild2", entries[v], s)["error"] for v in ("ghost", "only_crops")}
+    listed = root / "test_set.txt"
+    assert errors["ghost"] == (
+        f"{listed}: line 2: 'ghost': no video file, no annotation file and no crop folder (looked in "
+        f"{crops / 'ghost'}): nothing on disk has this name (check the name against the videos and crop folders (a "
+        "typo, or an entry of another release?); ABAW5 on ships two crop folders: give each with --crops-dir)")
+    assert errors["only_crops"] == (
+        f"{listed}: line 3: 'only_crops': no video file and no annotation file to count its frames (its crop folder "
+        f"{crops / 'only_crops'} cannot: frames after the last face leave no file) (put the video beside the "
+        "others, or give its annotation file)")
+    assert not list(cache.glob("affwild2/videos/*"))   # nothing left of either

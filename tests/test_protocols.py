@@ -234,7 +234,8 @@ def test_abaw_files_have_as_many_lines_as_the_annotation_file(abaw, tmp_path):
     np.testing.assert_allclose(pd.read_csv(tmp_path / "abaw" / "v06.txt")[["arousal", "valence"]], want[:n6 - 2],
                                atol=2e-5)
     notes = json.loads((tmp_path / "abaw" / "predict.json").read_text())["notes"]
-    assert notes == {"v05": f"{n5 + 1} lines, as its annotation file has; the video decodes to {n5} frames",
+    assert notes == {"v05": f"{n5 + 1} lines, as its annotation file has; the video decodes to {n5} frames; the lines "
+                            "past its last frame repeat its last prediction",
                      "v06": f"{n6 - 2} lines, as its annotation file has; the video decodes to {n6} frames"}
 
 

@@ -4,10 +4,10 @@ Since the 3rd ABAW (CVPR 2022) the organisers release, with the test set's list 
 (e.g. `CVPR_5th_ABAW_VA_test_set_sample.txt`): a header `image_location,valence,arousal`, then one row per frame to
 predict, `<entry>/<NNNNN>.jpg,<v>,<a>`, with the frame numbers of the organisers' crops (`00001.jpg` is the video's
 first frame, as in `cropped_aligned/`) and two-person videos as `<video>_left` / `<video>_right`. The submission is
-that file with our values: the same rows in the same order. Its rows, not our decoded frames, say how many frames
-an entry has (the organisers' count often differs from a decoder's by a frame or two); a row past the last frame
-we decoded takes the last frame's prediction, as `write_abaw` pads, and the difference is noted. The 1st and 2nd
-challenges' per-video `<video>.txt` files are `write_abaw`'s.
+that file with our values: the same rows in the same order. Its rows, not our frame count, say how many frames an
+entry has (the organisers' count often differs from a decoder's or a container's by a frame or two); a row past the
+last frame we have takes the last frame's prediction, as `write_abaw` pads, and the difference is noted. The 1st
+and 2nd challenges' per-video `<video>.txt` files are `write_abaw`'s.
 """
 from __future__ import annotations
 
@@ -102,10 +102,12 @@ def missing_entries(sample, predicted: set[str], why: dict[str, str]) -> None:
                         f"({shown}{more}); no submission written", sample.FIX)
 
 
-def write_submission(out: Path, sample: Sample, filled: dict[str, np.ndarray]) -> tuple[Path, dict[str, str]]:
+def write_submission(out: Path, sample: Sample, filled: dict[str, np.ndarray],
+                     counted=lambda entry: "the video decodes to") -> tuple[Path, dict[str, str]]:
     """OUT/abaw_va_submission.txt: the sample's rows with our values; per-entry notes where counts differ.
 
-    ``filled`` holds each entry's predictions [T, 2] (arousal, valence), every frame filled (fill_nearest).
+    ``filled`` holds each entry's predictions [T, 2] (arousal, valence), every frame filled (fill_nearest);
+    ``counted(entry)`` says where its frame count came from (train.predict_files.frames_counted), for the notes.
     """
     notes = {}
     values = np.empty((len(sample.locations), 2))
@@ -114,7 +116,7 @@ def write_submission(out: Path, sample: Sample, filled: dict[str, np.ndarray]) -
         frames = sample.frames[rows]
         values[rows] = pred[np.minimum(frames, len(pred) - 1)]
         if len(rows) != len(pred) or frames.max() >= len(pred):
-            notes[entry] = (f"{len(rows)} rows in the sample (frames up to {frames.max() + 1}); the video decodes to "
+            notes[entry] = (f"{len(rows)} rows in the sample (frames up to {frames.max() + 1}); {counted(entry)} "
                             f"{len(pred)} frames" + ("; the rows past its last frame repeat its last prediction"
                                                       if frames.max() >= len(pred) else ""))
     values = np.clip(values, -1, 1)

@@ -22,8 +22,9 @@ Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no 
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
 of the video, every frame filled (a frame without a face takes the nearest prediction in time: ``fill_nearest``),
 values clipped to [-1, 1]; a labelled video whose annotation file has more or fewer lines (--label-slack)
-gets the annotation's count (write_abaw). With ``sample`` (the organisers' sample submission of the 3rd ABAW
-onward) ``abaw`` writes instead the one file those challenges take, `abaw_va_submission.txt`: the sample's rows, in
+gets the annotation's count, an unlabelled (test) entry whose organiser crops are numbered past its frames as many
+lines as its last crop says (write_abaw; predict.json notes both). With ``sample`` (the organisers' sample
+submission of the 3rd ABAW onward) ``abaw`` writes instead the one file those challenges take, `abaw_va_submission.txt`: the sample's rows, in
 its order, with our values (train/abaw_sample.py). A model trained on one label per video (OMG) predicts one line per
 video into `predictions.csv` (video, arousal, valence, snippets), sampled one snippet per second as in training;
 ``omg`` writes instead the OMG challenge's `omg_submission.csv` (video, utterance, arousal, valence), the rows of
@@ -48,7 +49,7 @@ from train.ensemble import Member, load_checkpoint  # noqa: F401 (load_checkpoin
 from train.evaluate import fill_nearest
 from train.omg_table import OmgTable, read_table
 from train.omg_table import write_submission as write_omg
-from train.predict_files import label_frame_diff, write_abaw, write_prediction
+from train.predict_files import abaw_frame_diff, frames_counted, write_abaw, write_prediction
 from train.report import atomic
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
@@ -378,11 +379,15 @@ def run_model(members: list[Member], cache, dataset: str, rows: list[dict], out:
         path = out / "predictions.csv"
         table.to_csv(path, index=False, float_format="%.5f")
         return {**done, "written": [path], "failed": failed + list(faceless.items())}
+
+    def counted(video: str) -> str:   # for the notes: where the frame count they compare with came from
+        return frames_counted(store.open_video(cache, dataset, video).attrs)
+
     if sample is not None:
         filled = {r["video"]: fill_nearest(res[i]["pred"], res[i]["valid"]) for i, r in enumerate(rows)}
         faceless = {v: "no face in any of its frames" for v, f in filled.items() if not np.isfinite(f).all()}
         missing_entries(sample, set(filled) - set(faceless), faceless)
-        path, notes = write_submission(out, sample, filled)
+        path, notes = write_submission(out, sample, filled, counted)
         return {**done, "written": [path], "failed": failed, "notes": notes}
     notes = {}
     for i, r in enumerate(rows):
@@ -392,9 +397,11 @@ def run_model(members: list[Member], cache, dataset: str, rows: list[dict], out:
             except BadInputError as e:
                 failed.append((r["video"], str(e)))
                 continue
-            if diff := label_frame_diff(r):   # said in predict.json: the file is not one line per decoded frame
-                notes[r["video"]] = (f"{len(res[i]['pred']) + diff} lines, as its annotation file has; the video "
-                                     f"decodes to {len(res[i]['pred'])} frames")
+            diff, why = abaw_frame_diff(r)
+            if diff:   # said in predict.json and printed: the file is not one line per cached frame
+                n = len(res[i]["pred"])
+                notes[r["video"]] = (f"{n + diff} lines, {why}; {counted(r['video'])} {n} frames"
+                                     + ("; the lines past its last frame repeat its last prediction" if diff > 0 else ""))
         else:
             written += write_prediction(out, r, res[i], caption)
     return {**done, "written": written, "failed": failed, "notes": notes}

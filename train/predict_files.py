@@ -7,28 +7,62 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from pipeline import store
 from pipeline.plots import save_captioned
 from train.evaluate import fill_nearest
 
 
 def label_frame_diff(row: dict) -> int:
-    """Annotation lines minus decoded frames of an index row (0 for unlabelled videos and rows made before it)."""
-    d = row.get("label_frame_diff")
-    return int(d) if d is not None and np.isfinite(d) else 0
+    """Annotation lines minus cached frames of an index row (0 for unlabelled videos and rows made before it)."""
+    return _diff(row, "label_frame_diff")
+
+
+def _diff(row: dict, column: str) -> int:
+    d = row.get(column)
+    return int(d) if d is not None and d is not pd.NA and np.isfinite(d) else 0
+
+
+def frames_counted(attrs) -> str:
+    """Where a cached video's frame count came from, as the words before the number: "the video decodes to", "the
+    video's container says" (organiser crops with their video: nothing decoded), "the annotation file has" (crops
+    without it); recorded by `features` (extract.build), else as its face source implies."""
+    said = attrs.get("frames_counted")
+    if said:
+        return str(said)
+    return "the cache holds" if attrs.get("faces") == "cropped_aligned" else "the video decodes to"
+
+
+def abaw_frame_diff(row: dict) -> tuple[int, str]:
+    """(lines of the video's ABAW file beyond its cached frames, whose count that is).
+
+    ABAW scores one line per frame as the organisers count them. A labelled video's annotation file is that count
+    (label_frame_diff, accepted by `features --label-slack`): the ground truth the file is scored against. An
+    unlabelled (test) entry whose organiser crops are numbered past its cached frames (faces_frame_diff, accepted by
+    --label-slack) has at least as many frames as its last crop says: the organisers made a crop of that frame, so
+    they count it, and a file cut at the container's count would lack its last lines. Crops that stop before the
+    end say nothing (frames after the last face leave no file)."""
+    diff = label_frame_diff(row)
+    if diff:
+        return diff, "as its annotation file has"
+    crops = _diff(row, "faces_frame_diff")
+    if crops > 0 and row.get("faces") == "cropped_aligned" and store.known_unlabelled(row):
+        return crops, f"to its last organiser crop ({int(row['n_frames']) + crops:05d}.jpg)"
+    return 0, ""
 
 
 def write_abaw(out: Path, row: dict, res: dict) -> Path:
     """`<video>.txt` as ABAW reads it: `valence,arousal`, a line per frame, no gaps, values in [-1, 1].
 
-    A labelled video whose annotation file has more or fewer lines than the video decodes to (accepted by
-    `features --label-slack`, recorded as label_frame_diff) gets the annotation's count, so the file lines up with
-    the ground truth it is scored against: the lines past the last frame repeat its prediction (the nearest in
-    time, as for frames without a face; --label-slack likewise took the difference to be at the end)."""
+    A video whose frame count as the organisers count it differs from its cached frames (``abaw_frame_diff``: a
+    labelled video's annotation file, an unlabelled one's organiser crops numbered past the container's count) gets
+    that count, so the file lines up with the ground truth it is scored against: the lines past the last frame
+    repeat its prediction (the nearest in time, as for frames without a face; --label-slack likewise took the
+    difference to be at the end)."""
     filled = fill_nearest(res["pred"], res["valid"])
     if not np.isfinite(filled).all():
         raise BadInputError(None, f"no face in any of its {len(filled)} frames: nothing to fill its ABAW file with",
                             "check the video (or its crops) and its `features` run")
-    diff = label_frame_diff(row)
+    diff = abaw_frame_diff(row)[0]
     if diff > 0:
         filled = np.concatenate([filled, np.repeat(filled[-1:], diff, axis=0)])
     elif diff < 0:

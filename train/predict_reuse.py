@@ -17,7 +17,9 @@ from pathlib import Path
 from pipeline import store
 from train.videos import source_record
 
-VERSION = "1"   # bump when what predict writes or how it scores changes, so older folders are not reused
+# bump when what predict writes or how it scores changes, so older folders are not reused (2: the ABAW files of test
+# entries reach their last organiser crop)
+VERSION = "2"
 
 
 def identity(members, cache, dataset: str, split: str | None, fmt: str, rescaled: bool, sample,
