@@ -16,7 +16,9 @@ when refused: train/ensemble.py). Where the videos read from a cache are labelle
 
 Every run also writes `predict.json`: each checkpoint (path, sha256, the run that made it), the cache, dataset and
 split read, the fingerprints of the arrays the models read, the format, the videos written or failed and the
-scores, so the per-video files say what data and models made them.
+scores, so the per-video files say what data and models made them. A reused `--out` holds only the last call's
+files: an earlier call's that its predict.json lists and this call did not write are removed
+(predict_files.remove_earlier).
 
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
@@ -48,7 +50,7 @@ from train.ensemble import Member, load_checkpoint  # noqa: F401 (load_checkpoin
 from train.evaluate import fill_nearest
 from train.omg_table import OmgTable, read_table
 from train.omg_table import write_submission as write_omg
-from train.predict_files import label_frame_diff, write_abaw, write_prediction
+from train.predict_files import label_frame_diff, remove_earlier, write_abaw, write_prediction
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
 FORMATS = ("csv", "abaw", "omg")
@@ -301,11 +303,7 @@ def write_provenance(out: Path, members: list[Member], cache, dataset: str, spli
             "omg_table": sample.describe() if isinstance(sample, OmgTable) else None,
             "identity": result.get("identity")}   # what made the files, digested (train/predict_reuse.py)
     out.mkdir(parents=True, exist_ok=True)
-    mine = {Path(p).name for p in result["written"]}
-    for video, _ in result["failed"]:   # an earlier call's files of a video that failed now would pass for this one's
-        for name in (f"{video}.csv", f"{video}.png", f"{video}.txt"):
-            if name not in mine:
-                (out / name).unlink(missing_ok=True)
+    remove_earlier(out, result["written"], result["failed"])   # before the predict.json that replaces their listing
     path = out / "predict.json"
     path.write_text(json.dumps(made, indent=1, default=str) + "\n")
     return path
