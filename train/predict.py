@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import extract, graph, store
+from pipeline import extract, graph, store, unindexed
 from pipeline.manifest import videos_from_files
 from train import data, ensemble, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
@@ -242,6 +242,11 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     fps, bad = usable(cache, dataset, sorted(set(idx.video) - {v for v, _ in failed}), [*names, "valid", "labels"],
                       skip=True, hints=hints)
     failed += [(v, f"{why} ({hints[v]})") for v, why in bad.items()]
+    # done groups the index has no row for: not predicted (the index is the record of what is done), but reported,
+    # as an unusable video is, so that neither the files nor the scores lack them without a word
+    orphans = unindexed.without_row(cache, dataset, store.read_index(cache, dataset))
+    failed += [(v, f"{unindexed.problem(cache, dataset, v)} ({unindexed.hint(cache, dataset)})")
+               for v in unindexed.in_splits(cache, dataset, orphans, None if split is None else [split])]
     for m in members:
         _same_features(fps, m.ck["fingerprints"], used_arrays(m.cfg), cache, dataset, m.path)
     seen = ensemble.seen_by(members, cache, dataset, sorted(fps))
