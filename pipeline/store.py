@@ -163,10 +163,17 @@ def repair_command(cache: str | Path, dataset: str, names=()) -> str:
     return " ".join([f"python cli.py features {what} --cache {cache}", *arrays.make_flags(names)])
 
 
+def repair_hint(cache: str | Path, dataset: str, names=()) -> str:
+    """The `features` command(s), quoted, that (re)make these arrays: one per run (arrays.runs: a run makes one
+    motion variant), "`A`, then `B`" where they are of several variants."""
+    return ", then ".join(f"`{repair_command(cache, dataset, run)}`" for run in arrays.runs(names) or [()])
+
+
 def rebuild_names(cache: str | Path, dataset: str, names=()) -> list[str]:
-    """The arrays to make for a video whose group is made anew: ``names`` (what a reader needs) and the default
-    variant of every array the dataset's done videos hold (by the index; variants are each a `features` run of
-    their own, which a reader asking for one names)."""
+    """The arrays to make for a video whose group is made anew: ``names`` (what a reader needs) and every array the
+    dataset's done videos hold (by the index), named variants included (`dphase_s0@paper`, `flow@gamma0.2`): a
+    repair that made only the default ones left the video without them, refused again by the next reader of a
+    variant. Each variant is a `features` run of its own; repair_hint names them all."""
     path = dataset_dir(cache, dataset) / "index.parquet"
     try:
         held = _held_arrays(str(path), path.stat().st_mtime_ns)
@@ -184,8 +191,16 @@ def _held_arrays(path: str, mtime_ns: int) -> tuple[str, ...]:
         raise UnreadableIndex(path, f"the index cannot be read ({type(e).__name__})") from None
     held = set()
     for fps in rows.fingerprints[rows.status == "done"].dropna():
-        held |= {arrays.split_name(n)[0] for n in json.loads(fps)}
-    return tuple(sorted(held & set(SCHEMA)))   # a name this code does not know is no stage to make
+        held |= set(json.loads(fps))
+    return tuple(sorted(n for n in held if _known(n)))   # a name this code does not know is no stage to make
+
+
+def _known(name: str) -> bool:
+    try:
+        arrays.kind_of(name)
+        return True
+    except KeyError:
+        return False
 
 
 def unusable_arrays(group: zarr.Group) -> dict[str, str]:
@@ -317,15 +332,15 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
     status = group_status(cache, dataset, video)
     # a group not done is made again whole by the command: it must make what the dataset's other videos hold too
     # (a reader that cannot see in it, as export, asks for nothing), not only the arrays this reader named
-    fix = repair_command(cache, dataset, names if status == "done" else rebuild_names(cache, dataset, names))
+    fix = repair_hint(cache, dataset, names if status == "done" else rebuild_names(cache, dataset, names))
     if status is None:   # no group: its extraction failed (the caller adds why) or never ran
         raise UnusableVideo(where, f"video {video!r} has no features in the cache", f"fix what its extraction failed "
-                            f"on, if it did, then run `{fix}`")
+                            f"on, if it did, then run {fix}")
     if status != "done":
-        raise UnusableVideo(where, f"video {video!r} is not complete in the cache (status {status})", f"run `{fix}`")
+        raise UnusableVideo(where, f"video {video!r} is not complete in the cache (status {status})", f"run {fix}")
     g = open_video(cache, dataset, video)
     if why := g.attrs.get(UNLISTED):
-        raise UnusableVideo(where, f"video {video!r} {why}", f"put it back in the dataset and rerun `{fix}`, or "
+        raise UnusableVideo(where, f"video {video!r} {why}", f"put it back in the dataset and rerun {fix}, or "
                             f"delete it with `{repair_command(cache, dataset)} --prune`")
     fps = dict(g.attrs.get("fingerprints", {}))
     n = int(g.attrs.get("n_frames", -1))
@@ -345,7 +360,7 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
         elif name == "labels" and (why := changed_labels(g.attrs)):
             bad.append(why)
     if bad:
-        raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run `{fix}`")
+        raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run {fix}")
     return {name: fps[name] for name in names}
 
 

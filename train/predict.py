@@ -194,7 +194,7 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
     names = ensemble.arrays(members)
     tried = [e.video for e in entries if e.video not in {v for v, _ in failed}]
     fps, bad = usable(cache, "videos", tried, [*names, "valid"], skip=True)
-    failed += [(v, f"{why} (run `{store.repair_command(cache, 'videos', names)}`)") for v, why in bad.items()]
+    failed += [(v, f"{why} (run {store.repair_hint(cache, 'videos', names)})") for v, why in bad.items()]
     for m in members:
         mine = used_arrays(m.cfg)
         for have in fps.values():
