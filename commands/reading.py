@@ -30,12 +30,12 @@ def export(cache, dataset, fmt, out, force):
     """Export a dataset's cache to one HDF5 file (one group per video, same array names), for other loaders.
 
     Each video is checked in its group: one with a stale, damaged or missing array (or listed as done but without
-    its group) is left out, listed with the `features` command that repairs it, and the exit status is 1 (the file
-    holds the usable videos), so a script that exports and then trains stops instead of using a silently smaller
-    dataset. Videos whose extraction failed (never in the cache) are listed but do not change the exit status:
-    `features` already reported them. An array made with other settings on some videos is refused (nothing is
-    written), as train refuses it. The file's root attrs say what made it: the cache, version, time, each array's
-    fingerprint, settings and video count, and the videos left out.
+    its group, or a done group without a row in the index) is left out, listed with the `features` command that
+    repairs it, and the exit status is 1 (the file holds the usable videos), so a script that exports and then
+    trains stops instead of using a silently smaller dataset. Videos whose extraction failed (never in the cache) are
+    listed but do not change the exit status: `features` already reported them. An array made with other settings
+    on some videos is refused (nothing is written), as train refuses it. The file's root attrs say what made it:
+    the cache, version, time, each array's fingerprint, settings and video count, and the videos left out.
     """
     from pipeline.export import export_h5
 

@@ -146,6 +146,29 @@ def source_of(name: str) -> str:
     return kind_of(name).source
 
 
+def runs(names) -> list[list[str]]:
+    """These arrays grouped by the `features` runs that make them, the default variant's run first.
+
+    One run writes one motion variant (``--motion-variant NAME``: dphase@NAME, phase@NAME, flow under its face
+    transforms, and with ``--extras flip`` their mirrored twins), so the motion and flow arrays of several variants
+    are several runs: one command naming two variants would make only the last (click keeps an option's last value).
+    The arrays every run writes alike (faces, labels, resnet50 and resnet50@flip) go with the first run, which makes
+    a group anew from the video; each later run adds its variant from the cached faces."""
+    names = list(dict.fromkeys(names))
+    key: dict[str, str | None] = {}   # motion and flow arrays -> the variant of the run that writes them
+    for name in names:
+        kind, variant = kind_of(name), split_name(name)[1]
+        if kind.params in ("motion", "flow"):
+            key[name] = face_transforms.without_flip(variant) if variant else None
+    named = sorted({k for n, k in key.items() if k is not None and kind_of(n).params == "motion"})
+    for name, k in key.items():   # flow@gamma0.2 comes with any motion variant of the same transforms (make_flags)
+        if kind_of(name).params == "flow" and k is not None:
+            key[name] = next((r for r in named if face_transforms.motion_part(r) is not None
+                              and face_transforms.transform_part(r) == k), k)
+    order = sorted(set(key.values()), key=lambda k: (k is not None, k or "")) or [None]
+    return [[n for n in names if key.get(n, order[0]) == k] for k in order] if names else []
+
+
 def make_flags(names) -> list[str]:
     """The `features` flags that make these arrays, e.g. ["--stages", "align,motion", "--motion-variant", "paper"]."""
     stages, extras, flags, variants = ["align"], [], [], []

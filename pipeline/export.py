@@ -2,9 +2,10 @@
 
 Each video's arrays are checked in its group (store.check_arrays), not in the index: a video whose group is not
 done, or holds a stale, damaged or missing array, is left out and listed with the `features` command that
-repairs it; so is a video the index lists as done whose group is gone. Videos whose extraction failed (no group: a
-bad file) are listed too; they were never in the cache. An array made with other settings on some videos than on
-others (one name, two fingerprints) is refused, as train and predict refuse it: a loader would mix them unknowingly.
+repairs it; so is a video the index lists as done whose group is gone, and a done group the index has no row
+for (pipeline/unindexed.py). Videos whose extraction failed (no group: a bad file) are listed too; they were never
+in the cache. An array made with other settings on some videos than on others (one name, two fingerprints) is
+refused, as train and predict refuse it: a loader would mix them unknowingly.
 
 The file says what made it (root attrs): the cache, the mimamo version, the time, each array's one fingerprint,
 settings and how many videos hold it, the videos left out and not extracted, and how labels are stored. Each
@@ -23,7 +24,7 @@ import h5py
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import chunks, store
+from pipeline import chunks, store, unindexed
 from pipeline.uniform import one_fingerprint
 
 LABELS = ("labels [T, 2]: arousal, valence per frame, NaN where unlabelled. A dataset labelled per video (OMG) has "
@@ -71,6 +72,10 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path, force: bool = Fa
             usable.append((row.video, fps))
         except store.UnusableVideo as e:
             res.left_out.append((row.video, str(e)))
+    # the other way round, a done group without a row: not exported (the index is the record of what is done), but
+    # said and counted as left out, so the exit status is 1 as above (pipeline/unindexed.py)
+    res.left_out += [(v, f"{unindexed.problem(cache, dataset, v)} ({unindexed.hint(cache, dataset)})")
+                     for v in unindexed.without_row(cache, dataset, idx)]
     # an array's fingerprint alike on every video (labels differ per video by design: their contents)
     one_fingerprint(cache, dataset, {v: f for v, f in usable}, sorted({n for _, f in usable for n in f} - {"labels"}))
     out.parent.mkdir(parents=True, exist_ok=True)

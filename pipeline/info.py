@@ -37,7 +37,7 @@ def describe(cache: Path | None = None) -> str:
 
 
 def _cache_lines(cache: Path) -> list[str]:
-    from pipeline import store
+    from pipeline import store, unindexed
     from pipeline.ids import id_problem
     from pipeline.resume import partial_videos
     from pipeline.store import UnreadableIndex, read_index
@@ -55,7 +55,8 @@ def _cache_lines(cache: Path) -> list[str]:
             out.append(f"  {ds_dir.name:10s} {e}")
             continue
         partial = partial_videos(cache, ds_dir.name)
-        if idx is None and not partial:
+        orphans = unindexed.without_row(cache, ds_dir.name, idx)   # done groups the index does not list
+        if idx is None and not partial and not orphans:
             continue
         if idx is None:   # a first run killed before any video finished
             import pandas as pd
@@ -67,6 +68,10 @@ def _cache_lines(cache: Path) -> list[str]:
                    if store.group_status(cache, ds_dir.name, v) == "done")   # pipeline/unlisted.py
         out.append(f"  {ds_dir.name:10s} {len(done)} done ({int(done.n_frames.sum())} frames), {len(failed)} failed"
                    + (f"; {gone} of the done no longer in the dataset (kept, used by no reader)" if gone else ""))
+        if orphans:   # counted in no figure above: the index is what readers take their videos from
+            out.append(f"    {len(orphans)} done group{'s' * (len(orphans) > 1)} without a row in index.parquet "
+                       f"({unindexed.listing(orphans)}): no reader uses them (train refuses the dataset until they have "
+                       f"rows, predict and export leave them out); {unindexed.hint(cache, ds_dir.name)}")
         out += _lock_lines(cache, ds_dir.name)
         if len(done):   # which splits the done videos are in (a test split without labels is extracted too)
             order = {"train": 0, "validation": 1, "test": 2}

@@ -98,9 +98,9 @@ def locate(cache: str | Path, dataset: str, video: str) -> None:
     if row is not None and len(row):
         error = row.error.iloc[0]
         if isinstance(error, str) and error:   # why it has no group; what to run after fixing it
-            fix = store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))
+            fix = store.repair_hint(cache, dataset, store.rebuild_names(cache, dataset))
             raise BadInputError(store.video_dir(cache, dataset, video), f"the extraction of video {video!r} failed: "
-                                f"{error}", f"fix that, then run `{fix}`")
+                                f"{error}", f"fix that, then run {fix}")
         return
     groups = where / "videos"
     held = sorted({*([] if idx is None else map(str, idx.video)),

@@ -220,7 +220,7 @@ def test_an_array_made_before_reads_its_unwritten_fill_chunk_as_before(tmp_path)
     group, where, data = _two_chunks(cache)
     old = zarr.open_group(store.video_dir(cache, "demo", "v"), mode="r+")
     arr = old.create_array("resnet50", shape=data.shape, chunks=(store.CHUNK_T, 2048), dtype="f2", fill_value=0,
-                           compressors=store._codecs("f2"), overwrite=True,
+                           compressors=store.codecs("f2"), overwrite=True,
                            config={"write_empty_chunks": False})   # as earlier versions made them: no mark, Zarr's default
     arr[:] = data
     assert not _chunk_file(arr, where, 1).exists() and not dict(arr.attrs)

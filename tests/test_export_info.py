@@ -153,6 +153,57 @@ def test_the_repair_of_a_group_not_done_makes_what_the_other_videos_hold(tmp_pat
     assert _stages(ran.output) == {"align", "motion"}, ran.output   # inspect draws ΔPhase
 
 
+def _made_by(hint: str) -> set[str]:
+    """The arrays the `features` commands of a hint write for a video made anew, each command's flags parsed by
+    click as the command line parses them (an option given twice keeps its last value)."""
+    import re
+    import shlex
+
+    from pipeline.settings import Settings, wanted_arrays
+
+    made = set()
+    for cmd in re.findall(r"`(python cli\.py features [^`]*)`", hint):
+        p = cli.features.make_context("features", shlex.split(cmd)[3:]).params
+        made |= set(wanted_arrays(Settings(stages=tuple(p["stages"].split(",")), extras=tuple(filter(None,
+                                           p["extras"].split(","))), motion_variant=p["motion_variant"])))
+    return made
+
+
+def test_the_repair_of_a_group_not_done_makes_the_variants_the_other_videos_hold(tmp_path):
+    """The other videos hold named variants too (dphase@paper, dphase@mw9, flow@gamma0.2 of a robustness run):
+    the repair of a group not done must name every run that makes them (one --motion-variant each), or the next
+    `train --input dphase@paper` refuses the video again."""
+    from pipeline import export
+
+    rng = np.random.default_rng(5)
+    d0, d1 = rng.standard_normal((40, 2, 48, 48)).astype("f2"), rng.standard_normal((40, 2, 24, 24)).astype("f2")
+    arrays = {"valid": np.ones(40, bool), "face48": rng.integers(0, 255, (40, 48, 48), dtype="u1"),
+              "dphase_s0": d0, "dphase_s1": d1, "resnet50": rng.random((40, 2048)).astype("f2"),
+              "labels": rng.uniform(-1, 1, (40, 2)).astype("f4")}
+    for variant in ("paper", "mw9", "gamma0.2"):
+        arrays.update({f"dphase_s0@{variant}": d0, f"dphase_s1@{variant}": d1})
+    arrays["flow@gamma0.2"] = d0
+    for v in ("v1", "v2"):
+        store.write_video(tmp_path, "demo", v, arrays, {"split": "train", "fps": 30.0})
+    store.write_index(tmp_path, "demo", [store.index_row(tmp_path, "demo", v) for v in ("v1", "v2")])
+    store.open_video(tmp_path, "demo", "v2", mode="r+").attrs["status"] = "writing"   # a write killed mid-way
+    hint = export.export_h5(tmp_path, "demo", tmp_path / "out.h5").left_out[0][1]
+    assert _made_by(hint) >= set(arrays), hint
+    cmd = f"python cli.py features --dataset demo --cache {tmp_path}"
+    assert (f"run `{cmd} --stages align,motion,spatial`, then `{cmd} --stages align,motion --extras flow "
+            f"--motion-variant gamma0.2`, then `{cmd} --stages align,motion --motion-variant mw9`, then `{cmd} "
+            f"--stages align,motion --motion-variant paper`") in hint
+    with pytest.raises(store.UnusableVideo) as err:   # what train --input dphase@paper says of v2
+        store.check_arrays(tmp_path, "demo", "v2", ["dphase_s0@paper", "dphase_s1@paper", "valid", "labels"])
+    assert _made_by(err.value.hint) >= set(arrays), err.value.hint
+    # a done group: the reader's arrays only, in one command where one run makes them all
+    store.open_video(tmp_path, "demo", "v2", mode="r+").attrs["status"] = "done"
+    store.mark_stale(store.open_video(tmp_path, "demo", "v2", mode="r+"), ["dphase_s0@paper"])
+    with pytest.raises(store.UnusableVideo) as err:
+        store.check_arrays(tmp_path, "demo", "v2", ["dphase_s0@paper", "dphase_s1@paper", "valid", "labels"])
+    assert err.value.hint == f"run `{cmd} --stages align,motion --motion-variant paper`"
+
+
 def _inspect(cache, dataset="demo", video="v1", *more):
     return CliRunner().invoke(cli.main, ["inspect", "--cache", str(cache), "--dataset", dataset, "--video", video,
                                          *map(str, more), "--out", str(Path(cache).parent / "png")])

@@ -117,6 +117,34 @@ def test_an_earlier_calls_files_of_a_video_that_fails_now_are_removed(trained, t
     assert not (tmp_path / "out" / "v1.csv").exists() and not (tmp_path / "out" / "v1.png").exists()
 
 
+def test_a_reused_out_folder_holds_only_the_last_calls_files(trained, tmp_path):
+    """--out reused for other videos: the earlier call's files of videos this call did not ask for must go (the
+    folder would mix two calls under a predict.json naming one); files the user put there are not listed, and stay."""
+    import json
+
+    root, ckpt = trained
+    out = tmp_path / "out"
+    predict_videos([root / "videos" / "train" / "v1.avi"], ckpt, out, workers=1, progress=False, echo=lambda *a: None)
+    (out / "mine.csv").write_text("the user's own\n")
+    (out / "notes.txt").write_text("kept\n")
+    res = predict_videos([root / "videos" / "train" / "v2.avi"], ckpt, out, workers=1, progress=False,
+                         echo=lambda *a: None)
+    assert not res["failed"]
+    files = sorted(p.name for p in out.iterdir() if p.is_file())
+    assert files == ["mine.csv", "notes.txt", "predict.json", "v2.csv", "v2.png"]
+    assert json.loads((out / "predict.json").read_text())["written"] == ["v2.csv", "v2.png"]
+
+
+def test_an_earlier_listing_names_plain_files_of_the_folder_only(tmp_path):
+    """A hand-edited predict.json cannot make a later call delete outside the folder, or predict.json itself."""
+    from train.predict_files import written_before
+
+    (tmp_path / "predict.json").write_text('{"written": ["v0.csv", "../x.csv", "/etc/passwd", "predict.json", 3]}')
+    assert written_before(tmp_path) == {"v0.csv"}
+    (tmp_path / "predict.json").write_text("not json")
+    assert written_before(tmp_path) == set()
+
+
 def test_a_model_of_organiser_crops_refuses_video_files_before_extracting(trained, tmp_path):
     """A model trained on the organisers' crops (or OpenFace CSVs) would get faces from our tracking for a video
     file: other features, refused after minutes of extraction with 'recompute with the training settings', which no

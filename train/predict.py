@@ -16,7 +16,9 @@ when refused: train/ensemble.py). Where the videos read from a cache are labelle
 
 Every run also writes `predict.json`: each checkpoint (path, sha256, the run that made it), the cache, dataset and
 split read, the fingerprints of the arrays the models read, the format, the videos written or failed and the
-scores, so the per-video files say what data and models made them.
+scores, so the per-video files say what data and models made them. A reused `--out` holds only the last call's
+files: an earlier call's that its predict.json lists and this call did not write are removed
+(predict_files.remove_earlier).
 
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
@@ -40,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import extract, graph, store
+from pipeline import extract, graph, store, unindexed
 from pipeline.manifest import videos_from_files
 from train import data, ensemble, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
@@ -49,7 +51,7 @@ from train.ensemble import Member, load_checkpoint  # noqa: F401 (load_checkpoin
 from train.evaluate import fill_nearest
 from train.omg_table import OmgTable, read_table
 from train.omg_table import write_submission as write_omg
-from train.predict_files import abaw_frame_diff, frames_counted, write_abaw, write_prediction
+from train.predict_files import abaw_frame_diff, frames_counted, remove_earlier, write_abaw, write_prediction
 from train.report import atomic
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
@@ -194,7 +196,7 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
     names = ensemble.arrays(members)
     tried = [e.video for e in entries if e.video not in {v for v, _ in failed}]
     fps, bad = usable(cache, "videos", tried, [*names, "valid"], skip=True)
-    failed += [(v, f"{why} (run `{store.repair_command(cache, 'videos', names)}`)") for v, why in bad.items()]
+    failed += [(v, f"{why} (run {store.repair_hint(cache, 'videos', names)})") for v, why in bad.items()]
     for m in members:
         mine = used_arrays(m.cfg)
         for have in fps.values():
@@ -242,6 +244,11 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     fps, bad = usable(cache, dataset, sorted(set(idx.video) - {v for v, _ in failed}), [*names, "valid", "labels"],
                       skip=True, hints=hints)
     failed += [(v, f"{why} ({hints[v]})") for v, why in bad.items()]
+    # done groups the index has no row for: not predicted (the index is the record of what is done), but reported,
+    # as an unusable video is, so that neither the files nor the scores lack them without a word
+    orphans = unindexed.without_row(cache, dataset, store.read_index(cache, dataset))
+    failed += [(v, f"{unindexed.problem(cache, dataset, v)} ({unindexed.hint(cache, dataset)})")
+               for v in unindexed.in_splits(cache, dataset, orphans, None if split is None else [split])]
     for m in members:
         _same_features(fps, m.ck["fingerprints"], used_arrays(m.cfg), cache, dataset, m.path)
     seen = ensemble.seen_by(members, cache, dataset, sorted(fps))
@@ -306,11 +313,7 @@ def write_provenance(out: Path, members: list[Member], cache, dataset: str, spli
             "omg_table": sample.describe() if isinstance(sample, OmgTable) else None,
             "identity": result.get("identity")}   # what made the files, digested (train/predict_reuse.py)
     out.mkdir(parents=True, exist_ok=True)
-    mine = {Path(p).name for p in result["written"]}
-    for video, _ in result["failed"]:   # an earlier call's files of a video that failed now would pass for this one's
-        for name in (f"{video}.csv", f"{video}.png", f"{video}.txt"):
-            if name not in mine:
-                (out / name).unlink(missing_ok=True)
+    remove_earlier(out, result["written"], result["failed"])   # before the predict.json that replaces their listing
     path = out / "predict.json"
     atomic(path, lambda p: p.write_text(json.dumps(made, indent=1, default=str) + "\n"))
     return path

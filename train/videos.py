@@ -5,7 +5,8 @@ reads present, complete and under a real fingerprint), not only in the index, wh
 cannot be read is refused, naming it and the `features` command that repairs it: leaving it out silently would
 change the folds (they are drawn over the video list), and a researcher must never get a table from a different
 video set than the one they think. ``--skip-unusable`` leaves such videos out instead; they are then listed with
-the reason in metrics.json, and the run's identity (its video lists) changes with them.
+the reason in metrics.json, and the run's identity (its video lists) changes with them. So is a done group the
+index has no row for (pipeline/unindexed.py): the run's videos come from the index, which would leave it out.
 
 Every array the run reads must carry one fingerprint across the videos it trains and scores on: a cache half
 updated under other settings is an error naming the array and the videos on each side.
@@ -25,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from features.errors import BadInputError
-from pipeline import chunks, store
+from pipeline import chunks, store, unindexed
 from pipeline import settings as feature_settings
 from pipeline.uniform import listing as _listing
 from pipeline.uniform import one_fingerprint
@@ -164,8 +165,10 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
                                 f"labelled video of the cache is in", f"splits there: {have}")
         known = [r for r in known if str(r["split"]) in splits]
     failed = {r["video"]: r["error"] for r in known if r.get("status") == "failed"}
+    orphans = _without_row(cache, dataset, idx, splits, skip_unusable)
     fps, left_out = usable(cache, dataset, sorted(r["video"] for r in known), [*names, *extra, "valid", "labels"],
                            failed, skip_unusable)
+    left_out.update(orphans)
     rows = [_row(cache, dataset, v) for v in fps]
     framed = [r for r in rows if has_frame_labels(cache, dataset, r["video"])]
     level = "frame" if framed else "video"
@@ -193,6 +196,20 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
     return Selection(rows, level, out, left_out, made, sources, used)
+
+
+def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]:
+    """{video: why} of the done groups the index has no row for (of these splits, labelled or not known to be
+    unlabelled): refused unless ``skip``, as an unusable video is, since leaving them out would change the folds
+    (pipeline/unindexed.py)."""
+    videos = unindexed.without_row(cache, dataset, idx)
+    videos = unindexed.labelled_ones(cache, dataset, unindexed.in_splits(cache, dataset, videos, splits))
+    if videos and not skip:
+        raise BadInputError(store.dataset_dir(cache, dataset), f"{len(videos)} videos have a done group but no row "
+                            f"in index.parquet ({unindexed.listing(videos)}): the index is the record of what is done, "
+                            "so this run would leave them out without a word", unindexed.hint(cache, dataset)
+                            + ". Or pass --skip-unusable to leave them out (they are then listed in metrics.json)")
+    return {v: unindexed.problem(cache, dataset, v) for v in videos}
 
 
 def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> None:
