@@ -1,8 +1,10 @@
 """Dataset text files saved on Windows (a UTF-8 byte-order mark, CRLF line ends) read as the same values as plain
 ones: label files, the OMG CSV and the OpenFace CSV are real files on disk, parsed by the readers `features` uses."""
 import numpy as np
+import pytest
 from openface_csv import write_openface_csv
 
+from features.errors import BadInputError
 from features.openface import iter_openface_frames
 from pipeline.manifest import _read_csv_rows, read_affwild2_file, read_value_file
 
@@ -40,3 +42,22 @@ def test_an_openface_csv_with_a_byte_order_mark_is_read(tmp_path):
     got = [(f, [r.landmarks.tolist() for r in rows]) for f, rows in iter_openface_frames(windows)]
     assert got == [(f, [r.landmarks.tolist() for r in rows]) for f, rows in iter_openface_frames(tmp_path / "of.csv")]
     assert len(got) == 3
+
+
+def test_a_blank_line_before_the_last_value_is_an_error_naming_the_file_and_line(tmp_path):
+    """Line i is frame i: a blank (or blanked) line mid-file was skipped, shifting every later label by a frame, and
+    --label-slack accepted the count it left. Trailing blank lines stay fine."""
+    va = tmp_path / "va.txt"
+    va.write_text("valence,arousal\n0.1,0.2\n\n0.3,0.4\n")
+    with pytest.raises(BadInputError, match=rf"{va}: line 3: blank line before the value on line 4"):
+        read_affwild2_file(va)
+    va.write_text("valence,arousal\n0.1,0.2\n-5,-5\n0.3,0.4\n\n  \n")   # trailing blank lines are fine
+    got = read_affwild2_file(va)
+    assert got.shape == (3, 2) and np.isnan(got[1]).all()
+    np.testing.assert_allclose(got[[0, 2]], [[0.2, 0.1], [0.4, 0.3]])
+    one = tmp_path / "arousal.txt"
+    one.write_text("0.1\n \n0.3\n")
+    with pytest.raises(BadInputError, match=rf"{one}: line 2: blank line before the value on line 3"):
+        read_value_file(one)
+    one.write_text("0.1\n0.3\n\n")
+    assert read_value_file(one).tolist() == pytest.approx([0.1, 0.3])
