@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from features.errors import BadInputError
-from pipeline import extract, resume, store, unlisted
+from pipeline import extract, label_files, resume, store, unlisted
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry, guard_ids
@@ -131,6 +131,9 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         # half-built arrays of killed or failed tasks: no task of this dataset runs now (an orphaned task whose
         # folder this removes fails at its swap, which is what it should do); partial rebuilds may be resumed
         resume.clean_staging(cache, dataset)
+        roots = {(str(e.root), e.root_from) for e in entries if e.root is not None}
+        if len(roots) == 1:   # the root these label files are read from: readers compare with its files
+            label_files.record_root(cache, dataset, *roots.pop())
         if force:
             for e in entries:
                 shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)

@@ -26,6 +26,7 @@ class Dataset:
     root: Path
     fps: float | None
     options: dict = field(default_factory=dict)
+    origin: str = ""   # where the root came from (resolve_root): --root, $VARIABLE or default
 
 
 @dataclass
@@ -55,6 +56,10 @@ class VideoEntry:
     # where it was named, for messages about the entry itself (a repeated id, a test-list name with nothing on disk):
     # (the list or CSV file, its line), (the annotation file, None); None: its video file says it
     named_in: tuple | None = None
+    # the dataset's root and where it came from (Dataset.origin): label files are recorded relative to it, so readers
+    # compare them with the files of the root as it is now, a copy's included (pipeline/label_files.py)
+    root: Path | None = None
+    root_from: str = ""
 
     def is_labelled(self) -> bool:
         """Whether it came with labels (the index's `labelled`, also for an entry that failed before it had a
@@ -159,7 +164,7 @@ def get_dataset(name: str, root: str | Path | None = None, manifest: dict | None
             hint += "; `python cli.py demo-data --out DIR` makes the demo"
         raise BadInputError(path, f"root of dataset {name!r} ({origin}) does not exist", hint)
     opts = {k: v for k, v in spec.items() if k not in ("layout", "root_env", "root_default", "fps")}
-    return Dataset(name, spec["layout"], path, spec.get("fps"), opts)
+    return Dataset(name, spec["layout"], path, spec.get("fps"), opts, origin)
 
 
 # ---------------------------------------------------------------- listing videos
@@ -181,6 +186,7 @@ def list_videos(ds: Dataset, require_video: bool = True, echo=None) -> list[Vide
                             "check the root and the layout described in data_manifest.yaml")
     for e in entries:
         e.fps = e.fps or ds.fps
+        e.root, e.root_from = ds.root, ds.origin
     return sorted(unique_ids(entries), key=lambda e: e.video)
 
 

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import extract, graph, store, unindexed
+from pipeline import extract, graph, label_files, store, unindexed
 from pipeline.manifest import videos_from_files
 from train import data, ensemble, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
@@ -275,6 +275,8 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
                             "let the `features` run finish, then predict again")
     scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
               if res.get("outputs") else None)
+    if scores and (note := label_files.unchecked_note(cache, dataset)):
+        echo(note)
     result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
               "scores": scores, "rescaled": rescaled, "identity": ident}
     write_provenance(Path(out), members, cache, dataset, split, fmt, names, result, sample)

@@ -112,6 +112,8 @@ def prepare(cfg: TrainConfig) -> Run | None:
     augment.check_pairs(cfg, sel.per_video)   # the mirrored arrays made as the clean ones (--augment flip)
     for video, why in sel.left_out.items():   # also in metrics.json
         say(cfg, f"left out {video}: {why}", always=True)
+    for note in sel.notes:
+        say(cfg, note, always=True)
     cfg = protocol.resolve(cfg, sel.level)
     if cfg.streams == "both" and cfg.pretrain and not (cfg.init_spatial and cfg.init_temporal):
         cfg = _pretrain(cfg)

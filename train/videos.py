@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from features.errors import BadInputError
-from pipeline import chunks, store, unindexed
+from pipeline import chunks, label_files, store, unindexed
 from pipeline import settings as feature_settings
 from pipeline.uniform import listing as _listing
 from pipeline.uniform import one_fingerprint
@@ -44,6 +44,7 @@ class Selection:
     feature_settings: dict = field(default_factory=dict)     # how the features were made (for `predict`)
     sources: dict[str, list] = field(default_factory=dict)   # video -> what its group was made from (source_record)
     per_video: dict[str, dict] = field(default_factory=dict)  # video -> the fingerprints of the arrays read from it
+    notes: list[str] = field(default_factory=list)           # for the run to say (labels not compared with files)
 
 
 def changed_since(cache, dataset: str, per_video: dict[str, dict], sources: dict | None = None) -> dict[str, str]:
@@ -195,7 +196,8 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     attrs = dict(store.open_video(cache, dataset, rows[0]["video"]).attrs)
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
-    return Selection(rows, level, out, left_out, made, sources, used)
+    notes = [n] if (n := label_files.unchecked_note(cache, dataset)) else []
+    return Selection(rows, level, out, left_out, made, sources, used, notes)
 
 
 def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]:
@@ -219,7 +221,7 @@ def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> No
     appeared = {}
     for r in unlabelled:
         if store.group_status(cache, dataset, r["video"]) == "done":
-            if files := store.appeared_labels(store.open_video(cache, dataset, r["video"]).attrs):
+            if files := store.appeared_labels(store.open_video(cache, dataset, r["video"]).attrs, cache, dataset):
                 appeared[r["video"]] = files
     if appeared:
         files = sorted({f for fs in appeared.values() for f in fs})
