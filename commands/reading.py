@@ -165,7 +165,10 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, rescale, wei
         click.echo(f"wrote {p}")
     for video, note in (res.get("notes") or {}).items():
         click.echo(f"note: {video}: {note}")
-    if sc := res.get("scores"):
+    sc = res.get("scores") or {}
+    for video, why in (sc.get("left_out") or {}).items():   # also in predict.json's scores
+        click.echo(f"left out of the scores {video}: {why}")
+    if sc.get("videos"):
         where = f" of split {split}" if split else ""
         models = ("one model" if sc["models"] == 1 else f"mean of {sc['models']} models") + (
             ", rescaled (--rescale)" if rescale else "")

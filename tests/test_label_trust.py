@@ -18,8 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from affwild2_layout import build_affwild2_layout
+from click.testing import CliRunner
 from test_cli_input import cli, no_traceback
 
+from cli import main
 from features.errors import BadInputError
 from pipeline import store
 from train import videos
@@ -185,6 +187,26 @@ def test_a_cache_without_its_dataset_says_its_labels_were_not_compared(made, tmp
     monkeypatch.delenv("AFFWILD2_ROOT", raising=False)
     sel = videos.select(cache, "affwild2", DPHASE)
     assert len(sel.notes) == 1 and "the labels were not compared with their files" in sel.notes[0]
+
+
+# ---- every labelled video accounted for -------------------------------------------------------------------
+
+
+def test_a_held_out_video_without_an_annotated_frame_is_listed_as_left_out(made, tmp_path):
+    base, _, m = made
+    assert m["split"] == "validation" and ALL_INVALID not in m["videos"]["test"]
+    assert "no annotated frame" in m["left_out"][ALL_INVALID]
+    assert json.loads((base / "run" / "metrics.json").read_text())["left_out"] == m["left_out"]
+    res = predict_cache(base / "zarr", "affwild2", [base / "run" / "best.pt"], tmp_path / "pred",
+                        split="validation", echo=lambda *a: None)
+    sc = res["scores"]
+    assert sorted(sc["videos"]) == [LEFT, RIGHT] and "no annotated frame" in sc["left_out"][ALL_INVALID]
+    assert "no annotated frame" in json.loads((tmp_path / "pred" / "predict.json").read_text())["scores"][
+        "left_out"][ALL_INVALID]
+    r = CliRunner().invoke(main, ["predict", "--cache", str(base / "zarr"), "--dataset", "affwild2", "--split",
+                                  "validation", "--checkpoint", str(base / "run" / "best.pt"), "--out",
+                                  str(tmp_path / "pred2"), "--no-progress"])
+    assert r.exit_code == 0 and f"left out of the scores {ALL_INVALID}: no annotated frame" in r.output, r.output
 
 
 # ---- label files read frame for frame ---------------------------------------------------------------------

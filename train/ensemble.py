@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
 from features.errors import BadInputError
@@ -30,7 +31,7 @@ from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, predict
 from train.model import MimamoNet
 from train.rescale import rescale
-from train.videos import record_text, source_record
+from train.videos import NO_ANNOTATED_FRAME, record_text, source_record
 
 
 def load_checkpoint(path: str | Path) -> tuple[MimamoNet, TrainConfig, dict]:
@@ -182,16 +183,26 @@ def score(runs: list[dict], rows: list[dict], members: list[Member], seen: dict[
         keep = [i for i, r in enumerate(rows) if np.isfinite([r["video_arousal"], r["video_valence"]]).all()]
     else:
         keep = [i for i in range(len(rows)) if np.isfinite(res[i]["labels"]).all(1).any()]
+    # a labelled video with no annotated frame (every line -5) cannot be scored: said, as train says it
+    left_out = {} if level == "video" else {r["video"]: NO_ANNOTATED_FRAME for i, r in enumerate(rows)
+                                            if i not in keep and _labelled(r)}
     if not keep:
-        return None
+        return {"videos": [], "left_out": left_out} if left_out else None
     videos = [rows[i] for i in keep]
     out = evaluate({j: res[i] for j, i in enumerate(keep)}, videos, level)
     protocol = (members[0].ck.get("identity") or {}).get("protocol") or {}
     names = [r["video"] for r in videos]
     out.update(videos=names, labels={v: labels.get(v) for v in names}, scoring=protocol.get("scoring"),
                models=len(members), held_out=not (set(names) & set(seen)),
-               seen={v: seen[v] for v in names if v in seen}, rescaled=_rescaled(runs, keep, videos, members, level))
+               seen={v: seen[v] for v in names if v in seen}, rescaled=_rescaled(runs, keep, videos, members, level),
+               left_out=left_out)
     return out
+
+
+def _labelled(row: dict) -> bool:
+    """Whether an index row says its video came with labels (``labelled`` True; unknown in indexes made before)."""
+    flag = row.get("labelled")
+    return flag is not None and flag is not pd.NA and not (isinstance(flag, float) and np.isnan(flag)) and bool(flag)
 
 
 def _rescaled(runs: list[dict], keep: list[int], videos: list[dict], members: list[Member], level: str) -> dict | None:

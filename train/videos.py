@@ -32,6 +32,9 @@ from pipeline.uniform import listing as _listing
 from pipeline.uniform import one_fingerprint
 from train.protocol import recording
 
+# why a labelled video none of whose frames is annotated (Aff-Wild2's -5 on every line) is neither trained on nor scored
+NO_ANNOTATED_FRAME = "no annotated frame (every label is missing or -5): nothing to train on or score"
+
 
 @dataclass
 class Selection:
@@ -173,6 +176,10 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     rows = [_row(cache, dataset, v) for v in fps]
     framed = [r for r in rows if has_frame_labels(cache, dataset, r["video"])]
     level = "frame" if framed else "video"
+    if framed:   # a labelled video without one annotated frame (every line -5) is left out with the reason, not lost
+        kept = {r["video"] for r in framed}
+        left_out.update({r["video"]: NO_ANNOTATED_FRAME for r in rows if r["video"] not in kept and store.labelled(
+            store.open_video(cache, dataset, r["video"]).attrs) is not False})
     rows = framed or [r for r in rows if np.isfinite(r["video_arousal"]) and np.isfinite(r["video_valence"])]
     if not rows:
         raise BadInputError(store.dataset_dir(cache, dataset), "no video in the cache has labels",
