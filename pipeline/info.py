@@ -80,6 +80,7 @@ def _cache_lines(cache: Path) -> list[str]:
             out.append("    splits of the done: " + ", ".join(
                 f"{k} {counts[k]}" for k in sorted(counts.index, key=lambda k: (order.get(k, 3), k)))
                 + (f" ({unlabelled} of them without labels: not trained on)" if unlabelled else ""))
+        out += label_root_lines(cache, ds_dir.name)
         sources = face_sources(cache, ds_dir.name)
         if sources:
             out.append("    faces from: " + "; ".join(f"{what} ({n} videos)" for what, n in sources.items()))
@@ -127,6 +128,7 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str, 
     A variant replaced on some videos only (a `features` run killed mid-way, a flag given on a subset) is mixed:
     every reader refuses it (train, predict, export), so `info` says it, where it showed the first video's settings."""
     from pipeline import arrays, store
+    from pipeline.uniform import PER_VIDEO
 
     counts: dict[str, list] = {}
     videos = store.dataset_dir(cache, dataset) / "videos"
@@ -159,11 +161,26 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str, 
     out = {}
     for key, (usable, total, by_fp) in sorted(counts.items(), key=lambda kv: (order.index(kv[0].split("@")[0]), kv[0])):
         ways = sorted(by_fp.items(), key=lambda kv: -len(kv[1][1]))
+        if key in PER_VIDEO:   # a fingerprint per video by design (its own label files): not mixed, nobody refuses it
+            out[key] = (usable, total, "per video (each from its own label files)" if len(ways) > 1 else "", [])
+            continue
         mixed = [] if len(ways) < 2 else [
             f"{fp[0]}: {len(vids)} videos ({', '.join(vids[:3])}{' ...' if len(vids) > 3 else ''})"
             + (f", {made}" if made else "") for fp, (made, vids) in ways]
         out[key] = (usable, total, ways[0][1][0] if ways else "", mixed)
     return out
+
+
+def label_root_lines(cache: Path, dataset: str) -> list[str]:
+    """Which root's files readers compare the cached labels with (pipeline/label_files.py), where a run recorded one."""
+    from pipeline import label_files
+
+    if not (cache / dataset / label_files.RECORD).is_file():
+        return []
+    root, how = label_files.current_root(cache, dataset)
+    if root is None:
+        return [f"    label files: not compared, no root of the dataset is found here (looked at {how})"]
+    return [f"    label files compared with those under {root} ({how})"]
 
 
 def untracked_lines(cache: Path, dataset: str) -> list[str]:

@@ -11,6 +11,10 @@ from collections import defaultdict
 from features.errors import BadInputError
 from pipeline import store
 
+# Arrays whose fingerprint is each video's own by design, never one across videos: the labels (the sha256 of the
+# video's own label files). Readers check them per video (store.check_arrays), and nothing refuses them for differing.
+PER_VIDEO = ("labels",)
+
 
 def listing(videos: list[str], limit: int = 4, sep: str = ", ") -> str:
     """The first ``limit`` names, and how many more."""

@@ -23,7 +23,7 @@ from test_cli_input import cli, no_traceback
 
 from cli import main
 from features.errors import BadInputError
-from pipeline import store
+from pipeline import info, store
 from train import videos
 from train.predict import predict_cache
 from train.trainer import TrainConfig, train
@@ -226,3 +226,21 @@ def test_a_blank_line_mid_file_fails_the_video_even_within_label_slack(made, tmp
     assert r.returncode == 1 and "annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: blank line before the " \
         "value on line 23" in r.stdout, r.stdout
     np.testing.assert_array_equal(store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:], before)
+
+
+# ---- info ------------------------------------------------------------------------------------------------------
+
+
+def test_info_does_not_call_per_video_labels_mixed_but_still_mixed_arrays(made, tmp_path):
+    """Each video's labels have a fingerprint of their own (its label files' contents): `info` listed every labelled
+    cache as "labels MIXED ... train, predict and export refuse it", which they do not. Arrays made with different
+    settings on some videos are still MIXED."""
+    cache = tmp_path / "zarr"
+    shutil.copytree(made[0] / "zarr", cache)
+    lines = "\n".join(info._cache_lines(cache))
+    assert "MIXED" not in lines and "per video (each from its own label files)" in lines, lines
+    assert f"label files compared with those under {(made[0] / 'data').resolve()} (the --root of the last " \
+           "`features` run)" in lines, lines
+    store.set_fingerprints(store.open_video(cache, "affwild2", "video10_1", mode="r+"), {"dphase_s0": "other"})
+    lines = "\n".join(info._cache_lines(cache))
+    assert "MIXED: made 2 ways" in lines and lines.count("MIXED") == 1, lines
