@@ -21,7 +21,9 @@ compares against (``current_root``), the first of these that is a folder:
 A recorded file that is not under that root is said, with where a file of its name is now (another split's folder)
 and the `features` run that reads the dataset again; only a cache read where no root is found at all (moved without
 its dataset) has nothing to compare, and train and predict say so (``unchecked_note``). Groups made before files
-were recorded relative to the root are compared at their recorded paths until `features` records them anew.
+were recorded relative to the root are compared at their recorded paths where those lie under the root found, and
+refused where they lie outside it (read from another copy), until `features` records them anew (nothing else is
+extracted again).
 """
 from __future__ import annotations
 
@@ -93,11 +95,8 @@ def label_record(entry) -> dict[str, dict]:
     root = getattr(entry, "root", None)
     out = {}
     for role, p in files.items():
-        if Path(p).is_file():
-            rec = {"path": str(Path(p).resolve()), "sha256": _sha256(p)}
-            if (rel := relative(p, root)) is not None:
-                rec["relative"] = rel
-            out[role] = rec
+        if Path(p).is_file():   # relative None: read from outside the root (an entry made without one)
+            out[role] = {"path": str(Path(p).resolve()), "sha256": _sha256(p), "relative": relative(p, root)}
     return out
 
 
@@ -232,15 +231,20 @@ def changed_labels(attrs, cache=None, dataset: str | None = None) -> str | None:
     if not files:
         return None
     root, how = current_root(cache, dataset) if cache is not None else (None, "")
-    edited, gone = [], []
+    edited, gone, outside = [], [], []
     for r in files:
         rel = r.get("relative")
+        if "relative" not in r and root is not None:   # recorded before paths were relative to the root
+            rel = relative(r["path"], root)
+            if rel is None:   # read from another root (the copy it was made from): not this dataset's file
+                outside.append(r["path"])
+                continue
         if rel is not None and root is None:
             continue   # no dataset here to compare with
-        path = root / rel if rel is not None else Path(r["path"])   # groups made before: where it was read
+        path = root / rel if rel is not None else Path(r["path"])   # else read from outside any root: there
         if not path.is_file():
-            if rel is not None or root is not None:
-                gone.append((rel, path))
+            if rel is not None:
+                gone.append(rel)
             continue
         if _sha256(path) != r.get("sha256"):
             edited.append(str(path))
@@ -248,9 +252,13 @@ def changed_labels(attrs, cache=None, dataset: str | None = None) -> str | None:
     why = []
     if edited:
         why.append(f"labels were cached from files that have changed since: {', '.join(sorted(edited))}{where}")
-    for rel, path in gone:
-        moved = _elsewhere(root, rel) if rel is not None else []
-        why.append(f"its label file {rel or path} is not there any more{where}"
+    if outside:
+        why.append(f"its labels were read from {', '.join(sorted(outside))}, outside the dataset's root {root} "
+                   f"({how}), by a version that recorded no path relative to the root; `features` reads them from the "
+                   "root (nothing else is extracted again)")
+    for rel in gone:
+        moved = _elsewhere(root, rel)
+        why.append(f"its label file {rel} is not there any more{where}"
                    + (f"; the dataset now has {' and '.join(moved)}: moved to another split?" if moved else
                       ": deleted, or the video taken out of the dataset?")
                    + " `features` reads the dataset as it is now (the video's labels and split, or marks a video no "

@@ -70,7 +70,7 @@ def _label(base: Path, split: str, entry: str) -> Path:
 
 
 def _edit(path: Path) -> None:
-    """A corrected value, the same number of lines."""
+    """A corrected value (frame 9), the same number of lines."""
     lines = path.read_text().splitlines()
     lines[10] = "0.9,0.9"
     path.write_text("\n".join(lines) + "\n")
@@ -170,6 +170,32 @@ def test_an_annotation_moved_to_another_split_is_said_until_features_records_it(
     splits = {r["video"]: r["split"] for r in videos.select(cache, "affwild2", DPHASE).rows}
     assert splits[LEFT] == splits[RIGHT] == "train"
     assert _stamps(cache) == stamps
+
+
+def test_groups_made_before_relative_paths_are_not_compared_with_another_copy(made, tmp_path, monkeypatch):
+    """A cache made by an earlier version records absolute paths only (no `relative`, no dataset_root.json): copied
+    with its root, a label edited in the copy was compared at the original's path. Outside the root found, they
+    are refused until `features` records them anew, which reads the edited labels and extracts nothing else."""
+    base = _copy(made, tmp_path)
+    cache = base / "zarr"
+    (store.dataset_dir(cache, "affwild2") / "dataset_root.json").unlink()
+    for d in (store.dataset_dir(cache, "affwild2") / "videos").iterdir():
+        g = store.open_video(cache, "affwild2", d.name, mode="r+")
+        g.attrs["label_files"] = {role: {k: v for k, v in rec.items() if k != "relative"}
+                                  for role, rec in dict(g.attrs["label_files"]).items()}
+    stamps = _stamps(cache)
+    edited = _label(base, "Train_Set", "video10_1")
+    _edit(edited)
+    monkeypatch.setenv("AFFWILD2_ROOT", str(base / "data"))
+    with pytest.raises(BadInputError, match=rf"its labels were read from {made[0].resolve()}/data/\S+, outside the "
+                                            rf"dataset's root {(base / 'data').resolve()} \(from \$AFFWILD2_ROOT\)"):
+        videos.select(cache, "affwild2", DPHASE)
+    r = features(base, env={"AFFWILD2_ROOT": str(base / "data")})
+    assert r.returncode == 0 and "done: 0 new, 1 updated, 4 skipped" in r.stdout, r.stdout + r.stderr[-3000:]
+    videos.select(cache, "affwild2", DPHASE)
+    assert store.open_video(cache, "affwild2", "video10_1")["labels"][9] == pytest.approx([0.9, 0.9])
+    assert {v: t for v, t in _stamps(cache).items() if v != "video10_1"} == \
+        {v: t for v, t in stamps.items() if v != "video10_1"}
 
 
 def test_a_cache_without_its_dataset_says_its_labels_were_not_compared(made, tmp_path, monkeypatch):
