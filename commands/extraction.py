@@ -106,7 +106,8 @@ def demo_data(out, videos, seconds, test_videos, seed):
               help="Where faces come from: video (decode, dlib track, align), cropped_aligned (Aff-Wild2's organiser "
                    "crops <crops>/<video>/00001.jpg: no decoding, no detection), openface (landmarks from OpenFace 2 "
                    "CSVs <dir>/<video>.csv, then our alignment). Default: the dataset's 'faces' in the manifest, "
-                   "else video. Part of the face fingerprint: changing it rebuilds the faces.")
+                   "else video. Part of the face fingerprint: changing it rebuilds the faces, which only this flag does (a run "
+                   "without it is refused where the dataset's done videos were made from another source).")
 @click.option("--crops-dir", type=click.Path(file_okay=False, path_type=Path), multiple=True,
               help="With --faces cropped_aligned: the folder holding one crop folder per video "
                    "(<video>/, <video>_left/, <video>_right/); repeat it for crops shipped in several folders (ABAW5 "
