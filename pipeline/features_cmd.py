@@ -71,13 +71,13 @@ def keep_face_source(cache: Path, dataset: str, faces: str) -> None:
         return   # the run reports the index itself
     if idx is None or "faces" not in idx.columns:
         return
-    made = idx[(idx.status == "done") & (idx.faces.fillna("video") != faces)]
+    made = idx.faces.fillna("video")[(idx.status == "done") & (idx.faces.fillna("video") != faces)].value_counts()
     if made.empty:
         return
-    sources = ", ".join(f"{src} ({n} videos)" for src, n in made.faces.fillna("video").value_counts().items())
-    keep = made.faces.fillna("video").value_counts().index[0]
+    sources = ", ".join(f"{src} ({n} videos)" for src, n in made.items())
+    keep = made.index[0]   # the source most done videos came from
     raise BadInputError(store.dataset_dir(cache, dataset) / "index.parquet",
-                        f"{len(made)} done videos' faces come from {sources}, but this run would take them from "
+                        f"{made.sum()} done videos' faces come from {sources}, but this run would take them from "
                         f"{faces!r} (the dataset's default: the manifest's 'faces', else video), which rebuilds them "
                         "whole (faces, ΔPhase, ResNet50 features)",
                         f"pass --faces {keep}" + (" (and --crops-dir DIR unless the manifest lists its crops)"

@@ -150,12 +150,22 @@ def rebuild_names(cache: str | Path, dataset: str, names=()) -> list[str]:
     dataset's done videos hold (by the index), named variants included (`dphase_s0@paper`, `flow@gamma0.2`): a
     repair that made only the default ones left the video without them, refused again by the next reader of a
     variant. Each variant is a `features` run of its own; repair_hint names them all."""
-    path = dataset_dir(cache, dataset) / "index.parquet"
     try:
-        held = _held_arrays(str(path), path.stat().st_mtime_ns)
-    except (OSError, UnreadableIndex):   # no index yet, or a damaged one: only what the reader named
+        held = held_arrays(cache, dataset) or ()
+    except UnreadableIndex:   # a damaged index: only what the reader named
         held = ()
     return list(dict.fromkeys([*names, *held]))
+
+
+def held_arrays(cache: str | Path, dataset: str) -> tuple[str, ...] | None:
+    """Every array (of a kind this code knows) that some done video of the dataset holds, by the index; None without
+    an index. Raises UnreadableIndex for a damaged one."""
+    path = dataset_dir(cache, dataset) / "index.parquet"
+    try:
+        mtime_ns = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _held_arrays(str(path), mtime_ns)
 
 
 @functools.lru_cache(maxsize=8)

@@ -178,22 +178,15 @@ def check_cells(cells: list[dict], base: TrainConfig) -> None:
 
 
 def held_inputs(cache, dataset: str) -> dict | None:
-    """{"arrays": every array some done video holds, "inputs": the model inputs they make whole ("dphase@paper")}, from
-    the index (None without one: train then says what is missing)."""
-    import json
-
-    idx = store.read_index(cache, dataset)
-    if idx is None:
+    """{"arrays": every array some done video holds (store.held_arrays), "inputs": the model inputs they make whole
+    ("dphase@paper")}, from the index (None without one: train then says what is missing)."""
+    held = store.held_arrays(cache, dataset)
+    if held is None:
         return None
-    names: set[str] = set()
-    for fps in idx.fingerprints[idx.status == "done"].dropna():
-        names |= set(json.loads(fps))
+    names = set(held)
     inputs = []
-    for name in sorted(names):
-        try:
-            kind = arrays.kind_of(name)
-        except KeyError:
-            continue
+    for name in held:
+        kind = arrays.kind_of(name)
         if kind.params not in ("motion", "flow"):   # the temporal stream's inputs
             continue
         variant = arrays.split_name(name)[1]
