@@ -137,7 +137,7 @@ def test_a_reused_out_folder_holds_only_the_last_calls_files(trained, tmp_path):
 
 def test_an_earlier_listing_names_plain_files_of_the_folder_only(tmp_path):
     """A hand-edited predict.json cannot make a later call delete outside the folder, or predict.json itself."""
-    from train.predict_files import written_before
+    from train.predict_out import written_before
 
     (tmp_path / "predict.json").write_text('{"written": ["v0.csv", "../x.csv", "/etc/passwd", "predict.json", 3]}')
     assert written_before(tmp_path) == {"v0.csv"}
