@@ -17,8 +17,9 @@ when refused: train/ensemble.py). Where the videos read from a cache are labelle
 Every run also writes `predict.json`: each checkpoint (path, sha256, the run that made it), the cache, dataset and
 split read, the fingerprints of the arrays the models read, the format, the videos written or failed and the
 scores, so the per-video files say what data and models made them. A reused `--out` holds only the last call's
-files: an earlier call's that its predict.json lists and this call did not write are removed
-(predict_out.remove_earlier).
+files: an earlier call's that its predict.json lists and this call did not write are removed. A call writes into
+`<out>/predict.unfinished/` and moves its files in only once all are written (train/predict_out.py), so a killed
+call leaves the folder as the last finished call left it, and the next call into it cleans up.
 
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
@@ -202,11 +203,12 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, dict(failed))
     caption = made_by(members, cache, "videos", rescaled)
-    res = run_model(members, cache, "videos", rows, out, fmt, device, sample, caption, progress, rescaled)
-    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-              "rescaled": rescaled}
-    made = predict_out.record(members, cache, "videos", None, fmt, names, result, sample)
-    predict_out.write_record(out, made, result["written"], result["failed"])
+    with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
+        res = run_model(members, cache, "videos", rows, stage, fmt, device, sample, caption, progress, rescaled)
+        result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
+                  "rescaled": rescaled}
+        made = predict_out.record(members, cache, "videos", None, fmt, names, result, sample)
+        result["written"] = predict_out.publish(out, made, res["written"])
     return result
 
 
@@ -258,28 +260,26 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
     read = {r["video"]: fps[r["video"]] for r in rows}   # the fingerprints of what is predicted
     ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample, read, failed)
-    if reuse and (before := predict_reuse.done_before(Path(out), ident)):
+    out = Path(out)
+    predict_out.recover(out)   # a call killed while moving its files in is finished first: they may be reused
+    if reuse and (before := predict_reuse.done_before(out, ident)):
         return before
-    # the record of an earlier call describes other files: gone before this call's replace them, so a kill or an error
-    # part way never leaves it beside files it did not make; this call's comes last, whole (atomic)
-    (Path(out) / "predict.json").unlink(missing_ok=True)
     caption = made_by(members, cache, dataset, rescaled)
-    res = run_model(members, cache, dataset, rows, Path(out), fmt, device, sample, caption, progress, rescaled)
-    changed = changed_since(cache, dataset, read)
-    if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
-        for path in res["written"]:
-            Path(path).unlink(missing_ok=True)
-        raise BadInputError(store.dataset_dir(cache, dataset), f"the cache changed while predicting "
-                            f"({changed_listing(changed)}); the files written are removed",
-                            "let the `features` run finish, then predict again")
-    scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
-              if res.get("outputs") else None)
-    if scores and (note := label_files.unchecked_note(cache, dataset)):
-        echo(note)
-    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-              "scores": scores, "rescaled": rescaled, "identity": ident}
-    made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
-    predict_out.write_record(Path(out), made, result["written"], result["failed"])
+    with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
+        res = run_model(members, cache, dataset, rows, stage, fmt, device, sample, caption, progress, rescaled)
+        changed = changed_since(cache, dataset, read)
+        if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
+            raise BadInputError(store.dataset_dir(cache, dataset), f"the cache changed while predicting "
+                                f"({changed_listing(changed)}); nothing was written to {out}",
+                                "let the `features` run finish, then predict again")
+        scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
+                  if res.get("outputs") else None)
+        if scores and (note := label_files.unchecked_note(cache, dataset)):
+            echo(note)
+        result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
+                  "scores": scores, "rescaled": rescaled, "identity": ident}
+        made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
+        result["written"] = predict_out.publish(out, made, res["written"])
     return result
 
 
