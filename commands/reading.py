@@ -120,7 +120,9 @@ def inspect_cmd(cache, dataset, video, predictions, frames, truth, motion, out):
                    "(default: 'random' if the model was trained on random features, else $MIMAMO_WEIGHTS or "
                    "weights/resnet50_ferplus_dag.pth).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
-              help="Folder for the per-video files (and, for video files, their feature cache in OUT/cache).")
+              help="Folder for the per-video files (and, for video files, their feature cache in OUT/cache). They "
+                   "are written to OUT/predict.unfinished/ and moved in once all are written: a predict killed part "
+                   "way leaves OUT as the last finished call left it, and the next predict into OUT cleans up.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Feature-extraction workers (video files).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")

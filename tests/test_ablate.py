@@ -204,7 +204,8 @@ def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(cache,
 def test_an_earlier_predict_json_never_stays_beside_files_it_did_not_make(cache, tmp_path):
     """<cell>/fold_mean/predict.json (ablate's fold-mean prediction) was written last and in place: a call for other
     models that stopped part way (killed, or here a file it cannot write) left the earlier call's record beside the
-    new files. Now it goes before the models run, and the new one comes whole through a rename."""
+    new files. Now the new files are written beside the folder's (train/predict_out.py) and moved in only when all
+    are written, the earlier record leaving the folder before the first of them, the new one coming last."""
     from train.predict import predict_cache
     from train.trainer import train
 

@@ -137,7 +137,7 @@ def test_a_reused_out_folder_holds_only_the_last_calls_files(trained, tmp_path):
 
 def test_an_earlier_listing_names_plain_files_of_the_folder_only(tmp_path):
     """A hand-edited predict.json cannot make a later call delete outside the folder, or predict.json itself."""
-    from train.predict_files import written_before
+    from train.predict_out import written_before
 
     (tmp_path / "predict.json").write_text('{"written": ["v0.csv", "../x.csv", "/etc/passwd", "predict.json", 3]}')
     assert written_before(tmp_path) == {"v0.csv"}
@@ -196,3 +196,97 @@ def test_video_files_through_several_models_get_the_mean_of_their_predictions(tr
     assert not np.allclose(alone[0].arousal[:30], alone[1].arousal[:30], atol=1e-3)
     np.testing.assert_allclose(mean.arousal, (alone[0].arousal + alone[1].arousal) / 2, atol=2e-5)
     np.testing.assert_allclose(mean.valence, (alone[0].valence + alone[1].valence) / 2, atol=2e-5)
+
+
+def _files(folder) -> dict:
+    """Every file under ``folder`` (relative path -> size and mtime); one renamed away while listing is skipped."""
+    seen = {}
+    for p in folder.rglob("*"):
+        try:
+            if p.is_file():
+                st = p.stat()
+                seen[str(p.relative_to(folder))] = (st.st_size, st.st_mtime_ns)
+        except FileNotFoundError:
+            pass
+    return seen
+
+
+def test_a_predict_killed_part_way_leaves_the_last_finished_calls_folder(trained, tmp_path):
+    """A call killed (SIGKILL: a SLURM time limit, OOM; no handler runs) once its first file is written must leave the
+    folder as the earlier, finished call left it: written in place, its files sat beside the earlier call's, under the
+    earlier predict.json (video files) or no record at all (a cache), and a zip of the folder submitted the mix. What
+    it wrote is in predict.unfinished/ only; the next call leaves its own files and record, nothing else (abaw for
+    the calls not killed: no plots, a faster test; the killed call's plots give the time to kill it part way)."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from train.checkpoint import sha256
+    from train.predict import predict_cache
+    from train.predict_out import STAGING
+
+    _, ckpt = trained
+    ck = torch.load(ckpt, map_location="cpu", weights_only=True)
+    cache = ck["config"]["cache"]
+    ck["model"] = {k: v * 0.5 if k.startswith("head") and v.is_floating_point() else v for k, v in ck["model"].items()}
+    other = tmp_path / "other.pt"          # another model of the same features: other numbers in every file
+    torch.save(ck, other)
+    out = tmp_path / "out"
+    predict_cache(cache, "demo", ckpt, out, fmt="abaw", echo=lambda *a: None)   # the earlier call, finished
+    (out / "mine.txt").write_text("the user's own\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(repo / "cli.py"), "predict", "--cache", cache, "--dataset", "demo", "--checkpoint",
+           str(other), "--out", str(out), "--no-progress"]
+    stamps = _files(out)
+    p = subprocess.Popen(cmd, cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not any(stamps.get(k) != v for k, v in _files(out).items() if k.endswith((".csv", ".png"))):
+            assert p.poll() is None and time.monotonic() < deadline, "the call ended before a file was written"
+            time.sleep(0.002)
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+    assert p.returncode == -signal.SIGKILL
+    assert {q.name: q.read_bytes() for q in out.iterdir() if q.is_file()} == before   # the earlier call's, whole
+    left = set(_files(out)) - set(before)
+    assert left and all(k.startswith(f"{STAGING}/") for k in left) and f"{STAGING}/predict.json" not in left
+
+    r = subprocess.run([*cmd, "--format", "abaw"], cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    made = json.loads((out / "predict.json").read_text())
+    assert made["checkpoint_sha256"] == sha256(other)
+    assert sorted(q.name for q in out.iterdir()) == sorted([*made["written"], "mine.txt", "predict.json"])
+    assert made["written"] == ["v0.txt", "v1.txt", "v2.txt"]
+    assert all((out / n).read_bytes() != before[n] for n in made["written"])   # all its own: other numbers
+
+
+def test_a_call_killed_while_moving_its_files_in_is_finished_by_the_next(tmp_path):
+    """Killed between its first and last rename (its files all written and its record staged), a call leaves no
+    record in the folder and some of its files moved in: the next call into the folder finishes the move (the earlier
+    call's files it did not make go, the user's stay) before anything else. A staging folder without a record (killed
+    while writing) is removed, the folder left as it was."""
+    import json
+
+    from train.predict_out import EARLIER, RECORD, STAGING, recover
+
+    out, stage = tmp_path / "out", tmp_path / "out" / STAGING
+    stage.mkdir(parents=True)
+    for name in ("a.csv", "b.csv", "c.txt", "mine.txt"):   # the earlier call's (a, b, c) and the user's
+        (out / name).write_text("earlier\n")
+    (stage / EARLIER).write_text(json.dumps({"written": ["a.csv", "b.csv", "c.txt"]}))   # moved out first
+    (stage / RECORD).write_text(json.dumps({"written": ["a.csv", "d.csv"], "failed": {"b": "no face"}}))
+    (out / "a.csv").write_text("new\n")                    # moved in before the kill
+    (stage / "d.csv").write_text("new\n")                  # not yet
+    recover(out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "d.csv", "mine.txt", RECORD]   # b, c: the earlier's
+    assert [(out / n).read_text() for n in ("a.csv", "d.csv", "mine.txt")] == ["new\n", "new\n", "earlier\n"]
+    assert json.loads((out / RECORD).read_text())["written"] == ["a.csv", "d.csv"]
+    stage.mkdir()
+    (stage / "partial.csv").write_text("cut sh")   # killed while writing: no record staged
+    recover(out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.csv", "d.csv", "mine.txt", RECORD]

@@ -18,6 +18,7 @@ from train.checkpoint import sha256
 from train.evaluate import fill_nearest
 from train.metrics import ccc
 from train.predict import predict_cache, write_abaw
+from train.predict_out import STAGING
 from train.synth import make_cache
 from train.trainer import TrainConfig, split_videos, train
 
@@ -319,7 +320,7 @@ def test_a_cache_updated_while_predicting_leaves_no_files(abaw, tmp_path, monkey
     monkeypatch.setattr(predict_module, "run_model", features_meanwhile)
     with pytest.raises(BadInputError, match=r"the cache changed while predicting \(v06: resnet50\)"):
         predict_cache(cache, "aw2", f"{cfg.out}/best.pt", tmp_path / "o", split="validation", echo=lambda *a: None)
-    assert not list((tmp_path / "o").glob("v0*"))
+    assert not list((tmp_path / "o").glob("v0*")) and not (tmp_path / "o" / STAGING).exists()
 
 
 def test_abaw_files_clip_and_fill_every_frame(tmp_path):

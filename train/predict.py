@@ -17,8 +17,9 @@ when refused: train/ensemble.py). Where the videos read from a cache are labelle
 Every run also writes `predict.json`: each checkpoint (path, sha256, the run that made it), the cache, dataset and
 split read, the fingerprints of the arrays the models read, the format, the videos written or failed and the
 scores, so the per-video files say what data and models made them. A reused `--out` holds only the last call's
-files: an earlier call's that its predict.json lists and this call did not write are removed
-(predict_files.remove_earlier).
+files: an earlier call's that its predict.json lists and this call did not write are removed. A call writes into
+`<out>/predict.unfinished/` and moves its files in only once all are written (train/predict_out.py), so a killed
+call leaves the folder as the last finished call left it, and the next call into it cleans up.
 
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
@@ -35,7 +36,6 @@ the organisers' CSV of the split in its order (train/omg_table.py).
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -44,15 +44,14 @@ import pandas as pd
 from features.errors import BadInputError
 from pipeline import extract, graph, label_files, store, unindexed
 from pipeline.manifest import videos_from_files
-from train import data, ensemble, predict_reuse
+from train import data, ensemble, predict_out, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
 from train.config import used_arrays
 from train.ensemble import Member, load_checkpoint  # noqa: F401 (load_checkpoint: the API tests and users call)
 from train.evaluate import fill_nearest
 from train.omg_table import OmgTable, read_table
 from train.omg_table import write_submission as write_omg
-from train.predict_files import abaw_frame_diff, frames_counted, remove_earlier, write_abaw, write_prediction
-from train.report import atomic
+from train.predict_files import abaw_frame_diff, frames_counted, write_abaw, write_prediction
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
 FORMATS = ("csv", "abaw", "omg")
@@ -204,10 +203,12 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
     rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, dict(failed))
     caption = made_by(members, cache, "videos", rescaled)
-    res = run_model(members, cache, "videos", rows, out, fmt, device, sample, caption, progress, rescaled)
-    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-              "rescaled": rescaled}
-    write_provenance(out, members, cache, "videos", None, fmt, names, result, sample)
+    with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
+        res = run_model(members, cache, "videos", rows, stage, fmt, device, sample, caption, progress, rescaled)
+        result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
+                  "rescaled": rescaled}
+        made = predict_out.record(members, cache, "videos", None, fmt, names, result, sample)
+        result["written"] = predict_out.publish(out, made, res["written"])
     return result
 
 
@@ -259,27 +260,26 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
     read = {r["video"]: fps[r["video"]] for r in rows}   # the fingerprints of what is predicted
     ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample, read, failed)
-    if reuse and (before := predict_reuse.done_before(Path(out), ident)):
+    out = Path(out)
+    predict_out.recover(out)   # a call killed while moving its files in is finished first: they may be reused
+    if reuse and (before := predict_reuse.done_before(out, ident)):
         return before
-    # the record of an earlier call describes other files: gone before this call's replace them, so a kill or an error
-    # part way never leaves it beside files it did not make; this call's comes last, whole (atomic)
-    (Path(out) / "predict.json").unlink(missing_ok=True)
     caption = made_by(members, cache, dataset, rescaled)
-    res = run_model(members, cache, dataset, rows, Path(out), fmt, device, sample, caption, progress, rescaled)
-    changed = changed_since(cache, dataset, read)
-    if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
-        for path in res["written"]:
-            Path(path).unlink(missing_ok=True)
-        raise BadInputError(store.dataset_dir(cache, dataset), f"the cache changed while predicting "
-                            f"({changed_listing(changed)}); the files written are removed",
-                            "let the `features` run finish, then predict again")
-    scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
-              if res.get("outputs") else None)
-    if scores and (note := label_files.unchecked_note(cache, dataset)):
-        echo(note)
-    result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-              "scores": scores, "rescaled": rescaled, "identity": ident}
-    write_provenance(Path(out), members, cache, dataset, split, fmt, names, result, sample)
+    with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
+        res = run_model(members, cache, dataset, rows, stage, fmt, device, sample, caption, progress, rescaled)
+        changed = changed_since(cache, dataset, read)
+        if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
+            raise BadInputError(store.dataset_dir(cache, dataset), f"the cache changed while predicting "
+                                f"({changed_listing(changed)}); nothing was written to {out}",
+                                "let the `features` run finish, then predict again")
+        scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
+                  if res.get("outputs") else None)
+        if scores and (note := label_files.unchecked_note(cache, dataset)):
+            echo(note)
+        result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
+                  "scores": scores, "rescaled": rescaled, "identity": ident}
+        made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
+        result["written"] = predict_out.publish(out, made, res["written"])
     return result
 
 
@@ -293,40 +293,6 @@ def _which(members: list[Member], seen: dict[str, list[str]]) -> str:
         return "this model"
     models = sorted({p for ps in seen.values() for p in ps})
     return f"{len(models)} of the {len(members)} models ({', '.join(models)})"
-
-
-def write_provenance(out: Path, members: list[Member], cache, dataset: str, split: str | None, fmt: str,
-                     names: list[str], result: dict, sample: Sample | OmgTable | None = None) -> Path:
-    """`predict.json`: the models and the data that made the files in ``out`` (module docstring). With one model
-    its checkpoint, sha256, trained_on and config are also at the top, as before models were averaged."""
-    first = members[0].ck
-    made = {**(members[0].describe() if len(members) == 1 else {}),
-            "models": [m.describe() for m in members],
-            "combined": "one model" if len(members) == 1 else f"mean of {len(members)} models' predictions",
-            "cache": str(Path(cache).resolve()), "dataset": dataset, "split": split,
-            "format": fmt, "fingerprints": {**_fingerprints(members, names), "valid": first["fingerprints"].get("valid")},
-            "written": sorted(str(Path(p).name) for p in result["written"]),
-            "failed": {video: why for video, why in result["failed"]}, "notes": result.get("notes") or {},
-            "scores": result.get("scores"),
-            "rescaled": ({"label_std": [m.ck["label_std"] for m in members], "how": "each model's predictions over "
-                          "the set, mean + (p - mean) * label_std / std(p), before their mean (train/rescale.py)"}
-                         if result.get("rescaled") else None),
-            "abaw_sample": sample.describe() if isinstance(sample, Sample) else None,
-            "omg_table": sample.describe() if isinstance(sample, OmgTable) else None,
-            "identity": result.get("identity")}   # what made the files, digested (train/predict_reuse.py)
-    out.mkdir(parents=True, exist_ok=True)
-    remove_earlier(out, result["written"], result["failed"])   # before the predict.json that replaces their listing
-    path = out / "predict.json"
-    atomic(path, lambda p: p.write_text(json.dumps(made, indent=1, default=str) + "\n"))
-    return path
-
-
-def _fingerprints(members: list[Member], names: list[str]) -> dict:
-    """Each array the models read, under the fingerprint it was trained on (checked equal to the data read)."""
-    out = {}
-    for m in members:
-        out.update({k: m.ck["fingerprints"].get(k) for k in used_arrays(m.cfg)})
-    return {k: out[k] for k in names if k in out}
 
 
 def _same_features(fps: dict[str, dict], trained: dict, names: list[str], cache, dataset: str, path) -> None:

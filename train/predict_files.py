@@ -1,8 +1,7 @@
-"""The per-video files `predict` writes: `<video>.csv` and its plot, and the ABAW challenge's `<video>.txt`; and
-which of an earlier call's files a later call into the same folder removes."""
+"""The per-video files `predict` writes: `<video>.csv` and its plot, and the ABAW challenge's `<video>.txt` (the folder
+they go to, and predict.json beside them: train/predict_out.py)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -50,27 +49,6 @@ def abaw_frame_diff(row: dict) -> tuple[int, str]:
     if crops > 0 and row.get("faces") == "cropped_aligned" and store.known_unlabelled(row):
         return crops, f"to its last organiser crop ({int(row['n_frames']) + crops:05d}.jpg)"
     return 0, ""
-
-
-def written_before(out: Path) -> set[str]:
-    """The file names an earlier call's `predict.json` in ``out`` lists as written (none if it is absent or
-    unreadable); plain names in ``out`` only, so a hand-edited listing cannot reach outside it or predict.json."""
-    try:
-        names = json.loads((out / "predict.json").read_text()).get("written") or []
-    except (OSError, ValueError, AttributeError):
-        return set()
-    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..", "predict.json")}
-
-
-def remove_earlier(out: Path, written, failed) -> None:
-    """Make ``out`` hold this call's files only, as the predict.json about to be written says: an earlier call's files
-    that this one did not write (other videos, or a video that failed now) would pass for this call's. Only the files
-    an earlier predict.json lists, and a failed video's, are removed: anything else in the folder is the user's."""
-    mine = {Path(p).name for p in written}
-    stale = written_before(out) | {f"{video}{ext}" for video, _ in failed for ext in (".csv", ".png", ".txt")}
-    for name in sorted(stale - mine):
-        if (out / name).is_file():
-            (out / name).unlink()
 
 
 def write_abaw(out: Path, row: dict, res: dict) -> Path:
