@@ -103,13 +103,16 @@ def recorded(cache, dataset: str) -> dict:
         mtime = None
     try:
         return dict(_recorded(str(cache), dataset, mtime))
-    except Exception:   # an unreadable index or group: a hint never fails for it; it names what it can
+    except Exception:   # an unreadable group: a hint never fails for it; it names what it can
         return {}
 
 
 @functools.lru_cache(maxsize=8)
 def _recorded(cache: str, dataset: str, mtime: int | None) -> tuple:
-    rows = _done_rows(cache, dataset) if mtime is not None else None
+    try:
+        rows = _done_rows(cache, dataset) if mtime is not None else None
+    except Exception:   # a damaged index (its hint names this command): the groups it summarises say the same
+        rows = None
     if rows is None or rows.empty:   # no index, or none done in it: the groups themselves, in name order
         folder = dataset_dir(cache, dataset) / "videos"
         names = sorted(d.name for d in folder.iterdir() if d.is_dir()) if folder.is_dir() else []

@@ -114,3 +114,21 @@ def test_a_variant_held_only_with_face_transforms_is_read_for_its_repair(tmp_pat
     store.write_video(tmp_path, "ds", "v1", {"valid": np.ones(4, bool)}, {"n_frames": 4, "made_with": made})
     assert "--motion-variant mw9+gamma0.2" in store.repair_command(tmp_path, "ds", ["dphase_s0@mw9+gamma0.2"])
     assert resolve_motion_variant("mw9+gamma0.2", {}, tmp_path, "ds") == ("mw9+gamma0.2", {"mean_window": 9})
+
+
+def test_a_damaged_index_names_the_face_source_from_the_groups(made, tmp_path):
+    """The index is where the done videos' face source is counted; cut short, its hint read the source from the groups.
+    Without --faces that run is not refused (keep_face_source cannot read the index either): it rebuilt every video
+    from the video files, throwing the organiser-crop features away."""
+    cache = tmp_path / "zarr cache"
+    shutil.copytree(made[2], cache)
+    index = store.dataset_dir(cache, "affwild2") / "index.parquet"
+    index.write_bytes(index.read_bytes()[:100])
+    r = export(cache, tmp_path / "a.h5")
+    assert r.exit_code != 0 and "the index cannot be read" in r.output, r.output
+    command = re.search(r"`(python cli\.py features [^`]*)`", r.output).group(1)
+    assert "--faces cropped_aligned" in command, command
+    done = run_as_printed(command)
+    assert done.returncode == 0 and "done: 0 new, 0 updated, 2 skipped" in done.stdout, done.stdout + done.stderr
+    assert {store.open_video(cache, "affwild2", v).attrs["faces"] for v in (BROKEN, OTHER)} == {"cropped_aligned"}
+    assert export(cache, tmp_path / "b.h5").exit_code == 0
