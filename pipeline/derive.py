@@ -49,9 +49,8 @@ def stale_arrays(cache, dataset: str, video: str, names: list[str], motion: dict
     conflicts, why = extract.motion_conflicts(g, bad, names, motion)
     if conflicts:
         raise BadInputError(store.video_dir(cache, dataset, video), why,
-                            "--replace-variant remakes them with the settings asked: `python cli.py features "
-                            f"--dataset {dataset} --cache {cache} {' '.join(arrays.make_flags(conflicts))} "
-                            "--replace-variant`")
+                            "--replace-variant remakes them with the settings asked: "
+                            f"`{store.repair_command(cache, dataset, conflicts, ['--replace-variant'])}`")
     want = {n: settings.array_fingerprint(n, have["face48"], motion[arrays.split_name(n)[1]]) for n in names}
     return {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
 

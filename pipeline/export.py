@@ -59,8 +59,9 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path, force: bool = Fa
         status = store.group_status(cache, dataset, row.video)
         if status is None and row.status == "done":   # the index is a summary: without its group the file would
             res.left_out.append((row.video, f"{row.video}: the index lists it as done but its group is missing "
-                                 f"({store.video_dir(cache, dataset, row.video)}); run `features` for the dataset "
-                                 "again, with the flags that made the cache, to extract it again"))
+                                 f"({store.video_dir(cache, dataset, row.video)}); run "
+                                 f"{store.repair_hint(cache, dataset, store.rebuild_names(cache, dataset))} to extract "
+                                 "it again"))
             continue
         if status is None:
             res.not_extracted.append((row.video, "not extracted" if pd.isna(row.error) or not row.error

@@ -168,7 +168,10 @@ def resolve_motion_variant(variant: str | None, flags: dict, cache: Path, datase
 
 
 def recorded_variant(cache: Path, dataset: str, variant: str) -> dict | None:
-    """The motion settings a cache recorded for a variant (from the first group that holds it), or None."""
+    """The motion settings a cache recorded for a variant (from the first group that holds it), or None.
+
+    Arrays of the variant with face transforms (dphase@mw9+gamma0.2, dphase@mw9+flip) hold its settings too: a cache
+    holding only those is asked for `--motion-variant mw9+gamma0.2` by its repair commands, which read mw9 here."""
     videos = store.dataset_dir(cache, dataset) / "videos"
     if not videos.is_dir():
         return None
@@ -177,6 +180,13 @@ def recorded_variant(cache: Path, dataset: str, variant: str) -> dict | None:
             continue
         made = dict(store.open_video(cache, dataset, d.name).attrs.get("made_with", {}))
         for name, spec in made.items():
-            if arrays.split_name(name)[1] == variant and "motion" in spec:
+            if "motion" in spec and _motion_name(arrays.split_name(name)[1]) == variant:
                 return dict(spec["motion"])
     return None
+
+
+def _motion_name(variant: str | None) -> str | None:
+    try:
+        return face_transforms.motion_part(variant)
+    except BadInputError:   # a name this version does not read: no variant of ours
+        return None

@@ -194,11 +194,13 @@ def untracked_lines(cache: Path, dataset: str) -> list[str]:
     out = [f"    {unmarked} arrays made before chunk tracking, unmarked: a lost chunk file reads as fill values"
            + (f"; the next `features` run marks the {whole} with every chunk file present" if whole else "")]
     if absent:
-        what = "VIDEO_FILES..." if dataset == "videos" else f"--dataset {dataset}"   # as store.repair_command
+        from pipeline import store
+
+        redo = store.repair_hint(cache, dataset, store.rebuild_names(cache, dataset), first=["--force"])
         videos = ", ".join(list(absent)[:5]) + (f" and {len(absent) - 5} more" if len(absent) > 5 else "")
         out.append(f"    {sum(absent.values())} of them have absent chunk files (videos {videos}), read as fill values: "
-                   "right if Zarr skipped all-fill chunks (no face), but a lost file reads the same; to be sure, rerun "
-                   f"`features {what}` with the flags that made the cache, plus --force (every video is extracted again)")
+                   "right if Zarr skipped all-fill chunks (no face), but a lost file reads the same; to be sure, run "
+                   f"{redo} (--force: every video is extracted again)")
     return out
 
 

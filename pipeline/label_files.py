@@ -141,15 +141,22 @@ def _manifest_spec(path: str, mtime_ns: int, dataset: str) -> dict | None:
         return None
 
 
-def _configured(dataset: str) -> tuple[Path, str] | None:
-    """The dataset's root as configured now (its environment variable, else the manifest's default), and how."""
-    from pipeline.manifest import MANIFEST, resolve_root
+def dataset_spec(dataset: str) -> dict | None:
+    """The dataset's entry in the manifest as it is now (read once per version of the file), or None."""
+    from pipeline.manifest import MANIFEST
 
     path = Path(os.environ.get("MIMAMO_MANIFEST") or MANIFEST)
     try:
-        spec = _manifest_spec(str(path), path.stat().st_mtime_ns, dataset)
+        return _manifest_spec(str(path), path.stat().st_mtime_ns, dataset)
     except OSError:
         return None
+
+
+def _configured(dataset: str) -> tuple[Path, str] | None:
+    """The dataset's root as configured now (its environment variable, else the manifest's default), and how."""
+    from pipeline.manifest import resolve_root
+
+    spec = dataset_spec(dataset)
     if spec is None or "root_env" not in spec:
         return None
     root, origin = resolve_root(dataset, spec)
@@ -157,6 +164,24 @@ def _configured(dataset: str) -> tuple[Path, str] | None:
         return None
     how = f"from ${spec['root_env']}" if origin.startswith("$") else "the manifest's root_default"
     return root, how
+
+
+def last_root(cache, dataset: str) -> tuple[Path, str] | None:
+    """(the root the last `features` run read, where it came from: "--root", "$VAR" or "default"), or None where none
+    is recorded. The root is found as readers find it: at the same place beside the cache if the cache has moved and
+    a folder is there (a root and cache copied together), else where it was read."""
+    rec = _read(Path(cache) / dataset / RECORD)
+    if rec is None:
+        return None
+    here = Path(cache) / dataset
+    try:
+        if here.resolve() != Path(rec["cache"]):
+            beside = Path(os.path.normpath(here.resolve() / os.path.relpath(rec["root"], rec["cache"])))
+            if beside.is_dir():
+                return beside, str(rec.get("from"))
+    except (KeyError, TypeError, ValueError):
+        pass
+    return Path(rec["root"]), str(rec.get("from"))
 
 
 def current_root(cache, dataset: str) -> tuple[Path | None, str]:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,7 +34,7 @@ import pandas as pd
 import zarr
 
 from features.errors import BadInputError
-from pipeline import arrays
+from pipeline import arrays, rerun
 from pipeline.cache_layout import (
     CHUNK_T,
     EVERY_CHUNK,
@@ -133,16 +134,26 @@ class UnusableVideo(BadInputError):
     """A reader met a video whose group cannot give the arrays it needs (not done, missing, stale)."""
 
 
-def repair_command(cache: str | Path, dataset: str, names=()) -> str:
-    """The `features` command that (re)makes these arrays of a dataset in this cache."""
-    what = "VIDEO_FILES..." if dataset == "videos" else f"--dataset {dataset}"   # `features a.mp4 ...` makes 'videos'
-    return " ".join([f"python cli.py features {what} --cache {cache}", *arrays.make_flags(names)])
+def repair_command(cache: str | Path, dataset: str, names=(), extra=()) -> str:
+    """The `features` command that (re)makes these arrays of a dataset in this cache, as a shell line to paste.
+
+    It repeats what the dataset's last run and done videos recorded (pipeline/rerun.py: the --root given, the face
+    source and its folders, the label slack, weights, seed, jitter), so the group it makes is accepted and made like
+    the others; ``extra``: further argv tokens (a flag there replaces the recorded one of that name). Each token is
+    shell-quoted: roots and cache folders have spaces."""
+    what = ["VIDEO_FILES..."] if dataset == "videos" else ["--dataset", dataset]   # `features a.mp4 ...` makes 'videos'
+    recorded = rerun.flags(cache, dataset, skip={t for t in extra if t.startswith("--")})
+    args = ["features", *what, "--cache", str(cache), *arrays.make_flags(names), *recorded, *extra]
+    return "python cli.py " + " ".join(t if t == "VIDEO_FILES..." else shlex.quote(t) for t in args)
 
 
-def repair_hint(cache: str | Path, dataset: str, names=()) -> str:
+def repair_hint(cache: str | Path, dataset: str, names=(), first=()) -> str:
     """The `features` command(s), quoted, that (re)make these arrays: one per run (arrays.runs: a run makes one
-    motion variant), "`A`, then `B`" where they are of several variants."""
-    return ", then ".join(f"`{repair_command(cache, dataset, run)}`" for run in arrays.runs(names) or [()])
+    motion variant), "`A`, then `B`" where they are of several variants. ``first``: argv tokens for the first run
+    only (the one that makes a group anew, e.g. --force)."""
+    runs = arrays.runs(names) or [()]
+    return ", then ".join(f"`{repair_command(cache, dataset, run, first if k == 0 else ())}`"
+                          for k, run in enumerate(runs))
 
 
 def rebuild_names(cache: str | Path, dataset: str, names=()) -> list[str]:
@@ -249,18 +260,21 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
     names = list(names)
     where = video_dir(cache, dataset, video)
     status = group_status(cache, dataset, video)
-    # a group not done is made again whole by the command: it must make what the dataset's other videos hold too
-    # (a reader that cannot see in it, as export, asks for nothing), not only the arrays this reader named
-    fix = repair_hint(cache, dataset, names if status == "done" else rebuild_names(cache, dataset, names))
+
+    def fix() -> str:   # built only for a video refused: a reader checks thousands that pass
+        # a group not done is made again whole by the command: it must make what the dataset's other videos hold
+        # too (a reader that cannot see in it, as export, asks for nothing), not only the arrays this reader named
+        return repair_hint(cache, dataset, names if status == "done" else rebuild_names(cache, dataset, names))
+
     if status is None:   # no group: its extraction failed (the caller adds why) or never ran
         raise UnusableVideo(where, f"video {video!r} has no features in the cache", f"fix what its extraction failed "
-                            f"on, if it did, then run {fix}")
+                            f"on, if it did, then run {fix()}")
     if status != "done":
-        raise UnusableVideo(where, f"video {video!r} is not complete in the cache (status {status})", f"run {fix}")
+        raise UnusableVideo(where, f"video {video!r} is not complete in the cache (status {status})", f"run {fix()}")
     g = open_video(cache, dataset, video)
     if why := g.attrs.get(UNLISTED):
-        raise UnusableVideo(where, f"video {video!r} {why}", f"put it back in the dataset and rerun {fix}, or "
-                            f"delete it with `{repair_command(cache, dataset)} --prune`")
+        raise UnusableVideo(where, f"video {video!r} {why}", f"put it back in the dataset and rerun {fix()}, or "
+                            f"delete it with `{repair_command(cache, dataset, extra=['--prune'])}`")
     fps = dict(g.attrs.get("fingerprints", {}))
     n = int(g.attrs.get("n_frames", -1))
     bad = []
@@ -279,7 +293,7 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
         elif name == "labels" and (why := changed_labels(g.attrs, cache, dataset)):
             bad.append(why)
     if bad:
-        raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run {fix}")
+        raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run {fix()}")
     return {name: fps[name] for name in names}
 
 

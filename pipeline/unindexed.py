@@ -7,7 +7,8 @@ predict would score a split without it, export would write a file without it. So
 unusable video: train refuses (--skip-unusable leaves them out, listed in metrics.json), predict reports them as
 failed, export leaves them out and exits 1 (as for a done row without its group), and `info --cache` names them.
 
-The repair is a `features` run over the dataset with the flags that made the cache: it finds the group done, skips
+The repair is a `features` run over the dataset with the flags that made the cache (store.repair_command repeats
+what the cache recorded: pipeline/rerun.py): it finds the group done, skips
 it and writes its row from the group (extract.plan, graph.update_index); a video the dataset no longer lists gets a
 row marking it so (pipeline/unlisted.py). Groups not done (an interrupted extraction) are not these: no reader uses
 them whatever the index says, and `info` lists them as partial.
@@ -42,8 +43,8 @@ def problem(cache, dataset: str, video: str) -> str:
 
 def hint(cache, dataset: str) -> str:
     """What writes their rows."""
-    return (f"run `{store.repair_command(cache, dataset)}` with the flags that made the cache: done videos are "
-            "skipped and their rows written from their groups")
+    return (f"run `{store.repair_command(cache, dataset)}` (the flags the cache recorded): done videos are skipped "
+            "and their rows written from their groups")
 
 
 def in_splits(cache, dataset: str, videos: list[str], splits) -> list[str]:

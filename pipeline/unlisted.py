@@ -40,7 +40,7 @@ class Reconciled:
             out.append(f"{_count(self.marked)} no longer in dataset {dataset!r}: {_names(self.marked)}. Kept in "
                        "the cache in case that is a mistake, but no reader uses them (train refuses them; "
                        "--skip-unusable leaves them out); "
-                       f"`{store.repair_command(cache, dataset)} --prune` deletes them")
+                       f"`{store.repair_command(cache, dataset, extra=['--prune'])}` deletes them")
         if self.pruned:
             out.append(f"deleted {_count(self.pruned)} no longer in dataset {dataset!r} (--prune): "
                        f"{_names(self.pruned)}")

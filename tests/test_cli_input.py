@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -69,9 +70,9 @@ def test_rerun_repairs_one_lost_part_of_a_motion_array(made, tmp_path):
     shutil.rmtree(store.video_dir(cache, "demo", "one") / "dphase_s0")
     r = cli("train", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "run", cwd=tmp_path)
     assert r.returncode == 2 and "dphase_s0 is missing" in r.stderr
-    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stderr)
+    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages [^`]*)`", r.stderr)
     assert fix, r.stderr
-    r = features(cache, root, *fix.group(1).split())   # the command the message gives
+    r = features(cache, root, *shlex.split(fix.group(1)))   # the command the message gives
     no_traceback(r)
     assert r.returncode == 0, r.stdout + r.stderr
     assert store.check_arrays(cache, "demo", "one", ["dphase_s0", "dphase_s1", "resnet50"])
@@ -88,8 +89,8 @@ def test_damaged_index_is_named_and_the_command_it_gives_rebuilds_it(made, tmp_p
     assert r.returncode == 2 and f"{index}: the index cannot be read" in r.stderr
     r = cli("info", "--cache", cache, cwd=tmp_path)
     assert r.returncode == 0 and "the index cannot be read" in r.stdout, r.stderr[-3000:]
-    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stdout)
-    r = features(cache, root, *fix.group(1).split())
+    fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages [^`]*)`", r.stdout)
+    r = features(cache, root, *shlex.split(fix.group(1)))
     no_traceback(r)
     assert r.returncode == 0 and "done: 0 new" in r.stdout, r.stdout + r.stderr   # nothing extracted again
     idx = store.read_index(cache, "demo")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def _says_damaged(r, cache: Path, chunk: Path, video: str, name: str) -> re.Matc
     assert r.returncode == 2, r.stdout + r.stderr
     line = r.stderr.strip().splitlines()[-1]
     assert line.startswith("Error: ") and str(chunk) in line and f"video {video!r}: {name}" in line, r.stderr
-    fix = re.search(r"`python cli.py features --dataset demo --cache (\S+) (--stages \S+)`", line)
+    fix = re.search(r"`python cli.py features --dataset demo --cache (\S+) (--stages [^`]*)`", line)
     assert fix and fix.group(1) == str(cache), line
     return fix
 
@@ -81,7 +82,7 @@ def test_train_dies_in_one_line_the_command_repairs_and_resume_finishes_the_run(
     last = (run / "last.pt").read_bytes()
     assert not (run / "metrics.json").exists()
 
-    r = features(cache, root, *fix.group(2).split())   # the command the message gives
+    r = features(cache, root, *shlex.split(fix.group(2)))   # the command the message gives
     no_traceback(r)
     assert r.returncode == 0, r.stdout + r.stderr
     assert store.check_arrays(cache, "demo", "c", ["resnet50"])
@@ -103,7 +104,7 @@ def test_export_leaves_the_damaged_video_out_and_inspect_names_it(made, tmp_path
     no_traceback(r)
     assert r.returncode == 1 and "wrote 2 videos" in r.stdout, r.stdout + r.stderr
     assert "left out:" in r.stderr and str(chunk) in r.stderr and "marked damaged" in r.stderr, r.stderr
-    export_fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages \S+)`", r.stderr)
+    export_fix = re.search(r"`python cli.py features --dataset demo --cache \S+ (--stages [^`]*)`", r.stderr)
     import h5py
     with h5py.File(tmp_path / "x.h5") as h5:
         assert sorted(h5) == ["a", "c"] and "b" in json.loads(h5.attrs["left_out"])
@@ -111,7 +112,7 @@ def test_export_leaves_the_damaged_video_out_and_inspect_names_it(made, tmp_path
     r = cli("inspect", "--cache", cache, "--dataset", "demo", "--video", "c", "--out", tmp_path / "png", cwd=tmp_path)
     inspect_fix = _says_damaged(r, cache, chunk, "c", "dphase_s0")
     for fix in (export_fix, inspect_fix):   # the commands the messages give
-        r = features(cache, root, *fix.group(fix.lastindex).split())
+        r = features(cache, root, *shlex.split(fix.group(fix.lastindex)))
         assert r.returncode == 0, r.stdout + r.stderr
     r = cli("export", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "y.h5", cwd=tmp_path)
     assert r.returncode == 0 and "wrote 3 videos" in r.stdout, r.stdout + r.stderr
@@ -167,7 +168,7 @@ def test_a_lost_chunk_file_stops_train_before_it_starts_and_the_command_repairs_
     fix = _says_damaged(r, cache, chunk, "c", "resnet50")
     assert (run / "last.pt").read_bytes() == last
 
-    r = features(cache, root, *fix.group(2).split())   # the command the message gives: it sees the lost file itself
+    r = features(cache, root, *shlex.split(fix.group(2)))   # the command the message gives: it sees the lost file itself
     no_traceback(r)
     assert r.returncode == 0, r.stdout + r.stderr
     assert chunk.is_file() and store.check_arrays(cache, "demo", "c", ["resnet50"])
@@ -350,5 +351,5 @@ def test_an_array_made_before_with_an_absent_chunk_file_stays_unmarked_and_info_
     lines = [line.strip() for line in info.stdout.splitlines()]
     assert f"{len(absent)} arrays made before chunk tracking, unmarked: a lost chunk file reads as fill values" in lines
     said = next(line for line in lines if line.startswith(f"{len(absent)} of them have absent chunk files (videos d)"))
-    assert "read as fill values" in said and "rerun `features --dataset demo` with the flags that made the cache, plus "\
-        "--force" in said, said
+    assert "read as fill values" in said and f"run `python cli.py features --dataset demo --cache {cache} --stages " \
+        f"align,motion --root {root.resolve()} --force` (--force: every video is extracted again)" in said, said

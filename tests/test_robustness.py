@@ -211,7 +211,7 @@ def test_plain_dphase_made_with_other_motion_settings_is_refused_not_replaced(tm
                "--out", tmp_path / "fig", *TRAIN)
     assert res.exit_code == 2, res.output
     assert "dphase_s0, dphase_s1 made with motion settings {'mean_window': 9}, this run asks {}" in res.output
-    assert f"--cache {cache} --stages align,motion --replace-variant" in res.output
+    assert f"--cache {cache} --stages align,motion --root {root.resolve()} --replace-variant" in res.output
     g = store.open_video(cache, "demo", "q")
     assert {n: dict(g.attrs["fingerprints"])[n] for n in old} == old and "dphase_s0@gamma0.3" not in g
     np.testing.assert_array_equal(g["dphase_s0"][:], values)

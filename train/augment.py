@@ -55,8 +55,8 @@ def check_pairs(cfg: TrainConfig, videos) -> None:
     (clean, text, replace_variant, weights), vids = next(iter(found.items()))
     flips = list(dict.fromkeys(flipped_name(c) for c, *_ in found))
     more = f"; the same for {', '.join(flips[1:])}" if len(flips) > 1 else ""
-    command = store.repair_command(cfg.cache, cfg.dataset, flips) + (" --replace-variant" if replace_variant else "") \
-        + (f" --weights {weights}" if weights is not None else "")
+    command = store.repair_command(cfg.cache, cfg.dataset, flips, (["--replace-variant"] if replace_variant else [])
+                                   + (["--weights", weights] if weights is not None else []))
     raise BadInputError(store.dataset_dir(cfg.cache, cfg.dataset), f"--augment flip: {text} (videos {listing(vids)})"
                         f"{more}; half the training sequences would read features made otherwise than the rest",
                         f"remake the mirrored arrays with the clean ones' settings: `{command}`")

@@ -1,0 +1,134 @@
+"""The `features` command a reader prints for an unusable video, pasted into a shell as printed, repairs the cache.
+
+A real Aff-Wild2 layout (tests/affwild2_layout.py: OpenCV-encoded videos, organiser crop JPEGs) under a root given
+with --root, its crops in a folder outside the root given with --crops-dir (both paths with a space), a label file a
+line longer than its video (--label-slack 1) and random ResNet50 weights: every one of these is a flag the repair
+must repeat from what the cache recorded, or the pasted command fails (no root, no crops, a label file that does not
+fit, no weights file) or is refused (faces from the default source: features_cmd.keep_face_source).
+"""
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from affwild2_layout import build_affwild2_layout, default_specs
+from click.testing import CliRunner
+
+from cli import main
+from pipeline import store
+from pipeline.features_cmd import resolve_motion_variant
+
+ROOT = Path(__file__).resolve().parent.parent
+BROKEN = "video10_1"   # its label file has a line more than the video decodes: made only with --label-slack 1
+OTHER = "1-30-176x144"
+
+
+@pytest.fixture(scope="module")
+def made(tmp_path_factory):
+    """(the layout, the crops folder, the cache) made by `features` with every non-default flag above."""
+    base = tmp_path_factory.mktemp("repair")
+    layout = build_affwild2_layout(base / "Aff-Wild2 copy", specs=default_specs()[:2], openface=False)
+    crops = base / "organiser crops"
+    shutil.move(layout.crops_dir, crops)   # outside the root: only --crops-dir finds them
+    mp = pytest.MonkeyPatch()
+    for var in ("AFFWILD2_ROOT", "MIMAMO_MANIFEST", "MIMAMO_WEIGHTS"):   # the root and weights come from flags only
+        mp.delenv(var, raising=False)
+    cache = base / "zarr cache"
+    r = CliRunner().invoke(main, ["features", "--dataset", "affwild2", "--root", str(layout.root), "--cache",
+                                  str(cache), "--faces", "cropped_aligned", "--crops-dir", str(crops), "--weights",
+                                  "random", "--seed", "3", "--label-slack", "1", "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    assert not (ROOT / "weights" / "resnet50_ferplus_dag.pth").exists()   # a repair without --weights would fail
+    yield layout, crops, cache
+    mp.undo()
+
+
+def export(cache: Path, out: Path):
+    return CliRunner().invoke(main, ["export", "--cache", str(cache), "--dataset", "affwild2", "--out", str(out)])
+
+
+def run_as_printed(command: str) -> subprocess.CompletedProcess:
+    """The command split as a shell would, run in the repository; `python` is this interpreter."""
+    argv = shlex.split(command)
+    assert argv[:2] == ["python", "cli.py"], command
+    env = {k: v for k, v in os.environ.items() if k not in ("AFFWILD2_ROOT", "MIMAMO_MANIFEST", "MIMAMO_WEIGHTS")}
+    return subprocess.run([sys.executable, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def break_group(cache: Path, how: str) -> None:
+    if how == "group deleted":   # the index still says done: readers find no group
+        shutil.rmtree(store.video_dir(cache, "affwild2", BROKEN))
+    else:   # an update killed mid-way
+        store.mark_stale(store.open_video(cache, "affwild2", BROKEN, mode="r+"), ["dphase_s0"])
+
+
+@pytest.mark.parametrize("how", ["group deleted", "array stale"])
+def test_the_printed_command_repairs_the_group(made, tmp_path, how):
+    layout, crops, made_cache = made
+    cache = tmp_path / "zarr cache"
+    shutil.copytree(made_cache, cache)
+    break_group(cache, how)
+    r = export(cache, tmp_path / "a.h5")
+    assert r.exit_code == 1 and BROKEN in r.output, r.output
+    commands = re.findall(r"`(python cli\.py features [^`]*)`", r.output)
+    assert len(commands) == 1, r.output
+    argv = shlex.split(commands[0])   # each value one token, spaces and all
+    assert argv[argv.index("--root") + 1] == str(layout.root.resolve())
+    assert argv[argv.index("--crops-dir") + 1] == str(crops.resolve())
+    assert argv[argv.index("--cache") + 1] == str(cache)
+    for flag, value in (("--faces", "cropped_aligned"), ("--label-slack", "1"), ("--weights", "random"),
+                        ("--seed", "3")):
+        assert argv[argv.index(flag) + 1] == value, commands[0]
+
+    done = run_as_printed(commands[0])
+    assert done.returncode == 0, done.stdout + done.stderr
+    r = export(cache, tmp_path / "b.h5")
+    assert r.exit_code == 0, r.output
+    fixed, other = (dict(store.open_video(cache, "affwild2", v).attrs) for v in (BROKEN, OTHER))
+    assert fixed["fingerprints"] == {**other["fingerprints"], "labels": fixed["fingerprints"]["labels"]}
+    assert fixed["faces"] == "cropped_aligned" and fixed["label_frame_diff"] == 1
+
+
+def test_a_command_without_the_recorded_flags_is_refused_or_fails(made, tmp_path):
+    """What the commands printed before named: the default face source is refused on this cache."""
+    cache = tmp_path / "zarr cache"
+    shutil.copytree(made[2], cache)
+    break_group(cache, "group deleted")
+    bare = run_as_printed(f"python cli.py features --dataset affwild2 --cache {shlex.quote(str(cache))} "
+                          f"--root {shlex.quote(str(made[0].root))} --stages align,motion,spatial")
+    assert bare.returncode != 0 and "pass --faces cropped_aligned" in bare.stderr + bare.stdout
+
+
+def test_a_variant_held_only_with_face_transforms_is_read_for_its_repair(tmp_path):
+    """A cache made with `--motion-variant mw9+gamma0.2 --motion-mean-window 9` holds no plain dphase@mw9; its repair
+    command names `--motion-variant mw9+gamma0.2` without the flags, which must read mw9's settings from the group."""
+    made = {"dphase_s0@mw9+gamma0.2": {"motion_variant": "mw9+gamma0.2", "motion": {"mean_window": 9}}}
+    store.write_video(tmp_path, "ds", "v1", {"valid": np.ones(4, bool)}, {"n_frames": 4, "made_with": made})
+    assert "--motion-variant mw9+gamma0.2" in store.repair_command(tmp_path, "ds", ["dphase_s0@mw9+gamma0.2"])
+    assert resolve_motion_variant("mw9+gamma0.2", {}, tmp_path, "ds") == ("mw9+gamma0.2", {"mean_window": 9})
+
+
+def test_a_damaged_index_names_the_face_source_from_the_groups(made, tmp_path):
+    """The index is where the done videos' face source is counted; cut short, its hint read the source from the groups.
+    Without --faces that run is not refused (keep_face_source cannot read the index either): it rebuilt every video
+    from the video files, throwing the organiser-crop features away."""
+    cache = tmp_path / "zarr cache"
+    shutil.copytree(made[2], cache)
+    index = store.dataset_dir(cache, "affwild2") / "index.parquet"
+    index.write_bytes(index.read_bytes()[:100])
+    r = export(cache, tmp_path / "a.h5")
+    assert r.exit_code != 0 and "the index cannot be read" in r.output, r.output
+    command = re.search(r"`(python cli\.py features [^`]*)`", r.output).group(1)
+    assert "--faces cropped_aligned" in command, command
+    done = run_as_printed(command)
+    assert done.returncode == 0 and "done: 0 new, 0 updated, 2 skipped" in done.stdout, done.stdout + done.stderr
+    assert {store.open_video(cache, "affwild2", v).attrs["faces"] for v in (BROKEN, OTHER)} == {"cropped_aligned"}
+    assert export(cache, tmp_path / "b.h5").exit_code == 0
