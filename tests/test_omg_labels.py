@@ -15,16 +15,23 @@ real training and prediction.
 from __future__ import annotations
 
 import csv
+import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from synth_video import write_face_video
 from test_cli_input import cli, no_traceback
 
-from pipeline import extract, graph
+from pipeline import extract, graph, store
 from pipeline.manifest import VideoEntry, get_dataset, list_videos
+from train.predict import predict_cache
+from train.trainer import TrainConfig, train
 
 HEAD = ["link", "start", "end", "video", "utterance", "arousal", "valence", "EmotionMaxVote"]
+TINY = {"dataset": "omg", "streams": "temporal", "width": 4, "window": 4, "length": 8, "batch_size": 4, "folds": 2,
+        "lr": 0.1, "milestones": (100,), "num_workers": 0, "threads": 1, "quiet": True, "plots": False, "epochs": 1,
+        "skip_unusable": True}
 
 
 def _csv(path: Path, head: list[str], rows: list[list[str]]) -> None:
@@ -106,3 +113,40 @@ def test_the_listing_says_the_clips_no_labelled_row_or_no_csv_names(made):
         f"note: omg: 1 video files under {root / 'videos'} are in no CSV (vA/u9.mp4): not extracted"]
     assert notes[1] in out and "are in no CSV (vA/u9.mp4)" in out   # `features` says them
     assert "line 7: column arousal: 'nan' is not a finite number" in out
+
+
+@pytest.fixture(scope="module")
+def trained(made, tmp_path_factory):
+    """A temporal model trained on the cache, --skip-unusable (the 'nan' row failed), and its metrics."""
+    cfg = TrainConfig(cache=str(made[1]), out=str(tmp_path_factory.mktemp("omg_run")), **TINY)
+    return cfg, train(cfg)
+
+
+def test_train_lists_every_utterance_it_does_not_score(trained, tmp_path):
+    cfg, m = trained
+    assert m["split"] == "test" and m["videos"]["test"] == ["vT__u1", "vT__u2"]
+    left = m["left_out"]
+    assert "line 7: column arousal: 'nan' is not a finite number" in left["invalid-id_omg_TrainVideos.csv_line7"]
+    assert left["vN__u1"].startswith("its label is not two finite numbers (arousal nan, valence 0.1)")
+    assert left["vT__u3"].startswith("came without labels") and "split 'test'" in left["vT__u3"]
+    assert left["vE__u1"].startswith(store.NO_FACE)
+    assert set(left) == {"invalid-id_omg_TrainVideos.csv_line7", "vN__u1", "vT__u3", "vE__u1"}
+    used = {v for vs in m["videos"].values() for v in vs}
+    assert used == {"vA__u1", "vA__u2", "vB__u1", "vB__u2", "vC__u1", "vT__u1", "vT__u2"}
+    assert json.loads((Path(cfg.out) / "metrics.json").read_text())["left_out"] == left
+    # --splits train: the test split is not read, so its unlabelled clip is not listed
+    cv = train(replace(cfg, out=str(tmp_path / "cv"), splits="train", folds=3))
+    assert "vT__u3" not in cv["left_out"] and "vN__u1" in cv["left_out"]
+
+
+def test_predict_scores_say_which_utterances_they_lack(made, trained, tmp_path):
+    cache, best, quiet = made[1], Path(trained[0].out) / "best.pt", (lambda *a: None)
+    test = predict_cache(cache, "omg", best, tmp_path / "t", split="test", echo=quiet)["scores"]
+    assert test["videos"] == ["vT__u1", "vT__u2"] and test["n"] == 2 and list(test["left_out"]) == ["vT__u3"]
+    on_train = predict_cache(cache, "omg", best, tmp_path / "p", split="train", echo=quiet)["scores"]
+    assert on_train["n"] == len(on_train["videos"]) == 5           # every video it counts is scored
+    assert on_train["left_out"]["vN__u1"].startswith("its label is not two finite numbers")
+    assert on_train["left_out"]["vE__u1"] == f"{store.NO_FACE}: no prediction to score"
+    assert set(on_train["left_out"]) == {"vN__u1", "vE__u1"}
+    saved = json.loads((tmp_path / "p" / "predict.json").read_text())["scores"]
+    assert saved["left_out"] == on_train["left_out"]
