@@ -33,10 +33,14 @@ def test_the_released_test_csvs_are_read_labelled_or_not_and_an_absent_split_is_
 
     # the labelled release, once there, is read instead: the test split is then held out and scored
     _csv(tmp_path / "omg_TestVideos_WithLabels.csv", HEAD, [["l", "0", "1", "t1", "utterance_1.mp4", "0.2", "0.3", "1"]])
-    entries = {e.video: e for e in list_videos(get_dataset("omg", root=tmp_path))}
+    notes = []
+    entries = {e.video: e for e in list_videos(get_dataset("omg", root=tmp_path), echo=notes.append)}
     assert entries["t1__utterance_1"].video_labels == {"arousal": 0.2, "valence": 0.3}
     assert entries["t1__utterance_1"].label_table == tmp_path / "omg_TestVideos_WithLabels.csv"
-    assert "t1__utterance_2" not in entries
+    # a clip the labelled release has no row for stays an unlabelled entry (for `predict`), and is said: it was
+    # dropped without a word, and the test split scored without it (tests/test_omg_labels.py)
+    assert not entries["t1__utterance_2"].is_labelled() and entries["t1__utterance_2"].split == "test"
+    assert "1 clips of omg_TestVideos_WithoutLabels.csv have no row in omg_TestVideos_WithLabels.csv" in notes[-1]
 
     # labels under another spelling are an error naming the file, not a silently unlabelled split
     _csv(tmp_path / "omg_TestVideos_WithLabels.csv", ["link", "start", "end", "video", "utterance", "Arousal",

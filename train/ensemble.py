@@ -26,7 +26,7 @@ import torch
 
 from features.errors import BadInputError
 from pipeline import store
-from train import checkpoint, config, data
+from train import checkpoint, config, data, unscored
 from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, predict
 from train.model import MimamoNet
@@ -180,12 +180,19 @@ def score(runs: list[dict], rows: list[dict], members: list[Member], seen: dict[
     level = members[0].level
     res = mean(runs)
     if level == "video":
-        keep = [i for i, r in enumerate(rows) if np.isfinite([r["video_arousal"], r["video_valence"]]).all()]
+        keep = [i for i, r in enumerate(rows) if unscored.finite_label(r["video_arousal"], r["video_valence"])]
     else:
         keep = [i for i in range(len(rows)) if np.isfinite(res[i]["labels"]).all(1).any()]
-    # a labelled video with no annotated frame (every line -5) cannot be scored: said, as train says it
-    left_out = {} if level == "video" else {r["video"]: NO_ANNOTATED_FRAME for i, r in enumerate(rows)
-                                            if i not in keep and _labelled(r)}
+    # a labelled video with nothing to score it against (every line -5; a label that is not a number): said, as
+    # train says it
+    left_out = {r["video"]: unscored.not_a_label(r["video_arousal"], r["video_valence"]) if level == "video"
+                else NO_ANNOTATED_FRAME for i, r in enumerate(rows) if i not in keep and _labelled(r)}
+    # a labelled video without a prediction (no face anywhere) was counted among the videos scored, and scored as none
+    faceless = [i for i in keep if not np.isfinite(res[i]["video"] if level == "video" else res[i]["pred"]).any()]
+    left_out.update({rows[i]["video"]: unscored.NO_PREDICTION for i in faceless})
+    keep = [i for i in keep if i not in faceless]
+    # unlabelled videos of a split scored (a clip the labelled test CSV has no row for): predicted, not scored
+    left_out.update(unscored.unlabelled_beside(rows, {str(rows[i]["split"]) for i in keep}))
     if not keep:
         return {"videos": [], "left_out": left_out} if left_out else None
     videos = [rows[i] for i in keep]

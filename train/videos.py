@@ -30,6 +30,7 @@ from pipeline import chunks, label_files, store, unindexed
 from pipeline import settings as feature_settings
 from pipeline.uniform import listing as _listing
 from pipeline.uniform import one_fingerprint
+from train import unscored
 from train.protocol import recording
 
 # why a labelled video none of whose frames is annotated (Aff-Wild2's -5 on every line) is neither trained on nor scored
@@ -180,7 +181,12 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
         kept = {r["video"] for r in framed}
         left_out.update({r["video"]: NO_ANNOTATED_FRAME for r in rows if r["video"] not in kept and store.labelled(
             store.open_video(cache, dataset, r["video"]).attrs) is not False})
-    rows = framed or [r for r in rows if np.isfinite(r["video_arousal"]) and np.isfinite(r["video_valence"])]
+    else:   # one label per video (OMG): a labelled one whose label is not a number is left out with the reason
+        left_out.update(_not_labels(cache, dataset, rows))
+    rows = framed or [r for r in rows if unscored.finite_label(r["video_arousal"], r["video_valence"])]
+    # unlabelled videos of the splits read (a clip the labelled test CSV has no row for): their split is scored
+    # without them
+    left_out.update(unscored.unlabelled_beside(records, {str(r["split"]) for r in rows}))
     if not rows:
         raise BadInputError(store.dataset_dir(cache, dataset), "no video in the cache has labels",
                             "train on a labelled dataset (features of the train split with annotations)")
@@ -205,6 +211,17 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
     notes = [n] if (n := label_files.unchecked_note(cache, dataset)) else []
     return Selection(rows, level, out, left_out, made, sources, used, notes)
+
+
+def _not_labels(cache, dataset: str, rows: list[dict]) -> dict[str, str]:
+    """{video: why} of the labelled ``rows`` whose video-level label is not two finite numbers."""
+    out = {}
+    for r in rows:
+        attrs = store.open_video(cache, dataset, r["video"]).attrs
+        label = attrs.get("video_labels")
+        if label is not None and not unscored.finite_label(label.get("arousal"), label.get("valence")):
+            out[r["video"]] = unscored.not_a_label(label.get("arousal"), label.get("valence"), unscored.table_of(attrs))
+    return out
 
 
 def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]:

@@ -1,0 +1,99 @@
+"""How the per-frame label files read (Aff-Wild: one value per line; Aff-Wild2: `valence,arousal` lines, -5 for
+none) and how they are fitted to a video's frames (--label-slack). A bad line names the file and line. Text files are
+read as utf-8-sig: one saved on Windows starts with a byte-order mark, which would otherwise stick to the first
+header or value."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from features.errors import BadInputError
+from pipeline.entries import VideoEntry
+
+
+def _blank_before(path: Path, blank: int | None, lineno: int) -> None:
+    """A value after a blank line: an error naming both lines. Line i is frame i: skipping the blank line would shift
+    every later frame's labels by one, and --label-slack would then accept the count it leaves."""
+    if blank is not None:
+        raise BadInputError(path, f"line {blank}: blank line before the value on line {lineno} (line i is frame i: "
+                            "leaving it out would shift every later label by a frame)",
+                            "fix the file: every frame needs its line (-5 marks an unannotated one in Aff-Wild2); "
+                            "only trailing blank lines are passed over")
+
+
+def read_value_file(path: Path) -> np.ndarray:
+    """Aff-Wild label file: one float per line; a bad line, or a blank one before the last value, is an error
+    naming file and line (trailing blank lines are passed over)."""
+    vals, blank = [], None
+    with open(path, encoding="utf-8-sig") as fh:
+        for i, line in enumerate(fh, start=1):
+            s = line.strip()
+            if not s:
+                blank = blank or i
+                continue
+            _blank_before(path, blank, i)
+            try:
+                vals.append(float(s))
+            except ValueError:
+                raise BadInputError(path, f"line {i}: {s[:40]!r} is not a number", "one float per line") from None
+    return np.asarray(vals, dtype=np.float32)
+
+
+def read_affwild2_file(path: Path) -> np.ndarray:
+    """Aff-Wild2 VA file: header valence,arousal; -5 marks unannotated frames (NaN here). Returns [T, 2] (a, v).
+    A bad line, or a blank one before the last value, is an error naming file and line (trailing ones are passed
+    over)."""
+    rows, blank = [], None
+    with open(path, encoding="utf-8-sig") as fh:
+        header = fh.readline().strip().replace(" ", "").lower()
+        if header != "valence,arousal":
+            raise BadInputError(path, f"line 1: header {header!r}, expected 'valence,arousal'", "is this a VA_Set file?")
+        for i, line in enumerate(fh, start=2):
+            s = line.strip()
+            if not s:
+                blank = blank or i
+                continue
+            _blank_before(path, blank, i)
+            parts = s.split(",")
+            try:
+                v, a = float(parts[0]), float(parts[1])
+            except (ValueError, IndexError):
+                raise BadInputError(path, f"line {i}: {s[:40]!r} is not 'valence,arousal'", "fix the file") from None
+            rows.append((a, v))
+    arr = np.asarray(rows, dtype=np.float32).reshape(-1, 2)
+    arr[(arr <= -5 + 1e-6).any(axis=1)] = np.nan
+    return arr
+
+
+def load_labels(entry: VideoEntry) -> np.ndarray | None:
+    """Per-frame labels [T, 2] (arousal, valence) float32, NaN = unlabelled; None when the video has none."""
+    files = entry.label_files
+    if "both" in files:
+        return read_affwild2_file(files["both"])
+    if files:
+        a, v = read_value_file(files["arousal"]), read_value_file(files["valence"])
+        if len(a) != len(v):
+            raise BadInputError(files["arousal"], f"{len(a)} arousal lines but {len(v)} valence lines "
+                                f"in {files['valence']}", "both files need one line per frame")
+        return np.stack([a, v], axis=1)
+    return None
+
+
+def fit_labels(labels: np.ndarray, n_frames: int, path: Path | str, slack: int = 0,
+               counted: str = "the video decodes to") -> tuple[np.ndarray, int]:
+    """(labels with one row per frame, label rows minus frames). Strict by default: the error gives both numbers.
+
+    With `slack` N (`--label-slack`), a difference of at most N rows is accepted: extra rows at the end are cut,
+    missing ones are NaN (unlabelled). Decoders disagree by a frame or two, so real label files often do.
+    """
+    diff = len(labels) - n_frames
+    if abs(diff) > slack:
+        raise BadInputError(path, f"label count mismatch: {len(labels)} label lines but {counted} {n_frames} frames"
+                            + (f" (difference {diff:+d}, more than --label-slack {slack})" if slack else ""),
+                            "labels need one line per frame; accept a small difference with --label-slack N")
+    if diff > 0:
+        labels = labels[:n_frames]
+    elif diff < 0:
+        labels = np.concatenate([labels, np.full((-diff, *labels.shape[1:]), np.nan, np.float32)])
+    return labels, diff
