@@ -12,27 +12,30 @@ from features.errors import BadInputError
 from pipeline.entries import VideoEntry
 
 
-def _blank_before(path: Path, blank: int | None, lineno: int) -> None:
-    """A value after a blank line: an error naming both lines. Line i is frame i: skipping the blank line would shift
-    every later frame's labels by one, and --label-slack would then accept the count it leaves."""
-    if blank is not None:
-        raise BadInputError(path, f"line {blank}: blank line before the value on line {lineno} (line i is frame i: "
-                            "leaving it out would shift every later label by a frame)",
-                            "fix the file: every frame needs its line (-5 marks an unannotated one in Aff-Wild2); "
-                            "only trailing blank lines are passed over")
+def _value_lines(path: Path, fh, start: int):
+    """(line number, stripped text) of each non-blank line of ``fh`` from line ``start``. A value after a blank line
+    is an error naming both lines: line i is frame i, so skipping the blank line would shift every later frame's
+    labels by one, and --label-slack would then accept the count it leaves. Trailing blank lines are passed over."""
+    blank = None
+    for i, line in enumerate(fh, start=start):
+        s = line.strip()
+        if not s:
+            blank = blank or i
+            continue
+        if blank is not None:
+            raise BadInputError(path, f"line {blank}: blank line before the value on line {i} (line i is frame i: "
+                                "leaving it out would shift every later label by a frame)",
+                                "fix the file: every frame needs its line (-5 marks an unannotated one in Aff-Wild2); "
+                                "only trailing blank lines are passed over")
+        yield i, s
 
 
 def read_value_file(path: Path) -> np.ndarray:
     """Aff-Wild label file: one float per line; a bad line, or a blank one before the last value, is an error
     naming file and line (trailing blank lines are passed over)."""
-    vals, blank = [], None
+    vals = []
     with open(path, encoding="utf-8-sig") as fh:
-        for i, line in enumerate(fh, start=1):
-            s = line.strip()
-            if not s:
-                blank = blank or i
-                continue
-            _blank_before(path, blank, i)
+        for i, s in _value_lines(path, fh, 1):
             try:
                 vals.append(float(s))
             except ValueError:
@@ -44,17 +47,12 @@ def read_affwild2_file(path: Path) -> np.ndarray:
     """Aff-Wild2 VA file: header valence,arousal; -5 marks unannotated frames (NaN here). Returns [T, 2] (a, v).
     A bad line, or a blank one before the last value, is an error naming file and line (trailing ones are passed
     over)."""
-    rows, blank = [], None
+    rows = []
     with open(path, encoding="utf-8-sig") as fh:
         header = fh.readline().strip().replace(" ", "").lower()
         if header != "valence,arousal":
             raise BadInputError(path, f"line 1: header {header!r}, expected 'valence,arousal'", "is this a VA_Set file?")
-        for i, line in enumerate(fh, start=2):
-            s = line.strip()
-            if not s:
-                blank = blank or i
-                continue
-            _blank_before(path, blank, i)
+        for i, s in _value_lines(path, fh, 2):
             parts = s.split(",")
             try:
                 v, a = float(parts[0]), float(parts[1])
