@@ -21,6 +21,7 @@ from train.abaw_sample import Sample
 from train.config import used_arrays
 from train.ensemble import Member
 from train.omg_table import OmgTable
+from train.predict_lock import LOCK
 from train.report import atomic
 
 RECORD = "predict.json"
@@ -119,7 +120,8 @@ def move_in(out: Path) -> None:
 
 def written_before(out: Path, name: str = RECORD) -> set[str]:
     """The file names a record (``out``/predict.json, or ``name``) lists as written (none if it is absent or
-    unreadable); plain names only, so a hand-edited listing cannot reach outside the folder or its record."""
+    unreadable); plain names only, so a hand-edited listing cannot reach outside the folder, its record or the lock
+    file (removed while held, a later call would lock a new file beside the holder: train/predict_lock.py)."""
     try:
         names = json.loads((out / name).read_text()).get("written") or []
     except (OSError, ValueError, AttributeError):
@@ -128,4 +130,4 @@ def written_before(out: Path, name: str = RECORD) -> set[str]:
 
 
 def _plain(names) -> set[str]:
-    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..", RECORD, STAGING)}
+    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..", RECORD, STAGING, LOCK)}
