@@ -325,3 +325,27 @@ def test_a_second_predict_into_a_folder_in_use_is_refused_and_leaves_the_first_c
     assert r.returncode == 0, r.stderr
     assert not (out / STAGING).exists() and (out / "predict.json").is_file() and (out / "v0.txt").is_file()
 
+
+def test_a_move_blocked_by_a_folder_names_it_and_the_next_call_finishes_once_it_is_gone(trained, tmp_path):
+    """A folder where a call's file must go stops the move of its files into --out. Every later call into the folder
+    starts by finishing that move (recover), so each stopped there with a bare IsADirectoryError; each must name the
+    path in the way and what to do, and once it is moved away the next call finishes the move and runs."""
+    import json
+
+    from train.predict import predict_cache
+    from train.predict_out import RECORD, STAGING
+
+    _, ckpt = trained
+    cache = torch.load(ckpt, map_location="cpu", weights_only=True)["config"]["cache"]
+    out = tmp_path / "out"
+    (out / "v1.txt").mkdir(parents=True)   # in the way of the abaw file of video v1
+    for _ in range(2):   # the call that stages the files, then a later call, which starts with the move
+        with pytest.raises(BadInputError) as e:
+            predict_cache(cache, "demo", ckpt, out, fmt="abaw", echo=lambda *a: None)
+        assert e.value.path == str(out / "v1.txt") and "move" in e.value.hint and str(out / "v1.txt") in e.value.hint
+        assert (out / STAGING / RECORD).is_file() and not (out / RECORD).exists()   # the files wait, marked whole
+    (out / "v1.txt").rmdir()
+    res = predict_cache(cache, "demo", ckpt, out, fmt="abaw", echo=lambda *a: None)
+    assert not res["failed"] and not (out / STAGING).exists()
+    assert json.loads((out / RECORD).read_text())["written"] == ["v0.txt", "v1.txt", "v2.txt"]
+    assert (out / "v1.txt").is_file()
