@@ -48,9 +48,10 @@ def stale_arrays(cache, dataset: str, video: str, names: list[str], motion: dict
     bad = store.unusable_arrays(g)
     conflicts, why = extract.motion_conflicts(g, bad, names, motion)
     if conflicts:
+        # one command per motion variant (a run keeps only its last --motion-variant), each with --replace-variant
         raise BadInputError(store.video_dir(cache, dataset, video), why,
                             "--replace-variant remakes them with the settings asked: "
-                            f"`{store.repair_command(cache, dataset, conflicts, ['--replace-variant'])}`")
+                            + store.repair_hint(cache, dataset, conflicts, every=["--replace-variant"]))
     want = {n: settings.array_fingerprint(n, have["face48"], motion[arrays.split_name(n)[1]]) for n in names}
     return {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
 

@@ -147,12 +147,13 @@ def repair_command(cache: str | Path, dataset: str, names=(), extra=()) -> str:
     return "python cli.py " + " ".join(t if t == "VIDEO_FILES..." else shlex.quote(t) for t in args)
 
 
-def repair_hint(cache: str | Path, dataset: str, names=(), first=()) -> str:
+def repair_hint(cache: str | Path, dataset: str, names=(), first=(), every=()) -> str:
     """The `features` command(s), quoted, that (re)make these arrays: one per run (arrays.runs: a run makes one
     motion variant), "`A`, then `B`" where they are of several variants. ``first``: argv tokens for the first run
-    only (the one that makes a group anew, e.g. --force)."""
+    only (the one that makes a group anew, e.g. --force); ``every``: for each run (--replace-variant, which each
+    variant's run needs for its own arrays)."""
     runs = arrays.runs(names) or [()]
-    return ", then ".join(f"`{repair_command(cache, dataset, run, first if k == 0 else ())}`"
+    return ", then ".join(f"`{repair_command(cache, dataset, run, [*(first if k == 0 else ()), *every])}`"
                           for k, run in enumerate(runs))
 
 
