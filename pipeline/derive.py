@@ -30,9 +30,9 @@ def motion_overrides(cache, dataset: str, variant: str | None) -> dict:
         return dict(arrays.MOTION_VARIANTS[base])
     recorded = recorded_variant(Path(cache), dataset, base)
     if recorded is None:
+        make = store.repair_command(cache, dataset, [arrays.array_name(p, base) for p in arrays.KINDS["dphase"].parts])
         raise BadInputError(store.dataset_dir(cache, dataset), f"the cache holds no motion variant {base!r}",
-                            f"make it first: `python cli.py features --dataset {dataset} --cache {cache} "
-                            f"--motion-variant {base} --motion-...` with its settings")
+                            f"make it first: `{make}` with the --motion-... flags that define it")
     return recorded
 
 

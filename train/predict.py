@@ -232,8 +232,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
         ensemble.can_rescale(members)
     idx = store.read_index(cache, dataset)
     if idx is None:
-        raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
-                            f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+        raise store.no_index(cache, dataset)
     elsewhere = {}   # why a sample's entry outside the split is not predicted
     if split is not None:
         elsewhere = {r["video"]: f"in split {r['split']!r} of the cache, not {split!r}"
