@@ -83,7 +83,8 @@ def demo_data(out, videos, seconds, test_videos, seed):
                    "settings the cache recorded for it). Without it, the default variant (plain dphase, default "
                    "settings) is written.")
 @click.option("--replace-variant", is_flag=True,
-              help="Recompute a --motion-variant the cache already holds under other settings (else an error).")
+              help="Recompute a motion variant the cache already holds under other settings (else an error): the one "
+                   "--motion-variant names, or plain dphase without it. One run replaces one variant.")
 @click.option("--motion-v1", is_flag=True,
               help="Start from the ΔPhase settings before issue 17 (the paper's mean subtraction, no face window, "
                    "blur sigma 2 over 11 taps weighted by sqrt(A_t A_t-1)); the other --motion-* flags apply on "

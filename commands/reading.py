@@ -122,7 +122,8 @@ def inspect_cmd(cache, dataset, video, predictions, frames, truth, motion, out):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder for the per-video files (and, for video files, their feature cache in OUT/cache). They "
                    "are written to OUT/predict.unfinished/ and moved in once all are written: a predict killed part "
-                   "way leaves OUT as the last finished call left it, and the next predict into OUT cleans up.")
+                   "way leaves OUT as the last finished call left it, and the next predict into OUT cleans up. One "
+                   "predict at a time per OUT: a second one into it stops at once (OUT/predict.lock).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda.")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Feature-extraction workers (video files).")
 @click.option("--no-progress", is_flag=True, help="No progress bars.")

@@ -30,9 +30,9 @@ def motion_overrides(cache, dataset: str, variant: str | None) -> dict:
         return dict(arrays.MOTION_VARIANTS[base])
     recorded = recorded_variant(Path(cache), dataset, base)
     if recorded is None:
+        make = store.repair_command(cache, dataset, [arrays.array_name(p, base) for p in arrays.KINDS["dphase"].parts])
         raise BadInputError(store.dataset_dir(cache, dataset), f"the cache holds no motion variant {base!r}",
-                            f"make it first: `python cli.py features --dataset {dataset} --cache {cache} "
-                            f"--motion-variant {base} --motion-...` with its settings")
+                            f"make it first: `{make}` with the --motion-... flags that define it")
     return recorded
 
 
@@ -48,9 +48,10 @@ def stale_arrays(cache, dataset: str, video: str, names: list[str], motion: dict
     bad = store.unusable_arrays(g)
     conflicts, why = extract.motion_conflicts(g, bad, names, motion)
     if conflicts:
+        # one command per motion variant (a run keeps only its last --motion-variant), each with --replace-variant
         raise BadInputError(store.video_dir(cache, dataset, video), why,
                             "--replace-variant remakes them with the settings asked: "
-                            f"`{store.repair_command(cache, dataset, conflicts, ['--replace-variant'])}`")
+                            + store.repair_hint(cache, dataset, conflicts, every=["--replace-variant"]))
     want = {n: settings.array_fingerprint(n, have["face48"], motion[arrays.split_name(n)[1]]) for n in names}
     return {n: fp for n, fp in want.items() if have.get(n) != fp or n in bad}
 

@@ -90,6 +90,8 @@ def locate(cache: str | Path, dataset: str, video: str) -> None:
         there = sorted(p.name for p in cache.iterdir() if _is_dataset(p))
         raise BadInputError(where, f"dataset {dataset!r} is not in the cache",
                             f"its datasets: {', '.join(there)}; pass one as --dataset" if there else
+                            # no dataset: nothing recorded to repeat (store.repair_command), and which one to
+                            # extract, and how, is the user's choice
                             "the cache holds no dataset yet: run `cli.py features` first")
     if store.group_status(cache, dataset, video) is not None:
         return

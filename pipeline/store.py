@@ -82,7 +82,7 @@ __all__ = [  # the cache's names, wherever they are defined: readers and writers
     "label_record", "label_source", "labelled", "labels_fingerprint", "mark_damaged", "mark_stale", "missing_chunks",
     "open_video", "read_index", "rebuild_names", "repair_command", "repair_hint", "set_fingerprints", "staging_dir",
     "swap_arrays", "swap_group", "unusable_arrays", "video_dir", "video_fingerprints", "video_note", "write_index",
-    "write_video",
+    "write_video", "extract_command", "no_index",
 ]
 
 # faces: where the faces came from (video, cropped_aligned, openface); label_frame_diff: label lines minus frames,
@@ -119,8 +119,7 @@ def done_videos(cache: str | Path, dataset: str, split: str | None = None) -> pd
     """Index rows of the videos whose group is complete (optionally one split), sorted by video."""
     idx = read_index(cache, dataset)
     if idx is None:
-        raise BadInputError(dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
-                            f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+        raise no_index(cache, dataset)
     idx = idx[idx.status == "done"]
     if split is not None:
         idx = idx[idx.split == split]
@@ -141,18 +140,42 @@ def repair_command(cache: str | Path, dataset: str, names=(), extra=()) -> str:
     source and its folders, the label slack, weights, seed, jitter), so the group it makes is accepted and made like
     the others; ``extra``: further argv tokens (a flag there replaces the recorded one of that name). Each token is
     shell-quoted: roots and cache folders have spaces."""
-    what = ["VIDEO_FILES..."] if dataset == "videos" else ["--dataset", dataset]   # `features a.mp4 ...` makes 'videos'
     recorded = rerun.flags(cache, dataset, skip={t for t in extra if t.startswith("--")})
-    args = ["features", *what, "--cache", str(cache), *arrays.make_flags(names), *recorded, *extra]
+    return _features_line(cache, dataset, [*arrays.make_flags(names), *recorded, *extra])
+
+
+def _features_line(cache: str | Path, dataset: str, flags) -> str:
+    what = ["VIDEO_FILES..."] if dataset == "videos" else ["--dataset", dataset]   # `features a.mp4 ...` makes 'videos'
+    args = ["features", *what, "--cache", str(cache), *flags]
     return "python cli.py " + " ".join(t if t == "VIDEO_FILES..." else shlex.quote(t) for t in args)
 
 
-def repair_hint(cache: str | Path, dataset: str, names=(), first=()) -> str:
+def extract_command(cache: str | Path, dataset: str) -> str:
+    """The `features` command for a dataset without an index, quoted. Where its folder records how a run read it
+    (the groups of a first run stopped before it wrote its index, its dataset_root.json) it is repair_command's, with
+    the stages of a default run (without arrays it would ask for align only)."""
+    if not rerun.flags(cache, dataset):
+        # nothing recorded: no cache of this dataset yet (or one made with the defaults), so there is no flag to
+        # repeat; --root, --faces, --weights are the user's choice, which nothing here can tell
+        return _features_line(cache, dataset, [])
+    from pipeline.settings import Settings, wanted_arrays  # here: pipeline.settings imports this module
+
+    return repair_command(cache, dataset, wanted_arrays(Settings()))
+
+
+def no_index(cache: str | Path, dataset: str) -> BadInputError:
+    """What a reader raises where the dataset has no index: nothing of it is known as done."""
+    return BadInputError(dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
+                         f"run `{extract_command(cache, dataset)}` first")
+
+
+def repair_hint(cache: str | Path, dataset: str, names=(), first=(), every=()) -> str:
     """The `features` command(s), quoted, that (re)make these arrays: one per run (arrays.runs: a run makes one
     motion variant), "`A`, then `B`" where they are of several variants. ``first``: argv tokens for the first run
-    only (the one that makes a group anew, e.g. --force)."""
+    only (the one that makes a group anew, e.g. --force); ``every``: for each run (--replace-variant, which each
+    variant's run needs for its own arrays)."""
     runs = arrays.runs(names) or [()]
-    return ", then ".join(f"`{repair_command(cache, dataset, run, first if k == 0 else ())}`"
+    return ", then ".join(f"`{repair_command(cache, dataset, run, [*(first if k == 0 else ()), *every])}`"
                           for k, run in enumerate(runs))
 
 

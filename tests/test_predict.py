@@ -131,15 +131,17 @@ def test_a_reused_out_folder_holds_only_the_last_calls_files(trained, tmp_path):
                          echo=lambda *a: None)
     assert not res["failed"]
     files = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert files == ["mine.csv", "notes.txt", "predict.json", "v2.csv", "v2.png"]
+    assert files == ["mine.csv", "notes.txt", "predict.json", "predict.lock", "v2.csv", "v2.png"]
     assert json.loads((out / "predict.json").read_text())["written"] == ["v2.csv", "v2.png"]
 
 
 def test_an_earlier_listing_names_plain_files_of_the_folder_only(tmp_path):
-    """A hand-edited predict.json cannot make a later call delete outside the folder, or predict.json itself."""
+    """A hand-edited predict.json cannot make a later call delete outside the folder, predict.json itself, or the lock
+    file (deleted while a call holds it, the next call would lock a new file and run beside it)."""
     from train.predict_out import written_before
 
-    (tmp_path / "predict.json").write_text('{"written": ["v0.csv", "../x.csv", "/etc/passwd", "predict.json", 3]}')
+    (tmp_path / "predict.json").write_text('{"written": ["v0.csv", "../x.csv", "/etc/passwd", "predict.json", 3, '
+                                           '"predict.lock"]}')
     assert written_before(tmp_path) == {"v0.csv"}
     (tmp_path / "predict.json").write_text("not json")
     assert written_before(tmp_path) == set()
@@ -260,7 +262,7 @@ def test_a_predict_killed_part_way_leaves_the_last_finished_calls_folder(trained
     assert r.returncode == 0, r.stderr
     made = json.loads((out / "predict.json").read_text())
     assert made["checkpoint_sha256"] == sha256(other)
-    assert sorted(q.name for q in out.iterdir()) == sorted([*made["written"], "mine.txt", "predict.json"])
+    assert sorted(q.name for q in out.iterdir()) == sorted([*made["written"], "mine.txt", "predict.json", "predict.lock"])
     assert made["written"] == ["v0.txt", "v1.txt", "v2.txt"]
     assert all((out / n).read_bytes() != before[n] for n in made["written"])   # all its own: other numbers
 
@@ -290,3 +292,60 @@ def test_a_call_killed_while_moving_its_files_in_is_finished_by_the_next(tmp_pat
     (stage / "partial.csv").write_text("cut sh")   # killed while writing: no record staged
     recover(out)
     assert sorted(p.name for p in out.iterdir()) == ["a.csv", "d.csv", "mine.txt", RECORD]
+
+
+def test_a_second_predict_into_a_folder_in_use_is_refused_and_leaves_the_first_calls_work(trained, tmp_path):
+    """Two calls into one --out at once: the second's cleanup took the first's staging folder (no record yet, as a
+    killed call's) and the first crashed when it wrote its next file. While a call holds the folder (here the test
+    process, part way: its staging folder holds a file written so far), a real `cli.py predict` into it exits at once
+    naming the folder, and touches nothing; once the holder is done the same command runs. (A holder killed by
+    SIGKILL releases it too: test_a_predict_killed_part_way_leaves_the_last_finished_calls_folder predicts again
+    into the folder of the call it killed.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from train.predict_lock import held
+    from train.predict_out import STAGING, staged
+
+    _, ckpt = trained
+    cache = torch.load(ckpt, map_location="cpu", weights_only=True)["config"]["cache"]
+    out = tmp_path / "out"
+    repo = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, str(repo / "cli.py"), "predict", "--cache", cache, "--dataset", "demo", "--checkpoint",
+           str(ckpt), "--out", str(out), "--format", "abaw", "--no-progress"]
+    with held(out), staged(out) as stage:   # the first call, writing
+        (stage / "v0.txt").write_text("valence,arousal\n")
+        r = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+        assert r.returncode != 0 and not (out / "predict.json").exists()
+        assert f"{out}: another predict is writing there" in r.stderr, r.stderr
+        assert (stage / "v0.txt").read_text() == "valence,arousal\n"   # its staging folder untouched
+    # the holder left its staging folder without a record, as a call killed while writing: the next call cleans up
+    r = subprocess.run(cmd, cwd=repo, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert not (out / STAGING).exists() and (out / "predict.json").is_file() and (out / "v0.txt").is_file()
+
+
+def test_a_move_blocked_by_a_folder_names_it_and_the_next_call_finishes_once_it_is_gone(trained, tmp_path):
+    """A folder where a call's file must go stops the move of its files into --out. Every later call into the folder
+    starts by finishing that move (recover), so each stopped there with a bare IsADirectoryError; each must name the
+    path in the way and what to do, and once it is moved away the next call finishes the move and runs."""
+    import json
+
+    from train.predict import predict_cache
+    from train.predict_out import RECORD, STAGING
+
+    _, ckpt = trained
+    cache = torch.load(ckpt, map_location="cpu", weights_only=True)["config"]["cache"]
+    out = tmp_path / "out"
+    (out / "v1.txt").mkdir(parents=True)   # in the way of the abaw file of video v1
+    for _ in range(2):   # the call that stages the files, then a later call, which starts with the move
+        with pytest.raises(BadInputError) as e:
+            predict_cache(cache, "demo", ckpt, out, fmt="abaw", echo=lambda *a: None)
+        assert e.value.path == str(out / "v1.txt") and "move" in e.value.hint and str(out / "v1.txt") in e.value.hint
+        assert (out / STAGING / RECORD).is_file() and not (out / RECORD).exists()   # the files wait, marked whole
+    (out / "v1.txt").rmdir()
+    res = predict_cache(cache, "demo", ckpt, out, fmt="abaw", echo=lambda *a: None)
+    assert not res["failed"] and not (out / STAGING).exists()
+    assert json.loads((out / RECORD).read_text())["written"] == ["v0.txt", "v1.txt", "v2.txt"]
+    assert (out / "v1.txt").is_file()

@@ -132,3 +132,51 @@ def test_a_damaged_index_names_the_face_source_from_the_groups(made, tmp_path):
     assert done.returncode == 0 and "done: 0 new, 0 updated, 2 skipped" in done.stdout, done.stdout + done.stderr
     assert {store.open_video(cache, "affwild2", v).attrs["faces"] for v in (BROKEN, OTHER)} == {"cropped_aligned"}
     assert export(cache, tmp_path / "b.h5").exit_code == 0
+
+
+def test_a_dataset_without_an_index_is_told_the_recorded_flags_and_the_command_runs_as_printed(made, tmp_path):
+    """No index.parquet beside done groups (a first `features` run stopped before it wrote it): readers said
+    `python cli.py features --dataset D --cache C` typed by hand, without the root, face source, crops folder, slack
+    or weights the groups record, and unquoted (the folders here have spaces): refused or failing as pasted. The
+    command now repeats them and runs as printed; afterwards the videos are known as done."""
+    from train import videos
+
+    layout, crops, made_cache = made
+    cache = tmp_path / "zarr cache"
+    shutil.copytree(made_cache, cache)
+    (store.dataset_dir(cache, "affwild2") / "index.parquet").unlink()
+    r = export(cache, tmp_path / "a.h5")
+    assert r.exit_code != 0 and "no feature cache for dataset 'affwild2'" in r.output, r.output
+    command = re.search(r"run `(python cli\.py features [^`]*)` first", " ".join(r.output.split())).group(1)
+    for flag in (f"--root {shlex.quote(str(layout.root))}", f"--crops-dir {shlex.quote(str(crops))}",
+                 "--faces cropped_aligned", "--weights random", "--seed 3", "--label-slack 1",
+                 f"--cache {shlex.quote(str(cache))}", "--stages align,spatial,motion"):
+        assert flag in command, (flag, command)
+    with pytest.raises(Exception, match=re.escape(command)):   # train's reader says the same
+        videos.select(cache, "affwild2", ["resnet50"])
+    done = run_as_printed(command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sorted(store.done_videos(cache, "affwild2").video) == sorted([BROKEN, OTHER])
+
+
+def test_a_cache_without_the_dataset_gets_the_plain_command_quoted(tmp_path):
+    """Nothing recorded yet: the plain command (its flags are the user's to choose), with the folder quoted."""
+    cache = tmp_path / "new cache"
+    with pytest.raises(Exception) as e:
+        store.done_videos(cache, "affwild2")
+    assert e.value.hint == f"run `python cli.py features --dataset affwild2 --cache '{cache}'` first"
+
+
+def test_a_motion_variant_the_cache_lacks_is_made_by_a_command_with_the_recorded_flags(made):
+    """derive (robustness) asked for dphase@mw7+gamma0.2 in a cache without mw7: the command it printed to make mw7
+    was typed by hand, without the recorded root, face source, crops folder and weights."""
+    from pipeline.derive import derive
+
+    layout, crops, cache = made
+    with pytest.raises(Exception) as e:
+        derive(cache, "affwild2", ["dphase_s0@mw7+gamma0.2", "dphase_s1@mw7+gamma0.2"], progress=False)
+    assert "the cache holds no motion variant 'mw7'" in str(e.value)
+    command = re.search(r"`(python cli\.py features [^`]*)`", e.value.hint).group(1)
+    for flag in ("--stages align,motion --motion-variant mw7", f"--root {shlex.quote(str(layout.root))}",
+                 f"--crops-dir {shlex.quote(str(crops))}", "--faces cropped_aligned", "--weights random"):
+        assert flag in command, (flag, command)

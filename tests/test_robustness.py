@@ -220,3 +220,47 @@ def test_plain_dphase_made_with_other_motion_settings_is_refused_not_replaced(tm
     assert _run(*base, "--replace-variant").exit_code == 0
     assert derive(cache, "demo", ["dphase_s0", "dphase_s1"], progress=False) == {"videos": 2, "updated": 0}
     assert store.open_video(cache, "demo", "q").attrs["made_with"]["dphase_s0"]["motion"] == {}
+
+
+def test_conflicts_in_two_motion_variants_get_one_replace_command_per_variant(tmp_path):
+    """derive refused plain dphase and dphase@gamma0.3 made with other motion settings with one command naming both
+    variants: `--motion-variant gamma0.3 --replace-variant` (click keeps an option's last value), which remade the
+    corrupted arrays only, so the next derive was refused again. Each variant gets its own command, each with
+    --replace-variant; pasted as printed, they leave nothing to derive."""
+    import re
+    import shlex
+
+    from features.errors import BadInputError
+    from pipeline import settings
+    from pipeline.derive import derive
+
+    root = tmp_path / "data"
+    for i, vid in enumerate(("p", "q")):
+        (root / "videos" / "train").mkdir(parents=True, exist_ok=True)
+        write_face_video(root / "videos" / "train" / f"{vid}.avi", 30, size=(320, 240), fourcc="MJPG", seed=i)
+        for dim in ("arousal", "valence"):
+            (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
+            np.savetxt(root / "annotations" / "train" / dim / f"{vid}.txt", np.linspace(-1, 1, 30), fmt="%.5f")
+    cache = tmp_path / "cache"
+    assert _run("features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
+                "--workers", "1", "--no-progress").exit_code == 0
+    names = ["dphase_s0", "dphase_s1", "dphase_s0@gamma0.3", "dphase_s1@gamma0.3"]
+    assert derive(cache, "demo", names, progress=False)["updated"] == 2
+    # q's two variants as runs with a mean window of 9 made them
+    g = store.open_video(cache, "demo", "q", mode="r+")
+    face = dict(g.attrs["fingerprints"])["face48"]
+    store.set_fingerprints(g, {n: settings.array_fingerprint(n, face, {"mean_window": 9}) for n in names})
+    g.attrs["made_with"] = {**dict(g.attrs["made_with"]),
+                            **{n: {"motion_variant": None, "motion": {"mean_window": 9}} for n in names}}
+    with pytest.raises(BadInputError) as e:
+        derive(cache, "demo", names, progress=False)
+    commands = re.findall(r"`(python cli\.py features [^`]*)`", e.value.hint)
+    assert len(commands) == 2 and ", then " in e.value.hint, e.value.hint
+    assert all(c.endswith(" --replace-variant") for c in commands), commands
+    assert "--motion-variant" not in commands[0] and "--motion-variant gamma0.3" in commands[1]
+    for command in commands:   # as a user pastes them (each is quoted for a shell)
+        res = _run(*shlex.split(command)[2:], "--workers", "1", "--no-progress")
+        assert res.exit_code == 0, res.output
+    assert derive(cache, "demo", names, progress=False) == {"videos": 2, "updated": 0}
+    made = store.open_video(cache, "demo", "q").attrs["made_with"]
+    assert all(made[n]["motion"] == {} for n in names)

@@ -332,8 +332,11 @@ def test_labels_released_after_extraction_are_said_until_features_reads_them(tmp
     with pytest.raises(store.UnusableVideo, match=f"labels for it have appeared since: {released.resolve()}"):
         store.check_arrays(cache, "omg", "vidT__u1", ["labels"])
     with pytest.raises(BadInputError, match=r"1 videos were cached without labels \(vidT__u1\), and labels for them "
-                                            r"have appeared since"):
+                                            r"have appeared since") as e:
         videos.select(cache, "omg", [])
+    # the command that reads them repeats the cache's recorded flags, quoted, as every repair command does
+    assert e.value.hint.startswith(f"run `{store.repair_command(cache, 'omg', ['labels'])}`: it reads the labels")
+    assert f"--cache {cache} --stages align" in e.value.hint
     assert {r["video"]: r["action"] for r in extract().rows}["vidT__u1"] == "update"
     store.check_arrays(cache, "omg", "vidT__u1", ["labels"])
     assert store.index_row(cache, "omg", "vidT__u1")["video_arousal"] == pytest.approx(0.7)

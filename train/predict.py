@@ -19,7 +19,9 @@ split read, the fingerprints of the arrays the models read, the format, the vide
 scores, so the per-video files say what data and models made them. A reused `--out` holds only the last call's
 files: an earlier call's that its predict.json lists and this call did not write are removed. A call writes into
 `<out>/predict.unfinished/` and moves its files in only once all are written (train/predict_out.py), so a killed
-call leaves the folder as the last finished call left it, and the next call into it cleans up.
+call leaves the folder as the last finished call left it, and the next call into it cleans up. One call at a time
+per folder: from its first write there to its end a call holds a lock on `<out>/predict.lock`, and a second call is
+refused before it writes anything (train/predict_lock.py).
 
 Formats: ``csv`` writes `<video>.csv` (frame, time, arousal, valence, valid; no prediction where there is no face)
 and `<video>.png`. ``abaw`` writes the ABAW challenge's `<video>.txt`: header `valence,arousal`, one line per frame
@@ -44,7 +46,7 @@ import pandas as pd
 from features.errors import BadInputError
 from pipeline import extract, graph, label_files, store, unindexed
 from pipeline.manifest import videos_from_files
-from train import data, ensemble, predict_out, predict_reuse
+from train import data, ensemble, predict_lock, predict_out, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
 from train.config import used_arrays
 from train.ensemble import Member, load_checkpoint  # noqa: F401 (load_checkpoint: the API tests and users call)
@@ -189,27 +191,29 @@ def predict_videos(videos: list[str | Path], checkpoints, out: str | Path, *, fm
     entries = videos_from_files(videos)
     s = feature_settings(_one_extraction(members), weights, device)
     _same_settings(members, s, entries)   # before minutes of extraction: a wrong --weights file, say
-    summary = graph.run(entries, cache, "videos", s, workers=workers or min(len(entries), 2), progress=progress,
-                        echo=echo)
-    failed = [(r["video"], r["error"]) for r in summary.failed]
-    names = ensemble.arrays(members)
-    tried = [e.video for e in entries if e.video not in {v for v, _ in failed}]
-    fps, bad = usable(cache, "videos", tried, [*names, "valid"], skip=True)
-    failed += [(v, f"{why} (run {store.repair_hint(cache, 'videos', names)})") for v, why in bad.items()]
-    for m in members:
-        mine = used_arrays(m.cfg)
-        for have in fps.values():
-            check_fingerprints({k: m.ck["fingerprints"].get(k) for k in mine}, have, m.path)
-    rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
-    rows, failed = _sample_rows(sample, rows, failed, dict(failed))
-    caption = made_by(members, cache, "videos", rescaled)
-    with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
-        res = run_model(members, cache, "videos", rows, stage, fmt, device, sample, caption, progress, rescaled)
-        result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-                  "rescaled": rescaled}
-        made = predict_out.record(members, cache, "videos", None, fmt, names, result, sample)
-        result["written"] = predict_out.publish(out, made, res["written"])
-    return result
+    # one call at a time into out, from its first write there (extraction into out/cache): train/predict_lock.py
+    with predict_lock.held(out):
+        summary = graph.run(entries, cache, "videos", s, workers=workers or min(len(entries), 2), progress=progress,
+                            echo=echo)
+        failed = [(r["video"], r["error"]) for r in summary.failed]
+        names = ensemble.arrays(members)
+        tried = [e.video for e in entries if e.video not in {v for v, _ in failed}]
+        fps, bad = usable(cache, "videos", tried, [*names, "valid"], skip=True)
+        failed += [(v, f"{why} (run {store.repair_hint(cache, 'videos', names)})") for v, why in bad.items()]
+        for m in members:
+            mine = used_arrays(m.cfg)
+            for have in fps.values():
+                check_fingerprints({k: m.ck["fingerprints"].get(k) for k in mine}, have, m.path)
+        rows = [r for r in data.video_table(cache, "videos") if r["video"] in fps]
+        rows, failed = _sample_rows(sample, rows, failed, dict(failed))
+        caption = made_by(members, cache, "videos", rescaled)
+        with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
+            res = run_model(members, cache, "videos", rows, stage, fmt, device, sample, caption, progress, rescaled)
+            result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
+                      "rescaled": rescaled}
+            made = predict_out.record(members, cache, "videos", None, fmt, names, result, sample)
+            result["written"] = predict_out.publish(out, made, res["written"])
+        return result
 
 
 def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path, *,
@@ -228,8 +232,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
         ensemble.can_rescale(members)
     idx = store.read_index(cache, dataset)
     if idx is None:
-        raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
-                            f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+        raise store.no_index(cache, dataset)
     elsewhere = {}   # why a sample's entry outside the split is not predicted
     if split is not None:
         elsewhere = {r["video"]: f"in split {r['split']!r} of the cache, not {split!r}"
@@ -261,26 +264,27 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     read = {r["video"]: fps[r["video"]] for r in rows}   # the fingerprints of what is predicted
     ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample, read, failed)
     out = Path(out)
-    predict_out.recover(out)   # a call killed while moving its files in is finished first: they may be reused
-    if reuse and (before := predict_reuse.done_before(out, ident)):
-        return before
-    caption = made_by(members, cache, dataset, rescaled)
-    with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
-        res = run_model(members, cache, dataset, rows, stage, fmt, device, sample, caption, progress, rescaled)
-        changed = changed_since(cache, dataset, read)
-        if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
-            raise BadInputError(store.dataset_dir(cache, dataset), f"the cache changed while predicting "
-                                f"({changed_listing(changed)}); nothing was written to {out}",
-                                "let the `features` run finish, then predict again")
-        scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
-                  if res.get("outputs") else None)
-        if scores and (note := label_files.unchecked_note(cache, dataset)):
-            echo(note)
-        result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-                  "scores": scores, "rescaled": rescaled, "identity": ident}
-        made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
-        result["written"] = predict_out.publish(out, made, res["written"])
-    return result
+    with predict_lock.held(out):   # one call at a time into out, from its first write there: train/predict_lock.py
+        predict_out.recover(out)   # a call killed while moving its files in is finished first: they may be reused
+        if reuse and (before := predict_reuse.done_before(out, ident)):
+            return before
+        caption = made_by(members, cache, dataset, rescaled)
+        with predict_out.staged(out) as stage:   # out stays as the last finished call left it until all is written
+            res = run_model(members, cache, dataset, rows, stage, fmt, device, sample, caption, progress, rescaled)
+            changed = changed_since(cache, dataset, read)
+            if changed:   # a `features` run updated them meanwhile: the files could mix data from before and after
+                raise BadInputError(store.dataset_dir(cache, dataset), f"the cache changed while predicting "
+                                    f"({changed_listing(changed)}); nothing was written to {out}",
+                                    "let the `features` run finish, then predict again")
+            scores = (ensemble.score(res["outputs"], rows, members, seen, {v: f.get("labels") for v, f in fps.items()})
+                      if res.get("outputs") else None)
+            if scores and (note := label_files.unchecked_note(cache, dataset)):
+                echo(note)
+            result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
+                      "scores": scores, "rescaled": rescaled, "identity": ident}
+            made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
+            result["written"] = predict_out.publish(out, made, res["written"])
+        return result
 
 
 def _some(videos: list[str], limit: int = 4) -> str:

@@ -17,10 +17,12 @@ import shutil
 from contextlib import contextmanager
 from pathlib import Path
 
+from features.errors import BadInputError
 from train.abaw_sample import Sample
 from train.config import used_arrays
 from train.ensemble import Member
 from train.omg_table import OmgTable
+from train.predict_lock import LOCK
 from train.report import atomic
 
 RECORD = "predict.json"
@@ -100,7 +102,19 @@ def publish(out: Path, made: dict, written) -> list[Path]:
 def move_in(out: Path) -> None:
     """Move a staged call's files into ``out`` in an order a kill may stop anywhere (module docstring); run again on
     what a kill left, it does the rest. Only the files the earlier record lists, and a failed video's, are removed:
-    anything else in the folder is the user's."""
+    anything else in the folder is the user's. Something in the way (a folder where a file must go, a folder that is
+    not writable) stops it with an error naming the path: every later call into ``out`` starts here (recover), so a
+    bare OSError would stop each of them without saying what to do."""
+    try:
+        _move_in(out)
+    except OSError as e:
+        where = e.filename2 or e.filename or out   # a rename's destination, else the file it failed on
+        raise BadInputError(where, f"cannot move a finished predict call's files from {out / STAGING} into {out}: "
+                            f"{e.strerror or e}", f"move {where} out of the way, then run predict into {out} "
+                            "again: it moves those files in before anything else") from e
+
+
+def _move_in(out: Path) -> None:
     stage = out / STAGING
     if (out / RECORD).is_file():
         (out / RECORD).replace(stage / EARLIER)   # from here no record in the folder, until this call's
@@ -119,7 +133,8 @@ def move_in(out: Path) -> None:
 
 def written_before(out: Path, name: str = RECORD) -> set[str]:
     """The file names a record (``out``/predict.json, or ``name``) lists as written (none if it is absent or
-    unreadable); plain names only, so a hand-edited listing cannot reach outside the folder or its record."""
+    unreadable); plain names only, so a hand-edited listing cannot reach outside the folder, its record or the lock
+    file (removed while held, a later call would lock a new file beside the holder: train/predict_lock.py)."""
     try:
         names = json.loads((out / name).read_text()).get("written") or []
     except (OSError, ValueError, AttributeError):
@@ -128,4 +143,4 @@ def written_before(out: Path, name: str = RECORD) -> set[str]:
 
 
 def _plain(names) -> set[str]:
-    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..", RECORD, STAGING)}
+    return {n for n in names if isinstance(n, str) and n == Path(n).name and n not in ("", ".", "..", RECORD, STAGING, LOCK)}

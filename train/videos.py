@@ -156,8 +156,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     """
     idx = store.read_index(cache, dataset)
     if idx is None:
-        raise BadInputError(store.dataset_dir(cache, dataset), f"no feature cache for dataset {dataset!r}",
-                            f"run `python cli.py features --dataset {dataset} --cache {cache}` first")
+        raise store.no_index(cache, dataset)
     # an entry known to have no labels (a test list's) is never read: failed or stale, it must not stop the run
     records = idx.to_dict("records")
     known = [r for r in records if not store.known_unlabelled(r)]
@@ -252,8 +251,8 @@ def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> No
         raise BadInputError(store.dataset_dir(cache, dataset), f"{len(appeared)} videos were cached without labels "
                             f"({_listing(sorted(appeared))}), and labels for them have appeared since "
                             f"({_listing(files, 2)}); this run would leave them out",
-                            f"run `python cli.py features --dataset {dataset} --cache {cache}` with the flags that "
-                            "made the cache: it reads the labels (nothing else is extracted again)")
+                            f"run `{store.repair_command(cache, dataset, ['labels'])}`: it reads the labels (nothing "
+                            "else is extracted again)")
 
 
 def record_text(record) -> str:
