@@ -107,7 +107,7 @@ def read_index(cache: str | Path, dataset: str) -> pd.DataFrame | None:
         return pd.read_parquet(path)
     except Exception as e:   # a damaged file (disk full, a copy cut short): the groups still hold everything
         raise UnreadableIndex(path, f"the index cannot be read ({type(e).__name__}: {str(e)[:200]})",
-                              f"it is a summary of the groups: rerun `{repair_command(cache, dataset)}`, which "
+                              f"it is a summary of the groups: rerun `{extract_command(cache, dataset)}`, which "
                               "rebuilds it (videos already done are skipped)") from None
 
 

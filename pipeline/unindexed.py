@@ -43,8 +43,10 @@ def problem(cache, dataset: str, video: str) -> str:
 
 def hint(cache, dataset: str) -> str:
     """What writes their rows."""
-    return (f"run `{store.repair_command(cache, dataset)}` (the flags the cache recorded): done videos are skipped "
-            "and their rows written from their groups")
+    # the arrays the done videos hold, not none: videos that are not done are extracted by the same run, and
+    # with no arrays named it would make their faces only
+    return (f"run {store.repair_hint(cache, dataset, store.rebuild_names(cache, dataset))} (the flags the cache "
+            "recorded): done videos are skipped and their rows written from their groups")
 
 
 def in_splits(cache, dataset: str, videos: list[str], splits) -> list[str]:

@@ -47,7 +47,7 @@ def test_info_names_the_groups_and_what_to_run(cache):
     out = CliRunner().invoke(cli.main, ["info", "--cache", str(cache)]).output
     assert "4 done" in out
     assert "2 done groups without a row in index.parquet (v01, v05): no reader uses them" in out
-    assert f"run `python cli.py features --dataset aw --cache {cache} --stages align` (the flags the cache recorded)" in out
+    assert f"run `python cli.py features --dataset aw --cache {cache} --stages align,motion,spatial` (the flags the cache recorded)" in out
 
 
 def test_export_leaves_them_out_says_so_and_exits_1(cache, tmp_path):
