@@ -150,3 +150,14 @@ def test_predict_scores_say_which_utterances_they_lack(made, trained, tmp_path):
     assert set(on_train["left_out"]) == {"vN__u1", "vE__u1"}
     saved = json.loads((tmp_path / "p" / "predict.json").read_text())["scores"]
     assert saved["left_out"] == on_train["left_out"]
+
+
+def test_info_names_the_videos_train_and_predict_read_past(made):
+    """`info --cache` said "1 of them without labels" of the test split only, and nothing of a NaN label: a user
+    learnt which clips no score holds only from a run's output."""
+    r = cli("info", "--cache", made[1], cwd=made[1].parent)
+    no_traceback(r)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert ("    2 done videos neither trained on nor scored, though in a labelled split: vN__u1 (label not two finite "
+            "numbers); vT__u3 (no labels, in split 'test' whose others have them); train and predict leave them out "
+            "and list them (metrics.json's left_out, predict.json's scores.left_out)\n") in r.stdout
