@@ -108,10 +108,10 @@ def test_the_listing_says_the_clips_no_labelled_row_or_no_csv_names(made):
     assert u3.named_in == (root / "omg_TestVideos_WithoutLabels.csv", 4)
     assert entries["vT__u2"].is_labelled() and entries["vT__u2"].video_labels == {"arousal": 0.4, "valence": -0.1}
     assert notes[1:] == [
-        "note: omg: 1 clips of omg_TestVideos_WithoutLabels.csv have no row in omg_TestVideos_WithLabels.csv: "
-        "vT/u3.mp4 (line 4); extracted without labels (for `predict`), the test split is scored without them",
-        f"note: omg: 1 video files under {root / 'videos'} are in no CSV (vA/u9.mp4): not extracted"]
-    assert notes[1] in out and "are in no CSV (vA/u9.mp4)" in out   # `features` says them
+        "note: omg: 1 clip of omg_TestVideos_WithoutLabels.csv has no row in omg_TestVideos_WithLabels.csv: "
+        "vT/u3.mp4 (line 4); extracted without labels (for `predict`), the test split is scored without it",
+        f"note: omg: 1 video file under {root / 'videos'} is in no CSV (vA/u9.mp4): not extracted"]
+    assert notes[1] in out and "is in no CSV (vA/u9.mp4)" in out   # `features` says them
     assert "line 7: column arousal: 'nan' is not a finite number" in out
 
 
