@@ -152,6 +152,17 @@ def test_predict_scores_say_which_utterances_they_lack(made, trained, tmp_path):
     assert saved["left_out"] == on_train["left_out"]
 
 
+def test_predict_names_a_clip_without_a_face_once(made, trained, tmp_path):
+    """`predict` printed the no-face clip twice: under "left out of the scores" and under "failed"."""
+    r = cli("predict", "--cache", made[1], "--dataset", "omg", "--split", "train", "--checkpoint",
+            Path(trained[0].out) / "best.pt", "--out", tmp_path / "p", "--no-progress", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 1, r.stdout + r.stderr[-3000:]      # the no-face clip fails: no prediction
+    said = [line for line in (r.stdout + r.stderr).splitlines() if "vE__u1" in line]
+    assert said == ["failed vE__u1: no face in any of its snippets: no prediction (left out of the scores)"], said
+    assert "left out of the scores vN__u1: its label is not two finite numbers" in r.stdout
+
+
 def test_info_names_the_videos_train_and_predict_read_past(made):
     """`info --cache` said "1 of them without labels" of the test split only, and nothing of a NaN label: a user
     learnt which clips no score holds only from a run's output."""
