@@ -169,8 +169,10 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, rescale, wei
     for video, note in (res.get("notes") or {}).items():
         click.echo(f"note: {video}: {note}")
     sc = res.get("scores") or {}
+    failed = {video for video, _ in res["failed"]}
     for video, why in (sc.get("left_out") or {}).items():   # also in predict.json's scores
-        click.echo(f"left out of the scores {video}: {why}")
+        if video not in failed:   # a failed one (no face: no prediction) is said once, with its failure, below
+            click.echo(f"left out of the scores {video}: {why}")
     if sc.get("videos"):
         where = f" of split {split}" if split else ""
         models = ("one model" if sc["models"] == 1 else f"mean of {sc['models']} models") + (
@@ -184,6 +186,7 @@ def predict(videos, cache, dataset, split, checkpoint, fmt, sample, rescale, wei
                       f"{sc['rescaled']['ccc_mean']:.3f}" if sc.get("rescaled") and not rescale else "")
                    + f"\n  scoring: {sc['scoring']} (predict.json: scores)")
     for video, err in res["failed"]:
-        click.echo(f"failed {video}: {err}", err=True)
+        scored = " (left out of the scores)" if video in (sc.get("left_out") or {}) else ""
+        click.echo(f"failed {video}: {err}{scored}", err=True)
     if res["failed"]:
         sys.exit(1)

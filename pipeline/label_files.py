@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline import arrays
+from pipeline import arrays, label_tables
 from pipeline.cache_layout import fingerprint
 
 RECORD = "dataset_root.json"
@@ -215,20 +215,27 @@ def current_root(cache, dataset: str) -> tuple[Path | None, str]:
 # ---------------------------------------------------------------- reading
 
 
-def appeared_labels(attrs, cache=None, dataset: str | None = None) -> list[str]:
-    """The files a group recorded as holding no labels for it yet (attrs labels_absent) that are there now, under the
-    dataset's root as it is now (absolute ones, recorded before, where they were)."""
+def appeared_labels(attrs, cache=None, dataset: str | None = None, video: str | None = None) -> list[str]:
+    """The files a group recorded as holding no labels for it yet (attrs labels_absent) that are there now and label
+    ``video`` (a table of many videos only where a row names it: label_tables), under the dataset's root as it is now
+    (absolute ones, recorded before, where they were)."""
+    return released(attrs, cache, dataset, video)[0]
+
+
+def released(attrs, cache=None, dataset: str | None = None, video: str | None = None) -> tuple[list[str], list[str]]:
+    """(the files of attrs labels_absent that are there now and label ``video``, those there now that have no row
+    for it): appeared_labels, and the tables a refusal says the video is not in."""
     names = list(attrs.get("labels_absent") or [])
     if not names:
-        return []
+        return [], []
     root = current_root(cache, dataset)[0] if cache is not None and any(not Path(p).is_absolute() for p in names) \
         else None
-    out = []
+    labelling, without = [], []
     for p in names:
         path = Path(p) if Path(p).is_absolute() else (root / p if root is not None else None)
         if path is not None and path.is_file():
-            out.append(str(path))
-    return sorted(out)
+            (labelling if label_tables.labels_video(path, video) else without).append(str(path))
+    return sorted(labelling), sorted(without)
 
 
 def _elsewhere(root: Path, rel: str) -> list[str]:
@@ -242,14 +249,14 @@ def _elsewhere(root: Path, rel: str) -> list[str]:
     return sorted(found - {rel})
 
 
-def changed_labels(attrs, cache=None, dataset: str | None = None) -> str | None:
+def changed_labels(attrs, cache=None, dataset: str | None = None, video: str | None = None) -> str | None:
     """Why a group's cached labels may no longer be what the dataset's files hold, or None.
 
     Compared with the files under the dataset's root now (module docstring). None when they match, or when there is
     nothing to compare: no root found at all (a cache moved without its dataset: ``unchecked_note``), or a group
     that records no files (made before they were recorded; no labels).
     """
-    if found := appeared_labels(attrs, cache, dataset):   # cached as unlabelled; its labels were released since
+    if found := appeared_labels(attrs, cache, dataset, video):   # cached as unlabelled; its labels were released since
         return (f"it was cached without labels, and labels for it have appeared since: {', '.join(found)}; "
                 "`features` reads them")
     files = [r for r in dict(attrs.get("label_files") or {}).values() if isinstance(r, dict) and "path" in r]

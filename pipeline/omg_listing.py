@@ -11,6 +11,7 @@ from pathlib import Path
 from features.errors import BadInputError
 from pipeline.entries import Dataset, VideoEntry, failed_entry, videos_in
 from pipeline.ids import id_problem
+from pipeline.wording import counted
 
 
 def list_omg(ds: Dataset, echo=None) -> list[VideoEntry]:
@@ -112,8 +113,10 @@ def _unlabelled_beyond(ds: Dataset, split: str, vid_root: Path, labelled: Path, 
     if rest and echo is not None:
         where = ", ".join(f"{e.path.relative_to(vid_root)} (line {e.named_in[1]})" for e in rest[:4]) + (
             f" and {len(rest) - 4} more" if len(rest) > 4 else "")
-        echo(f"note: {ds.name}: {len(rest)} clips of {rest[0].named_in[0].name} have no row in {labelled.name}: "
-             f"{where}; extracted without labels (for `predict`), the {split} split is scored without them")
+        echo(f"note: {ds.name}: {counted(len(rest), 'clip')} of {rest[0].named_in[0].name} "
+             f"{'has' if len(rest) == 1 else 'have'} no row in {labelled.name}: "
+             f"{where}; extracted without labels (for `predict`), the {split} split is scored without "
+             f"{'it' if len(rest) == 1 else 'them'}")
     return out, clips
 
 
@@ -125,7 +128,8 @@ def _say_unlisted_clips(name: str, folders: list[Path], listed: set[Path], echo)
         if found:
             names = ", ".join(str(p.relative_to(folder)) for p in found[:4]) + (
                 f" and {len(found) - 4} more" if len(found) > 4 else "")
-            echo(f"note: {name}: {len(found)} video files under {folder} are in no CSV ({names}): not extracted")
+            echo(f"note: {name}: {counted(len(found), 'video file')} under {folder} "
+                 f"{'is' if len(found) == 1 else 'are'} in no CSV ({names}): not extracted")
 
 
 def omg_id(video: str, utterance: str) -> str:

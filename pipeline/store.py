@@ -313,7 +313,7 @@ def check_arrays(cache: str | Path, dataset: str, video: str, names) -> dict[str
             bad.append(f"{name} has {g[name].shape[0]} rows for {n} frames")
         elif lost := missing_chunks(g[name], where / name):
             bad.append(f"{name} {_lost(lost)}")
-        elif name == "labels" and (why := changed_labels(g.attrs, cache, dataset)):
+        elif name == "labels" and (why := changed_labels(g.attrs, cache, dataset, video)):
             bad.append(why)
     if bad:
         raise UnusableVideo(where, f"video {video!r}: " + "; ".join(bad), f"run {fix()}")

@@ -108,10 +108,10 @@ def test_the_listing_says_the_clips_no_labelled_row_or_no_csv_names(made):
     assert u3.named_in == (root / "omg_TestVideos_WithoutLabels.csv", 4)
     assert entries["vT__u2"].is_labelled() and entries["vT__u2"].video_labels == {"arousal": 0.4, "valence": -0.1}
     assert notes[1:] == [
-        "note: omg: 1 clips of omg_TestVideos_WithoutLabels.csv have no row in omg_TestVideos_WithLabels.csv: "
-        "vT/u3.mp4 (line 4); extracted without labels (for `predict`), the test split is scored without them",
-        f"note: omg: 1 video files under {root / 'videos'} are in no CSV (vA/u9.mp4): not extracted"]
-    assert notes[1] in out and "are in no CSV (vA/u9.mp4)" in out   # `features` says them
+        "note: omg: 1 clip of omg_TestVideos_WithoutLabels.csv has no row in omg_TestVideos_WithLabels.csv: "
+        "vT/u3.mp4 (line 4); extracted without labels (for `predict`), the test split is scored without it",
+        f"note: omg: 1 video file under {root / 'videos'} is in no CSV (vA/u9.mp4): not extracted"]
+    assert notes[1] in out and "is in no CSV (vA/u9.mp4)" in out   # `features` says them
     assert "line 7: column arousal: 'nan' is not a finite number" in out
 
 
@@ -150,3 +150,25 @@ def test_predict_scores_say_which_utterances_they_lack(made, trained, tmp_path):
     assert set(on_train["left_out"]) == {"vN__u1", "vE__u1"}
     saved = json.loads((tmp_path / "p" / "predict.json").read_text())["scores"]
     assert saved["left_out"] == on_train["left_out"]
+
+
+def test_predict_names_a_clip_without_a_face_once(made, trained, tmp_path):
+    """`predict` printed the no-face clip twice: under "left out of the scores" and under "failed"."""
+    r = cli("predict", "--cache", made[1], "--dataset", "omg", "--split", "train", "--checkpoint",
+            Path(trained[0].out) / "best.pt", "--out", tmp_path / "p", "--no-progress", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 1, r.stdout + r.stderr[-3000:]      # the no-face clip fails: no prediction
+    said = [line for line in (r.stdout + r.stderr).splitlines() if "vE__u1" in line]
+    assert said == ["failed vE__u1: no face in any of its snippets: no prediction (left out of the scores)"], said
+    assert "left out of the scores vN__u1: its label is not two finite numbers" in r.stdout
+
+
+def test_info_names_the_videos_train_and_predict_read_past(made):
+    """`info --cache` said "1 of them without labels" of the test split only, and nothing of a NaN label: a user
+    learnt which clips no score holds only from a run's output."""
+    r = cli("info", "--cache", made[1], cwd=made[1].parent)
+    no_traceback(r)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert ("    2 done videos neither trained on nor scored, though in a labelled split: vN__u1 (label not two finite "
+            "numbers); vT__u3 (no labels, in split 'test' whose others have them); train and predict leave them out "
+            "and list them (metrics.json's left_out, predict.json's scores.left_out)\n") in r.stdout

@@ -40,7 +40,7 @@ def test_the_released_test_csvs_are_read_labelled_or_not_and_an_absent_split_is_
     # a clip the labelled release has no row for stays an unlabelled entry (for `predict`), and is said: it was
     # dropped without a word, and the test split scored without it (tests/test_omg_labels.py)
     assert not entries["t1__utterance_2"].is_labelled() and entries["t1__utterance_2"].split == "test"
-    assert "1 clips of omg_TestVideos_WithoutLabels.csv have no row in omg_TestVideos_WithLabels.csv" in notes[-1]
+    assert "1 clip of omg_TestVideos_WithoutLabels.csv has no row in omg_TestVideos_WithLabels.csv" in notes[-1]
 
     # labels under another spelling are an error naming the file, not a silently unlabelled split
     _csv(tmp_path / "omg_TestVideos_WithLabels.csv", ["link", "start", "end", "video", "utterance", "Arousal",

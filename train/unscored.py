@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 from pipeline import store
+from pipeline.wording import counted
 
 NO_PREDICTION = f"{store.NO_FACE}: no prediction to score"
 
@@ -42,3 +43,26 @@ def unlabelled_beside(rows: list[dict], scored_splits: set[str]) -> dict[str, st
     return {r["video"]: f"came without labels (none were found for it when `features` listed it), unlike the other "
             f"videos of split {r['split']!r}: neither trained on nor scored"
             for r in rows if store.known_unlabelled(r) and str(r["split"]) in scored_splits}
+
+
+def cache_line(cache, dataset: str, done: list[dict]) -> str | None:
+    """`info`'s line for the ``done`` index rows of a dataset that train and predict read past (a label that is not
+    two finite numbers, in a cache made before the lister refused such rows; no labels in a split whose other videos
+    have them), or None: otherwise a user sees them only in a run's output, after it."""
+    why = {}
+    for r in done:
+        if store.known_unlabelled(r) or store.group_status(cache, dataset, r["video"]) != "done":
+            continue
+        label = store.open_video(cache, dataset, r["video"]).attrs.get("video_labels")
+        if label is not None and not finite_label(label.get("arousal"), label.get("valence")):
+            why[r["video"]] = "label not two finite numbers"
+    scored = {str(r["split"]) for r in done if not store.known_unlabelled(r) and r["video"] not in why}
+    why.update({v: f"no labels, in split {r['split']!r} whose others have them"
+                for r in done if (v := r["video"]) in unlabelled_beside([r], scored)})
+    if not why:
+        return None
+    names = sorted(why)
+    shown = "; ".join(f"{v} ({why[v]})" for v in names[:4]) + (f"; and {len(names) - 4} more" if len(names) > 4 else "")
+    return (f"    {counted(len(names), 'done video')} neither trained on nor scored, though in a labelled split: "
+            f"{shown}; train and predict leave {'it' if len(names) == 1 else 'them'} out and list "
+            f"{'it' if len(names) == 1 else 'them'} (metrics.json's left_out, predict.json's scores.left_out)")

@@ -30,6 +30,7 @@ from pipeline import chunks, label_files, store, unindexed
 from pipeline import settings as feature_settings
 from pipeline.uniform import listing as _listing
 from pipeline.uniform import one_fingerprint
+from pipeline.wording import counted
 from train import unscored
 from train.protocol import recording
 
@@ -240,17 +241,30 @@ def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]
 def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> None:
     """Refuse a run while labels have appeared for videos cached as unlabelled (OMG's omg_TestVideos_WithLabels.csv,
     Aff-Wild's test annotations, released after the challenge): the run would leave them aside and, without a
-    labelled test split, cross-validate instead of holding them out, where the researcher now expects test scores."""
-    appeared = {}
+    labelled test split, cross-validate instead of holding them out, where the researcher now expects test scores.
+    Only the videos the new files label are named so: a labelled CSV that lacks some clips of the unlabelled one has
+    no labels for those, and the message says so rather than promising labels `features` will not find."""
+    appeared, without = {}, {}
     for r in unlabelled:
         if store.group_status(cache, dataset, r["video"]) == "done":
-            if files := store.appeared_labels(store.open_video(cache, dataset, r["video"]).attrs, cache, dataset):
-                appeared[r["video"]] = files
+            attrs = store.open_video(cache, dataset, r["video"]).attrs
+            labelling, no_row = label_files.released(attrs, cache, dataset, r["video"])
+            if labelling:
+                appeared[r["video"]] = labelling
+            elif no_row:
+                without[r["video"]] = no_row
     if appeared:
         files = sorted({f for fs in appeared.values() for f in fs})
-        raise BadInputError(store.dataset_dir(cache, dataset), f"{len(appeared)} videos were cached without labels "
+        rest = ""
+        if without:
+            tables = sorted({f for fs in without.values() for f in fs})
+            rest = (f"; {counted(len(without), 'other video')} cached without labels ({_listing(sorted(without))}) "
+                    f"{'has' if len(without) == 1 else 'have'} no row in {_listing(tables, 2)}: "
+                    f"{'it stays' if len(without) == 1 else 'they stay'} unlabelled, listed in metrics.json's left_out")
+        raise BadInputError(store.dataset_dir(cache, dataset), f"{counted(len(appeared), 'video')} "
+                            f"{'was' if len(appeared) == 1 else 'were'} cached without labels "
                             f"({_listing(sorted(appeared))}), and labels for them have appeared since "
-                            f"({_listing(files, 2)}); this run would leave them out",
+                            f"({_listing(files, 2)}); this run would leave them out{rest}",
                             f"run `{store.repair_command(cache, dataset, ['labels'])}`: it reads the labels (nothing "
                             "else is extracted again)")
 
