@@ -181,6 +181,17 @@ def test_a_cache_changed_between_its_runs_writes_no_table(data, tmp_path, monkey
     assert not list((tmp_path / "fig").glob("robustness.*"))
 
 
+def _two_videos(root):
+    """A demo-layout dataset of two labelled 30-frame videos, p and q, in the train split."""
+    for i, vid in enumerate(("p", "q")):
+        (root / "videos" / "train").mkdir(parents=True, exist_ok=True)
+        write_face_video(root / "videos" / "train" / f"{vid}.avi", 30, size=(320, 240), fourcc="MJPG", seed=i)
+        for dim in ("arousal", "valence"):
+            (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
+            np.savetxt(root / "annotations" / "train" / dim / f"{vid}.txt", np.linspace(-1, 1, 30), fmt="%.5f")
+    return root
+
+
 def test_plain_dphase_made_with_other_motion_settings_is_refused_not_replaced(tmp_path):
     """robustness's beta 0 reads plain dphase; a cache whose plain dphase was made with other motion settings (a mean
     window, recorded in made_with) must not have it silently replaced: `features` refuses that as a conflict and
@@ -188,13 +199,7 @@ def test_plain_dphase_made_with_other_motion_settings_is_refused_not_replaced(tm
     from pipeline import settings
     from pipeline.derive import derive
 
-    root = tmp_path / "data"
-    for i, vid in enumerate(("p", "q")):
-        (root / "videos" / "train").mkdir(parents=True, exist_ok=True)
-        write_face_video(root / "videos" / "train" / f"{vid}.avi", 30, size=(320, 240), fourcc="MJPG", seed=i)
-        for dim in ("arousal", "valence"):
-            (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
-            np.savetxt(root / "annotations" / "train" / dim / f"{vid}.txt", np.linspace(-1, 1, 30), fmt="%.5f")
+    root = _two_videos(tmp_path / "data")
     cache = tmp_path / "cache"
     base = ["features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
             "--workers", "1", "--no-progress"]
@@ -234,13 +239,7 @@ def test_conflicts_in_two_motion_variants_get_one_replace_command_per_variant(tm
     from pipeline import settings
     from pipeline.derive import derive
 
-    root = tmp_path / "data"
-    for i, vid in enumerate(("p", "q")):
-        (root / "videos" / "train").mkdir(parents=True, exist_ok=True)
-        write_face_video(root / "videos" / "train" / f"{vid}.avi", 30, size=(320, 240), fourcc="MJPG", seed=i)
-        for dim in ("arousal", "valence"):
-            (root / "annotations" / "train" / dim).mkdir(parents=True, exist_ok=True)
-            np.savetxt(root / "annotations" / "train" / dim / f"{vid}.txt", np.linspace(-1, 1, 30), fmt="%.5f")
+    root = _two_videos(tmp_path / "data")
     cache = tmp_path / "cache"
     assert _run("features", "--dataset", "demo", "--root", root, "--cache", cache, "--stages", "align,motion",
                 "--workers", "1", "--no-progress").exit_code == 0
