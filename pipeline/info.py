@@ -5,6 +5,7 @@ import importlib.metadata as md
 import platform
 from pathlib import Path
 
+from pipeline import unscored
 from pipeline.manifest import load_manifest, resolve_root
 
 PACKAGES = ("torch", "numpy", "scipy", "opencv-python-headless", "dlib-bin", "face-recognition-models",
@@ -80,11 +81,8 @@ def _cache_lines(cache: Path) -> list[str]:
             out.append("    splits of the done: " + ", ".join(
                 f"{k} {counts[k]}" for k in sorted(counts.index, key=lambda k: (order.get(k, 3), k)))
                 + (f" ({unlabelled} of them without labels: not trained on)" if unlabelled else ""))
-        # train.unscored says what train and predict do with these videos: one wording for all three (imported here,
-        # not at the top, as `info` imports nothing of train otherwise)
-        from train.unscored import cache_line
-
-        if len(done) and (line := cache_line(cache, ds_dir.name, done.to_dict("records"))):
+        # pipeline.unscored says what train and predict do with these videos: one wording for all three
+        if len(done) and (line := unscored.cache_line(cache, ds_dir.name, done.to_dict("records"))):
             out.append(line)
         out += label_root_lines(cache, ds_dir.name)
         sources = face_sources(cache, ds_dir.name)

@@ -7,6 +7,7 @@ A real Zarr cache (train/synth.py writes it through pipeline/store.py) and tiny 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import pytest
@@ -223,6 +224,6 @@ def test_an_earlier_predict_json_never_stays_beside_files_it_did_not_make(cache,
     csv = next(Path(p) for p in first["written"] if str(p).endswith(".csv"))
     csv.unlink()
     csv.mkdir()   # the second call cannot write its file there: it stops part way, as a kill would
-    with pytest.raises(OSError):
+    with pytest.raises(BadInputError, match=re.escape(f"{csv}: cannot move") + r".*\(move " + re.escape(f"{csv} out of the way")):
         predict_cache(cache, "synth", ckpts, out, split="test", echo=lambda *a: None)
     assert not (out / "predict.json").exists()

@@ -25,8 +25,8 @@ import pandas as pd
 import torch
 
 from features.errors import BadInputError
-from pipeline import store
-from train import checkpoint, config, data, unscored
+from pipeline import store, unscored
+from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, predict
 from train.model import MimamoNet

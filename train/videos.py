@@ -26,12 +26,11 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from features.errors import BadInputError
-from pipeline import chunks, label_files, store, unindexed
+from pipeline import chunks, label_files, store, unindexed, unscored
 from pipeline import settings as feature_settings
 from pipeline.uniform import listing as _listing
 from pipeline.uniform import one_fingerprint
 from pipeline.wording import counted
-from train import unscored
 from train.protocol import recording
 
 # why a labelled video none of whose frames is annotated (Aff-Wild2's -5 on every line) is neither trained on nor scored
