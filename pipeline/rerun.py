@@ -10,7 +10,9 @@ gamma jitter or tracker settings), which every reader then refuses as made with 
 The values come from what `features` recorded, never from the reader's own arguments or environment:
 
 - ``--root``: the root the last run read (``dataset_root.json``, label_files.last_root), where that run was given
-  --root; a root from the environment or the manifest is found the same way again.
+  --root or took it from the dataset's environment variable: the command is pasted into another shell (a login
+  node, a batch script) that may not set it, and would then read the manifest's default root. A root from the
+  manifest's default is found the same way again.
 - ``--faces``: the source most done videos came from (the index's ``faces``, counted as keep_face_source counts), so
   the command is never refused; ``--crops-dir``/``--openface-dir``: the folders a group of that source read (its
   attrs ``settings.faces_dir``), left out where the manifest names those same folders under that root.
@@ -46,7 +48,7 @@ def flags(cache, dataset: str, skip=()) -> list[str]:
     rec = recorded(cache, dataset)
     out: list[tuple[str, str]] = []
     last = label_files.last_root(cache, dataset)
-    if last is not None and last[1] == "--root":
+    if last is not None and (last[1] == "--root" or last[1].startswith("$")):
         out.append(("--root", str(last[0])))
     faces = rec.get("faces")
     spec = label_files.dataset_spec(dataset) or {}

@@ -181,3 +181,18 @@ def test_a_motion_variant_the_cache_lacks_is_made_by_a_command_with_the_recorded
     for flag in ("--stages align,motion --motion-variant mw7", f"--root {shlex.quote(str(layout.root))}",
                  f"--crops-dir {shlex.quote(str(crops))}", "--faces cropped_aligned", "--weights random"):
         assert flag in command, (flag, command)
+
+
+def test_a_root_from_the_environment_is_repeated_as_root(made, tmp_path):
+    """A run that read its root from $AFFWILD2_ROOT: the repair is pasted into a shell that may not set it, where it
+    would read the manifest's default root (not there: the command fails), so the recorded root is given as --root."""
+    from pipeline import label_files, rerun
+
+    layout, _, made_cache = made
+    cache = tmp_path / "cache"
+    shutil.copytree(made_cache, cache)
+    label_files.record_root(cache, "affwild2", layout.root, "$AFFWILD2_ROOT")   # as graph.py records such a run
+    argv = rerun.flags(cache, "affwild2")
+    assert argv[argv.index("--root") + 1] == str(layout.root.resolve())
+    label_files.record_root(cache, "affwild2", layout.root, "default")   # the manifest's default: found again as is
+    assert "--root" not in rerun.flags(cache, "affwild2")
