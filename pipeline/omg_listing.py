@@ -105,7 +105,9 @@ def _unlabelled_beyond(ds: Dataset, split: str, vid_root: Path, labelled: Path, 
     for path in later:
         if not path.is_file() or _is_labelled(path):
             continue
-        entries, there = _csv_entries(path, split, vid_root, False, ())
+        # recorded as where their labels would be: a later release of the labelled CSV with their rows is then seen
+        # (train refuses until `features` reads it), and until then train says it has no row for them
+        entries, there = _csv_entries(path, split, vid_root, False, (labelled,))
         out += [e for e in entries if e.problem or e.video not in named]   # a bad row fails, as it would alone
         named |= set(there)
         clips.update(there)

@@ -37,12 +37,17 @@ def table_of(attrs) -> str | None:
     return ((attrs.get("label_files") or {}).get("table") or {}).get("path")
 
 
-def unlabelled_beside(rows: list[dict], scored_splits: set[str]) -> dict[str, str]:
+def unlabelled_beside(rows: list[dict], scored_splits: set[str], no_row: dict | None = None) -> dict[str, str]:
     """{video: why} of the index ``rows`` that came without labels in a split of ``scored_splits`` (the splits of the
-    labelled videos read): a split of only unlabelled videos (ABAW's test list) is not scored at all, so is not it."""
-    return {r["video"]: f"came without labels (none were found for it when `features` listed it), unlike the other "
-            f"videos of split {r['split']!r}: neither trained on nor scored"
-            for r in rows if store.known_unlabelled(r) and str(r["split"]) in scored_splits}
+    labelled videos read): a split of only unlabelled videos (ABAW's test list) is not scored at all, so is not it.
+    ``no_row``: {video: the label tables there now that have no row for it} (a labelled CSV released since), said."""
+    def why(video: str) -> str:
+        tables = (no_row or {}).get(video)
+        return (f"{', '.join(tables)}, there now, has no row for it" if tables else
+                "none were found for it when `features` listed it")
+
+    return {r["video"]: f"came without labels ({why(r['video'])}), unlike the other videos of split {r['split']!r}: "
+            "neither trained on nor scored" for r in rows if store.known_unlabelled(r) and str(r["split"]) in scored_splits}
 
 
 def cache_line(cache, dataset: str, done: list[dict]) -> str | None:

@@ -48,4 +48,10 @@ def test_a_labelled_release_lacking_clips_names_only_the_clips_it_labels(tmp_pat
     assert {v: r["action"] for v, r in extract().items() if v.startswith("vT")}["vT__u1"] == "update"
     assert store.index_row(cache, "omg", "vT__u2")["video_arousal"] == pytest.approx(0.4)
     assert store.known_unlabelled(store.index_row(cache, "omg", "vT__u3"))
-    assert "test" in {r["split"] for r in videos.select(cache, "omg", [], skip_unusable=True).rows}
+    sel = videos.select(cache, "omg", [], skip_unusable=True)
+    assert "test" in {r["split"] for r in sel.rows}
+    # the run goes on, and says the released table has no row for vT__u3 (it was read past with "none were found")
+    assert sel.left_out["vT__u3"] == (f"came without labels ({released.resolve()}, there now, has no row for it), "
+                                      "unlike the other videos of split 'test': neither trained on nor scored")
+    assert f"{released.resolve()} has no row for the 1 video cached without labels (vT__u3): it stays unlabelled" \
+        in sel.notes, sel.notes

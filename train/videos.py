@@ -160,7 +160,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     # an entry known to have no labels (a test list's) is never read: failed or stale, it must not stop the run
     records = idx.to_dict("records")
     known = [r for r in records if not store.known_unlabelled(r)]
-    _no_labels_released_since(cache, dataset, [r for r in records if store.known_unlabelled(r)])
+    no_row = _no_labels_released_since(cache, dataset, [r for r in records if store.known_unlabelled(r)])
     if splits is not None:
         absent = sorted(set(splits) - {str(r["split"]) for r in known})
         if absent:
@@ -185,7 +185,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     rows = framed or [r for r in rows if unscored.finite_label(r["video_arousal"], r["video_valence"])]
     # unlabelled videos of the splits read (a clip the labelled test CSV has no row for): their split is scored
     # without them
-    left_out.update(unscored.unlabelled_beside(records, {str(r["split"]) for r in rows}))
+    left_out.update(unscored.unlabelled_beside(records, {str(r["split"]) for r in rows}, no_row))
     if not rows:
         raise BadInputError(store.dataset_dir(cache, dataset), "no video in the cache has labels",
                             "train on a labelled dataset (features of the train split with annotations)")
@@ -209,6 +209,11 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
     notes = [n] if (n := label_files.unchecked_note(cache, dataset)) else []
+    if no_row:   # a labelled table that labels none of the videos cached without labels: said, not read past
+        tables = sorted({f for fs in no_row.values() for f in fs})
+        notes.append(f"{_listing(tables, 2)} has no row for the {counted(len(no_row), 'video')} cached without "
+                     f"labels ({_listing(sorted(no_row))}): {'it stays' if len(no_row) == 1 else 'they stay'} "
+                     "unlabelled")
     return Selection(rows, level, out, left_out, made, sources, used, notes)
 
 
@@ -237,12 +242,14 @@ def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]
     return {v: unindexed.problem(cache, dataset, v) for v in videos}
 
 
-def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> None:
+def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> dict[str, list[str]]:
     """Refuse a run while labels have appeared for videos cached as unlabelled (OMG's omg_TestVideos_WithLabels.csv,
     Aff-Wild's test annotations, released after the challenge): the run would leave them aside and, without a
     labelled test split, cross-validate instead of holding them out, where the researcher now expects test scores.
     Only the videos the new files label are named so: a labelled CSV that lacks some clips of the unlabelled one has
-    no labels for those, and the message says so rather than promising labels `features` will not find."""
+    no labels for those, and the message says so rather than promising labels `features` will not find.
+
+    Returns {video: the tables there now that have no row for it}, where none labels any: the run goes on, saying so."""
     appeared, without = {}, {}
     for r in unlabelled:
         if store.group_status(cache, dataset, r["video"]) == "done":
@@ -266,6 +273,7 @@ def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> No
                             f"({_listing(files, 2)}); this run would leave them out{rest}",
                             f"run `{store.repair_command(cache, dataset, ['labels'])}`: it reads the labels (nothing "
                             "else is extracted again)")
+    return without
 
 
 def record_text(record) -> str:
