@@ -9,8 +9,10 @@ Real clips (OpenCV), the real OMG lister and extraction graph, a real Zarr cache
 """
 from __future__ import annotations
 
+import csv
+
 import pytest
-from test_omg_labels import build_root
+from test_omg_labels import _row, build_root
 
 from features.errors import BadInputError
 from pipeline import graph, store
@@ -55,3 +57,10 @@ def test_a_labelled_release_lacking_clips_names_only_the_clips_it_labels(tmp_pat
                                       "unlike the other videos of split 'test': neither trained on nor scored")
     assert f"{released.resolve()} has no row for the 1 video cached without labels (vT__u3): it stays unlabelled" \
         in sel.notes, sel.notes
+    # a later edition of the labelled CSV with a row for vT__u3: seen, as the first release was
+    with open(released, "a", newline="") as fh:
+        csv.writer(fh).writerow(_row("vT", "u3.mp4", "0.6", "0.2"))
+    with pytest.raises(BadInputError, match=r"1 video was cached without labels \(vT__u3\), and labels for it have "):
+        videos.select(cache, "omg", [], skip_unusable=True)
+    assert {v: r["action"] for v, r in extract().items() if v.startswith("vT")}["vT__u3"] == "update"
+    assert store.index_row(cache, "omg", "vT__u3")["video_arousal"] == pytest.approx(0.6)

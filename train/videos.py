@@ -269,7 +269,7 @@ def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> di
                     f"{'it stays' if len(without) == 1 else 'they stay'} unlabelled, listed in metrics.json's left_out")
         raise BadInputError(store.dataset_dir(cache, dataset), f"{counted(len(appeared), 'video')} "
                             f"{'was' if len(appeared) == 1 else 'were'} cached without labels "
-                            f"({_listing(sorted(appeared))}), and labels for them have appeared since "
+                            f"({_listing(sorted(appeared))}), and labels for {'it' if len(appeared) == 1 else 'them'} have appeared since "
                             f"({_listing(files, 2)}); this run would leave them out{rest}",
                             f"run `{store.repair_command(cache, dataset, ['labels'])}`: it reads the labels (nothing "
                             "else is extracted again)")
