@@ -331,7 +331,7 @@ def test_labels_released_after_extraction_are_said_until_features_reads_them(tmp
                                                                        "1"]])
     with pytest.raises(store.UnusableVideo, match=f"labels for it have appeared since: {released.resolve()}"):
         store.check_arrays(cache, "omg", "vidT__u1", ["labels"])
-    with pytest.raises(BadInputError, match=r"1 video was cached without labels \(vidT__u1\), and labels for them "
+    with pytest.raises(BadInputError, match=r"1 video was cached without labels \(vidT__u1\), and labels for it "
                                             r"have appeared since") as e:
         videos.select(cache, "omg", [])
     # the command that reads them repeats the cache's recorded flags, quoted, as every repair command does
