@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from pipeline.wording import counted
+
 
 @click.command(short_help="Versions, device, datasets; with --cache, what a cache holds.")
 @click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -40,7 +42,7 @@ def export(cache, dataset, fmt, out, force):
     from pipeline.export import export_h5
 
     res = export_h5(cache, dataset, out, force=force)
-    click.echo(f"wrote {len(res.written)} videos to {res.path}")
+    click.echo(f"wrote {counted(len(res.written), 'video')} to {res.path}")
     for name, n in sorted(res.partial.items()):
         click.echo(f"note: {name} is in {n} of the {len(res.written)} videos (the others lack it)", err=True)
     for video, err in res.not_extracted:
@@ -48,7 +50,7 @@ def export(cache, dataset, fmt, out, force):
     for _video, why in res.left_out:   # why names the video
         click.echo(f"left out: {why}", err=True)
     if res.left_out:
-        click.echo(f"{len(res.left_out)} videos left out (unusable in the cache); the file holds the others", err=True)
+        click.echo(f"{counted(len(res.left_out), 'video')} left out (unusable in the cache); the file holds the others", err=True)
         sys.exit(1)
 
 

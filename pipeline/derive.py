@@ -19,6 +19,7 @@ from pipeline import arrays, extract, face_transforms, graph, settings, store
 from pipeline.features_cmd import recorded_variant
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry
+from pipeline.wording import counted
 
 
 def motion_overrides(cache, dataset: str, variant: str | None) -> dict:
@@ -79,7 +80,7 @@ def derive(cache, dataset: str, names: list[str], *, videos: list[str] | None = 
     with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
         todo = [(v, st) for v in videos if (st := stale_arrays(cache, dataset, v, names, motion))]   # under the lock
         total = sum(int(store.open_video(cache, dataset, v).attrs["n_frames"]) for v, _ in todo)
-        bar = tqdm(total=total, desc=f"{dataset}: {len(todo)} videos from cached faces", unit="frame",
+        bar = tqdm(total=total, desc=f"{dataset}: {counted(len(todo), 'video')} from cached faces", unit="frame",
                    disable=not progress, file=sys.stderr)
         try:
             for video, stale in todo:

@@ -8,6 +8,7 @@ from features.errors import BadInputError
 from pipeline import arrays, face_transforms, graph, store
 from pipeline.manifest import get_dataset, list_videos, load_manifest, videos_from_files
 from pipeline.settings import EXTRAS, STAGES, Settings, motion_config, suggest_name
+from pipeline.wording import counted
 
 
 def features_command(*, dataset, root, video_files, cache, stages, extras, weights, workers, scheduler, cluster,
@@ -74,7 +75,7 @@ def keep_face_source(cache: Path, dataset: str, faces: str) -> None:
     made = idx.faces.fillna("video")[(idx.status == "done") & (idx.faces.fillna("video") != faces)].value_counts()
     if made.empty:
         return
-    sources = ", ".join(f"{src} ({n} videos)" for src, n in made.items())
+    sources = ", ".join(f"{src} ({counted(n, 'video')})" for src, n in made.items())
     keep = made.index[0]   # the source most done videos came from
     raise BadInputError(store.dataset_dir(cache, dataset) / "index.parquet",
                         f"{made.sum()} done videos' faces come from {sources}, but this run would take them from "

@@ -21,6 +21,7 @@ from pipeline import extract, label_files, resume, store, unlisted
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry, guard_ids
+from pipeline.wording import counted
 
 TOPIC = "mimamo-frames"
 GATHER_TIMEOUT = 10.0   # s to fetch a finished video's row; longer: it was lost with its worker and runs again
@@ -66,7 +67,7 @@ class Summary:
         faceless = sorted(r["video"] for r in self.rows if r.get("status") == "done"
                           and store.NO_FACE in str(r.get("note") or ""))
         if faceless:   # done (a real result, its frames masked), but never silently: train has nothing of them
-            lines.append(f"{store.NO_FACE} of {len(faceless)} videos: {', '.join(faceless[:10])}"
+            lines.append(f"{store.NO_FACE} of {counted(len(faceless), 'video')}: {', '.join(faceless[:10])}"
                          + (f" and {len(faceless) - 10} more" if len(faceless) > 10 else "")
                          + " (recorded done with no valid frame: check the video, or use --faces cropped_aligned "
                            "or --faces openface)")
@@ -179,7 +180,7 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
     client = Client(cluster if cluster is not None else scheduler)
     try:
         summary.dashboard = dashboard_link(cluster, client)
-        echo(f"dask dashboard: {summary.dashboard}  ({len(todo)} videos to process)")
+        echo(f"dask dashboard: {summary.dashboard}  ({counted(len(todo), 'video')} to process)")
         total = sum(_frames_hint(cache, dataset, e, p) for e, p, _ in todo)
         vbar = tqdm(total=len(todo), desc="videos", unit="video", disable=not progress, file=sys.stderr, position=0)
         fbar = tqdm(total=total or None, desc="frames", unit="frame", disable=not progress, file=sys.stderr,
@@ -350,7 +351,7 @@ def update_index(cache: Path, dataset: str, rows: list[dict], lock: FeaturesLock
 
 def describe_plan(entries, plans, cache, dataset, scheduler, workers) -> str:
     """The --dry-run report: what each video needs, and where it would run."""
-    lines = [f"plan for {len(entries)} videos of {dataset!r} into {cache}/{dataset} "
+    lines = [f"plan for {counted(len(entries), 'video')} of {dataset!r} into {cache}/{dataset} "
              f"(scheduler {scheduler}, workers {workers or os.cpu_count()}):"]
     for e, p in zip(entries, plans):
         lines.append(f"  {e.video:28s} {p.action:7s} {p.reason}")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pipeline import unscored
 from pipeline.manifest import load_manifest, resolve_root
+from pipeline.wording import counted
 
 PACKAGES = ("torch", "numpy", "scipy", "opencv-python-headless", "dlib-bin", "face-recognition-models",
             "zarr", "dask", "distributed", "pyarrow", "click")
@@ -87,7 +88,7 @@ def _cache_lines(cache: Path) -> list[str]:
         out += label_root_lines(cache, ds_dir.name)
         sources = face_sources(cache, ds_dir.name)
         if sources:
-            out.append("    faces from: " + "; ".join(f"{what} ({n} videos)" for what, n in sources.items()))
+            out.append("    faces from: " + "; ".join(f"{what} ({counted(n, 'video')})" for what, n in sources.items()))
         present = arrays_present(cache, ds_dir.name)
         if present:
             out.append("    arrays (videos where usable / where present; the settings of a variant):")
@@ -169,7 +170,7 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str, 
             out[key] = (usable, total, "per video (each from its own label files)" if len(ways) > 1 else "", [])
             continue
         mixed = [] if len(ways) < 2 else [
-            f"{fp[0]}: {len(vids)} videos ({', '.join(vids[:3])}{' ...' if len(vids) > 3 else ''})"
+            f"{fp[0]}: {counted(len(vids), 'video')} ({', '.join(vids[:3])}{' ...' if len(vids) > 3 else ''})"
             + (f", {made}" if made else "") for fp, (made, vids) in ways]
         out[key] = (usable, total, ways[0][1][0] if ways else "", mixed)
     return out

@@ -11,6 +11,7 @@ import pandas as pd
 
 from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
+from pipeline.wording import counted
 
 _PASS = "pass the predictions.csv/.parquet of a train run, or the <video>.csv of a predict run"
 
@@ -110,7 +111,7 @@ def locate(cache: str | Path, dataset: str, video: str) -> None:
     close = difflib.get_close_matches(video, held, n=5)
     listing = (f"did you mean {', '.join(close)}?" if close else f"its videos include {', '.join(held[:5])}"
                if held else "it holds no video yet")
-    raise BadInputError(where, f"no video {video!r} in dataset {dataset!r} ({len(held)} videos)",
+    raise BadInputError(where, f"no video {video!r} in dataset {dataset!r} ({counted(len(held), 'video')})",
                         f"{listing}; `cli.py info --cache {cache}` summarises the cache")
 
 

@@ -28,6 +28,7 @@ from pipeline.cluster import (
     lifetime_flag,
     parse_duration,
 )
+from pipeline.wording import counted
 
 START_TOPIC = "mimamo-start"
 POLL = 1.0              # s between looks at the workers
@@ -291,7 +292,7 @@ class WorkerWatch:
         all_ended = self.ended_since is not None and now - self.ended_since >= ENDED_GRACE
         refused = getattr(self.cluster, "refused", [])
         if refused and waited >= ENDED_GRACE:      # dask-jobqueue does not submit a refused job again
-            self.stop_reason = (f"no Dask worker for {waited:.0f} s with {left} videos left: the batch system refused "
+            self.stop_reason = (f"no Dask worker for {waited:.0f} s with {counted(left, 'video')} left: the batch system refused "
                                 f"the job: {' / '.join(refused[-1].splitlines())}. Ask for less "
                                 "per job (--cores, --memory, --walltime, --gpus) or another --queue; what finished is "
                                 "in the index; rerun the same command to do the rest")
@@ -300,11 +301,11 @@ class WorkerWatch:
         elif waited >= QUERY_EVERY and now - self.last_report >= REPORT_EVERY:
             self.last_report = now
             jobs = f"; jobs: {describe_jobs(self.states, self.job_ids.values())}" if self.job_ids else ""
-            self.say(f"waiting for a worker: none connected for {waited:.0f} s, {left} videos left (the run stops "
+            self.say(f"waiting for a worker: none connected for {waited:.0f} s, {counted(left, 'video')} left (the run stops "
                      f"after {format_seconds(self.timeout)} without one: --worker-timeout){jobs}")
 
     def _stop_message(self, waited: float, left: int, all_ended: bool) -> str:
-        head = f"no Dask worker for {waited:.0f} s with {left} videos left"
+        head = f"no Dask worker for {waited:.0f} s with {counted(left, 'video')} left"
         tail = "; what finished is in the index; rerun the same command to do the rest"
         if self.kind:
             if not self.job_ids:

@@ -259,7 +259,7 @@ def test_a_video_without_any_face_is_done_and_named_in_the_summary(odd, tmp_path
     row = store.read_index(cache, "demo").set_index("video").loc["blank"]
     assert row.status == "done" and row.n_frames == N and row.n_valid == 0
     assert row.note.startswith(f"{store.NO_FACE}: check the video")
-    assert f"{store.NO_FACE} of 1 videos: blank (recorded done with no valid frame" in r.stdout, r.stdout
+    assert f"{store.NO_FACE} of 1 video: blank (recorded done with no valid frame" in r.stdout, r.stdout
     info = cli("info", "--cache", cache, cwd=tmp_path)
     assert f"note blank: {store.NO_FACE}" in info.stdout
 

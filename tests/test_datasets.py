@@ -244,7 +244,7 @@ def test_the_face_source_is_part_of_the_fingerprint(layout, cluster, tmp_path):
     assert "face source changed (cropped_aligned -> video)" in rows["1-30-176x144"]["reason"]
     video_fp = store.video_fingerprints(tmp_path, "affwild2", "1-30-176x144")
     assert set(crops_fp) == set(video_fp) and all(crops_fp[k] != video_fp[k] for k in crops_fp if k != "labels")
-    assert "faces from: video (1 videos)" in info.describe(tmp_path)
+    assert "faces from: video (1 video)" in info.describe(tmp_path)
     rows, _ = run(cluster, layout.root, tmp_path, only=one)
     assert rows["1-30-176x144"]["action"] == "skip"
 

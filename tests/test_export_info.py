@@ -28,7 +28,7 @@ def test_export_h5_roundtrip(tmp_path):
     out = tmp_path / "out.h5"
     res = CliRunner().invoke(cli.main, ["export", "--cache", str(tmp_path), "--dataset", "demo", "--out", str(out)])
     assert res.exit_code == 0, res.output
-    assert "1 videos" in res.output
+    assert "1 video" in res.output and "1 videos" not in res.output
     with h5py.File(out) as h5:
         assert list(h5) == ["v1"]                      # failed videos are not exported
         for name, data in arrays.items():
@@ -96,7 +96,7 @@ def test_export_leaves_out_an_unusable_video_and_names_the_repair(tmp_path):
     out = tmp_path / "out.h5"
     res = CliRunner().invoke(cli.main, ["export", "--cache", str(cache), "--dataset", "demo", "--out", str(out)])
     assert res.exit_code == 1, res.output
-    assert "wrote 1 videos" in res.output
+    assert "wrote 1 video to" in res.output
     assert "'v2'" in res.output and "dphase_s0 is stale" in res.output
     assert f"python cli.py features --dataset demo --cache {cache}" in res.output
     with h5py.File(out) as h5:

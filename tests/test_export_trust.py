@@ -34,7 +34,7 @@ def test_an_array_made_two_ways_across_videos_is_refused_by_export_and_shown_by_
     assert not (tmp_path / "x.h5").exists() and not list(tmp_path.glob(".x.h5*"))
     out = CliRunner().invoke(cli.main, ["info", "--cache", str(cache)]).output
     assert "MIXED: made 2 ways across the videos" in out
-    assert "synth-d0: 3 videos (v00, v02, v03)" in out and "made-another-way: 1 videos (v01)" in out
+    assert "synth-d0: 3 videos (v00, v02, v03)" in out and "made-another-way: 1 video (v01)" in out
     _remake(cache, "v01", fp="synth-d0")   # made alike again: exported, and info has nothing to say
     assert export_h5(cache, "aw", tmp_path / "x.h5").written == ["v00", "v01", "v02", "v03"]
     assert "MIXED" not in CliRunner().invoke(cli.main, ["info", "--cache", str(cache)]).output

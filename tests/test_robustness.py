@@ -145,7 +145,7 @@ def test_faces_cut_from_gamma_jittered_frames_are_refused(data, tmp_path):
     g.attrs["made_with"] = made
     res = _run("robustness", "--cache", copy, "--dataset", "demo", "--betas", "0,0.3", "--inputs", "dphase",
                "--out", tmp_path / "o", *TRAIN)
-    assert res.exit_code == 2 and "the faces of 1 videos were cut from frames corrupted by `features --gamma-jitter` " \
+    assert res.exit_code == 2 and "the faces of 1 video were cut from frames corrupted by `features --gamma-jitter` " \
                                   "(b (0.3))" in res.output, res.output
 
 

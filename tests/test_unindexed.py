@@ -64,7 +64,7 @@ def test_train_refuses_them_or_lists_them_with_skip_unusable(cache):
     with pytest.raises(BadInputError, match=r"2 videos have a done group but no row in index.parquet \(v01, v05\).*"
                                             r"python cli.py features --dataset aw --cache .* --stages align.*--skip-unusable"):
         select(cache, "aw", ["resnet50"])
-    with pytest.raises(BadInputError, match=r"1 videos have a done group but no row in index.parquet \(v05\)"):
+    with pytest.raises(BadInputError, match=r"1 video has a done group but no row in index.parquet \(v05\)"):
         select(cache, "aw", ["resnet50"], splits=("test",))   # only the splits the run reads
     sel = select(cache, "aw", ["resnet50"], skip_unusable=True)
     assert sorted(sel.left_out) == LOST and "no row in" in sel.left_out["v01"]

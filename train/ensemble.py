@@ -26,6 +26,7 @@ import torch
 
 from features.errors import BadInputError
 from pipeline import store, unscored
+from pipeline.wording import counted
 from train import checkpoint, config, data
 from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, predict
@@ -98,7 +99,7 @@ def outputs(members: list[Member], cache, dataset: str, rows: list[dict], device
     for k, m in enumerate(members):
         ds = data.SequenceDataset(cache, dataset, rows, **data.run_arguments(m.cfg, m.level, train=False))
         dev = torch.device(device)
-        what = f"predicting {len(rows)} videos" + (f" (model {k + 1} of {len(members)})" if len(members) > 1 else "")
+        what = f"predicting {counted(len(rows), 'video')}" + (f" (model {k + 1} of {len(members)})" if len(members) > 1 else "")
         runs.append(predict(m.model.to(dev), ds, m.cfg.window, m.cfg.batch_size, 0, dev, what if progress else None))
     return runs
 

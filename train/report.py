@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from pipeline.plots import save_captioned
+from pipeline.wording import counted
 
 # Every file this module writes into a run folder.
 OUTPUTS = ("metrics.json", "predictions.parquet", "predictions.csv", "log.csv", "log.jsonl", "curves.png",
@@ -111,7 +112,7 @@ def caption(metrics: dict) -> str:
             f"input {c.get('input')}, arch {c.get('arch')}, window {c.get('window')}, width {c.get('width')}, "
             f"seed {c.get('seed')}, "
             f"{metrics.get('epochs_run')} epochs (best {metrics.get('best_epoch')})\n"
-            f"held out: {metrics.get('split')} ({held} videos, protocol {prot.get('name')}); CCC {scores or 'n/a'}; "
+            f"held out: {metrics.get('split')} ({counted(held, 'video')}, protocol {prot.get('name')}); CCC {scores or 'n/a'}; "
             f"arrays: {fps}")
 
 

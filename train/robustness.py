@@ -28,6 +28,7 @@ import pandas as pd
 
 from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
+from pipeline.wording import counted
 from train import config, protocol
 from train.ablate import fold_list, summarize_folds
 from train.config import TrainConfig
@@ -132,7 +133,7 @@ def _clean_faces(cache, dataset: str, videos: list[str]) -> None:
             jittered[v] = made["gamma_jitter"]
     if jittered:
         some = ", ".join(f"{v} ({b})" for v, b in sorted(jittered.items())[:3])
-        raise BadInputError(store.dataset_dir(cache, dataset), f"the faces of {len(jittered)} videos were cut from "
+        raise BadInputError(store.dataset_dir(cache, dataset), f"the faces of {counted(len(jittered), 'video')} were cut from "
                             f"frames corrupted by `features --gamma-jitter` ({some}{' ...' if len(jittered) > 3 else ''}"
                             "): this experiment corrupts clean faces", "extract the faces without --gamma-jitter (into "
                             "another --cache, to keep these), then run robustness on that cache")

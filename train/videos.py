@@ -141,7 +141,7 @@ def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dic
     if bad and not skip:
         fixes = dict.fromkeys(hints.values())   # what repairs each kind of problem (arrays, a video out of the dataset)
         first = "; ".join(list(bad.values())[:3]) + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "")
-        raise BadInputError(store.dataset_dir(cache, dataset), f"{len(bad)} of {len(videos)} videos cannot be "
+        raise BadInputError(store.dataset_dir(cache, dataset), f"{len(bad)} of {counted(len(videos), 'video')} cannot be "
                             f"read: {first}", "; ".join(fixes) + ". Or pass --skip-unusable to leave them out (they "
                             "are then listed in metrics.json)")
     return fps, bad
@@ -235,8 +235,9 @@ def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]
     videos = unindexed.without_row(cache, dataset, idx)
     videos = unindexed.labelled_ones(cache, dataset, unindexed.in_splits(cache, dataset, videos, splits))
     if videos and not skip:
-        raise BadInputError(store.dataset_dir(cache, dataset), f"{len(videos)} videos have a done group but no row "
-                            f"in index.parquet ({unindexed.listing(videos)}): the index is the record of what is done, "
+        have = "has" if len(videos) == 1 else "have"
+        raise BadInputError(store.dataset_dir(cache, dataset), f"{counted(len(videos), 'video')} {have} a done group "
+                            f"but no row in index.parquet ({unindexed.listing(videos)}): the index is the record of what is done, "
                             "so this run would leave them out without a word", unindexed.hint(cache, dataset)
                             + ". Or pass --skip-unusable to leave them out (they are then listed in metrics.json)")
     return {v: unindexed.problem(cache, dataset, v) for v in videos}
