@@ -5,7 +5,6 @@ import importlib.metadata as md
 import platform
 from pathlib import Path
 
-from pipeline import unscored
 from pipeline.manifest import load_manifest, resolve_root
 from pipeline.wording import counted
 
@@ -39,7 +38,7 @@ def describe(cache: Path | None = None) -> str:
 
 
 def _cache_lines(cache: Path) -> list[str]:
-    from pipeline import store, unindexed
+    from pipeline import store, unindexed, unscored
     from pipeline.ids import id_problem
     from pipeline.resume import partial_videos
     from pipeline.store import UnreadableIndex, read_index
