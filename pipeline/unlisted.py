@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline import resume, store
+from pipeline.wording import counted
 
 
 @dataclass
@@ -36,22 +37,18 @@ class Reconciled:
     def lines(self, cache, dataset: str) -> list[str]:
         """What the run says of them."""
         out = []
+        gone = f"no longer in dataset {dataset!r}"
         if self.marked:
-            out.append(f"{_count(self.marked)} no longer in dataset {dataset!r}: {_names(self.marked)}. Kept in "
+            out.append(f"{counted(len(self.marked), 'cached video')} {gone}: {_names(self.marked)}. Kept in "
                        "the cache in case that is a mistake, but no reader uses them (train refuses them; "
                        "--skip-unusable leaves them out); "
                        f"`{store.repair_command(cache, dataset, extra=['--prune'])}` deletes them")
         if self.pruned:
-            out.append(f"deleted {_count(self.pruned)} no longer in dataset {dataset!r} (--prune): "
-                       f"{_names(self.pruned)}")
+            out.append(f"deleted {counted(len(self.pruned), 'cached video')} {gone} (--prune): {_names(self.pruned)}")
         if self.dropped:
-            out.append(f"dropped the failure records of {_count(self.dropped)} no longer in dataset {dataset!r}: "
+            out.append(f"dropped the failure records of {counted(len(self.dropped), 'cached video')} {gone}: "
                        f"{_names(self.dropped)}")
         return out
-
-
-def _count(videos: list[str]) -> str:
-    return f"{len(videos)} cached video" + ("s" if len(videos) > 1 else "")
 
 
 def _names(videos: list[str], limit: int = 8) -> str:

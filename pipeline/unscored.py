@@ -37,6 +37,17 @@ def table_of(attrs) -> str | None:
     return ((attrs.get("label_files") or {}).get("table") or {}).get("path")
 
 
+def not_labels(cache, dataset: str, videos) -> dict[str, str]:
+    """{video: why (not_a_label)} of the done ``videos`` whose video-level label is not two finite numbers."""
+    out = {}
+    for video in videos:
+        attrs = store.open_video(cache, dataset, video).attrs
+        label = attrs.get("video_labels")
+        if label is not None and not finite_label(label.get("arousal"), label.get("valence")):
+            out[video] = not_a_label(label.get("arousal"), label.get("valence"), table_of(attrs))
+    return out
+
+
 def unlabelled_beside(rows: list[dict], scored_splits: set[str], no_row: dict | None = None) -> dict[str, str]:
     """{video: why} of the index ``rows`` that came without labels in a split of ``scored_splits`` (the splits of the
     labelled videos read): a split of only unlabelled videos (ABAW's test list) is not scored at all, so is not it.
@@ -54,13 +65,9 @@ def cache_line(cache, dataset: str, done: list[dict]) -> str | None:
     """`info`'s line for the ``done`` index rows of a dataset that train and predict read past (a label that is not
     two finite numbers, in a cache made before the lister refused such rows; no labels in a split whose other videos
     have them), or None: otherwise a user sees them only in a run's output, after it."""
-    why = {}
-    for r in done:
-        if store.known_unlabelled(r) or store.group_status(cache, dataset, r["video"]) != "done":
-            continue
-        label = store.open_video(cache, dataset, r["video"]).attrs.get("video_labels")
-        if label is not None and not finite_label(label.get("arousal"), label.get("valence")):
-            why[r["video"]] = "label not two finite numbers"
+    labelled = [r["video"] for r in done
+                if not store.known_unlabelled(r) and store.group_status(cache, dataset, r["video"]) == "done"]
+    why = dict.fromkeys(not_labels(cache, dataset, labelled), "label not two finite numbers")
     scored = {str(r["split"]) for r in done if not store.known_unlabelled(r) and r["video"] not in why}
     why.update({v: f"no labels, in split {r['split']!r} whose others have them"
                 for r in done if (v := r["video"]) in unlabelled_beside([r], scored)})

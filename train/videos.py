@@ -181,7 +181,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
         left_out.update({r["video"]: NO_ANNOTATED_FRAME for r in rows if r["video"] not in kept and store.labelled(
             store.open_video(cache, dataset, r["video"]).attrs) is not False})
     else:   # one label per video (OMG): a labelled one whose label is not a number is left out with the reason
-        left_out.update(_not_labels(cache, dataset, rows))
+        left_out.update(unscored.not_labels(cache, dataset, [r["video"] for r in rows]))
     rows = framed or [r for r in rows if unscored.finite_label(r["video_arousal"], r["video_valence"])]
     # unlabelled videos of the splits read (a clip the labelled test CSV has no row for): their split is scored
     # without them
@@ -209,23 +209,12 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
     notes = [n] if (n := label_files.unchecked_note(cache, dataset)) else []
-    if no_row:   # a labelled table that labels none of the videos cached without labels: said, not read past
-        tables = sorted({f for fs in no_row.values() for f in fs})
+    if no_row:   # a labelled table there now without a row for videos cached without labels: said, not read past
+        tables = _files_of(no_row)
         notes.append(f"{_listing(tables, 2)} has no row for the {counted(len(no_row), 'video')} cached without "
                      f"labels ({_listing(sorted(no_row))}): {'it stays' if len(no_row) == 1 else 'they stay'} "
                      "unlabelled")
     return Selection(rows, level, out, left_out, made, sources, used, notes)
-
-
-def _not_labels(cache, dataset: str, rows: list[dict]) -> dict[str, str]:
-    """{video: why} of the labelled ``rows`` whose video-level label is not two finite numbers."""
-    out = {}
-    for r in rows:
-        attrs = store.open_video(cache, dataset, r["video"]).attrs
-        label = attrs.get("video_labels")
-        if label is not None and not unscored.finite_label(label.get("arousal"), label.get("valence")):
-            out[r["video"]] = unscored.not_a_label(label.get("arousal"), label.get("valence"), unscored.table_of(attrs))
-    return out
 
 
 def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]:
@@ -261,10 +250,10 @@ def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> di
             elif no_row:
                 without[r["video"]] = no_row
     if appeared:
-        files = sorted({f for fs in appeared.values() for f in fs})
+        files = _files_of(appeared)
         rest = ""
         if without:
-            tables = sorted({f for fs in without.values() for f in fs})
+            tables = _files_of(without)
             rest = (f"; {counted(len(without), 'other video')} cached without labels ({_listing(sorted(without))}) "
                     f"{'has' if len(without) == 1 else 'have'} no row in {_listing(tables, 2)}: "
                     f"{'it stays' if len(without) == 1 else 'they stay'} unlabelled, listed in metrics.json's left_out")
@@ -275,6 +264,11 @@ def _no_labels_released_since(cache, dataset: str, unlabelled: list[dict]) -> di
                             f"run `{store.repair_command(cache, dataset, ['labels'])}`: it reads the labels (nothing "
                             "else is extracted again)")
     return without
+
+
+def _files_of(per_video: dict[str, list[str]]) -> list[str]:
+    """The label files of {video: files}, each once, sorted."""
+    return sorted({f for files in per_video.values() for f in files})
 
 
 def record_text(record) -> str:
