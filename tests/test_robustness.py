@@ -149,6 +149,50 @@ def test_faces_cut_from_gamma_jittered_frames_are_refused(data, tmp_path):
                                   "(b (0.3))" in res.output, res.output
 
 
+def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(data, tmp_path):
+    """A rerun under another --epochs retrains the runs, and is killed: robustness.csv/.json/.png and .md of the run
+    before stayed in place, looking current beside runs they no longer described (the csv says nothing of the
+    settings). Now, as `ablate` does, robustness.md is marked stale and the others removed before any run trains;
+    the run's own files are written whole at its end, the Markdown table last."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from train.ablate import STALE
+
+    _, cache, _, _ = data
+    out = tmp_path / "fig"
+    args = ["--cache", cache, "--dataset", "demo", "--betas", "0", "--inputs", "dphase", "--out", out]
+    first = _run("robustness", *args, *TRAIN)
+    assert first.exit_code == 0, first.output
+    old = (out / "robustness.md").read_text()
+    run = out / "dphase_beta=0" / "fold0"
+    root = Path(__file__).resolve().parents[1]
+    longer = [*TRAIN[:TRAIN.index("--epochs")], "--epochs", "10000", "--patience", "1000",
+              *TRAIN[TRAIN.index("--epochs") + 2:]]
+    p = subprocess.Popen([sys.executable, str(root / "cli.py"), "robustness", *map(str, args), *longer], cwd=root,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "last.pt").is_file() and not (run / "metrics.json").exists()):   # retraining, 10000 epochs
+            assert p.poll() is None and time.monotonic() < deadline, "the rerun did not start training the run"
+            time.sleep(0.2)
+    finally:
+        p.kill()
+        p.wait()
+    md = (out / "robustness.md").read_text()
+    assert md.startswith(STALE) and md.endswith(old) and "a `robustness` run" in md and "has not finished" in md
+    assert "robustness.csv, robustness.json and robustness.png were removed" in md
+    assert not [n for n in ("robustness.csv", "robustness.json", "robustness.png") if (out / n).exists()]
+    again = _run("robustness", *args, *TRAIN)   # run to its end: a current table
+    assert again.exit_code == 0, again.output
+    assert not (out / "robustness.md").read_text().startswith(STALE)
+    assert all((out / n).is_file() for n in ("robustness.csv", "robustness.json", "robustness.png"))
+    assert json.loads((run / "metrics.json").read_text())["config"]["epochs"] == 1
+    assert not list(out.glob("*.tmp.*"))
+
+
 def test_a_cache_changed_between_its_runs_writes_no_table(data, tmp_path, monkeypatch):
     """A `features` run between two trainings (here: new labels after the first) would leave the table comparing
     runs made on different data: refused, no table written. Last in this module: it restores the labels after."""

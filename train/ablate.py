@@ -80,22 +80,28 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
 STALE = "> **Stale:**"
 
 
-def mark_stale(out: Path) -> None:
-    """Before any cell is trained: the table of an earlier run in ``out`` is marked stale (ablation.md) or removed
-    (ablation.csv, which a script would read without a word), so a run that retrains cells and is killed, or stops
-    on an error, never leaves the old table looking current beside runs it no longer describes. The run's own table,
-    written whole at its end, replaces both."""
-    md = out / "ablation.md"
-    (out / "ablation.csv").unlink(missing_ok=True)
+def mark_stale(out: Path, command: str = "ablate", table: str = "ablation.md",
+               removed: tuple[str, ...] = ("ablation.csv",), what: str = "cells") -> None:
+    """Before any cell is trained: the table of an earlier run in ``out`` is marked stale (``table``) and the files
+    written beside it are removed (``removed``: ablation.csv, which a script would read without a word), so a run that
+    retrains cells and is killed, or stops on an error, never leaves the old table looking current beside runs it no
+    longer describes. The run's own table, written whole at its end, replaces them (`robustness` marks its own:
+    robustness.md, and removes robustness.csv, .json and .png)."""
+    md = out / table
+    for name in removed:
+        (out / name).unlink(missing_ok=True)
     if not md.is_file():
         return
     old = md.read_text()
     if old.startswith(STALE):   # an earlier run that did not finish marked it already
         return
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    banner = (f"{STALE} an `ablate` run started in this folder at {when} and has not finished: cells below may have "
-              "been trained again since, under its settings. This is the table of the run before it (its ablation.csv "
-              "was removed); run the command to its end for a current one.\n\n")
+    gone = " and ".join([", ".join(removed[:-1]), removed[-1]] if len(removed) > 1 else removed)
+    article = "an" if command[0] in "aeiou" else "a"
+    banner = (f"{STALE} {article} `{command}` run started in this folder at {when} and has not finished: {what} "
+              "below may have been trained again since, under its settings. This is the table of the run before it "
+              f"(its {gone} {'was' if len(removed) == 1 else 'were'} removed); run the command to its end for a "
+              "current one.\n\n")
     atomic(md, lambda p: p.write_text(banner + old))
 
 

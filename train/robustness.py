@@ -14,7 +14,9 @@ clean input itself, made the same way when the cache lacks it (a cache without `
 fold) is a training run in OUT/<input>_beta=<b>/fold<i> (`_seed=<K>` after the beta for a --gamma-seed K other than
 0), reused when its identity (settings, fingerprints, videos) is the same, as `ablate` does. Writes robustness.csv,
 robustness.md, robustness.png (CCC against beta, a line per input and dimension) and robustness.json (every cell's
-identity). Like `predict`, this command makes features (from cached faces only; no video is opened).
+identity), each through a rename, robustness.md last; a rerun first marks an earlier robustness.md stale and
+removes the others (train/ablate.py's mark_stale), so a rerun killed part way leaves no table looking current. Like
+`predict`, this command makes features (from cached faces only; no video is opened).
 """
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
 from pipeline.wording import counted
 from train import config, protocol
-from train.ablate import fold_list, summarize_folds
+from train.ablate import fold_list, mark_stale, summarize_folds
 from train.config import TrainConfig
-from train.report import _plt, clean
+from train.report import _plt, atomic, clean
 from train.trainer import train
 from train.videos import one_data, select
 
@@ -93,6 +95,8 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} labelled videos, {done['updated']} "
          "videos updated (the others already held them under the same fingerprints)")
     base = replace(base, cache=str(cache), dataset=dataset, streams="temporal")
+    # an earlier table in this folder stops looking current before any run is trained again (train/ablate.py)
+    mark_stale(out, "robustness", TABLES[-1], TABLES[:-1], "runs")
     rows, runs = [], {}
     for c in cells:
         res = []
@@ -115,12 +119,17 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
         table.loc[grp.index, "ccc_mean_change"] = grp.ccc_mean - (clean0.iloc[0] if len(clean0) else np.nan)
     prov = provenance(cache, dataset, base, folds, gamma_seed, runs)
     out.mkdir(parents=True, exist_ok=True)
-    table.assign(dataset=dataset, gamma_seed=gamma_seed).to_csv(out / "robustness.csv", index=False,
-                                                                 float_format="%.4f")
-    (out / "robustness.json").write_text(json.dumps(clean(prov), indent=1) + "\n")
-    (out / "robustness.md").write_text(markdown(table, prov))
-    plot(out / "robustness.png", table, prov)
+    # each through a rename, robustness.md last: one without the stale mark comes with the others of its run
+    atomic(out / "robustness.csv", lambda p: table.assign(dataset=dataset, gamma_seed=gamma_seed).to_csv(
+        p, index=False, float_format="%.4f"))
+    atomic(out / "robustness.json", lambda p: p.write_text(json.dumps(clean(prov), indent=1) + "\n"))
+    atomic(out / "robustness.png", lambda p: plot(p, table, prov))
+    atomic(out / "robustness.md", lambda p: p.write_text(markdown(table, prov)))
     return table
+
+
+# what robustness writes in OUT, the Markdown table last (mark_stale marks it and removes the others)
+TABLES = ("robustness.csv", "robustness.json", "robustness.png", "robustness.md")
 
 
 def _clean_faces(cache, dataset: str, videos: list[str]) -> None:
