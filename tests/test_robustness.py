@@ -113,7 +113,10 @@ def test_tables_and_figure_say_what_made_them_and_a_rerun_reuses_everything(data
 def test_bad_requests_are_refused(data):
     _, cache, out, _ = data
     for args, msg in ((["--betas", "0,1.2"], "betas"), (["--streams", "both"], "drop --streams"),
-                      (["--inputs", "dphase@flip"], "already has face transforms")):
+                      (["--inputs", "dphase@flip"], "already has face transforms"),
+                      # named gamma0.3: its row claimed a beta the reused run of 0.3 was made with
+                      (["--betas", "0,0.3,0.3000001"], "0.3000001 would read gamma0.3, the input of beta 0.3"),
+                      (["--betas", "0,0.00001"], "1e-05 is below 0.0001")):
         res = _run("robustness", "--cache", cache, "--dataset", "demo", "--out", out, *args, *TRAIN)
         assert res.exit_code == 2 and msg in res.output, res.output
 

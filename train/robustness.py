@@ -74,6 +74,17 @@ def parse_betas(text: str) -> list[float]:
         raise BadInputError(None, f"--betas {text!r} is not a list of numbers", "e.g. --betas 0,0.2,0.4,0.6,0.8") from None
     if not betas or any(not 0 <= b < 1 for b in betas) or len(set(betas)) != len(betas):
         raise BadInputError(None, f"--betas {text!r}: each beta once, in [0, 1)", "e.g. --betas 0,0.2,0.4,0.6,0.8")
+    # a corrupted input is named, and made, from the beta as '%g' prints it (gamma0.3): 0.3000001 read gamma0.3, and
+    # its row claimed a beta that made none of its numbers (the run of 0.3, reused); '%g' writes 1e-05 for 0.00001,
+    # which no variant name can hold
+    for b in betas:
+        if "e" in f"{b:g}":
+            raise BadInputError(None, f"--betas {text!r}: {b!r} is below 0.0001, which the corrupted inputs' names "
+                                "(gammaB) cannot write", "give betas from 0.0001 up, e.g. --betas 0,0.2,0.4,0.6,0.8")
+        if float(f"{b:g}") != b:
+            raise BadInputError(None, f"--betas {text!r}: {b!r} would read gamma{b:g}, the input of beta {b:g}: the "
+                                "corrupted inputs are named and made from the beta as Python's '%g' prints it (6 "
+                                "significant digits)", f"give each beta as '%g' prints it, here {b:g}")
     return sorted(betas)
 
 
