@@ -97,6 +97,8 @@ def test_tables_and_figure_say_what_made_them_and_a_rerun_reuses_everything(data
     md = (out / "robustness.md").read_text()
     assert "dataset demo" in md and str(cache.resolve()) in md and "epochs 1" in md and "gamma seed 0" in md
     assert "arch paper" in md and "Protocol " in md   # which architecture and protocol made every row
+    # every deciding setting, as ablate's Base line: two tables of other --patience (--length...) read alike before
+    assert all(s in md for s in ("patience 5", "length 64", "stride 32", "momentum 0.9", "weight_decay 0.0005"))
     prov = json.loads((out / "robustness.json").read_text())
     assert prov["runs"]["flow_beta=0.3/fold0"]["identity"]["config"]["input"] == "flow@gamma0.3"
     from PIL import Image

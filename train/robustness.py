@@ -180,15 +180,24 @@ def _face_fingerprint(cache, dataset: str, videos: dict) -> str | None:
     return fps.pop() if len(fps) == 1 else None
 
 
+# the settings _settings_line names in its own words; every other deciding one follows them by name
+_NAMED = ("streams", "folds", "window", "arch", "width", "epochs", "lr", "milestones", "batch_size", "seed", "augment",
+          "splits")
+
+
 def _settings_line(prov: dict) -> str:
+    """What made every row: the data, the folds and every deciding setting (the patience, length, stride, momentum...
+    made the numbers as much as the epochs did; ablate's Base line names them all too)."""
     s = prov["settings"]
     n = prov["videos"]
+    rest = "".join(f", {k} {'none' if v is None else v}" for k, v in s.items() if k not in _NAMED)
     return (f"dataset {prov['dataset']} (cache {prov['cache']}; face48 {prov['face48']}); videos train/val/test "
             f"{n.get('train', 0)}/{n.get('val', 0)}/{n.get('test', 0)}, folds {prov['folds']} of {s['folds']}; "
             f"temporal stream, window {s['window']}, arch {s['arch']}, width {s['width']}, epochs {s['epochs']}, "
             f"lr {s['lr']}, milestones {s['milestones']}, batch {s['batch_size']}, seed {s['seed']}, "
             f"augment {s.get('augment') or 'none'}"
-            f"{', splits ' + '+'.join(s['splits']) + ' only' if s.get('splits') else ''}; gamma seed {prov['gamma_seed']}")
+            f"{', splits ' + '+'.join(s['splits']) + ' only' if s.get('splits') else ''}{rest}; "
+            f"gamma seed {prov['gamma_seed']}")
 
 
 def markdown(table: pd.DataFrame, prov: dict) -> str:
