@@ -112,6 +112,7 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
         # two runs keeps every fingerprint, but the runs read different frames
         for video, rec in ((m.get("identity") or {}).get("sources") or {}).items():
             seen[f"source of {video}"][record_text(rec)].append(name)
+    _video_sets(runs, seen)
     mixed = {a: fps for a, fps in seen.items() if len(fps) > 1}
     if mixed:
         desc = "; ".join(f"{a}: " + ", ".join(f"{fp} in {_listing(sorted(names), 2)}" for fp, names in fps.items())
@@ -120,10 +121,30 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
         raise BadInputError(where, f"the cache changed during this {command}: its runs read different data ({desc}); "
                             "no table is written", f"run the same {command} command again: the runs made on the "
                             "cache as it is now are reused, the others are trained again")
-    read = {a: next(iter(fps)) for a, fps in sorted(seen.items()) if not a.startswith(("labels of ", "source of "))}
+    read = {a: next(iter(fps)) for a, fps in sorted(seen.items())
+            if not a.startswith(("labels of ", "source of ", "video "))}
     if per_video and runs:
         read["labels"] = f"per video, the same in every run ({sum(a.startswith('labels of ') for a in seen)} videos)"
     return read
+
+
+def _video_sets(runs: dict[str, dict], seen: dict) -> None:
+    """Add to ``seen`` ({what: {value: runs}}) whether each run had each video: a `features` run that extracts a new
+    video between two runs changes no fingerprint, label or source the runs share, but the later ones draw their folds
+    (and the held-out split) over it. A run had a video it read or left out with a reason (--skip-unusable, no face),
+    so cells that leave out other videos per input are not a change; runs reading other splits (--splits, a grid
+    axis) are compared only with those reading the same ones, and runs without a recorded video list not at all."""
+    pools: dict[str, dict[str, set[str]]] = defaultdict(dict)
+    for name, m in runs.items():
+        ident = m.get("identity") or {}
+        if "videos" not in ident:
+            continue
+        had = {v for vs in ident["videos"].values() for v in vs} | set(m.get("left_out") or {})
+        pools[json.dumps((ident.get("config") or {}).get("splits"))][name] = had
+    for group in pools.values():
+        for video in set().union(*group.values()):
+            for name, had in group.items():
+                seen[f"video {video}"]["present" if video in had else "absent"].append(name)
 
 
 def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
