@@ -257,44 +257,6 @@ def test_an_ablation_whose_cache_changed_between_its_runs_writes_no_table(tmp_pa
     assert "labels per video, the same in every run (5 videos)" in md and "resnet50 synth-r" in md
 
 
-def test_a_video_extracted_between_two_runs_of_an_ablation_writes_no_table(tmp_path, monkeypatch):
-    """A `features` run that adds a labelled video between two cells changes no fingerprint, label or source the runs
-    share, so the table said "every run read the same arrays" of cells trained on other folds (the later ones draw
-    them over the new video too). Now refused, naming the video and the runs; the same command again retrains the
-    runs made before it."""
-    import shutil
-
-    import train.ablate as ablate_module
-    from pipeline.cache_layout import dataset_dir, video_dir
-
-    cfg = _fresh(tmp_path)
-    # the same cache with a sixth video in the train split, as `features` would extract it beside the five
-    make_cache(tmp_path / "c6", "synth", videos=6, frames=40, splits=["train"] * 4 + ["test", "train"])
-    real, calls = ablate_module.train, []
-
-    def features_between_cells(c):
-        m = real(c)
-        if not calls:
-            shutil.copytree(video_dir(tmp_path / "c6", "synth", "v05"), video_dir(cfg.cache, "synth", "v05"))
-            shutil.copy(dataset_dir(tmp_path / "c6", "synth") / "index.parquet", dataset_dir(cfg.cache, "synth"))
-        calls.append(c.out)
-        return m
-
-    monkeypatch.setattr(ablate_module, "train", features_between_cells)
-    grid, out = ["streams=spatial,temporal"], tmp_path / "abl"
-    with pytest.raises(BadInputError, match=r"the cache changed during this ablation: its runs read different data "
-                                            r"\(video v05: absent in streams=spatial/fold0, present in "
-                                            r"streams=temporal/fold0\); no table is written"):
-        ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
-    assert not (out / "ablation.md").exists() and not (out / "ablation.csv").exists()
-    monkeypatch.undo()
-    ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
-    videos = {s: json.loads((out / f"streams={s}" / "fold0" / "metrics.json").read_text())["videos"]
-              for s in ("spatial", "temporal")}
-    assert videos["spatial"] == videos["temporal"] and "v05" in sum(videos["spatial"].values(), [])   # trained again
-    assert "labels per video, the same in every run (6 videos)" in (out / "ablation.md").read_text()
-
-
 def test_runs_over_other_video_sets_read_the_same_labels():
     """Cells that leave out other videos (--skip-unusable, per input) have other label digests of the same labels:
     not a change; one video's labels differing between runs is; runs from before the per-video record fall back to
@@ -327,6 +289,16 @@ def test_runs_over_other_video_sets_read_the_same_labels():
     with pytest.raises(BadInputError, match=r"\(video v1: present in a, absent in b\)"):
         one_data({"a": had(["v0", "v1"]), "b": had(["v0"])}, None, "ablation")
     assert one_data({"a": had(["v0", "v1"]), "b": had(["v0"], splits=["train"])}, None, "ablation")
+    # and held it out: compared between runs that hold out the same split, not between folds of cross-validation
+    def held(test, train, split="test", left_out=()):
+        m = had(train, left_out)
+        m["identity"].update(videos={"train": train, "val": [], "test": test}, protocol={"held_out": split})
+        return m
+
+    with pytest.raises(BadInputError, match=r"\(split of v1: held out in a, trained or selected on in b\)"):
+        one_data({"a": held(["v1"], ["v0"]), "b": held([], ["v0", "v1"])}, None, "ablation")
+    assert one_data({"a": held(["v1"], ["v0"], "fold 0"), "b": held(["v0"], ["v1"], "fold 1")}, None, "ablation")
+    assert one_data({"a": held(["v1"], ["v0"]), "b": held([], ["v0"], left_out=["v1"])}, None, "ablation")
 
 
 def test_ablation_tables_count_only_folds_with_a_finite_score(tmp_path):
