@@ -298,3 +298,20 @@ def test_a_video_moved_to_the_held_out_split_between_two_runs_of_an_ablation_wri
                                             r"streams=spatial/fold0, held out in streams=temporal/fold0\); no table"):
         ablate(cfg.cache, "synth", ["streams=spatial,temporal"], tmp_path / "abl", cfg, folds=2, fold_ids=[0])
     assert not (tmp_path / "abl" / "ablation.md").exists()
+
+
+def test_rows_over_fewer_videos_than_the_others_say_so(tmp_path):
+    """--skip-unusable leaves a video out of the cells whose input it lacks (here dphase@paper, its update killed on
+    v01): those rows were means over fewer videos and other folds than the dphase rows, and the table said every run
+    read the same arrays, nothing more. Now a note in ablation.md (and on the console) names the runs and videos."""
+    make_cache(tmp_path / "c", "synth", videos=5, frames=40, test_videos=1, variants=("paper",))
+    base = TrainConfig(cache=str(tmp_path / "c"), out="unused", **{**TINY, "streams": "temporal", "skip_unusable": True})
+    grid, out = ["input=dphase,dphase@paper"], tmp_path / "abl"
+    table = ablate(base.cache, "synth", grid, out, base, folds=2, fold_ids=[0])
+    assert not any("left out" in n for n in table.attrs["notes"])   # every run read the same videos
+    store.mark_stale(store.open_video(base.cache, "synth", "v01", mode="r+"), ["dphase_s0@paper"])   # a killed update
+    table = ablate(base.cache, "synth", grid, out, base, folds=2, fold_ids=[0])
+    note = ("Runs that left out videos other runs read (--skip-unusable), so their rows are over fewer videos (other "
+            "folds, or another held-out set): input=dphase@paper/fold0: v01 (first reason: ")
+    line = next((x for x in (out / "ablation.md").read_text().splitlines() if x.startswith("Runs that")), "")
+    assert line.startswith(note) and "input=dphase/fold0" not in line and line in table.attrs["notes"]

@@ -32,7 +32,7 @@ from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
 from pipeline.wording import counted
 from train import config, protocol
-from train.ablate import fold_list, mark_stale, summarize_folds
+from train.ablate import fewer_videos, fold_list, mark_stale, summarize_folds
 from train.config import TrainConfig
 from train.report import _plt, atomic, clean
 from train.trainer import train
@@ -129,6 +129,7 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
         clean0 = grp[grp.beta == 0].ccc_mean
         table.loc[grp.index, "ccc_mean_change"] = grp.ccc_mean - (clean0.iloc[0] if len(clean0) else np.nan)
     prov = provenance(cache, dataset, base, folds, gamma_seed, runs)
+    prov["notes"] = [n for n in (fewer_videos(runs),) if n]   # --skip-unusable: rows over fewer videos
     out.mkdir(parents=True, exist_ok=True)
     # each through a rename, robustness.md last: one without the stale mark comes with the others of its run
     atomic(out / "robustness.csv", lambda p: table.assign(dataset=dataset, gamma_seed=gamma_seed).to_csv(
@@ -208,6 +209,7 @@ def markdown(table: pd.DataFrame, prov: dict) -> str:
              "Held-out CCC of the temporal single-stream model trained and scored on inputs computed from the cached "
              f"48x48 faces under a per-frame gamma u^g, g ~ U[1-beta, 1+beta] ({prov['corruption']}). Mean over the "
              "folds with a finite score.", "", f"Made from: {_settings_line(prov)}.", "",
+             *(line for note in prov.get("notes") or [] for line in (note, "")),
              prov["protocol"] or "Protocol: none (no fold finished).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in sorted(set(table.beta)):
