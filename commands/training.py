@@ -186,7 +186,8 @@ def ablate(grid, fold_ids, out, **kw):
 @click.command(short_help="Temporal-model CCC against illumination change (paper Fig. 5).")
 @_train_options
 @click.option("--betas", default="0,0.2,0.4,0.6,0.8", show_default=True,
-              help="Illumination variability: per-frame gamma g ~ U[1-beta, 1+beta], each beta in [0, 1).")
+              help="Illumination variability: per-frame gamma g ~ U[1-beta, 1+beta], each beta in [0, 1), written "
+                   "as Python's '%g' prints it (it names the corrupted inputs: 0.2 -> dphase@gamma0.2).")
 @click.option("--inputs", default="dphase,flow", show_default=True,
               help="Temporal-stream inputs to compare (dphase, phase, flow, or a variant such as dphase@paper); "
                    "each is made from the cached faces where missing, beta 0's clean input too.")

@@ -1,6 +1,7 @@
 """`ablate`: grid values read as their settings' types and checked before any cell trains; --fold-ids checked and
 named in the table; the tables' columns (every grid axis, scores only rounded, runs under other threads noted); a
-table from before a rerun is never left looking current beside cells it no longer describes.
+table from before a rerun is never left looking current beside cells it no longer describes; no table of cells that
+had other videos (one extracted, or moved to the held-out split, between two cells).
 
 A real Zarr cache (train/synth.py writes it through pipeline/store.py) and tiny real trainings.
 """
@@ -15,6 +16,7 @@ from click.testing import CliRunner
 
 from cli import main
 from features.errors import BadInputError
+from pipeline import store
 from train.ablate import ablate, parse_grid
 from train.synth import make_cache
 from train.trainer import TrainConfig
@@ -32,6 +34,12 @@ def cache(tmp_path_factory):
 
 def _base(cache, **kw):
     return TrainConfig(cache=str(cache), out="unused", **{**TINY, **kw})
+
+
+def _fresh(tmp_path):
+    """A cache of its own (the test changes it between cells): five videos, the last in the test split."""
+    make_cache(tmp_path / "c", "synth", videos=5, frames=40, test_videos=1)
+    return TrainConfig(cache=str(tmp_path / "c"), out="unused", **TINY)
 
 
 def test_grid_values_are_read_as_their_settings_types():
@@ -227,3 +235,83 @@ def test_an_earlier_predict_json_never_stays_beside_files_it_did_not_make(cache,
     with pytest.raises(BadInputError, match=re.escape(f"{csv}: cannot move") + r".*\(move " + re.escape(f"{csv} out of the way")):
         predict_cache(cache, "synth", ckpts, out, split="test", echo=lambda *a: None)
     assert not (out / "predict.json").exists()
+
+
+def test_a_video_extracted_between_two_runs_of_an_ablation_writes_no_table(tmp_path, monkeypatch):
+    """A `features` run that adds a labelled video between two cells changes no fingerprint, label or source the runs
+    share, so the table said "every run read the same arrays" of cells trained on other folds (the later ones draw
+    them over the new video too). Now refused, naming the video and the runs; the same command again retrains the
+    runs made before it."""
+    import shutil
+
+    import train.ablate as ablate_module
+    from pipeline.cache_layout import dataset_dir, video_dir
+
+    cfg = _fresh(tmp_path)
+    # the same cache with a sixth video in the train split, as `features` would extract it beside the five
+    make_cache(tmp_path / "c6", "synth", videos=6, frames=40, splits=["train"] * 4 + ["test", "train"])
+    real, calls = ablate_module.train, []
+
+    def features_between_cells(c):
+        m = real(c)
+        if not calls:
+            shutil.copytree(video_dir(tmp_path / "c6", "synth", "v05"), video_dir(cfg.cache, "synth", "v05"))
+            shutil.copy(dataset_dir(tmp_path / "c6", "synth") / "index.parquet", dataset_dir(cfg.cache, "synth"))
+        calls.append(c.out)
+        return m
+
+    monkeypatch.setattr(ablate_module, "train", features_between_cells)
+    grid, out = ["streams=spatial,temporal"], tmp_path / "abl"
+    with pytest.raises(BadInputError, match=r"the cache changed during this ablation: its runs read different data "
+                                            r"\(video v05: absent in streams=spatial/fold0, present in "
+                                            r"streams=temporal/fold0\); no table is written"):
+        ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
+    assert not (out / "ablation.md").exists() and not (out / "ablation.csv").exists()
+    monkeypatch.undo()
+    ablate(cfg.cache, "synth", grid, out, cfg, folds=2, fold_ids=[0])
+    videos = {s: json.loads((out / f"streams={s}" / "fold0" / "metrics.json").read_text())["videos"]
+              for s in ("spatial", "temporal")}
+    assert videos["spatial"] == videos["temporal"] and "v05" in sum(videos["spatial"].values(), [])   # trained again
+    assert "labels per video, the same in every run (6 videos)" in (out / "ablation.md").read_text()
+
+
+def test_a_video_moved_to_the_held_out_split_between_two_runs_of_an_ablation_writes_no_table(tmp_path, monkeypatch):
+    """A `features` run after an annotation release that moves a video from train to test between two cells keeps its
+    arrays, labels and source: the table compared a cell that trained on it with one scored on it, saying every run
+    read the same data. Now refused, naming the video and the runs."""
+    import train.ablate as ablate_module
+
+    cfg = _fresh(tmp_path)
+    real, calls = ablate_module.train, []
+
+    def features_between_cells(c):
+        m = real(c)
+        if not calls:   # what `features` does for "v03: done; split 'train' -> 'test', as the dataset now says"
+            store.open_video(cfg.cache, "synth", "v03", mode="r+").attrs["split"] = "test"
+            videos = [f"v0{i}" for i in range(5)]
+            store.write_index(cfg.cache, "synth", [store.index_row(cfg.cache, "synth", v) for v in videos])
+        calls.append(c.out)
+        return m
+
+    monkeypatch.setattr(ablate_module, "train", features_between_cells)
+    with pytest.raises(BadInputError, match=r"its runs read different data \(split of v03: trained or selected on in "
+                                            r"streams=spatial/fold0, held out in streams=temporal/fold0\); no table"):
+        ablate(cfg.cache, "synth", ["streams=spatial,temporal"], tmp_path / "abl", cfg, folds=2, fold_ids=[0])
+    assert not (tmp_path / "abl" / "ablation.md").exists()
+
+
+def test_rows_over_fewer_videos_than_the_others_say_so(tmp_path):
+    """--skip-unusable leaves a video out of the cells whose input it lacks (here dphase@paper, its update killed on
+    v01): those rows were means over fewer videos and other folds than the dphase rows, and the table said every run
+    read the same arrays, nothing more. Now a note in ablation.md (and on the console) names the runs and videos."""
+    make_cache(tmp_path / "c", "synth", videos=5, frames=40, test_videos=1, variants=("paper",))
+    base = TrainConfig(cache=str(tmp_path / "c"), out="unused", **{**TINY, "streams": "temporal", "skip_unusable": True})
+    grid, out = ["input=dphase,dphase@paper"], tmp_path / "abl"
+    table = ablate(base.cache, "synth", grid, out, base, folds=2, fold_ids=[0])
+    assert not any("left out" in n for n in table.attrs["notes"])   # every run read the same videos
+    store.mark_stale(store.open_video(base.cache, "synth", "v01", mode="r+"), ["dphase_s0@paper"])   # a killed update
+    table = ablate(base.cache, "synth", grid, out, base, folds=2, fold_ids=[0])
+    note = ("Runs that left out videos other runs read (--skip-unusable), so their rows are over fewer videos (other "
+            "folds, or another held-out set): input=dphase@paper/fold0: v01 (first reason: ")
+    line = next((x for x in (out / "ablation.md").read_text().splitlines() if x.startswith("Runs that")), "")
+    assert line.startswith(note) and "input=dphase/fold0" not in line and line in table.attrs["notes"]

@@ -97,6 +97,8 @@ def test_tables_and_figure_say_what_made_them_and_a_rerun_reuses_everything(data
     md = (out / "robustness.md").read_text()
     assert "dataset demo" in md and str(cache.resolve()) in md and "epochs 1" in md and "gamma seed 0" in md
     assert "arch paper" in md and "Protocol " in md   # which architecture and protocol made every row
+    # every deciding setting, as ablate's Base line: two tables of other --patience (--length...) read alike before
+    assert all(s in md for s in ("patience 5", "length 64", "stride 32", "momentum 0.9", "weight_decay 0.0005"))
     prov = json.loads((out / "robustness.json").read_text())
     assert prov["runs"]["flow_beta=0.3/fold0"]["identity"]["config"]["input"] == "flow@gamma0.3"
     from PIL import Image
@@ -113,7 +115,10 @@ def test_tables_and_figure_say_what_made_them_and_a_rerun_reuses_everything(data
 def test_bad_requests_are_refused(data):
     _, cache, out, _ = data
     for args, msg in ((["--betas", "0,1.2"], "betas"), (["--streams", "both"], "drop --streams"),
-                      (["--inputs", "dphase@flip"], "already has face transforms")):
+                      (["--inputs", "dphase@flip"], "already has face transforms"),
+                      # named gamma0.3: its row claimed a beta the reused run of 0.3 was made with
+                      (["--betas", "0,0.3,0.3000001"], "0.3000001 would read gamma0.3, the input of beta 0.3"),
+                      (["--betas", "0,0.00001"], "1e-05 is below 0.0001")):
         res = _run("robustness", "--cache", cache, "--dataset", "demo", "--out", out, *args, *TRAIN)
         assert res.exit_code == 2 and msg in res.output, res.output
 
@@ -147,6 +152,50 @@ def test_faces_cut_from_gamma_jittered_frames_are_refused(data, tmp_path):
                "--out", tmp_path / "o", *TRAIN)
     assert res.exit_code == 2 and "the faces of 1 video were cut from frames corrupted by `features --gamma-jitter` " \
                                   "(b (0.3))" in res.output, res.output
+
+
+def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(data, tmp_path):
+    """A rerun under another --epochs retrains the runs, and is killed: robustness.csv/.json/.png and .md of the run
+    before stayed in place, looking current beside runs they no longer described (the csv says nothing of the
+    settings). Now, as `ablate` does, robustness.md is marked stale and the others removed before any run trains;
+    the run's own files are written whole at its end, the Markdown table last."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from train.ablate import STALE
+
+    _, cache, _, _ = data
+    out = tmp_path / "fig"
+    args = ["--cache", cache, "--dataset", "demo", "--betas", "0", "--inputs", "dphase", "--out", out]
+    first = _run("robustness", *args, *TRAIN)
+    assert first.exit_code == 0, first.output
+    old = (out / "robustness.md").read_text()
+    run = out / "dphase_beta=0" / "fold0"
+    root = Path(__file__).resolve().parents[1]
+    longer = [*TRAIN[:TRAIN.index("--epochs")], "--epochs", "10000", "--patience", "1000",
+              *TRAIN[TRAIN.index("--epochs") + 2:]]
+    p = subprocess.Popen([sys.executable, str(root / "cli.py"), "robustness", *map(str, args), *longer], cwd=root,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not ((run / "last.pt").is_file() and not (run / "metrics.json").exists()):   # retraining, 10000 epochs
+            assert p.poll() is None and time.monotonic() < deadline, "the rerun did not start training the run"
+            time.sleep(0.2)
+    finally:
+        p.kill()
+        p.wait()
+    md = (out / "robustness.md").read_text()
+    assert md.startswith(STALE) and md.endswith(old) and "a `robustness` run" in md and "has not finished" in md
+    assert "robustness.csv, robustness.json and robustness.png were removed" in md
+    assert not [n for n in ("robustness.csv", "robustness.json", "robustness.png") if (out / n).exists()]
+    again = _run("robustness", *args, *TRAIN)   # run to its end: a current table
+    assert again.exit_code == 0, again.output
+    assert not (out / "robustness.md").read_text().startswith(STALE)
+    assert all((out / n).is_file() for n in ("robustness.csv", "robustness.json", "robustness.png"))
+    assert json.loads((run / "metrics.json").read_text())["config"]["epochs"] == 1
+    assert not list(out.glob("*.tmp.*"))
 
 
 def test_a_cache_changed_between_its_runs_writes_no_table(data, tmp_path, monkeypatch):

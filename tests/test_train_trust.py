@@ -280,6 +280,25 @@ def test_runs_over_other_video_sets_read_the_same_labels():
         one_data({"a": a, "b": b}, None, "ablation")
     b["identity"]["sources"]["v0"][1] = "sha256:aaa"
     assert "source of v0" not in one_data({"a": a, "b": b}, None, "ablation")
+    # the videos a run had: read, or left out with a reason (--skip-unusable per input), over the same splits
+    def had(read, left_out=(), splits=None):
+        return {**run("d1", v0="x"), "left_out": dict.fromkeys(left_out, "why"),
+                "identity": {"videos": {"train": read, "val": [], "test": []}, "config": {"splits": splits}}}
+
+    assert one_data({"a": had(["v0", "v1"]), "b": had(["v0"], ["v1"])}, None, "ablation")
+    with pytest.raises(BadInputError, match=r"\(video v1: present in a, absent in b\)"):
+        one_data({"a": had(["v0", "v1"]), "b": had(["v0"])}, None, "ablation")
+    assert one_data({"a": had(["v0", "v1"]), "b": had(["v0"], splits=["train"])}, None, "ablation")
+    # and held it out: compared between runs that hold out the same split, not between folds of cross-validation
+    def held(test, train, split="test", left_out=()):
+        m = had(train, left_out)
+        m["identity"].update(videos={"train": train, "val": [], "test": test}, protocol={"held_out": split})
+        return m
+
+    with pytest.raises(BadInputError, match=r"\(split of v1: held out in a, trained or selected on in b\)"):
+        one_data({"a": held(["v1"], ["v0"]), "b": held([], ["v0", "v1"])}, None, "ablation")
+    assert one_data({"a": held(["v1"], ["v0"], "fold 0"), "b": held(["v0"], ["v1"], "fold 1")}, None, "ablation")
+    assert one_data({"a": held(["v1"], ["v0"]), "b": held([], ["v0"], left_out=["v1"])}, None, "ablation")
 
 
 def test_ablation_tables_count_only_folds_with_a_finite_score(tmp_path):

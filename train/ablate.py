@@ -70,32 +70,38 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     # the scores rounded, never the grid's values (lr 5e-5 and 1e-4 both printed 0.0001)
     scores = {c: table[c].map(lambda x: f"{x:.4f}" if pd.notna(x) else "") for c in score_columns(table)}
     atomic(out / "ablation.csv", lambda p: table.assign(**scores).to_csv(p, index=False))
-    mixed = ran_under(runs)
-    text = markdown(table, [k for k, _ in axes], dataset, base, read, ids, mixed)
+    notes = [n for n in (ran_under(runs), fewer_videos(runs)) if n]
+    text = markdown(table, [k for k, _ in axes], dataset, base, read, ids, notes)
     atomic(out / "ablation.md", lambda p: p.write_text(text))   # last: a table without the stale mark is whole
-    table.attrs["notes"] = [_folds_text(ids, folds), *([mixed] if mixed else [])]   # the console says them too
+    table.attrs["notes"] = [_folds_text(ids, folds), *notes]   # the console says them too
     return table
 
 
 STALE = "> **Stale:**"
 
 
-def mark_stale(out: Path) -> None:
-    """Before any cell is trained: the table of an earlier run in ``out`` is marked stale (ablation.md) or removed
-    (ablation.csv, which a script would read without a word), so a run that retrains cells and is killed, or stops
-    on an error, never leaves the old table looking current beside runs it no longer describes. The run's own table,
-    written whole at its end, replaces both."""
-    md = out / "ablation.md"
-    (out / "ablation.csv").unlink(missing_ok=True)
+def mark_stale(out: Path, command: str = "ablate", table: str = "ablation.md",
+               removed: tuple[str, ...] = ("ablation.csv",), what: str = "cells") -> None:
+    """Before any cell is trained: the table of an earlier run in ``out`` is marked stale (``table``) and the files
+    written beside it are removed (``removed``: ablation.csv, which a script would read without a word), so a run that
+    retrains cells and is killed, or stops on an error, never leaves the old table looking current beside runs it no
+    longer describes. The run's own table, written whole at its end, replaces them (`robustness` marks its own:
+    robustness.md, and removes robustness.csv, .json and .png)."""
+    md = out / table
+    for name in removed:
+        (out / name).unlink(missing_ok=True)
     if not md.is_file():
         return
     old = md.read_text()
     if old.startswith(STALE):   # an earlier run that did not finish marked it already
         return
     when = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
-    banner = (f"{STALE} an `ablate` run started in this folder at {when} and has not finished: cells below may have "
-              "been trained again since, under its settings. This is the table of the run before it (its ablation.csv "
-              "was removed); run the command to its end for a current one.\n\n")
+    gone = " and ".join([", ".join(removed[:-1]), removed[-1]] if len(removed) > 1 else removed)
+    article = "an" if command[0] in "aeiou" else "a"
+    banner = (f"{STALE} {article} `{command}` run started in this folder at {when} and has not finished: {what} "
+              "below may have been trained again since, under its settings. This is the table of the run before it "
+              f"(its {gone} {'was' if len(removed) == 1 else 'were'} removed); run the command to its end for a "
+              "current one.\n\n")
     atomic(md, lambda p: p.write_text(banner + old))
 
 
@@ -113,6 +119,24 @@ def ran_under(runs: dict[str, dict]) -> str | None:
         return None
     return ("Runs trained under different torch threads or devices, which alone change the numbers (README): "
             + "; ".join(f"{k}: {listing(sorted(v), 3)}" for k, v in sorted(how.items())) + ".")
+
+
+def fewer_videos(runs: dict[str, dict]) -> str | None:
+    """A note when some runs left out videos that other runs of the table read (--skip-unusable: an input missing on
+    some videos): their rows are over fewer videos, and other folds drawn over them, which the Data line's one set of
+    fingerprints does not say. None when no run left out a video another read (a video without a face is left out
+    of every run alike)."""
+    read = set().union(*({v for vs in (m.get("videos") or {}).values() for v in vs} for m in runs.values()))
+    short = {name: {v: why for v, why in (m.get("left_out") or {}).items() if v in read} for name, m in runs.items()}
+    short = {name: gone for name, gone in sorted(short.items()) if gone}
+    if not short:
+        return None
+    gone = next(iter(short.values()))
+    return ("Runs that left out videos other runs read (--skip-unusable), so their rows are over fewer videos (other "
+            "folds, or another held-out set): " + "; ".join(f"{name}: {listing(sorted(g), 3)}"
+                                                           for name, g in list(short.items())[:4])
+            + (f"; and {len(short) - 4} more runs" if len(short) > 4 else "")
+            + f" (first reason: {gone[sorted(gone)[0]]}; each run's metrics.json lists them in left_out).")
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:
@@ -245,7 +269,8 @@ def _plain(v) -> str:
 
 
 def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConfig,
-             read: dict[str, str] | None = None, fold_ids: list[int] | None = None, threads: str | None = None) -> str:
+             read: dict[str, str] | None = None, fold_ids: list[int] | None = None,
+             notes: list[str] | None = None) -> str:
     """A paper-style Markdown table: one row per cell, mean CCC across folds (± std), its architecture and input."""
     keys = [*keys, *(k for k in ("arch", "input") if k not in keys)]
     protocols = sorted({p for p in table.get("protocol", pd.Series(dtype=str)) if p})
@@ -263,7 +288,7 @@ def markdown(table: pd.DataFrame, keys: list[str], dataset: str, base: TrainConf
               "Protocol: none (no fold finished)."), "",
              f"Data: {dataset} in {Path(base.cache).resolve()}; every run read the same arrays (fingerprints: "
              + (", ".join(f"{a} {fp}" for a, fp in (read or {}).items()) or "none") + ").", "",
-             *([threads, ""] if threads else []),
+             *(line for note in notes or [] for line in (note, "")),   # runs under other threads, over fewer videos
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in table.iterrows():
         cells = [str(r[k]) for k in keys]

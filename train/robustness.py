@@ -14,7 +14,9 @@ clean input itself, made the same way when the cache lacks it (a cache without `
 fold) is a training run in OUT/<input>_beta=<b>/fold<i> (`_seed=<K>` after the beta for a --gamma-seed K other than
 0), reused when its identity (settings, fingerprints, videos) is the same, as `ablate` does. Writes robustness.csv,
 robustness.md, robustness.png (CCC against beta, a line per input and dimension) and robustness.json (every cell's
-identity). Like `predict`, this command makes features (from cached faces only; no video is opened).
+identity), each through a rename, robustness.md last; a rerun first marks an earlier robustness.md stale and
+removes the others (train/ablate.py's mark_stale), so a rerun killed part way leaves no table looking current. Like
+`predict`, this command makes features (from cached faces only; no video is opened).
 """
 from __future__ import annotations
 
@@ -30,9 +32,9 @@ from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
 from pipeline.wording import counted
 from train import config, protocol
-from train.ablate import fold_list, summarize_folds
+from train.ablate import fewer_videos, fold_list, mark_stale, summarize_folds
 from train.config import TrainConfig
-from train.report import _plt, clean
+from train.report import _plt, atomic, clean
 from train.trainer import train
 from train.videos import one_data, select
 
@@ -72,6 +74,17 @@ def parse_betas(text: str) -> list[float]:
         raise BadInputError(None, f"--betas {text!r} is not a list of numbers", "e.g. --betas 0,0.2,0.4,0.6,0.8") from None
     if not betas or any(not 0 <= b < 1 for b in betas) or len(set(betas)) != len(betas):
         raise BadInputError(None, f"--betas {text!r}: each beta once, in [0, 1)", "e.g. --betas 0,0.2,0.4,0.6,0.8")
+    # a corrupted input is named, and made, from the beta as '%g' prints it (gamma0.3): 0.3000001 read gamma0.3, and
+    # its row claimed a beta that made none of its numbers (the run of 0.3, reused); '%g' writes 1e-05 for 0.00001,
+    # which no variant name can hold
+    for b in betas:
+        if "e" in f"{b:g}":
+            raise BadInputError(None, f"--betas {text!r}: {b!r} is below 0.0001, which the corrupted inputs' names "
+                                "(gammaB) cannot write", "give betas from 0.0001 up, e.g. --betas 0,0.2,0.4,0.6,0.8")
+        if float(f"{b:g}") != b:
+            raise BadInputError(None, f"--betas {text!r}: {b!r} would read gamma{b:g}, the input of beta {b:g}: the "
+                                "corrupted inputs are named and made from the beta as Python's '%g' prints it (6 "
+                                "significant digits)", f"give each beta as '%g' prints it, here {b:g}")
     return sorted(betas)
 
 
@@ -93,6 +106,8 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
     echo(f"clean and corrupted inputs: {len(wanted)} arrays on {done['videos']} labelled videos, {done['updated']} "
          "videos updated (the others already held them under the same fingerprints)")
     base = replace(base, cache=str(cache), dataset=dataset, streams="temporal")
+    # an earlier table in this folder stops looking current before any run is trained again (train/ablate.py)
+    mark_stale(out, "robustness", TABLES[-1], TABLES[:-1], "runs")
     rows, runs = [], {}
     for c in cells:
         res = []
@@ -114,13 +129,19 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
         clean0 = grp[grp.beta == 0].ccc_mean
         table.loc[grp.index, "ccc_mean_change"] = grp.ccc_mean - (clean0.iloc[0] if len(clean0) else np.nan)
     prov = provenance(cache, dataset, base, folds, gamma_seed, runs)
+    prov["notes"] = [n for n in (fewer_videos(runs),) if n]   # --skip-unusable: rows over fewer videos
     out.mkdir(parents=True, exist_ok=True)
-    table.assign(dataset=dataset, gamma_seed=gamma_seed).to_csv(out / "robustness.csv", index=False,
-                                                                 float_format="%.4f")
-    (out / "robustness.json").write_text(json.dumps(clean(prov), indent=1) + "\n")
-    (out / "robustness.md").write_text(markdown(table, prov))
-    plot(out / "robustness.png", table, prov)
+    # each through a rename, robustness.md last: one without the stale mark comes with the others of its run
+    atomic(out / "robustness.csv", lambda p: table.assign(dataset=dataset, gamma_seed=gamma_seed).to_csv(
+        p, index=False, float_format="%.4f"))
+    atomic(out / "robustness.json", lambda p: p.write_text(json.dumps(clean(prov), indent=1) + "\n"))
+    atomic(out / "robustness.png", lambda p: plot(p, table, prov))
+    atomic(out / "robustness.md", lambda p: p.write_text(markdown(table, prov)))
     return table
+
+
+# what robustness writes in OUT, the Markdown table last (mark_stale marks it and removes the others)
+TABLES = ("robustness.csv", "robustness.json", "robustness.png", "robustness.md")
 
 
 def _clean_faces(cache, dataset: str, videos: list[str]) -> None:
@@ -160,15 +181,24 @@ def _face_fingerprint(cache, dataset: str, videos: dict) -> str | None:
     return fps.pop() if len(fps) == 1 else None
 
 
+# the settings _settings_line names in its own words; every other deciding one follows them by name
+_NAMED = ("streams", "folds", "window", "arch", "width", "epochs", "lr", "milestones", "batch_size", "seed", "augment",
+          "splits")
+
+
 def _settings_line(prov: dict) -> str:
+    """What made every row: the data, the folds and every deciding setting (the patience, length, stride, momentum...
+    made the numbers as much as the epochs did; ablate's Base line names them all too)."""
     s = prov["settings"]
     n = prov["videos"]
+    rest = "".join(f", {k} {'none' if v is None else v}" for k, v in s.items() if k not in _NAMED)
     return (f"dataset {prov['dataset']} (cache {prov['cache']}; face48 {prov['face48']}); videos train/val/test "
             f"{n.get('train', 0)}/{n.get('val', 0)}/{n.get('test', 0)}, folds {prov['folds']} of {s['folds']}; "
             f"temporal stream, window {s['window']}, arch {s['arch']}, width {s['width']}, epochs {s['epochs']}, "
             f"lr {s['lr']}, milestones {s['milestones']}, batch {s['batch_size']}, seed {s['seed']}, "
             f"augment {s.get('augment') or 'none'}"
-            f"{', splits ' + '+'.join(s['splits']) + ' only' if s.get('splits') else ''}; gamma seed {prov['gamma_seed']}")
+            f"{', splits ' + '+'.join(s['splits']) + ' only' if s.get('splits') else ''}{rest}; "
+            f"gamma seed {prov['gamma_seed']}")
 
 
 def markdown(table: pd.DataFrame, prov: dict) -> str:
@@ -179,6 +209,7 @@ def markdown(table: pd.DataFrame, prov: dict) -> str:
              "Held-out CCC of the temporal single-stream model trained and scored on inputs computed from the cached "
              f"48x48 faces under a per-frame gamma u^g, g ~ U[1-beta, 1+beta] ({prov['corruption']}). Mean over the "
              "folds with a finite score.", "", f"Made from: {_settings_line(prov)}.", "",
+             *(line for note in prov.get("notes") or [] for line in (note, "")),
              prov["protocol"] or "Protocol: none (no fold finished).", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for b in sorted(set(table.beta)):

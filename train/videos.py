@@ -112,6 +112,7 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
         # two runs keeps every fingerprint, but the runs read different frames
         for video, rec in ((m.get("identity") or {}).get("sources") or {}).items():
             seen[f"source of {video}"][record_text(rec)].append(name)
+    _video_sets(runs, seen)
     mixed = {a: fps for a, fps in seen.items() if len(fps) > 1}
     if mixed:
         desc = "; ".join(f"{a}: " + ", ".join(f"{fp} in {_listing(sorted(names), 2)}" for fp, names in fps.items())
@@ -120,10 +121,42 @@ def one_data(runs: dict[str, dict], where, command: str) -> dict[str, str]:
         raise BadInputError(where, f"the cache changed during this {command}: its runs read different data ({desc}); "
                             "no table is written", f"run the same {command} command again: the runs made on the "
                             "cache as it is now are reused, the others are trained again")
-    read = {a: next(iter(fps)) for a, fps in sorted(seen.items()) if not a.startswith(("labels of ", "source of "))}
+    read = {a: next(iter(fps)) for a, fps in sorted(seen.items())
+            if not a.startswith(("labels of ", "source of ", "video ", "split of "))}
     if per_video and runs:
         read["labels"] = f"per video, the same in every run ({sum(a.startswith('labels of ') for a in seen)} videos)"
     return read
+
+
+def _video_sets(runs: dict[str, dict], seen: dict) -> None:
+    """Add to ``seen`` ({what: {value: runs}}) whether each run had each video, and held it out: a `features` run that
+    extracts a new video, or moves one to another split (a new annotation release), between two runs changes no
+    fingerprint, label or source the runs share, but the later ones draw their folds over the new video, or score the
+    moved one where the earlier trained on it. A run had a video it read or left out with a reason (--skip-unusable,
+    no face), so cells that leave out other videos per input are not a change; runs reading other splits (--splits, a
+    grid axis) are compared only with those reading the same ones, held-out sets only between runs that hold out the
+    same split (not a fold), and runs without a recorded video list not at all."""
+    had: dict[str, dict[str, set[str]]] = defaultdict(dict)         # splits read -> {run: videos read or left out}
+    held: dict[str, dict[str, tuple[set, set]]] = defaultdict(dict)  # and split held out -> {run: (test, read)}
+    for name, m in runs.items():
+        ident = m.get("identity") or {}
+        if "videos" not in ident:
+            continue
+        read = {v for vs in ident["videos"].values() for v in vs}
+        splits = json.dumps((ident.get("config") or {}).get("splits"))
+        had[splits][name] = read | set(m.get("left_out") or {})
+        split = str((ident.get("protocol") or {}).get("held_out") or "fold ")
+        if not split.startswith("fold "):   # cross-validation: each fold holds out other videos
+            held[json.dumps([splits, split])][name] = (set(ident["videos"].get("test") or []), read)
+    for group in had.values():
+        for video in set().union(*group.values()):
+            for name, videos in group.items():
+                seen[f"video {video}"]["present" if video in videos else "absent"].append(name)
+    for group in held.values():
+        for video in set().union(*(test for test, _ in group.values())):
+            for name, (test, read) in group.items():
+                if video in read:   # one that left it out has no split for it
+                    seen[f"split of {video}"]["held out" if video in test else "trained or selected on"].append(name)
 
 
 def usable(cache, dataset: str, videos: list[str], names: list[str], failed: dict | None = None,
