@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from cli import main
 from features.errors import BadInputError
 from pipeline import store
-from train import data
+from train import checkpoint, data
 from train.ablate import ablate
 from train.checkpoint import sha256
 from train.model import MimamoNet
@@ -143,6 +143,31 @@ def test_resume_and_reuse_see_a_video_extracted_again_from_another_file(tmp_path
     assert (tmp_path / "r" / "metrics.json").stat().st_mtime_ns != stamp
     saved = json.loads((tmp_path / "r" / "metrics.json").read_text())
     assert saved["identity"]["sources"]["v01"][1] == [3000, 19]
+
+
+def test_a_run_of_an_earlier_trainer_version_is_neither_reused_nor_resumed(tmp_path, capfd):
+    """An ablation cell or sub-run finished by a mimamo whose training or scoring computed other numbers from the
+    same settings and data: reused beside runs of this version, it would mix two codes' numbers in one table."""
+    cfg = replace(_fresh(tmp_path), streams="temporal", epochs=2, stop_after=1)
+    assert train(cfg).get("interrupted")
+    last = tmp_path / "r" / "last.pt"
+    ck = checkpoint.load(last)
+    ck["identity"]["trainer_version"] = "0"
+    checkpoint.save(ck, last)
+    with pytest.raises(BadInputError, match=r"trainer_version: 0 -> 1"):
+        train(replace(cfg, resume=True, stop_after=None))
+    done = replace(cfg, stop_after=None, reuse=True)
+    train(done)
+    path = tmp_path / "r" / "metrics.json"
+    saved = json.loads(path.read_text())
+    assert saved["identity"]["trainer_version"] == "1"
+    del saved["identity"]["trainer_version"]             # as a run made before the version was recorded
+    path.write_text(json.dumps(saved))
+    capfd.readouterr()
+    train(done)
+    err = capfd.readouterr().err
+    assert "trainer_version: None -> 1" in err and "training it again" in err
+    assert json.loads(path.read_text())["identity"]["trainer_version"] == "1"
 
 
 def test_resume_checks_the_init_checkpoints_by_content(tmp_path):

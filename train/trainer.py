@@ -3,7 +3,8 @@
     train(cfg) = prepare   the videos (each checked in its group, train/videos.py), the protocol (train/protocol.py:
                            which split is held out, how videos are sampled and scored), the single-stream runs a
                            two-stream run starts from (trained on its own split), the arrays the model reads and
-                           their one fingerprint: together with the deciding settings, the run's *identity*
+                           their one fingerprint: together with the deciding settings and TRAINER_VERSION, the
+                           run's *identity*
                -> reuse    (sub-runs and ablation cells) a finished run of the same identity is returned as is
                -> start    the model and its init check (init checkpoints never saw this run's held-out videos),
                            the optimiser, and the resume check (last.pt must have this run's identity)
@@ -45,7 +46,13 @@ from train.run_folder import no_best, note_threads, other_threads, resumable, re
 from train.videos import check_fingerprints, split_videos
 
 __all__ = ["TrainConfig", "train", "prepare", "split_videos", "check_fingerprints", "used_arrays", "predict",
-           "evaluate"]
+           "evaluate", "TRAINER_VERSION"]
+
+# Part of every run's identity. Bump it when what a run computes from the same settings and data changes (the loss,
+# the sampling, the model's maths, the scoring): a finished run or ablation cell of an earlier version is then trained
+# again instead of reused beside runs of this one, and its last.pt is not resumed (predict's own is
+# predict_reuse.VERSION). Runs made before it was recorded read "trainer_version: None -> 1".
+TRAINER_VERSION = "1"
 
 
 @dataclass
@@ -123,7 +130,7 @@ def prepare(cfg: TrainConfig) -> Run | None:
     split = split_videos(sel.rows, cfg.folds, cfg.fold, cfg.seed, protocol.held_out_split(sel.rows, cfg.pool_validation))
     init = {p: str(Path(path).resolve()) for p in ("spatial", "temporal")
             if cfg.streams == "both" and (path := getattr(cfg, f"init_{p}"))}
-    identity = {"config": config.decisive(cfg), "protocol": proto,
+    identity = {"trainer_version": TRAINER_VERSION, "config": config.decisive(cfg), "protocol": proto,
                 "init": {p: checkpoint.sha256(path) for p, path in init.items()},
                 "fingerprints": sel.fingerprints, "sources": sel.sources,
                 "videos": {k: [r["video"] for r in v] for k, v in split.items()}}
