@@ -1,11 +1,9 @@
 """How the per-frame label files read (Aff-Wild: one value per line; Aff-Wild2: `valence,arousal` lines, -5 for
 none) and how they are fitted to a video's frames (--label-slack). A bad line names the file and line. Text files are
-read as utf-8-sig: one saved on Windows starts with a byte-order mark, which would otherwise stick to the first
-header or value. A value that is not finite ('nan', 'inf') is an error too, as in OMG's table."""
+read as pipeline.text_files reads them (a byte-order mark passed over; not UTF-8: an error naming the file). A value
+that is not finite ('nan', 'inf') is an error too, as in OMG's table."""
 from __future__ import annotations
 
-import codecs
-import io
 import math
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import numpy as np
 
 from features.errors import BadInputError
 from pipeline.entries import VideoEntry
+from pipeline.text_files import open_text
 
 
 def _value_lines(path: Path, fh, start: int):
@@ -33,19 +32,6 @@ def _value_lines(path: Path, fh, start: int):
         yield i, s
 
 
-def _text(path: Path) -> io.StringIO:
-    """A label file's lines as open() reads them (utf-8-sig, universal newlines). A file that is not UTF-8 text (UTF-16,
-    as Windows tools save "Unicode") names itself; the decoder's error named neither it nor what to do."""
-    raw = Path(path).read_bytes()
-    try:
-        return io.StringIO(raw.decode("utf-8-sig"), newline=None)
-    except UnicodeDecodeError as e:
-        utf16 = raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
-        raise BadInputError(path, f"not UTF-8 text (byte {e.start} is {raw[e.start:e.start + 1]!r})"
-                            + ("; it starts with a UTF-16 byte-order mark (saved as 'Unicode' by a Windows tool?)"
-                               if utf16 else ""), "save it as UTF-8 text") from None
-
-
 def _finite(path: Path, i: int, text: str, values, hint: str) -> None:
     """float() reads 'nan' and 'inf': neither is a label, and either read as one leaves the frame out of training and
     scoring without a word (readers take a non-finite label for an unlabelled frame)."""
@@ -57,7 +43,7 @@ def read_value_file(path: Path) -> np.ndarray:
     """Aff-Wild label file: one float per line; a bad line, or a blank one before the last value, is an error
     naming file and line (trailing blank lines are passed over)."""
     vals = []
-    with _text(path) as fh:
+    with open_text(path) as fh:
         for i, s in _value_lines(path, fh, 1):
             try:
                 vals.append(float(s))
@@ -72,7 +58,7 @@ def read_affwild2_file(path: Path) -> np.ndarray:
     A bad line, or a blank one before the last value, is an error naming file and line (trailing ones are passed
     over)."""
     rows = []
-    with _text(path) as fh:
+    with open_text(path) as fh:
         header = fh.readline().strip().replace(" ", "").lower()
         if header != "valence,arousal":
             raise BadInputError(path, f"line 1: header {header!r}, expected 'valence,arousal'", "is this a VA_Set file?")

@@ -65,7 +65,8 @@ def test_a_blank_line_before_the_last_value_is_an_error_naming_the_file_and_line
 
 def test_a_label_file_saved_as_utf16_names_itself_and_what_to_do(tmp_path):
     """A label file saved as "Unicode" by a Windows tool (UTF-16) failed its video with "<video>: UnicodeDecodeError:
-    'utf-8' codec can't decode byte 0xff": the video was named, not the label file, and nothing said what to do."""
+    'utf-8' codec can't decode byte 0xff": the video was named, not the label file, and nothing said what to do; an
+    OMG CSV so saved stopped `features` with a traceback."""
     for name, text, read in (("va.txt", "valence,arousal\n0.5,-0.25\n", read_affwild2_file),
                              ("arousal.txt", "0.25\n-0.5\n", read_value_file)):
         path = tmp_path / name
@@ -73,6 +74,10 @@ def test_a_label_file_saved_as_utf16_names_itself_and_what_to_do(tmp_path):
         with pytest.raises(BadInputError, match=rf"^{path}: not UTF-8 text \(byte 0 is b'\\xff'\); it starts with a "
                                                 r"UTF-16 byte-order mark .* \(save it as UTF-8 text\)$"):
             read(path)
+    omg = tmp_path / "omg_TrainVideos.csv"              # OMG's table: the lister stopped with a traceback
+    omg.write_text("video,utterance,arousal,valence\r\nv1,u1.mp4,0.5,0.25\r\n", encoding="utf-16")
+    with pytest.raises(BadInputError, match=rf"^{omg}: not UTF-8 text .* UTF-16 byte-order mark"):
+        list(_read_csv_rows(omg, ("video", "utterance")))
     latin = tmp_path / "latin.txt"                      # not UTF-8 for another reason: the byte is named
     latin.write_bytes("0.25\n0.5\xb0\n".encode("latin-1"))
     with pytest.raises(BadInputError, match=rf"^{latin}: not UTF-8 text \(byte 8 is b'\\xb0'\) \(save it as UTF-8"):
