@@ -343,8 +343,8 @@ def _unchanged(entry: VideoEntry, p: Plan, s: Settings, attrs) -> None:
     rec = sources.recorded(attrs or {}, "source_")
     if p.needs_video and s.faces != "cropped_aligned" and entry.path is not None and rec:
         if why := sources.replaced_while_read(rec, entry.path):
-            raise BadInputError(entry.path, why, "run `features` again once the file is complete: it extracts the "
-                                "video anew, and what was cached before is kept until then")
+            raise BadInputError(entry.path, why, "run the command again once nothing writes to the file: it extracts "
+                                "the video anew, and what was cached before is kept until then")
 
 
 def cut_video(path, decoded: int, declared: int, e: BadInputError) -> BadInputError:

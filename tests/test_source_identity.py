@@ -138,7 +138,7 @@ def test_a_video_copied_over_while_its_frames_are_read_fails_and_caches_nothing_
     assert 0 < chunks[0] < N and sum(chunks) == N        # frames from both files were decoded
     assert row["status"] == "failed", row
     assert row["error"].startswith(f"{video}: the file changed while its frames were read"), row["error"]
-    assert "run `features` again once the file is complete" in row["error"]
+    assert "run the command again once nothing writes to the file" in row["error"]   # features, or predict
     assert store.group_status(cache, "demo", "b") is None   # nothing of the mixed frames is kept
 
     shutil.copyfile(kept, video)                         # the old file put back: extracted, from its own frames only
