@@ -63,10 +63,10 @@ def read_affwild2_file(path: Path) -> np.ndarray:
         if header != "valence,arousal":
             raise BadInputError(path, f"line 1: header {header!r}, expected 'valence,arousal'", "is this a VA_Set file?")
         for i, s in _value_lines(path, fh, 2):
-            parts = s.split(",")
+            parts = s.rstrip(",").split(",")   # a third value is not passed over: which two are valence, arousal?
             try:
-                v, a = float(parts[0]), float(parts[1])
-            except (ValueError, IndexError):
+                v, a = map(float, parts)
+            except ValueError:
                 raise BadInputError(path, f"line {i}: {s[:40]!r} is not 'valence,arousal'", "fix the file") from None
             _finite(path, i, s, (v, a), "fix the file: -5 marks an unannotated frame")
             rows.append((a, v))

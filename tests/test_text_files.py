@@ -82,3 +82,14 @@ def test_a_label_file_saved_as_utf16_names_itself_and_what_to_do(tmp_path):
     latin.write_bytes("0.25\n0.5\xb0\n".encode("latin-1"))
     with pytest.raises(BadInputError, match=rf"^{latin}: not UTF-8 text \(byte 8 is b'\\xb0'\) \(save it as UTF-8"):
         read_value_file(latin)
+
+
+def test_a_va_line_of_three_values_is_an_error_naming_the_file_and_line(tmp_path):
+    """'0,0.5,0.3' (a frame number before the pair, under the file's valence,arousal header) was read as valence 0,
+    arousal 0.5: the first two values were taken and the third passed over. A trailing comma is fine."""
+    va = tmp_path / "va.txt"
+    va.write_text("valence,arousal\n0.1,0.2\n1,0.5,0.3\n")
+    with pytest.raises(BadInputError, match=rf"^{va}: line 3: '1,0.5,0.3' is not 'valence,arousal'"):
+        read_affwild2_file(va)
+    va.write_text("valence,arousal\n0.1,0.2,\n0.3,0.4\n")
+    np.testing.assert_allclose(read_affwild2_file(va), [[0.2, 0.1], [0.4, 0.3]])
