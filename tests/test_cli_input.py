@@ -129,9 +129,9 @@ def test_a_done_video_whose_file_was_cut_since_is_kept_and_info_says_its_update_
     np.testing.assert_array_equal(store.open_video(cache, "demo", "one")["face48"][:], before)
     info = cli("info", "--cache", cache, cwd=tmp_path)
     assert info.returncode == 0, info.stderr
-    assert re.search(rf"^    kept one: its last `features` run failed to update it \({re.escape(str(video))}: the video "
-                     r"decodes to \d+ frames.*\); its cached arrays are those made before, and readers use them$",
-                     info.stdout, re.M), info.stdout
+    assert re.search(rf"^    kept one: its last `features` run reported an error \({re.escape(str(video))}: the video "
+                     r"decodes to \d+ frames.*\); its arrays stay as they were made, and readers use those still "
+                     r"usable$", info.stdout, re.M), info.stdout
 
 
 def test_labels_follow_their_contents_not_their_path_or_mtime(made, tmp_path):
