@@ -1,15 +1,17 @@
 """How the per-frame label files read (Aff-Wild: one value per line; Aff-Wild2: `valence,arousal` lines, -5 for
 none) and how they are fitted to a video's frames (--label-slack). A bad line names the file and line. Text files are
-read as utf-8-sig: one saved on Windows starts with a byte-order mark, which would otherwise stick to the first
-header or value."""
+read as pipeline.text_files reads them (a byte-order mark passed over; not UTF-8: an error naming the file). A value
+that is not finite ('nan', 'inf') is an error too, as in OMG's table."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from features.errors import BadInputError
 from pipeline.entries import VideoEntry
+from pipeline.text_files import open_text
 
 
 def _value_lines(path: Path, fh, start: int):
@@ -30,16 +32,24 @@ def _value_lines(path: Path, fh, start: int):
         yield i, s
 
 
+def _finite(path: Path, i: int, text: str, values, hint: str) -> None:
+    """float() reads 'nan' and 'inf': neither is a label, and either read as one leaves the frame out of training and
+    scoring without a word (readers take a non-finite label for an unlabelled frame)."""
+    if not all(math.isfinite(v) for v in values):
+        raise BadInputError(path, f"line {i}: {text[:40]!r} is not a finite number", hint)
+
+
 def read_value_file(path: Path) -> np.ndarray:
     """Aff-Wild label file: one float per line; a bad line, or a blank one before the last value, is an error
     naming file and line (trailing blank lines are passed over)."""
     vals = []
-    with open(path, encoding="utf-8-sig") as fh:
+    with open_text(path) as fh:
         for i, s in _value_lines(path, fh, 1):
             try:
                 vals.append(float(s))
             except ValueError:
                 raise BadInputError(path, f"line {i}: {s[:40]!r} is not a number", "one float per line") from None
+            _finite(path, i, s, vals[-1:], "fix the file: one finite value per frame")
     return np.asarray(vals, dtype=np.float32)
 
 
@@ -48,16 +58,17 @@ def read_affwild2_file(path: Path) -> np.ndarray:
     A bad line, or a blank one before the last value, is an error naming file and line (trailing ones are passed
     over)."""
     rows = []
-    with open(path, encoding="utf-8-sig") as fh:
+    with open_text(path) as fh:
         header = fh.readline().strip().replace(" ", "").lower()
         if header != "valence,arousal":
             raise BadInputError(path, f"line 1: header {header!r}, expected 'valence,arousal'", "is this a VA_Set file?")
         for i, s in _value_lines(path, fh, 2):
-            parts = s.split(",")
+            parts = s.rstrip(",").split(",")   # a third value is not passed over: which two are valence, arousal?
             try:
-                v, a = float(parts[0]), float(parts[1])
-            except (ValueError, IndexError):
+                v, a = map(float, parts)
+            except ValueError:
                 raise BadInputError(path, f"line {i}: {s[:40]!r} is not 'valence,arousal'", "fix the file") from None
+            _finite(path, i, s, (v, a), "fix the file: -5 marks an unannotated frame")
             rows.append((a, v))
     arr = np.asarray(rows, dtype=np.float32).reshape(-1, 2)
     arr[(arr <= -5 + 1e-6).any(axis=1)] = np.nan

@@ -270,9 +270,11 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
             if "labels" in names:
                 lab, diffs["label_frame_diff"] = _frame_labels(entry, labels, n, s.label_slack, counted)
         except BadInputError as e:   # labels or a CSV that do not fit a cut video: the video is at fault
+            _unchanged(entry, p, s, attrs if full else before)   # unless it was replaced while it was read
             if notes.get("declared_frames"):
                 raise cut_video(entry.path, notes["decoded_frames"], notes["declared_frames"], e) from None
             raise
+        _unchanged(entry, p, s, attrs if full else before)
         if notes.get("declared_frames"):   # decoded short with nothing to contradict it: kept, and said (index note)
             diffs["declared_frames"] = int(notes["declared_frames"])
         if "crops_last_frame" in notes:   # a crop folder that stops well before the end is said too (index note)
@@ -334,6 +336,15 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes
             raise BadInputError(entry.path, f"gave {n} frames, the cached group has {have}",
                                 "the file changed: rerun with --force to extract it again")
     return n
+
+
+def _unchanged(entry: VideoEntry, p: Plan, s: Settings, attrs) -> None:
+    """A video decoded by this build must still be the file whose identity the group records (sources)."""
+    rec = sources.recorded(attrs or {}, "source_")
+    if p.needs_video and s.faces != "cropped_aligned" and entry.path is not None and rec:
+        if why := sources.replaced_while_read(rec, entry.path):
+            raise BadInputError(entry.path, why, "run the command again once nothing writes to the file: it extracts "
+                                "the video anew, and what was cached before is kept until then")
 
 
 def cut_video(path, decoded: int, declared: int, e: BadInputError) -> BadInputError:

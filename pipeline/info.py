@@ -102,6 +102,9 @@ def _cache_lines(cache: Path) -> list[str]:
         for _, row in done.iterrows():
             if isinstance(row.get("note"), str) and row.get("note"):   # indexes made before notes have none
                 out.append(f"    note {row.video}: {row.note}")
+            if isinstance(row.get("error"), str) and row.get("error"):   # a failed update or rebuild, damaged arrays
+                out.append(f"    kept {row.video}: its last `features` run reported an error ({row.error}); its "
+                           "arrays stay as they were made, and readers use those still usable")
         for _, row in failed.iterrows():
             if row.video not in partial:
                 out.append(f"    failed {row.video}: {row.error}")

@@ -11,6 +11,7 @@ from pathlib import Path
 from features.errors import BadInputError
 from pipeline.entries import Dataset, VideoEntry, failed_entry, videos_in
 from pipeline.ids import id_problem
+from pipeline.text_files import open_text
 from pipeline.wording import counted
 
 
@@ -141,16 +142,16 @@ def omg_id(video: str, utterance: str) -> str:
 
 
 def _csv_columns(path: Path) -> list[str]:
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open_text(path, newline="") as fh:
         return [c.strip() for c in next(csv.reader(fh), [])]
 
 
-# Text files are read as utf-8-sig: one saved on Windows starts with a byte-order mark, which would otherwise
-# stick to the first header or value ("line 1: is not a number" on a good file).
+# Text files are read as utf-8-sig (pipeline.text_files): one saved on Windows starts with a byte-order mark, which
+# would otherwise stick to the first header or value ("line 1: is not a number" on a good file).
 def read_csv_rows(path: Path, required: tuple[str, ...]):
     """(line, row) of a CSV's rows. The line is the reader's: DictReader passes blank lines over, so counting rows
     named every line after a blank one a line too early."""
-    with open(path, newline="", encoding="utf-8-sig") as fh:
+    with open_text(path, newline="") as fh:
         reader = csv.DictReader(fh)
         missing = [c for c in required if c not in (reader.fieldnames or [])]
         if missing:

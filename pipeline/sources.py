@@ -91,3 +91,18 @@ def matches(recorded, path: Path, identify=video_identity) -> bool:
     if isinstance(recorded, dict) and recorded.get("size") != path.stat().st_size:
         return False
     return recorded == identify(path)
+
+
+def replaced_while_read(recorded, path: Path) -> str | None:
+    """Why a video no longer holds the contents `recorded` identified when its extraction began, or None.
+
+    Checked after its frames are decoded: a file copied over in place (`cp`, `rsync --inplace`) while it is read gives
+    the decoder the old file's first frames and the new one's last, and a file replaced between the recording and the
+    decoder's open gives it the new one's frames under the old file's identity, which a later run with the old file
+    put back would find matching, and keep."""
+    if not path.is_file():
+        return "the file was removed or renamed while its frames were read"
+    if not matches(recorded, path):
+        return ("the file changed while its frames were read (its contents are not those it had when the extraction "
+                "began): the frames read may come from the old file, the new one or both")
+    return None

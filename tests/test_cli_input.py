@@ -116,6 +116,24 @@ def test_a_lost_valence_file_fails_the_video_and_keeps_its_cached_labels(made, t
     assert "label file not found" in row.error
 
 
+def test_a_done_video_whose_file_was_cut_since_is_kept_and_info_says_its_update_failed(made, tmp_path):
+    """A done video whose file was cut after extraction fails its rebuild and keeps the arrays made from the whole
+    file, which readers use; `info` said "1 done, 0 failed" and nothing of it (the failure only in the index row)."""
+    root, cache = _copy(made, tmp_path)
+    before = store.open_video(cache, "demo", "one")["face48"][:]
+    video = root / "videos" / "train" / "one.avi"
+    video.write_bytes(video.read_bytes()[:video.stat().st_size // 2])
+    r = features(cache, root)
+    no_traceback(r)
+    assert r.returncode == 1 and f"{video}: the video decodes to" in r.stdout, r.stdout + r.stderr
+    np.testing.assert_array_equal(store.open_video(cache, "demo", "one")["face48"][:], before)
+    info = cli("info", "--cache", cache, cwd=tmp_path)
+    assert info.returncode == 0, info.stderr
+    assert re.search(rf"^    kept one: its last `features` run reported an error \({re.escape(str(video))}: the video "
+                     r"decodes to \d+ frames.*\); its arrays stay as they were made, and readers use those still "
+                     r"usable$", info.stdout, re.M), info.stdout
+
+
 def test_labels_follow_their_contents_not_their_path_or_mtime(made, tmp_path):
     """The labels' fingerprint held the label files' paths and mtimes: a dataset root moved elsewhere (a copy with
     the same mtimes) had its labels read again and every run's identity changed, while an edit that kept a file's

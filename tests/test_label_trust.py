@@ -24,6 +24,7 @@ from test_cli_input import cli, no_traceback
 from cli import main
 from features.errors import BadInputError
 from pipeline import info, store
+from pipeline.annotations import read_value_file
 from train import videos
 from train.predict import predict_cache
 from train.trainer import TrainConfig, train
@@ -252,6 +253,27 @@ def test_a_blank_line_mid_file_fails_the_video_even_within_label_slack(made, tmp
     assert r.returncode == 1 and "annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: blank line before the " \
         "value on line 23" in r.stdout, r.stdout
     np.testing.assert_array_equal(store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:], before)
+
+
+def test_a_label_that_is_not_a_finite_number_fails_the_video_naming_the_line(made, tmp_path):
+    """float() reads 'inf' and 'nan': such a line was cached as that frame's label, and training and scoring passed
+    the frame over as unlabelled without a word (OMG's table already refused them). Now the line is named."""
+    base = _copy(made, tmp_path)
+    path = _label(base, "Train_Set", "1-30-176x144")
+    lines = path.read_text().splitlines()
+    lines[21] = "inf,0.2"
+    path.write_text("\n".join(lines) + "\n")
+    before = store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:]
+    r = features(base, "--root", "data")
+    no_traceback(r)
+    assert r.returncode == 1 and "annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: 'inf,0.2' is not a finite " \
+        "number (fix the file: -5 marks an unannotated frame)" in r.stdout, r.stdout
+    np.testing.assert_array_equal(store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:], before)
+
+    aff = tmp_path / "arousal.txt"                       # Aff-Wild's one value a line: the same
+    aff.write_text("0.1\n-0.2\nnan\n0.3\n")
+    with pytest.raises(BadInputError, match=r"line 3: 'nan' is not a finite number \(fix the file: one finite value"):
+        read_value_file(aff)
 
 
 # ---- info ------------------------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from synth_video import write_face_video
 from test_cli_input import features
 
 from features.errors import BadInputError
-from pipeline import faces, graph, sources, store
+from pipeline import extract, faces, graph, sources, store
 from pipeline.extract import Settings
 from pipeline.manifest import VideoEntry, get_dataset, list_videos
 from train import videos
@@ -114,6 +114,38 @@ def test_a_video_replaced_by_one_of_the_same_size_and_mtime_is_extracted_again(m
     assert not np.array_equal(store.open_video(cache, "demo", "b")["face48"][:], before)
     now = _run_sources(cache)
     assert now["b"] != run["b"] and {v: now[v] for v in "ac"} == {v: run[v] for v in "ac"}
+
+
+def test_a_video_copied_over_while_its_frames_are_read_fails_and_caches_nothing_of_either(made, tmp_path):
+    """A file copied over in place (`cp`, `rsync --inplace`) while `features` read it gave the decoder the old file's
+    first frames and the new one's last: the group was done, recording the old file's identity over mixed frames, so
+    with the old file put back a rerun skipped it as done. Now the file is checked after its frames are read."""
+    root, cache = _copy(made, tmp_path, keep_mtimes=True)
+    cache = tmp_path / "fresh"
+    video, kept = _video(root, "b"), tmp_path / "b.avi"
+    shutil.copyfile(video, kept)
+    _write(tmp_path / "other.avi", seed=7)               # the same size: only the contents say it changed
+    entry = next(e for e in list_videos(get_dataset("demo", root=root)) if e.video == "b")
+    s = Settings(stages=("align",), weights="random")
+    chunks = []
+
+    def copy_over(n: int) -> None:                       # after the first decoded chunk: a copy lands on the file
+        chunks.append(n)
+        if len(chunks) == 1:
+            shutil.copyfile(tmp_path / "other.avi", video)
+
+    row = extract.process_video(str(cache), "demo", entry, s, report=copy_over)
+    assert 0 < chunks[0] < N and sum(chunks) == N        # frames from both files were decoded
+    assert row["status"] == "failed", row
+    assert row["error"].startswith(f"{video}: the file changed while its frames were read"), row["error"]
+    assert "run the command again once nothing writes to the file" in row["error"]   # features, or predict
+    assert store.group_status(cache, "demo", "b") is None   # nothing of the mixed frames is kept
+
+    shutil.copyfile(kept, video)                         # the old file put back: extracted, from its own frames only
+    row = extract.process_video(str(cache), "demo", entry, s)
+    assert row["status"] == "done" and row["action"] == "full", row
+    np.testing.assert_array_equal(store.open_video(cache, "demo", "b")["face48"][:],
+                                  store.open_video(made[1], "demo", "b")["face48"][:])
 
 
 def test_a_group_with_the_old_size_and_mtime_identity_is_kept_then_survives_a_copy(made, tmp_path):

@@ -61,3 +61,35 @@ def test_a_blank_line_before_the_last_value_is_an_error_naming_the_file_and_line
         read_value_file(one)
     one.write_text("0.1\n0.3\n\n")
     assert read_value_file(one).tolist() == pytest.approx([0.1, 0.3])
+
+
+def test_a_label_file_saved_as_utf16_names_itself_and_what_to_do(tmp_path):
+    """A label file saved as "Unicode" by a Windows tool (UTF-16) failed its video with "<video>: UnicodeDecodeError:
+    'utf-8' codec can't decode byte 0xff": the video was named, not the label file, and nothing said what to do; an
+    OMG CSV so saved stopped `features` with a traceback."""
+    for name, text, read in (("va.txt", "valence,arousal\n0.5,-0.25\n", read_affwild2_file),
+                             ("arousal.txt", "0.25\n-0.5\n", read_value_file)):
+        path = tmp_path / name
+        path.write_text(text.replace("\n", "\r\n"), encoding="utf-16")   # as Notepad's "Unicode" saves it
+        with pytest.raises(BadInputError, match=rf"^{path}: not UTF-8 text \(byte 0 is b'\\xff'\); it starts with a "
+                                                r"UTF-16 byte-order mark .* \(save it as UTF-8 text\)$"):
+            read(path)
+    omg = tmp_path / "omg_TrainVideos.csv"              # OMG's table: the lister stopped with a traceback
+    omg.write_text("video,utterance,arousal,valence\r\nv1,u1.mp4,0.5,0.25\r\n", encoding="utf-16")
+    with pytest.raises(BadInputError, match=rf"^{omg}: not UTF-8 text .* UTF-16 byte-order mark"):
+        list(_read_csv_rows(omg, ("video", "utterance")))
+    latin = tmp_path / "latin.txt"                      # not UTF-8 for another reason: the byte is named
+    latin.write_bytes("0.25\n0.5\xb0\n".encode("latin-1"))
+    with pytest.raises(BadInputError, match=rf"^{latin}: not UTF-8 text \(byte 8 is b'\\xb0'\) \(save it as UTF-8"):
+        read_value_file(latin)
+
+
+def test_a_va_line_of_three_values_is_an_error_naming_the_file_and_line(tmp_path):
+    """'0,0.5,0.3' (a frame number before the pair, under the file's valence,arousal header) was read as valence 0,
+    arousal 0.5: the first two values were taken and the third passed over. A trailing comma is fine."""
+    va = tmp_path / "va.txt"
+    va.write_text("valence,arousal\n0.1,0.2\n1,0.5,0.3\n")
+    with pytest.raises(BadInputError, match=rf"^{va}: line 3: '1,0.5,0.3' is not 'valence,arousal'"):
+        read_affwild2_file(va)
+    va.write_text("valence,arousal\n0.1,0.2,\n0.3,0.4\n")
+    np.testing.assert_allclose(read_affwild2_file(va), [[0.2, 0.1], [0.4, 0.3]])
