@@ -176,10 +176,7 @@ def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(cache,
     """A rerun under another --lr retrains the cell, and is killed: its old table (of the runs before) stayed beside a
     cell it no longer described. Now ablation.md is marked stale and ablation.csv removed before any cell trains; the
     run's own table is written whole at its end."""
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+    from kill_while_training import kill_once_it_trains
 
     from train.ablate import STALE
 
@@ -187,20 +184,11 @@ def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(cache,
     ablate(cache, "synth", ["width=4"], out, base, folds=2, fold_ids=[0])
     old = (out / "ablation.md").read_text()
     run = out / "width=4" / "fold0"
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, str(root / "cli.py"), "ablate", "--cache", str(cache), "--dataset", "synth", "--streams",
+    cmd = ["ablate", "--cache", str(cache), "--dataset", "synth", "--streams",
            "spatial", "--width", "4", "--window", "4", "--folds", "2", "--fold-ids", "0", "--epochs", "10000",
            "--patience", "1000", "--milestones", "100", "--lr", "0.05", "--batch-size", "4", "--num-workers", "0",
            "--threads", "1", "--no-plots", "--grid", "width=4", "--out", str(out)]
-    p = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not ((run / "last.pt").is_file() and not (run / "metrics.json").exists()):   # retraining, lr 0.05
-            assert p.poll() is None and time.monotonic() < deadline, "the rerun did not start training the cell"
-            time.sleep(0.2)
-    finally:
-        p.kill()
-        p.wait()
+    kill_once_it_trains(cmd, run)   # retraining, lr 0.05
     md = (out / "ablation.md").read_text()
     assert md.startswith(STALE) and md.endswith(old) and "has not finished" in md
     assert not (out / "ablation.csv").exists()
@@ -244,23 +232,19 @@ def test_a_video_extracted_between_two_runs_of_an_ablation_writes_no_table(tmp_p
     runs made before it."""
     import shutil
 
-    import train.ablate as ablate_module
+    from between_cells import change_after_the_first_cell
+
     from pipeline.cache_layout import dataset_dir, video_dir
 
     cfg = _fresh(tmp_path)
     # the same cache with a sixth video in the train split, as `features` would extract it beside the five
     make_cache(tmp_path / "c6", "synth", videos=6, frames=40, splits=["train"] * 4 + ["test", "train"])
-    real, calls = ablate_module.train, []
 
-    def features_between_cells(c):
-        m = real(c)
-        if not calls:
-            shutil.copytree(video_dir(tmp_path / "c6", "synth", "v05"), video_dir(cfg.cache, "synth", "v05"))
-            shutil.copy(dataset_dir(tmp_path / "c6", "synth") / "index.parquet", dataset_dir(cfg.cache, "synth"))
-        calls.append(c.out)
-        return m
+    def extract_v05():
+        shutil.copytree(video_dir(tmp_path / "c6", "synth", "v05"), video_dir(cfg.cache, "synth", "v05"))
+        shutil.copy(dataset_dir(tmp_path / "c6", "synth") / "index.parquet", dataset_dir(cfg.cache, "synth"))
 
-    monkeypatch.setattr(ablate_module, "train", features_between_cells)
+    change_after_the_first_cell(monkeypatch, extract_v05)
     grid, out = ["streams=spatial,temporal"], tmp_path / "abl"
     with pytest.raises(BadInputError, match=r"the cache changed during this ablation: its runs read different data "
                                             r"\(video v05: absent in streams=spatial/fold0, present in "
@@ -279,21 +263,16 @@ def test_a_video_moved_to_the_held_out_split_between_two_runs_of_an_ablation_wri
     """A `features` run after an annotation release that moves a video from train to test between two cells keeps its
     arrays, labels and source: the table compared a cell that trained on it with one scored on it, saying every run
     read the same data. Now refused, naming the video and the runs."""
-    import train.ablate as ablate_module
+    from between_cells import change_after_the_first_cell
 
     cfg = _fresh(tmp_path)
-    real, calls = ablate_module.train, []
 
-    def features_between_cells(c):
-        m = real(c)
-        if not calls:   # what `features` does for "v03: done; split 'train' -> 'test', as the dataset now says"
-            store.open_video(cfg.cache, "synth", "v03", mode="r+").attrs["split"] = "test"
-            videos = [f"v0{i}" for i in range(5)]
-            store.write_index(cfg.cache, "synth", [store.index_row(cfg.cache, "synth", v) for v in videos])
-        calls.append(c.out)
-        return m
+    def move_v03():   # what `features` does for "v03: done; split 'train' -> 'test', as the dataset now says"
+        store.open_video(cfg.cache, "synth", "v03", mode="r+").attrs["split"] = "test"
+        videos = [f"v0{i}" for i in range(5)]
+        store.write_index(cfg.cache, "synth", [store.index_row(cfg.cache, "synth", v) for v in videos])
 
-    monkeypatch.setattr(ablate_module, "train", features_between_cells)
+    change_after_the_first_cell(monkeypatch, move_v03)
     with pytest.raises(BadInputError, match=r"its runs read different data \(split of v03: trained or selected on in "
                                             r"streams=spatial/fold0, held out in streams=temporal/fold0\); no table"):
         ablate(cfg.cache, "synth", ["streams=spatial,temporal"], tmp_path / "abl", cfg, folds=2, fold_ids=[0])

@@ -159,10 +159,7 @@ def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(data, 
     before stayed in place, looking current beside runs they no longer described (the csv says nothing of the
     settings). Now, as `ablate` does, robustness.md is marked stale and the others removed before any run trains;
     the run's own files are written whole at its end, the Markdown table last."""
-    import subprocess
-    import sys
-    import time
-    from pathlib import Path
+    from kill_while_training import kill_once_it_trains
 
     from train.ablate import STALE
 
@@ -173,19 +170,9 @@ def test_a_rerun_killed_while_it_retrains_leaves_no_table_looking_current(data, 
     assert first.exit_code == 0, first.output
     old = (out / "robustness.md").read_text()
     run = out / "dphase_beta=0" / "fold0"
-    root = Path(__file__).resolve().parents[1]
     longer = [*TRAIN[:TRAIN.index("--epochs")], "--epochs", "10000", "--patience", "1000",
               *TRAIN[TRAIN.index("--epochs") + 2:]]
-    p = subprocess.Popen([sys.executable, str(root / "cli.py"), "robustness", *map(str, args), *longer], cwd=root,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 120
-        while not ((run / "last.pt").is_file() and not (run / "metrics.json").exists()):   # retraining, 10000 epochs
-            assert p.poll() is None and time.monotonic() < deadline, "the rerun did not start training the run"
-            time.sleep(0.2)
-    finally:
-        p.kill()
-        p.wait()
+    kill_once_it_trains(["robustness", *args, *longer], run)   # retraining, 10000 epochs
     md = (out / "robustness.md").read_text()
     assert md.startswith(STALE) and md.endswith(old) and "a `robustness` run" in md and "has not finished" in md
     assert "robustness.csv, robustness.json and robustness.png were removed" in md

@@ -251,20 +251,15 @@ def test_ablate_reruns_cells_made_under_other_settings_or_data(tmp_path, capfd):
 def test_an_ablation_whose_cache_changed_between_its_runs_writes_no_table(tmp_path, monkeypatch):
     """A `features` run between two cells (here: the labels fixed after the spatial cell) leaves each run consistent
     but the table comparing runs made on different data: refused; the same command again retrains what is stale."""
-    import train.ablate as ablate_module
+    from between_cells import change_after_the_first_cell
 
     cfg = _fresh(tmp_path)
-    real, calls = ablate_module.train, []
 
-    def features_between_cells(c):
-        m = real(c)
-        if not calls:
-            for v in ("v00", "v01", "v02", "v03", "v04"):
-                _set_fp(cfg.cache, v, labels="labels-fixed")
-        calls.append(c.out)
-        return m
+    def fix_labels():
+        for v in ("v00", "v01", "v02", "v03", "v04"):
+            _set_fp(cfg.cache, v, labels="labels-fixed")
 
-    monkeypatch.setattr(ablate_module, "train", features_between_cells)
+    change_after_the_first_cell(monkeypatch, fix_labels)
     grid, out = ["streams=spatial,temporal"], tmp_path / "abl"
     with pytest.raises(BadInputError, match=r"the cache changed during this ablation: its runs read different data "
                                             r"\(labels of v00: synth-l in streams=spatial/fold0, labels-fixed in "
