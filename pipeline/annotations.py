@@ -1,7 +1,9 @@
 """How the per-frame label files read (Aff-Wild: one value per line; Aff-Wild2: `valence,arousal` lines, -5 for
 none) and how they are fitted to a video's frames (--label-slack). A bad line names the file and line. Text files are
 read as pipeline.text_files reads them (a byte-order mark passed over; not UTF-8: an error naming the file). A value
-that is not finite ('nan', 'inf') is an error too, as in OMG's table."""
+that is not finite ('nan', 'inf') is an error too, as in OMG's table, and so is one outside [-1, 1], the range of
+Aff-Wild's and Aff-Wild2's valence and arousal (other than Aff-Wild2's -5 for an unannotated frame): a file on
+another scale (0-100, 1-9) or a column of something else would be cached as labels, and train on them."""
 from __future__ import annotations
 
 import math
@@ -39,6 +41,19 @@ def _finite(path: Path, i: int, text: str, values, hint: str) -> None:
         raise BadInputError(path, f"line {i}: {text[:40]!r} is not a finite number", hint)
 
 
+UNANNOTATED = -5.0   # Aff-Wild2: a frame without a label
+_OUT_OF_RANGE_HINT = ("a corrupt file: valence and arousal are in [-1, 1], so values on another scale (0-100?) or from "
+                      "another column are not labels; fix or re-download the file")
+
+
+def _in_range(path: Path, i: int, text: str, values, marker: bool = False) -> None:
+    """Valence and arousal are in [-1, 1] (``marker``: Aff-Wild2's -5 for an unannotated frame is taken too)."""
+    bad = [v for v in values if abs(v) > 1 + 1e-6 and not (marker and abs(v - UNANNOTATED) <= 1e-6)]
+    if bad:
+        raise BadInputError(path, f"line {i}: {text[:40]!r}: {bad[0]:g} is outside [-1, 1]", _OUT_OF_RANGE_HINT
+                            + (" (-5 marks an unannotated frame)" if marker else ""))
+
+
 def read_value_file(path: Path) -> np.ndarray:
     """Aff-Wild label file: one float per line; a bad line, or a blank one before the last value, is an error
     naming file and line (trailing blank lines are passed over)."""
@@ -50,6 +65,7 @@ def read_value_file(path: Path) -> np.ndarray:
             except ValueError:
                 raise BadInputError(path, f"line {i}: {s[:40]!r} is not a number", "one float per line") from None
             _finite(path, i, s, vals[-1:], "fix the file: one finite value per frame")
+            _in_range(path, i, s, vals[-1:])
     return np.asarray(vals, dtype=np.float32)
 
 
@@ -69,9 +85,10 @@ def read_affwild2_file(path: Path) -> np.ndarray:
             except ValueError:
                 raise BadInputError(path, f"line {i}: {s[:40]!r} is not 'valence,arousal'", "fix the file") from None
             _finite(path, i, s, (v, a), "fix the file: -5 marks an unannotated frame")
+            _in_range(path, i, s, (v, a), marker=True)
             rows.append((a, v))
     arr = np.asarray(rows, dtype=np.float32).reshape(-1, 2)
-    arr[(arr <= -5 + 1e-6).any(axis=1)] = np.nan
+    arr[(arr <= UNANNOTATED + 1e-6).any(axis=1)] = np.nan
     return arr
 
 

@@ -339,12 +339,18 @@ def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes
 
 
 def _unchanged(entry: VideoEntry, p: Plan, s: Settings, attrs) -> None:
-    """A video decoded by this build must still be the file whose identity the group records (sources)."""
+    """The inputs this build read faces from must still be those whose identities the group records (sources): the
+    video it decoded, and the organiser crops or OpenFace CSV it read."""
+    if not p.needs_video:
+        return
+    hint = ("run the command again once nothing writes to it: it extracts the video anew, and what was cached before "
+            "is kept until then")
     rec = sources.recorded(attrs or {}, "source_")
-    if p.needs_video and s.faces != "cropped_aligned" and entry.path is not None and rec:
+    if s.faces != "cropped_aligned" and entry.path is not None and rec:
         if why := sources.replaced_while_read(rec, entry.path):
-            raise BadInputError(entry.path, why, "run the command again once nothing writes to the file: it extracts "
-                                "the video anew, and what was cached before is kept until then")
+            raise BadInputError(entry.path, why, hint.replace("to it", "to the file"))
+    if changed := faces.changed_while_read((attrs or {}).get("face_source"), s, entry):
+        raise BadInputError(changed[0], changed[1], hint)
 
 
 def cut_video(path, decoded: int, declared: int, e: BadInputError) -> BadInputError:

@@ -103,6 +103,30 @@ def origin_change(stored: dict | None, wanted: dict) -> str | None:
     return None
 
 
+def changed_while_read(stored: dict | None, s, entry: VideoEntry) -> tuple[str, str] | None:
+    """(the input, why) where the crop folder or OpenFace CSV an extraction read its faces from no longer holds what
+    ``stored`` (the group's face_source as recorded when the extraction began) identified; None where it does.
+
+    The video file's own check (sources.replaced_while_read), for the face inputs: crops copied into the folder or a
+    CSV rewritten while the faces are read give the group the new input's faces under the old one's identity, which a
+    later run with the old input put back would find matching, and keep. Cheap: a crop folder's identity is one stat
+    per crop, and a CSV is hashed again only where its stat changed (sources._MEMO)."""
+    stored = dict(stored or {})
+    if s.faces not in ("cropped_aligned", "openface") or stored.get("faces") != s.faces:
+        return None
+    rec = sources.recorded(stored)
+    if rec is None:   # nothing was there to identify when it began: the reader said so, or found it since
+        return None
+    now = origin(s, entry)
+    what = "crop folder" if s.faces == "cropped_aligned" else "file"
+    if now["identity"] is None:
+        return now["path"], f"the {what} was removed or renamed while its faces were read"
+    if not sources.matches(rec, Path(now["path"]), identify=lambda _path: now["identity"]):
+        return now["path"], (f"the {what} changed while its faces were read (its contents are not those it had when "
+                             "the extraction began): the faces read may come from the old one, the new one or both")
+    return None
+
+
 def frame_count(s, entry: VideoEntry, labels) -> tuple[int, str]:
     """(frames, how counted) of an entry whose faces are crops: the video's container, else its annotation file."""
     from features.video import count_frames

@@ -72,12 +72,17 @@ def _csv_entries(path: Path, split: str, vid_root: Path, labelled: bool,
         named.setdefault(video, vid_root / row["video"] / row["utterance"])
         labels, problem = _row_labels(row) if labelled else (None, None)
         if problem:   # not a NaN label kept: training and scoring would pass the utterance over without a word
-            out.append(failed_entry(path, problem, "a labelled row needs a number in both columns: correct it, or "
-                                    "remove the row", split, lineno, labelled=True))
+            out.append(failed_entry(path, problem, "a labelled row needs a number in both columns, arousal in [0, 1] "
+                                    "and valence in [-1, 1]: correct it, or remove the row", split, lineno, labelled=True))
             continue
         out.append(VideoEntry(video, vid_root / row["video"] / row["utterance"], split, {}, labels,
                               label_table=path if labelled else None, labels_absent=absent, named_in=(path, lineno)))
     return out, named
+
+
+# OMG-Emotion's label ranges (Barros et al. 2018; the paper, Datasets): arousal from calm (0) to excited (1), valence
+# from negative (-1) to positive (1)
+RANGES = {"arousal": (0.0, 1.0), "valence": (-1.0, 1.0)}
 
 
 def _row_labels(row: dict) -> tuple[dict | None, str | None]:
@@ -91,6 +96,9 @@ def _row_labels(row: dict) -> tuple[dict | None, str | None]:
             return None, f"column {c}: {cell!r} is not a number" if cell else f"column {c} is empty"
         if not math.isfinite(value):   # float() reads 'nan' and 'inf'; neither is a label
             return None, f"column {c}: {cell!r} is not a finite number"
+        lo, hi = RANGES[c]
+        if not lo - 1e-6 <= value <= hi + 1e-6:   # another scale, or a column of something else: not a label
+            return None, f"column {c}: {cell!r} is outside [{lo:g}, {hi:g}], OMG's range of {c}"
         out[c] = value
     return out, None
 

@@ -24,7 +24,7 @@ from test_cli_input import cli, no_traceback
 from cli import main
 from features.errors import BadInputError
 from pipeline import info, store
-from pipeline.annotations import read_value_file
+from pipeline.annotations import read_affwild2_file, read_value_file
 from train import videos
 from train.predict import predict_cache
 from train.trainer import TrainConfig, train
@@ -273,6 +273,34 @@ def test_a_label_that_is_not_a_finite_number_fails_the_video_naming_the_line(mad
     aff = tmp_path / "arousal.txt"                       # Aff-Wild's one value a line: the same
     aff.write_text("0.1\n-0.2\nnan\n0.3\n")
     with pytest.raises(BadInputError, match=r"line 3: 'nan' is not a finite number \(fix the file: one finite value"):
+        read_value_file(aff)
+
+
+def test_a_label_outside_minus_one_to_one_fails_the_video_naming_the_line(made, tmp_path):
+    """Valence and arousal are in [-1, 1]: a file on a 0-100 scale, or a column of something else, was cached as
+    labels and trained on without a word. Now the line is named (Aff-Wild2's -5, an unannotated frame, is taken)."""
+    base = _copy(made, tmp_path)
+    path = _label(base, "Train_Set", "1-30-176x144")
+    lines = path.read_text().splitlines()
+    lines[21] = "45.2,0.2"
+    path.write_text("\n".join(lines) + "\n")
+    before = store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:]
+    r = features(base, "--root", "data")
+    no_traceback(r)
+    assert r.returncode == 1 and "annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: '45.2,0.2': 45.2 is outside " \
+        "[-1, 1] (a corrupt file: valence and arousal are in [-1, 1], so values on another scale (0-100?) or from " \
+        "another column are not labels; fix or re-download the file (-5 marks an unannotated frame))" in r.stdout, r.stdout
+    np.testing.assert_array_equal(store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:], before)
+
+    va = tmp_path / "va.txt"                             # -5 in either value is an unannotated frame; -7 is not
+    va.write_text("valence,arousal\n1,-1\n-5,-5\n0.5,-5\n")
+    np.testing.assert_array_equal(read_affwild2_file(va), [[-1, 1], [np.nan, np.nan], [np.nan, np.nan]])
+    va.write_text("valence,arousal\n0.1,0.2\n-7,0.1\n")
+    with pytest.raises(BadInputError, match=r"line 3: '-7,0.1': -7 is outside \[-1, 1\]"):
+        read_affwild2_file(va)
+    aff = tmp_path / "arousal.txt"                       # Aff-Wild's one value a line: the same, without the -5
+    aff.write_text("0.1\n-1\n1\n-5\n")
+    with pytest.raises(BadInputError, match=r"line 4: '-5': -5 is outside \[-1, 1\] \(a corrupt file: .*the file\)$"):
         read_value_file(aff)
 
 

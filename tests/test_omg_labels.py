@@ -52,7 +52,7 @@ def build_root(root: Path) -> Path:
         for j, u in enumerate(utterances):
             write_face_video(root / "videos" / video / f"{u}.mp4", 12, size=(160, 120), fps=10.0, seed=3 * k + j,
                              no_face=(0, 12) if video == "vE" else None)
-    labels = [("0.5", "0.1"), ("-0.2", "0.4"), ("0.3", "-0.3"), ("0.1", "0.2"), ("0.6", "0.5")]
+    labels = [("0.5", "0.1"), ("0.2", "0.4"), ("0.3", "-0.3"), ("0.1", "0.2"), ("0.6", "0.5")]
     good = [_row(v, f"{u}.mp4", *labels[k]) for k, (v, u) in enumerate(
         [("vA", "u1"), ("vA", "u2"), ("vB", "u1"), ("vB", "u2"), ("vC", "u1")])]
     _csv(root / "omg_TrainVideos.csv", HEAD, good + [_row("vC", "u2.mp4", "nan"), _row("vE", "u1.mp4")])
@@ -97,6 +97,21 @@ def test_rows_without_a_finite_label_fail_naming_the_file_the_line_and_the_colum
         f"{table}: line 7: column valence: 'x' is not a number",
         f"{table}: line 8: column valence is empty"]
     assert all(e.is_labelled() for e in entries)               # a failed labelled row stops training, unless skipped
+
+
+def test_rows_with_a_label_outside_omgs_range_fail_naming_the_file_the_line_and_the_column(tmp_path):
+    """OMG's arousal is in [0, 1] and its valence in [-1, 1] (the paper; Barros et al. 2018): a table on another scale,
+    or with the columns swapped, was read as labels. Now such a row fails alone, as a 'nan' one does."""
+    rows = [_row("a", "u1.mp4", "0", "-1"), _row("a", "u2.mp4", "1", "1"), _row("a", "u3.mp4", "-0.2", "0.1"),
+            _row("a", "u4.mp4", "0.5", "50"), _row("a", "u5.mp4", "1.5", "0.1")]
+    _csv(tmp_path / "omg_TrainVideos.csv", HEAD, rows)
+    entries = list_videos(get_dataset("omg", root=tmp_path))
+    assert [e.video for e in entries if e.problem is None] == ["a__u1", "a__u2"]
+    table = tmp_path / "omg_TrainVideos.csv"
+    assert sorted(e.problem for e in entries if e.problem) == [
+        f"{table}: line {n}: column {c}: {v!r} is outside [{r}], OMG's range of {c} (a labelled row needs a number in "
+        "both columns, arousal in [0, 1] and valence in [-1, 1]: correct it, or remove the row)"
+        for n, c, v, r in ((4, "arousal", "-0.2", "0, 1"), (5, "valence", "50", "-1, 1"), (6, "arousal", "1.5", "0, 1"))]
 
 
 def test_the_listing_says_the_clips_no_labelled_row_or_no_csv_names(made):

@@ -8,7 +8,9 @@ Zarr cache and the real `features` command line with a LocalCluster, as a user r
 from __future__ import annotations
 
 import csv
+import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -17,7 +19,7 @@ import numpy as np
 import pytest
 from openface_csv import write_openface_csv
 from synth_video import write_face_video
-from test_cli_input import features
+from test_cli_input import cli, features
 
 from features.errors import BadInputError
 from pipeline import extract, faces, graph, sources, store
@@ -146,6 +148,29 @@ def test_a_video_copied_over_while_its_frames_are_read_fails_and_caches_nothing_
     assert row["status"] == "done" and row["action"] == "full", row
     np.testing.assert_array_equal(store.open_video(cache, "demo", "b")["face48"][:],
                                   store.open_video(made[1], "demo", "b")["face48"][:])
+
+
+def test_train_says_it_reads_a_done_video_whose_last_update_failed(made, tmp_path):
+    """A done video whose file was cut since keeps the arrays made from the whole file (the rebuild fails); `info`
+    named it, `train` read it without a word. It is read (its arrays match the source they record), and said: on
+    stderr and in metrics.json's not_updated, with the error."""
+    root, cache = _copy(made, tmp_path, keep_mtimes=True)
+    video = _video(root, "b")
+    video.write_bytes(video.read_bytes()[:video.stat().st_size // 2])
+    r = features(cache, root)
+    assert r.returncode == 1 and f"{video}: the video decodes to" in r.stdout, r.stdout + r.stderr[-3000:]
+    out = tmp_path / "run"
+    r = cli("train", "--cache", cache, "--dataset", "demo", "--out", out, "--streams", "spatial", "--epochs", "1",
+            "--folds", "3", "--num-workers", "0", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert re.search(rf"^1 video read as cached before its last `features` run, which reported an error \(b: "
+                     rf"{re.escape(str(video))}: the video decodes to \d+ frames.*\): this run reads the arrays made "
+                     r"before, from its file as it was then; metrics.json lists it in not_updated", r.stderr, re.M), \
+        r.stderr[-3000:]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert list(metrics["not_updated"]) == ["b"] and metrics["not_updated"]["b"].startswith(f"{video}: the video "
+                                                                                             "decodes to")
+    assert metrics["left_out"] == {}                     # read, not left out
 
 
 def test_a_group_with_the_old_size_and_mtime_identity_is_kept_then_survives_a_copy(made, tmp_path):

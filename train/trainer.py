@@ -405,6 +405,7 @@ def finalize(run: Run, f: Fit) -> dict:
                "threads_used": state.get("threads_used", []), "threads_scored": f.threads,
                "streams": cfg.streams, "arch": cfg.arch if temporal else None, "input": cfg.input if temporal else None,
                "init": run.init or None, "videos": run.identity["videos"], "left_out": run.sel.left_out,
+               "not_updated": run.sel.not_updated,
                "per_video": scores["per_video"], "config": config.as_dict(cfg), "fingerprints": run.sel.fingerprints,
                "labels_by_video": _labels_by_video(run), "identity": run.identity}
     report.write_outputs(run.out, metrics, res, run.split["test"], state["history"], cfg.plots)

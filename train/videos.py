@@ -49,6 +49,7 @@ class Selection:
     sources: dict[str, list] = field(default_factory=dict)   # video -> what its group was made from (source_record)
     per_video: dict[str, dict] = field(default_factory=dict)  # video -> the fingerprints of the arrays read from it
     notes: list[str] = field(default_factory=list)           # for the run to say (labels not compared with files)
+    not_updated: dict[str, str] = field(default_factory=dict)  # video read -> the error of its last `features` run
 
 
 def changed_since(cache, dataset: str, per_video: dict[str, dict], sources: dict | None = None) -> dict[str, str]:
@@ -242,12 +243,29 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     made = asdict(feature_settings.settings_for(attrs, names))
     sources = {r["video"]: source_record(store.open_video(cache, dataset, r["video"]).attrs) for r in rows}
     notes = [n] if (n := label_files.unchecked_note(cache, dataset)) else []
+    # done videos whose last `features` run reported an error (a rebuild after the file changed, which failed): the
+    # arrays read are consistent with the source they record (not the file now), so they are read, and it is said
+    not_updated = {r["video"]: str(r["error"]) for r in known if r["video"] in used and r.get("status") == "done"
+                   and isinstance(r.get("error"), str) and r["error"]}
+    if not_updated:
+        notes.append(not_updated_note(not_updated))
     if no_row:   # a labelled table there now without a row for videos cached without labels: said, not read past
         tables = _files_of(no_row)
         notes.append(f"{_listing(tables, 2)} has no row for the {counted(len(no_row), 'video')} cached without "
                      f"labels ({_listing(sorted(no_row))}): {'it stays' if len(no_row) == 1 else 'they stay'} "
                      "unlabelled")
-    return Selection(rows, level, out, left_out, made, sources, used, notes)
+    return Selection(rows, level, out, left_out, made, sources, used, notes, not_updated)
+
+
+def not_updated_note(errors: dict[str, str]) -> str:
+    """What a run says of the done videos it reads whose last `features` run reported an error ({video: error})."""
+    one = len(errors) == 1
+    listing = "; ".join(f"{v}: {e}" for v, e in sorted(errors.items()))
+    return (f"{counted(len(errors), 'video')} read as cached before {'its' if one else 'their'} last `features` run, "
+            f"which reported an error ({listing}): this run reads the arrays made before, from "
+            f"{'its file as it was' if one else 'their files as they were'} then; metrics.json lists "
+            f"{'it' if one else 'them'} in not_updated. Fix what the error says and run `features` again to update "
+            f"{'it' if one else 'them'}")
 
 
 def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]:
