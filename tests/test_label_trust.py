@@ -239,36 +239,33 @@ def test_a_held_out_video_without_an_annotated_frame_is_listed_as_left_out(made,
 # ---- label files read frame for frame ---------------------------------------------------------------------
 
 
-def test_a_blank_line_mid_file_fails_the_video_even_within_label_slack(made, tmp_path):
-    """A value line blanked (59 values for 60 frames): --label-slack 1 accepted the count, and every label after it
-    was a frame early."""
+def _line_22_fails_the_video(made, tmp_path, text: str, message: str) -> None:
+    """Line 22 of a cached video's label file made ``text``: `features` fails the video with ``message`` after the
+    file and line, and keeps the labels it had cached."""
     base = _copy(made, tmp_path)
     path = _label(base, "Train_Set", "1-30-176x144")
     lines = path.read_text().splitlines()
-    lines[21] = ""
+    lines[21] = text
     path.write_text("\n".join(lines) + "\n")
     before = store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:]
     r = features(base, "--root", "data")
     no_traceback(r)
-    assert r.returncode == 1 and "annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: blank line before the " \
-        "value on line 23" in r.stdout, r.stdout
+    assert r.returncode == 1 and f"annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: {message}" in r.stdout, \
+        r.stdout
     np.testing.assert_array_equal(store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:], before)
+
+
+def test_a_blank_line_mid_file_fails_the_video_even_within_label_slack(made, tmp_path):
+    """A value line blanked (59 values for 60 frames): --label-slack 1 accepted the count, and every label after it
+    was a frame early."""
+    _line_22_fails_the_video(made, tmp_path, "", "blank line before the value on line 23")
 
 
 def test_a_label_that_is_not_a_finite_number_fails_the_video_naming_the_line(made, tmp_path):
     """float() reads 'inf' and 'nan': such a line was cached as that frame's label, and training and scoring passed
     the frame over as unlabelled without a word (OMG's table already refused them). Now the line is named."""
-    base = _copy(made, tmp_path)
-    path = _label(base, "Train_Set", "1-30-176x144")
-    lines = path.read_text().splitlines()
-    lines[21] = "inf,0.2"
-    path.write_text("\n".join(lines) + "\n")
-    before = store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:]
-    r = features(base, "--root", "data")
-    no_traceback(r)
-    assert r.returncode == 1 and "annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: 'inf,0.2' is not a finite " \
-        "number (fix the file: -5 marks an unannotated frame)" in r.stdout, r.stdout
-    np.testing.assert_array_equal(store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:], before)
+    _line_22_fails_the_video(made, tmp_path, "inf,0.2",
+                             "'inf,0.2' is not a finite number (fix the file: -5 marks an unannotated frame)")
 
     aff = tmp_path / "arousal.txt"                       # Aff-Wild's one value a line: the same
     aff.write_text("0.1\n-0.2\nnan\n0.3\n")
@@ -279,18 +276,9 @@ def test_a_label_that_is_not_a_finite_number_fails_the_video_naming_the_line(mad
 def test_a_label_outside_minus_one_to_one_fails_the_video_naming_the_line(made, tmp_path):
     """Valence and arousal are in [-1, 1]: a file on a 0-100 scale, or a column of something else, was cached as
     labels and trained on without a word. Now the line is named (Aff-Wild2's -5, an unannotated frame, is taken)."""
-    base = _copy(made, tmp_path)
-    path = _label(base, "Train_Set", "1-30-176x144")
-    lines = path.read_text().splitlines()
-    lines[21] = "45.2,0.2"
-    path.write_text("\n".join(lines) + "\n")
-    before = store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:]
-    r = features(base, "--root", "data")
-    no_traceback(r)
-    assert r.returncode == 1 and "annotations/VA_Set/Train_Set/1-30-176x144.txt: line 22: '45.2,0.2': 45.2 is outside " \
-        "[-1, 1] (a corrupt file: valence and arousal are in [-1, 1], so values on another scale (0-100?) or from " \
-        "another column are not labels; fix or re-download the file (-5 marks an unannotated frame))" in r.stdout, r.stdout
-    np.testing.assert_array_equal(store.open_video(base / "zarr", "affwild2", "1-30-176x144")["labels"][:], before)
+    _line_22_fails_the_video(made, tmp_path, "45.2,0.2", "'45.2,0.2': 45.2 is outside [-1, 1] (a corrupt file: "
+                             "valence and arousal are in [-1, 1], so values on another scale (0-100?) or from another "
+                             "column are not labels; fix or re-download the file (-5 marks an unannotated frame))")
 
     va = tmp_path / "va.txt"                             # -5 in either value is an unannotated frame; -7 is not
     va.write_text("valence,arousal\n1,-1\n-5,-5\n0.5,-5\n")
