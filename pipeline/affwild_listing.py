@@ -153,3 +153,17 @@ def test_list_now(cache, dataset: str) -> tuple[Path, list[tuple[str, int]]] | N
         return None
     ds = Dataset(dataset, "affwild2", root, spec.get("fps"), {"test_list": spec["test_list"]})
     return root / spec["test_list"], [(stem, line) for stem, _, _, _, line in _test_entries(ds)]
+
+
+def not_extracted(cache, dataset: str, cached: set[str]) -> list[tuple[str, str]]:
+    """(entry, why) for each entry of the dataset's test list as it is now that the cache has no row for (the list
+    gained it after the last `features` run): a submission of one file per entry would lack it without a word."""
+    from pipeline import store
+
+    listed = test_list_now(cache, dataset)
+    if listed is None:
+        return []
+    path, entries = listed
+    return [(e, f"{path}: line {line}: test entry {e!r} is not in the cache: no `features` run extracted it (the "
+                f"list changed since?); run `{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}`")
+            for e, line in entries if e not in cached]

@@ -254,7 +254,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     failed += [(v, f"{unindexed.problem(cache, dataset, v)} ({unindexed.hint(cache, dataset)})")
                for v in unindexed.in_splits(cache, dataset, orphans, None if split is None else [split])]
     if split in (None, "test"):   # test-list entries no `features` run extracted: not predicted, but named
-        failed += _not_extracted(cache, dataset, set(store.read_index(cache, dataset).video))
+        failed += affwild_listing.not_extracted(cache, dataset, set(store.read_index(cache, dataset).video))
     for m in members:
         _same_features(fps, m.ck["fingerprints"], used_arrays(m.cfg), cache, dataset, m.path)
     seen = ensemble.seen_by(members, cache, dataset, sorted(fps))
@@ -287,18 +287,6 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
             made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
             result["written"] = predict_out.publish(out, made, res["written"])
         return result
-
-
-def _not_extracted(cache, dataset: str, cached: set[str]) -> list[tuple[str, str]]:
-    """(entry, why) for each entry of the dataset's test list as it is now that the cache has no row for (the list
-    gained it after the last `features` run): a submission of one file per entry would lack it without a word."""
-    listed = affwild_listing.test_list_now(cache, dataset)
-    if listed is None:
-        return []
-    path, entries = listed
-    return [(e, f"{path}: line {line}: test entry {e!r} is not in the cache: no `features` run extracted it (the "
-                f"list changed since?); run `{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}`")
-            for e, line in entries if e not in cached]
 
 
 def _some(videos: list[str], limit: int = 4) -> str:
