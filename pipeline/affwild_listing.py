@@ -135,3 +135,35 @@ def _test_entries(ds: Dataset) -> list[tuple]:
         if stem:
             out.append((stem, path, "test", {}, lineno))
     return out
+
+
+def test_list_now(cache, dataset: str) -> tuple[Path, list[tuple[str, int]]] | None:
+    """The dataset's test-set list as it is now: the manifest's `test_list` under the root readers compare label
+    files against (pipeline/label_files.py), as (its path, [(entry, line)]); None where the dataset names none or
+    its root or list is not found (nothing to compare with). A reader of the cached test split compares it with the
+    cache: an entry the list gained after the last `features` run has no group and would be missing without a word
+    from a submission written per entry."""
+    from pipeline import label_files
+
+    spec = label_files.dataset_spec(dataset)
+    if not spec or spec.get("layout") != "affwild2" or not spec.get("test_list"):
+        return None
+    root, _ = label_files.current_root(cache, dataset)
+    if root is None or not (root / spec["test_list"]).is_file():
+        return None
+    ds = Dataset(dataset, "affwild2", root, spec.get("fps"), {"test_list": spec["test_list"]})
+    return root / spec["test_list"], [(stem, line) for stem, _, _, _, line in _test_entries(ds)]
+
+
+def not_extracted(cache, dataset: str, cached: set[str]) -> list[tuple[str, str]]:
+    """(entry, why) for each entry of the dataset's test list as it is now that the cache has no row for (the list
+    gained it after the last `features` run): a submission of one file per entry would lack it without a word."""
+    from pipeline import store
+
+    listed = test_list_now(cache, dataset)
+    if listed is None:
+        return []
+    path, entries = listed
+    return [(e, f"{path}: line {line}: test entry {e!r} is not in the cache: no `features` run extracted it (the "
+                f"list changed since?); run `{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}`")
+            for e, line in entries if e not in cached]

@@ -9,6 +9,7 @@ folder stops at 00028.jpg (a partly unpacked archive).
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
 
@@ -149,3 +150,35 @@ def test_crop_runs_say_what_they_read_and_where_frame_counts_came_from(root, ext
     assert r.exit_code != 0 and f"({SOURCE}): recompute labels" in r.output   # labels alone, the frames kept
     assert f"failed: {label}: label count mismatch: 65 label lines but the video's container says 60 frames" in r.output
     assert "0.0 frames/s from organiser crops (none decoded)" in r.output   # nothing read: still not "decoded"
+
+
+def test_a_test_entry_the_list_gained_after_features_is_named_not_left_out(root, model, tmp_path):
+    """The organisers' list gains an entry after `features` ran (a corrected list): one file per entry would lack
+    it without a word. predict names it, with the list's line and the `features` command that extracts it, and
+    exits 1; that command extracts it, and predict then writes its file."""
+    copy, cache_copy = tmp_path / "root", tmp_path / "zarr"   # a root and cache of their own, extracted as QA did
+    shutil.copytree(root.root, copy)
+    r = CliRunner().invoke(main, ["features", "--dataset", "affwild2", "--root", str(copy), "--cache", str(cache_copy),
+                                  "--faces", "cropped_aligned", "--weights", "random", "--stages", "align,motion",
+                                  "--label-slack", "2", "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    new = "4-30-176x144"
+    shutil.copyfile(root.entries[SOURCE].video_path, copy / "videos" / f"{new}.mp4")
+    shutil.copytree(root.entries[SOURCE].crop_dir, copy / root.crops_dir.relative_to(root.root) / new)
+    listing = copy / "test_set.txt"
+    listing.write_text(listing.read_text() + f"{new}\n")
+    args = ["predict", "--cache", str(cache_copy), "--dataset", "affwild2", "--split", "test", "--checkpoint", model,
+            "--format", "abaw", "--out", str(tmp_path / "sub")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    said = f"failed {new}: {listing.resolve()}: line 3: test entry '{new}' is not in the cache: no `features` run"
+    assert said in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "sub").glob("*.txt")) == [f"{CUT}.txt", f"{PAST}.txt"]
+    assert new in dict(json.loads((tmp_path / "sub" / "predict.json").read_text())["failed"])
+    command = r.output.split(said, 1)[1].split("run `", 1)[1].split("`", 1)[0]
+    assert "--faces cropped_aligned" in command, command
+    r = CliRunner().invoke(main, [*shlex.split(command)[2:], "--no-progress"])   # python cli.py features ...
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 0, r.output
+    assert len((tmp_path / "sub" / f"{new}.txt").read_text().splitlines()) == 1 + 60

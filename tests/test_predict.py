@@ -77,6 +77,45 @@ def test_predict_abaw_format_fills_every_frame_of_the_video(trained, tmp_path):
     assert sub.notna().all().all() and sub.abs().max().max() <= 1
 
 
+def test_an_abaw_file_of_a_video_cut_short_of_its_header_is_refused(trained, tmp_path):
+    """A test video whose file is cut (a broken copy) decodes to its first frames only; nothing labels it, so the
+    frames decoded are no count of the organisers' lines: an ABAW file of them would lack the last ones, padding it
+    would repeat one prediction over frames no model saw. The real CLI writes the whole video's file, refuses the
+    cut one naming its file and what to do, and a sample that stops within the frames decoded is taken."""
+    from click.testing import CliRunner
+
+    from cli import main
+
+    root, ckpt = trained
+    whole = root / "videos" / "train" / "v1.avi"   # 48 frames, MJPG: a cut file decodes its first frames
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    args = ["predict", str(cut), str(whole), "--checkpoint", str(ckpt), "--format", "abaw", "--no-progress"]
+    r = CliRunner().invoke(main, [*args, "--out", str(tmp_path / "sub")])
+    assert r.exit_code == 1, r.output
+    assert len((tmp_path / "sub" / "v1.txt").read_text().splitlines()) == 1 + 48
+    assert not (tmp_path / "sub" / "cut.txt").exists()
+    decoded = int(pd.read_parquet(tmp_path / "sub" / "cache" / "videos" / "index.parquet").set_index("video")
+                  .loc["cut", "n_frames"])
+    assert 10 <= decoded < 40
+    said = (f"failed cut: {cut}: decoded {decoded} of the 48 frames its header declares (the file is cut or damaged, "
+            f"or its header is wrong)")
+    assert said in r.output and "re-copy the video" in r.output and "then predict it again" in r.output
+
+    def sample(n: int):
+        path = tmp_path / f"sample{n}.txt"
+        path.write_text("image_location,valence,arousal\n" + "".join(f"{v}/{k:05d}.jpg,0,0\n" for v, m in
+                                                                       (("cut", n), ("v1", 48)) for k in range(1, m + 1)))
+        return ["--sample", str(path), "--out", str(tmp_path / f"s{n}")]
+
+    r = CliRunner().invoke(main, [*args, *sample(48)])   # rows past the frames decoded: refused, nothing written
+    assert r.exit_code != 0 and f"cut: {cut}: decoded {decoded} of the 48 frames" in r.output, r.output
+    assert not (tmp_path / "s48" / "abaw_va_submission.txt").exists()
+    r = CliRunner().invoke(main, [*args, *sample(decoded)])   # the organisers count what decoded: the header was wrong
+    assert r.exit_code == 0, r.output
+    assert len((tmp_path / f"s{decoded}" / "abaw_va_submission.txt").read_text().splitlines()) == 1 + decoded + 48
+
+
 def test_predict_rebuilds_the_variant_the_model_read(trained, tmp_path):
     from pipeline import store
 

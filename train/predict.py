@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import extract, graph, label_files, store, unindexed
+from pipeline import affwild_listing, extract, graph, label_files, store, unindexed
 from pipeline.manifest import videos_from_files
 from train import data, ensemble, predict_lock, predict_out, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
@@ -53,7 +53,7 @@ from train.ensemble import Member, load_checkpoint  # noqa: F401 (load_checkpoin
 from train.evaluate import fill_nearest
 from train.omg_table import OmgTable, read_table
 from train.omg_table import write_submission as write_omg
-from train.predict_files import abaw_frame_diff, frames_counted, write_abaw, write_prediction
+from train.predict_files import abaw_frame_diff, cut_short, frames_counted, write_abaw, write_prediction
 from train.videos import changed_listing, changed_since, check_fingerprints, usable
 
 FORMATS = ("csv", "abaw", "omg")
@@ -253,6 +253,8 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     orphans = unindexed.without_row(cache, dataset, store.read_index(cache, dataset))
     failed += [(v, f"{unindexed.problem(cache, dataset, v)} ({unindexed.hint(cache, dataset)})")
                for v in unindexed.in_splits(cache, dataset, orphans, None if split is None else [split])]
+    if split in (None, "test"):   # test-list entries no `features` run extracted: not predicted, but named
+        failed += affwild_listing.not_extracted(cache, dataset, set(store.read_index(cache, dataset).video))
     for m in members:
         _same_features(fps, m.ck["fingerprints"], used_arrays(m.cfg), cache, dataset, m.path)
     seen = ensemble.seen_by(members, cache, dataset, sorted(fps))
@@ -358,15 +360,26 @@ def run_model(members: list[Member], cache, dataset: str, rows: list[dict], out:
     def counted(video: str) -> str:   # for the notes: where the frame count they compare with came from
         return frames_counted(store.open_video(cache, dataset, video).attrs)
 
+    def cut(r: dict) -> str | None:   # a video decoded short of its header, whose frames nothing else counts
+        return cut_short(cache, dataset, r, store.open_video(cache, dataset, r["video"]).attrs)
+
     if sample is not None:
         filled = {r["video"]: fill_nearest(res[i]["pred"], res[i]["valid"]) for i, r in enumerate(rows)}
         faceless = {v: "no face in any of its frames" for v, f in filled.items() if not np.isfinite(f).all()}
+        last = {e: int(sample.frames[k].max()) for e, k in sample.rows_by_entry().items()}
+        # rows past a cut video's last decoded frame would repeat one prediction (a sample within them says the
+        # header was wrong: those are written)
+        faceless.update({r["video"]: why for r in rows if last.get(r["video"], -1) >= int(r["n_frames"])
+                         and (why := cut(r))})
         missing_entries(sample, set(filled) - set(faceless), faceless)
         path, notes = write_submission(out, sample, filled, counted)
         return {**done, "written": [path], "failed": failed, "notes": notes}
     notes = {}
     for i, r in enumerate(rows):
         if fmt == "abaw":
+            if why := cut(r):
+                failed.append((r["video"], why))
+                continue
             try:
                 written.append(write_abaw(out, r, res[i]))
             except BadInputError as e:

@@ -51,6 +51,24 @@ def abaw_frame_diff(row: dict) -> tuple[int, str]:
     return 0, ""
 
 
+def cut_short(cache, dataset: str, row: dict, attrs) -> str | None:
+    """Why an unlabelled video's ABAW lines cannot be told, else None: it decoded to clearly fewer frames than its
+    header declares (`features` kept the frames and noted it, index `note`). Nothing else counts its frames (a
+    labelled video's annotation file does: features accepted it only where the labels fit the frames decoded), so a
+    file of the frames decoded would lack the organisers' last lines, and padding it would repeat one prediction
+    over frames no model saw."""
+    declared = int(attrs.get("declared_frames") or 0)
+    if not declared or not store.known_unlabelled(row):
+        return None
+    n = int(row["n_frames"])
+    then = ("predict it again (its file is extracted anew)" if dataset == "videos" else   # video files: predict's cache
+            f"run `{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}`")
+    return (f"{attrs.get('source') or row.get('source')}: decoded {n} of the {declared} frames its header declares "
+            f"(the file is cut or damaged, or its header is wrong): its ABAW lines would stop at frame {n} of "
+            f"{declared}, or repeat one prediction over the {declared - n} frames no model saw; nothing written for "
+            f"it (re-copy the video, or re-encode it, which also rewrites a wrong header, then {then})")
+
+
 def write_abaw(out: Path, row: dict, res: dict) -> Path:
     """`<video>.txt` as ABAW reads it: `valence,arousal`, a line per frame, no gaps, values in [-1, 1].
 
