@@ -173,15 +173,28 @@ def last_root(cache, dataset: str) -> tuple[Path, str] | None:
     rec = _read(Path(cache) / dataset / RECORD)
     if rec is None:
         return None
+    return beside_cache(cache, dataset, rec["root"]), str(rec.get("from"))
+
+
+def recorded_root(cache, dataset: str) -> Path | None:
+    """The root the last `features` run read, as it recorded it (where it was then), or None."""
+    rec = _read(Path(cache) / dataset / RECORD)
+    return Path(rec["root"]) if rec is not None else None
+
+
+def beside_cache(cache, dataset: str, path) -> Path:
+    """A folder the last `features` run read (its root, a crops folder), at the same place beside the cache if the
+    cache has moved since and a folder is there (copied together), else ``path`` as recorded."""
+    rec = _read(Path(cache) / dataset / RECORD)
     here = Path(cache) / dataset
     try:
-        if here.resolve() != Path(rec["cache"]):
-            beside = Path(os.path.normpath(here.resolve() / os.path.relpath(rec["root"], rec["cache"])))
+        if rec is not None and here.resolve() != Path(rec["cache"]):
+            beside = Path(os.path.normpath(here.resolve() / os.path.relpath(path, rec["cache"])))
             if beside.is_dir():
-                return beside, str(rec.get("from"))
+                return beside
     except (KeyError, TypeError, ValueError):
         pass
-    return Path(rec["root"]), str(rec.get("from"))
+    return Path(path)
 
 
 def current_root(cache, dataset: str) -> tuple[Path | None, str]:

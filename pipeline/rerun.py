@@ -12,10 +12,16 @@ The values come from what `features` recorded, never from the reader's own argum
 - ``--root``: the root the last run read (``dataset_root.json``, label_files.last_root), where that run was given
   --root or took it from the dataset's environment variable: the command is pasted into another shell (a login
   node, a batch script) that may not set it, and would then read the manifest's default root. A root from the
-  manifest's default is found the same way again.
+  manifest's default is found the same way again. A cache copied or moved (to a cluster) reads the root readers
+  compare labels with there: beside the cache where the two were copied together (label_files.last_root), else,
+  the recorded root gone, the one found now (label_files.current_root: the dataset's variable); it is given as
+  --root wherever it is not the recorded one.
 - ``--faces``: the source most done videos came from (the index's ``faces``, counted as keep_face_source counts), so
   the command is never refused; ``--crops-dir``/``--openface-dir``: the folders a group of that source read (its
-  attrs ``settings.faces_dir``), left out where the manifest names those same folders under that root.
+  attrs ``settings.faces_dir``), left out where the manifest names those same folders under that root. A folder
+  under the recorded root is given at the same place under the root above, one outside it beside a moved cache
+  where copied with it: else a copy's command read the original's crops (silently, the original still there) or
+  failed (it deleted).
 - ``--label-slack``: the largest label-file or crop/CSV difference the done videos recorded (index columns
   ``label_frame_diff``, ``faces_frame_diff``) or their run was given: a larger slack accepts more, changes nothing.
 - ``--weights``/``--seed``/``--gamma-jitter``/``--detect-every``: what made the group's resnet50 and faces
@@ -48,20 +54,41 @@ def flags(cache, dataset: str, skip=()) -> list[str]:
     rec = recorded(cache, dataset)
     out: list[tuple[str, str]] = []
     last = label_files.last_root(cache, dataset)
-    if last is not None and (last[1] == "--root" or last[1].startswith("$")):
-        out.append(("--root", str(last[0])))
+    was = label_files.recorded_root(cache, dataset)
+    root = _root_now(cache, dataset, last)
+    if root is not None and (last[1] == "--root" or last[1].startswith("$") or root.resolve() != was.resolve()):
+        out.append(("--root", str(root)))
     faces = rec.get("faces")
     spec = label_files.dataset_spec(dataset) or {}
     if faces and (faces != "video" or spec.get("faces", "video") != "video"):   # else a run's default gives it
         out.append(("--faces", faces))
     flag, key = _FOLDER_FLAG.get(faces, (None, None))
-    folders = rec.get("faces_dir") or []
-    if flag and folders != _manifest_folders(spec.get(key), last[0] if last else None):
+    folders = [_folder_now(cache, dataset, f, was, root) for f in rec.get("faces_dir") or []]
+    if flag and folders != _manifest_folders(spec.get(key), root):
         out += [(flag, folder) for folder in folders]
     if rec.get("label_slack"):
         out.append(("--label-slack", str(rec["label_slack"])))
     out += _made_flags(rec)
     return [t for pair in out if pair[0] not in skip for t in pair]
+
+
+def _root_now(cache, dataset: str, last: tuple[Path, str] | None) -> Path | None:
+    """The root a repair reads: the last run's (beside the cache if both were copied: label_files.last_root), or,
+    where that folder is gone (a cache copied to a cluster, the dataset elsewhere there), the root readers compare
+    label files with now (label_files.current_root: the dataset's variable, the manifest's default); the recorded
+    one where neither is found (the command then says it does not exist)."""
+    if last is None or last[0].is_dir():
+        return last[0] if last else None
+    return label_files.current_root(cache, dataset)[0] or last[0]
+
+
+def _folder_now(cache, dataset: str, folder: str, was: Path | None, root: Path | None) -> str:
+    """A face folder the groups recorded, where the repair finds it: one under the recorded root at the same place
+    under the root a repair reads (never the other copy's), one outside it beside the cache if both were copied."""
+    rel = label_files.relative(folder, was)
+    if rel is not None and root is not None:
+        return str((root / rel).resolve())
+    return str(label_files.beside_cache(cache, dataset, folder))
 
 
 def _made_flags(rec: dict) -> list[tuple[str, str]]:

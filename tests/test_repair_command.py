@@ -196,3 +196,55 @@ def test_a_root_from_the_environment_is_repeated_as_root(made, tmp_path):
     assert argv[argv.index("--root") + 1] == str(layout.root.resolve())
     label_files.record_root(cache, "affwild2", layout.root, "default")   # the manifest's default: found again as is
     assert "--root" not in rerun.flags(cache, "affwild2")
+
+
+def _command(cache: Path, out: Path) -> str:
+    r = export(cache, out)
+    assert r.exit_code == 1, r.output
+    return re.search(r"`(python cli\.py features [^`]*)`", r.output).group(1)
+
+
+def test_a_dataset_and_cache_copied_together_are_repaired_from_the_copy(made, tmp_path):
+    """Root, crops folder and cache copied with `cp -r` to another place (a cluster's scratch), the originals still
+    there: the command named the copy's root (found beside the cache) but the original's --crops-dir, so the repaired
+    video's faces came from the other copy without a word (and, the original deleted, the command failed)."""
+    layout, crops, made_cache = made
+    here = tmp_path / "cluster copy"
+    for folder in (layout.root, crops, made_cache):   # each at the same place relative to the others
+        shutil.copytree(folder, here / folder.name)
+    cache = here / made_cache.name
+    break_group(cache, "group deleted")   # made anew: its faces read from the crops folder the command names
+    argv = shlex.split(command := _command(cache, tmp_path / "a.h5"))
+    assert argv[argv.index("--root") + 1] == str((here / layout.root.name).resolve()), command
+    assert argv[argv.index("--crops-dir") + 1] == str((here / crops.name).resolve()), command
+    done = run_as_printed(command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    face = dict(store.open_video(cache, "affwild2", BROKEN).attrs)["face_source"]
+    assert Path(face["path"]).parent == (here / crops.name).resolve(), face
+    assert export(cache, tmp_path / "b.h5").exit_code == 0
+
+
+def test_a_moved_cache_whose_recorded_root_is_gone_is_repaired_from_the_root_readers_use(tmp_path, monkeypatch):
+    """Dataset and cache moved (`mv`) to unrelated places, the old paths gone, the root now from $AFFWILD2_ROOT:
+    readers compared the labels with that root while the command repeated the recorded --root, and failed as pasted
+    ("root ... does not exist"). Crops under the root (the manifest's cropped_aligned) follow the root."""
+    for var in ("AFFWILD2_ROOT", "MIMAMO_MANIFEST", "MIMAMO_WEIGHTS"):
+        monkeypatch.delenv(var, raising=False)
+    layout = build_affwild2_layout(tmp_path / "laptop" / "Aff-Wild2", specs=default_specs()[:1], openface=False)
+    old_cache = tmp_path / "laptop" / "cache"
+    r = CliRunner().invoke(main, ["features", "--dataset", "affwild2", "--root", str(layout.root), "--cache",
+                                  str(old_cache), "--faces", "cropped_aligned", "--weights", "random", "--seed", "3",
+                                  "--workers", "1", "--no-progress"])
+    assert r.exit_code == 0, r.output
+    root, cache = tmp_path / "data" / "Aff-Wild2 moved", tmp_path / "scratch" / "zarr cache"
+    for old, new in ((layout.root, root), (old_cache, cache)):
+        new.parent.mkdir(parents=True)
+        shutil.move(old, new)
+    monkeypatch.setenv("AFFWILD2_ROOT", str(root))   # how readers find it here; the pasted command is run without
+    store.mark_stale(store.open_video(cache, "affwild2", OTHER, mode="r+"), ["dphase_s0"])
+    argv = shlex.split(command := _command(cache, tmp_path / "a.h5"))
+    assert argv[argv.index("--root") + 1] == str(root.resolve()), command
+    assert "--crops-dir" not in argv, command   # the manifest's folder under that root
+    done = run_as_printed(command)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert export(cache, tmp_path / "b.h5").exit_code == 0
