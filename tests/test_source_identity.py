@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from openface_csv import write_openface_csv
@@ -188,9 +189,10 @@ def test_train_says_it_reads_a_done_video_whose_last_update_failed(cut_b):
     assert metrics["left_out"] == {}                     # read, not left out
 
 
-def test_predict_says_it_reads_a_done_video_whose_last_update_failed(cut_b, tmp_path):
-    """`predict --cache` read such a video without a word (a submission made partly from a file as it was before).
-    It still reads it, and says it: the console and predict.json's not_updated."""
+def test_predict_and_export_say_they_read_a_done_video_whose_last_update_failed(cut_b, tmp_path):
+    """`predict --cache` and `export` read such a video without a word (a submission, an HDF5 made partly from a file
+    as it was before). Both still read it, and say it: the console, predict.json's not_updated, the HDF5's root attr
+    not_updated and b's group attr."""
     _, cache, video, run, _ = cut_b
     r = cli("predict", "--cache", cache, "--dataset", "demo", "--checkpoint", run / "best.pt", "--out",
             tmp_path / "pred", "--no-progress", cwd=tmp_path)
@@ -200,6 +202,14 @@ def test_predict_says_it_reads_a_done_video_whose_last_update_failed(cut_b, tmp_
     made = json.loads((tmp_path / "pred" / "predict.json").read_text())
     assert list(made["not_updated"]) == ["b"] and made["not_updated"]["b"].startswith(f"{video}: the video decodes")
     assert "b" not in made["failed"]                     # predicted, not failed
+
+    r = cli("export", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "x.h5", cwd=tmp_path)
+    assert r.returncode == 0 and "wrote 3 videos" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert _says_b_not_updated(r.stderr, video, "the file holds", "the file's attrs list it in not_updated"), r.stderr
+    with h5py.File(tmp_path / "x.h5", "r") as h5:
+        assert list(json.loads(h5.attrs["not_updated"])) == ["b"]
+        assert h5["b"].attrs["not_updated"].startswith(f"{video}: the video decodes to")
+        assert "not_updated" not in h5["a"].attrs
 
 
 def test_a_group_with_the_old_size_and_mtime_identity_is_kept_then_survives_a_copy(made, tmp_path):
