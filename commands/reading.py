@@ -37,14 +37,20 @@ def export(cache, dataset, fmt, out, force):
     trains stops instead of using a silently smaller dataset. Videos whose extraction failed (never in the cache) are
     listed but do not change the exit status: `features` already reported them. An array made with other settings
     on some videos is refused (nothing is written), as train refuses it. The file's root attrs say what made it:
-    the cache, version, time, each array's fingerprint, settings and video count, and the videos left out.
+    the cache, version, time, each array's fingerprint, settings and video count, and the videos left out. A done
+    video whose last `features` run reported an error (its file changed, the rebuild failed) is written from the
+    arrays made before and said: on stderr, in the root attr not_updated and in its group's attr not_updated.
     """
+    from pipeline import not_updated
     from pipeline.export import export_h5
 
     res = export_h5(cache, dataset, out, force=force)
     click.echo(f"wrote {counted(len(res.written), 'video')} to {res.path}")
     for name, n in sorted(res.partial.items()):
         click.echo(f"note: {name} is in {n} of the {len(res.written)} videos (the others lack it)", err=True)
+    if res.not_updated:   # written, from the arrays made before its file changed (pipeline/not_updated.py)
+        click.echo("note: " + not_updated.note(res.not_updated, "the file holds",
+                                               "the file's attrs list {it} in not_updated"), err=True)
     for video, err in res.not_extracted:
         click.echo(f"not in the cache: {video} ({err})", err=True)
     for _video, why in res.left_out:   # why names the video

@@ -8,8 +8,9 @@ in the cache. An array made with other settings on some videos than on others (o
 refused, as train and predict refuse it: a loader would mix them unknowingly.
 
 The file says what made it (root attrs): the cache, the mimamo version, the time, each array's one fingerprint,
-settings and how many videos hold it, the videos left out and not extracted, and how labels are stored. Each
-group's attrs are the cache's own.
+settings and how many videos hold it, the videos left out and not extracted, those whose last `features` run
+reported an error (not_updated: their arrays are from their file as it was; pipeline/not_updated.py), and how labels
+are stored. Each group's attrs are the cache's own, plus not_updated (that error) on such a video's group.
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import h5py
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import chunks, store, unindexed
+from pipeline import chunks, not_updated, store, unindexed
 from pipeline.uniform import one_fingerprint
 
 LABELS = ("labels [T, 2]: arousal, valence per frame, NaN where unlabelled. A dataset labelled per video (OMG) has "
@@ -43,6 +44,7 @@ class ExportResult:
     left_out: list[tuple[str, str]] = field(default_factory=list)   # (video, why and how to repair): unusable groups
     not_extracted: list[tuple[str, str]] = field(default_factory=list)   # (video, error): no group at all
     partial: dict[str, int] = field(default_factory=dict)   # array -> how many of the videos written hold it (not all)
+    not_updated: dict[str, str] = field(default_factory=dict)   # video written -> the error of its last `features` run
 
 
 def export_h5(cache: str | Path, dataset: str, out: str | Path, force: bool = False) -> ExportResult:
@@ -114,6 +116,9 @@ def _is_export(path: Path) -> bool:
 
 def _copy_all(cache, dataset: str, h5, usable: list[tuple[str, dict]], res: ExportResult) -> None:
     """The usable videos into h5, then the root attrs that say what the file holds and what made it."""
+    # done videos whose last `features` run reported an error (their file changed since, the rebuild failed): their
+    # arrays are those made before, from the file as it was; written, and said in their group's and the root attrs
+    stale = not_updated.errors(store.read_index(cache, dataset).to_dict("records"))
     for video, fps in usable:
         try:
             _copy_unchanged(cache, dataset, video, h5, fps)
@@ -121,6 +126,8 @@ def _copy_all(cache, dataset: str, h5, usable: list[tuple[str, dict]], res: Expo
             res.left_out.append((video, str(e)))                   # others, its partial copy gone
             continue
         res.written.append(video)
+        if video in stale:
+            res.not_updated[video] = h5[video].attrs["not_updated"] = stale[video]
     made = {}
     for video in res.written:
         g = h5[video]
@@ -137,6 +144,7 @@ def _copy_all(cache, dataset: str, h5, usable: list[tuple[str, dict]], res: Expo
                      "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                      "videos": len(res.written), "arrays": json.dumps(made, default=str),
                      "left_out": json.dumps(dict(res.left_out)), "not_extracted": json.dumps(dict(res.not_extracted)),
+                     "not_updated": json.dumps(res.not_updated),
                      "labels": LABELS, "group_attrs": GROUP_ATTRS})
 
 

@@ -294,3 +294,22 @@ def test_rows_over_fewer_videos_than_the_others_say_so(tmp_path):
             "folds, or another held-out set): input=dphase@paper/fold0: v01 (first reason: ")
     line = next((x for x in (out / "ablation.md").read_text().splitlines() if x.startswith("Runs that")), "")
     assert line.startswith(note) and "input=dphase/fold0" not in line and line in table.attrs["notes"]
+
+
+def test_rows_from_videos_whose_last_update_failed_say_so(tmp_path):
+    """A done video whose last `features` run reported an error (its file changed since, the rebuild failed) keeps
+    the arrays made before; each run read it and said so in metrics.json's not_updated, but ablation.md said only
+    that every run read the same arrays. Now a note (and the console) names the runs, the video and the error."""
+    make_cache(tmp_path / "c", "synth", videos=5, frames=40, test_videos=1)
+    rows = store.read_index(tmp_path / "c", "synth").to_dict("records")
+    error = "/data/v01.mp4: the video decodes to 20 frames, its header says 40"   # as `features` records a failed rebuild
+    store.write_index(tmp_path / "c", "synth", [{**r, "error": error} if r["video"] == "v01" else r for r in rows])
+    base = TrainConfig(cache=str(tmp_path / "c"), out="unused", **{**TINY, "streams": "temporal"})
+    out = tmp_path / "abl"
+    table = ablate(base.cache, "synth", ["lr=0.1,0.05"], out, base, folds=2, fold_ids=[0])
+    line = next((x for x in (out / "ablation.md").read_text().splitlines() if x.startswith("1 video read as")), "")
+    assert line == ("1 video read as cached before its last `features` run, which reported an error (v01: "
+                    f"{error}): runs lr=0.05/fold0, lr=0.1/fold0 read the arrays made before, from its file as it was "
+                    "then; each run's metrics.json lists it in not_updated. Fix what the error says and run "
+                    "`features` again to update it"), (out / "ablation.md").read_text()
+    assert line in table.attrs["notes"]

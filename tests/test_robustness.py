@@ -299,3 +299,22 @@ def test_conflicts_in_two_motion_variants_get_one_replace_command_per_variant(tm
     assert derive(cache, "demo", names, progress=False) == {"videos": 2, "updated": 0}
     made = store.open_video(cache, "demo", "q").attrs["made_with"]
     assert all(made[n]["motion"] == {} for n in names)
+
+
+def test_rows_from_a_video_whose_last_update_failed_say_so(data, tmp_path):
+    """A done video whose last `features` run reported an error (its file changed, the rebuild failed) is read from
+    the arrays made before; each run said so in metrics.json's not_updated, robustness.md did not. Now it notes it."""
+    import shutil
+
+    cache = tmp_path / "cache"
+    shutil.copytree(data[1], cache)
+    rows = store.read_index(cache, "demo").to_dict("records")
+    error = "/data/b.avi: the video decodes to 20 frames, its header says 30"   # as `features` records a failed rebuild
+    store.write_index(cache, "demo", [{**r, "error": error} if r["video"] == "b" else r for r in rows])
+    out = tmp_path / "fig5"
+    res = _run("robustness", "--cache", cache, "--dataset", "demo", "--betas", "0", "--inputs", "dphase", "--out", out,
+               *TRAIN)
+    assert res.exit_code == 0, res.output
+    assert ("1 video read as cached before its last `features` run, which reported an error (b: "
+            f"{error}): run dphase_beta=0/fold0 read the arrays made before, from its file as it was then; each run's "
+            "metrics.json lists it in not_updated.") in (out / "robustness.md").read_text()

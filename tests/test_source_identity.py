@@ -15,6 +15,7 @@ import shutil
 import time
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 from openface_csv import write_openface_csv
@@ -150,27 +151,65 @@ def test_a_video_copied_over_while_its_frames_are_read_fails_and_caches_nothing_
                                   store.open_video(made[1], "demo", "b")["face48"][:])
 
 
-def test_train_says_it_reads_a_done_video_whose_last_update_failed(made, tmp_path):
-    """A done video whose file was cut since keeps the arrays made from the whole file (the rebuild fails); `info`
-    named it, `train` read it without a word. It is read (its arrays match the source they record), and said: on
-    stderr and in metrics.json's not_updated, with the error."""
-    root, cache = _copy(made, tmp_path, keep_mtimes=True)
+@pytest.fixture(scope="module")
+def cut_b(made, tmp_path_factory):
+    """A copy whose video b was cut since it was cached: the rebuild fails and the cache keeps the arrays made from
+    the whole file; then `train` on it (one epoch). (root, cache, the cut video, the run's folder, train's result)"""
+    base = tmp_path_factory.mktemp("cut_b")
+    root, cache = _copy(made, base, keep_mtimes=True)
     video = _video(root, "b")
     video.write_bytes(video.read_bytes()[:video.stat().st_size // 2])
     r = features(cache, root)
     assert r.returncode == 1 and f"{video}: the video decodes to" in r.stdout, r.stdout + r.stderr[-3000:]
-    out = tmp_path / "run"
+    out = base / "run"
     r = cli("train", "--cache", cache, "--dataset", "demo", "--out", out, "--streams", "spatial", "--epochs", "1",
-            "--folds", "3", "--num-workers", "0", cwd=tmp_path)
+            "--folds", "3", "--num-workers", "0", cwd=base)
     assert r.returncode == 0, r.stderr[-3000:]
-    assert re.search(rf"^1 video read as cached before its last `features` run, which reported an error \(b: "
-                     rf"{re.escape(str(video))}: the video decodes to \d+ frames.*\): this run reads the arrays made "
-                     r"before, from its file as it was then; metrics.json lists it in not_updated", r.stderr, re.M), \
+    return root, cache, video, out, r
+
+
+def _says_b_not_updated(text: str, video: Path, reads: str, listed: str) -> bool:
+    """Whether ``text`` holds the one wording (pipeline/not_updated.py) for b, read by ``reads``, listed ``listed``."""
+    return bool(re.search(rf"1 video read as cached before its last `features` run, which reported an error \(b: "
+                          rf"{re.escape(str(video))}: the video decodes to \d+ frames.*\): {re.escape(reads)} the "
+                          rf"arrays made before, from its file as it was then; {re.escape(listed)}", text, re.M))
+
+
+def test_train_says_it_reads_a_done_video_whose_last_update_failed(cut_b):
+    """A done video whose file was cut since keeps the arrays made from the whole file (the rebuild fails); `info`
+    named it, `train` read it without a word. It is read (its arrays match the source they record), and said: on
+    stderr and in metrics.json's not_updated, with the error."""
+    _, _, video, out, r = cut_b
+    assert re.search(r"^1 video read as cached", r.stderr, re.M), r.stderr[-3000:]
+    assert _says_b_not_updated(r.stderr, video, "this run reads", "metrics.json lists it in not_updated"), \
         r.stderr[-3000:]
     metrics = json.loads((out / "metrics.json").read_text())
     assert list(metrics["not_updated"]) == ["b"] and metrics["not_updated"]["b"].startswith(f"{video}: the video "
                                                                                              "decodes to")
     assert metrics["left_out"] == {}                     # read, not left out
+
+
+def test_predict_and_export_say_they_read_a_done_video_whose_last_update_failed(cut_b, tmp_path):
+    """`predict --cache` and `export` read such a video without a word (a submission, an HDF5 made partly from a file
+    as it was before). Both still read it, and say it: the console, predict.json's not_updated, the HDF5's root attr
+    not_updated and b's group attr."""
+    _, cache, video, run, _ = cut_b
+    r = cli("predict", "--cache", cache, "--dataset", "demo", "--checkpoint", run / "best.pt", "--out",
+            tmp_path / "pred", "--no-progress", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr[-3000:]
+    assert _says_b_not_updated(r.stdout, video, "this run predicts from", "predict.json lists it in not_updated"), \
+        r.stdout
+    made = json.loads((tmp_path / "pred" / "predict.json").read_text())
+    assert list(made["not_updated"]) == ["b"] and made["not_updated"]["b"].startswith(f"{video}: the video decodes")
+    assert "b" not in made["failed"]                     # predicted, not failed
+
+    r = cli("export", "--cache", cache, "--dataset", "demo", "--out", tmp_path / "x.h5", cwd=tmp_path)
+    assert r.returncode == 0 and "wrote 3 videos" in r.stdout, r.stdout + r.stderr[-3000:]
+    assert _says_b_not_updated(r.stderr, video, "the file holds", "the file's attrs list it in not_updated"), r.stderr
+    with h5py.File(tmp_path / "x.h5", "r") as h5:
+        assert list(json.loads(h5.attrs["not_updated"])) == ["b"]
+        assert h5["b"].attrs["not_updated"].startswith(f"{video}: the video decodes to")
+        assert "not_updated" not in h5["a"].attrs
 
 
 def test_a_group_with_the_old_size_and_mtime_identity_is_kept_then_survives_a_copy(made, tmp_path):

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
+from pipeline import not_updated
 from pipeline.uniform import listing
 from train import config, protocol
 from train.config import TrainConfig
@@ -70,7 +71,7 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     # the scores rounded, never the grid's values (lr 5e-5 and 1e-4 both printed 0.0001)
     scores = {c: table[c].map(lambda x: f"{x:.4f}" if pd.notna(x) else "") for c in score_columns(table)}
     atomic(out / "ablation.csv", lambda p: table.assign(**scores).to_csv(p, index=False))
-    notes = [n for n in (ran_under(runs), fewer_videos(runs)) if n]
+    notes = [n for n in (ran_under(runs), fewer_videos(runs), read_not_updated(runs)) if n]
     text = markdown(table, [k for k, _ in axes], dataset, base, read, ids, notes)
     atomic(out / "ablation.md", lambda p: p.write_text(text))   # last: a table without the stale mark is whole
     table.attrs["notes"] = [_folds_text(ids, folds), *notes]   # the console says them too
@@ -137,6 +138,19 @@ def fewer_videos(runs: dict[str, dict]) -> str | None:
                                                            for name, g in list(short.items())[:4])
             + (f"; and {len(short) - 4} more runs" if len(short) > 4 else "")
             + f" (first reason: {gone[sorted(gone)[0]]}; each run's metrics.json lists them in left_out).")
+
+
+def read_not_updated(runs: dict[str, dict]) -> str | None:
+    """A note when some runs read done videos whose last `features` run reported an error (their file changed since,
+    the rebuild failed; metrics.json's not_updated): their rows come from the arrays made before, from the files as
+    they were, which the Data line's fingerprints do not say. None when no run did."""
+    which = {name: m["not_updated"] for name, m in sorted(runs.items()) if m.get("not_updated")}
+    if not which:
+        return None
+    errors = {v: e for gone in which.values() for v, e in gone.items()}
+    names = list(which)
+    return not_updated.note(errors, f"{'run' if len(names) == 1 else 'runs'} {listing(names, 4)} read",
+                            "each run's metrics.json lists {it} in not_updated")
 
 
 def score_columns(table: pd.DataFrame) -> list[str]:

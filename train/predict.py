@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import affwild_listing, extract, graph, label_files, store, unindexed
+from pipeline import affwild_listing, extract, graph, label_files, not_updated, store, unindexed
 from pipeline.manifest import videos_from_files
 from train import data, ensemble, predict_lock, predict_out, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
@@ -264,6 +264,11 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
     rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
     read = {r["video"]: fps[r["video"]] for r in rows}   # the fingerprints of what is predicted
+    # done videos whose last `features` run reported an error (their file changed since, the rebuild failed): predicted
+    # from the arrays made before, and said, here and in predict.json (pipeline/not_updated.py)
+    stale = not_updated.errors(idx.to_dict("records"), read)
+    if stale:
+        echo("note: " + not_updated.note(stale, "this run predicts from", "predict.json lists {it} in not_updated"))
     ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample, read, failed)
     out = Path(out)
     with predict_lock.held(out):   # one call at a time into out, from its first write there: train/predict_lock.py
@@ -283,7 +288,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
             if scores and (note := label_files.unchecked_note(cache, dataset)):
                 echo(note)
             result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
-                      "scores": scores, "rescaled": rescaled, "identity": ident}
+                      "scores": scores, "rescaled": rescaled, "identity": ident, "not_updated": stale}
             made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
             result["written"] = predict_out.publish(out, made, res["written"])
         return result

@@ -42,6 +42,7 @@ def record(members: list[Member], cache, dataset: str, split: str | None, fmt: s
             "format": fmt, "fingerprints": {**_fingerprints(members, names), "valid": first["fingerprints"].get("valid")},
             "written": sorted(str(Path(p).name) for p in result["written"]),
             "failed": {video: why for video, why in result["failed"]}, "notes": result.get("notes") or {},
+            "not_updated": result.get("not_updated") or {},   # video -> the error of its last `features` run
             "scores": result.get("scores"),
             "rescaled": ({"label_std": [m.ck["label_std"] for m in members], "how": "each model's predictions over "
                           "the set, mean + (p - mean) * label_std / std(p), before their mean (train/rescale.py)"}

@@ -43,4 +43,5 @@ def done_before(out: Path, ident: str) -> dict | None:
     if made.get("identity") != ident or not all(p.is_file() for p in written):
         return None
     return {"written": written, "failed": list((made.get("failed") or {}).items()), "notes": made.get("notes") or {},
-            "scores": made.get("scores"), "rescaled": bool(made.get("rescaled")), "reused": True}
+            "scores": made.get("scores"), "rescaled": bool(made.get("rescaled")), "reused": True,
+            "not_updated": made.get("not_updated") or {}}

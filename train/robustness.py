@@ -32,7 +32,7 @@ from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
 from pipeline.wording import counted
 from train import config, protocol
-from train.ablate import fewer_videos, fold_list, mark_stale, summarize_folds
+from train.ablate import fewer_videos, fold_list, mark_stale, read_not_updated, summarize_folds
 from train.config import TrainConfig
 from train.report import _plt, atomic, clean
 from train.trainer import train
@@ -129,7 +129,8 @@ def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, 
         clean0 = grp[grp.beta == 0].ccc_mean
         table.loc[grp.index, "ccc_mean_change"] = grp.ccc_mean - (clean0.iloc[0] if len(clean0) else np.nan)
     prov = provenance(cache, dataset, base, folds, gamma_seed, runs)
-    prov["notes"] = [n for n in (fewer_videos(runs),) if n]   # --skip-unusable: rows over fewer videos
+    prov["notes"] = [n for n in (fewer_videos(runs), read_not_updated(runs)) if n]   # rows over fewer videos; arrays
+    # made before a failed update (pipeline/not_updated.py)
     out.mkdir(parents=True, exist_ok=True)
     # each through a rename, robustness.md last: one without the stale mark comes with the others of its run
     atomic(out / "robustness.csv", lambda p: table.assign(dataset=dataset, gamma_seed=gamma_seed).to_csv(

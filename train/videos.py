@@ -27,6 +27,7 @@ import numpy as np
 
 from features.errors import BadInputError
 from pipeline import chunks, label_files, store, unindexed, unscored
+from pipeline import not_updated as pipeline_not_updated
 from pipeline import settings as feature_settings
 from pipeline.uniform import listing as _listing
 from pipeline.uniform import one_fingerprint
@@ -245,8 +246,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     notes = [n] if (n := label_files.unchecked_note(cache, dataset)) else []
     # done videos whose last `features` run reported an error (a rebuild after the file changed, which failed): the
     # arrays read are consistent with the source they record (not the file now), so they are read, and it is said
-    not_updated = {r["video"]: str(r["error"]) for r in known if r["video"] in used and r.get("status") == "done"
-                   and isinstance(r.get("error"), str) and r["error"]}
+    not_updated = pipeline_not_updated.errors(known, used)
     if not_updated:
         notes.append(not_updated_note(not_updated))
     if no_row:   # a labelled table there now without a row for videos cached without labels: said, not read past
@@ -259,13 +259,7 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
 
 def not_updated_note(errors: dict[str, str]) -> str:
     """What a run says of the done videos it reads whose last `features` run reported an error ({video: error})."""
-    one = len(errors) == 1
-    listing = "; ".join(f"{v}: {e}" for v, e in sorted(errors.items()))
-    return (f"{counted(len(errors), 'video')} read as cached before {'its' if one else 'their'} last `features` run, "
-            f"which reported an error ({listing}): this run reads the arrays made before, from "
-            f"{'its file as it was' if one else 'their files as they were'} then; metrics.json lists "
-            f"{'it' if one else 'them'} in not_updated. Fix what the error says and run `features` again to update "
-            f"{'it' if one else 'them'}")
+    return pipeline_not_updated.note(errors)
 
 
 def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]:
