@@ -85,7 +85,7 @@ def export_h5(cache: str | Path, dataset: str, out: str | Path, force: bool = Fa
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")   # two exports to one path do not share a temporary file
     try:
         with h5py.File(tmp, "w") as h5:
-            _copy_all(cache, dataset, h5, usable, res)
+            _copy_all(cache, dataset, h5, usable, res, not_updated.errors(idx.to_dict("records")))
         tmp.replace(out)
     finally:
         tmp.unlink(missing_ok=True)
@@ -114,11 +114,11 @@ def _is_export(path: Path) -> bool:
         return False
 
 
-def _copy_all(cache, dataset: str, h5, usable: list[tuple[str, dict]], res: ExportResult) -> None:
-    """The usable videos into h5, then the root attrs that say what the file holds and what made it."""
-    # done videos whose last `features` run reported an error (their file changed since, the rebuild failed): their
-    # arrays are those made before, from the file as it was; written, and said in their group's and the root attrs
-    stale = not_updated.errors(store.read_index(cache, dataset).to_dict("records"))
+def _copy_all(cache, dataset: str, h5, usable: list[tuple[str, dict]], res: ExportResult,
+              stale: dict[str, str]) -> None:
+    """The usable videos into h5, then the root attrs that say what the file holds and what made it. ``stale``: the
+    done videos whose last `features` run reported an error (their file changed since, the rebuild failed): their
+    arrays are those made before, from the file as it was; written, and said in their group's and the root attrs."""
     for video, fps in usable:
         try:
             _copy_unchanged(cache, dataset, video, h5, fps)

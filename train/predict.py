@@ -230,7 +230,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     sample = _check_format(fmt, members[0].level, members[0].path, sample)
     if rescaled:
         ensemble.can_rescale(members)
-    idx = store.read_index(cache, dataset)
+    idx = whole = store.read_index(cache, dataset)   # whole: every split's rows, read once
     if idx is None:
         raise store.no_index(cache, dataset)
     elsewhere = {}   # why a sample's entry outside the split is not predicted
@@ -240,7 +240,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
         idx = idx[idx.split == split]
         if idx.empty:
             raise BadInputError(store.dataset_dir(cache, dataset), f"no video of split {split!r} in the cache",
-                                f"splits there: {', '.join(sorted(map(str, store.read_index(cache, dataset).split.unique())))}")
+                                f"splits there: {', '.join(sorted(map(str, whole.split.unique())))}")
     names = ensemble.arrays(members)
     failed = [(r["video"], f"extraction failed: {r['error']}") for r in idx.to_dict("records")
               if r.get("status") == "failed"]
@@ -250,11 +250,11 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     failed += [(v, f"{why} ({hints[v]})") for v, why in bad.items()]
     # done groups the index has no row for: not predicted (the index is the record of what is done), but reported,
     # as an unusable video is, so that neither the files nor the scores lack them without a word
-    orphans = unindexed.without_row(cache, dataset, store.read_index(cache, dataset))
+    orphans = unindexed.without_row(cache, dataset, whole)
     failed += [(v, f"{unindexed.problem(cache, dataset, v)} ({unindexed.hint(cache, dataset)})")
                for v in unindexed.in_splits(cache, dataset, orphans, None if split is None else [split])]
     if split in (None, "test"):   # test-list entries no `features` run extracted: not predicted, but named
-        failed += affwild_listing.not_extracted(cache, dataset, set(store.read_index(cache, dataset).video))
+        failed += affwild_listing.not_extracted(cache, dataset, set(whole.video))
     for m in members:
         _same_features(fps, m.ck["fingerprints"], used_arrays(m.cfg), cache, dataset, m.path)
     seen = ensemble.seen_by(members, cache, dataset, sorted(fps))

@@ -248,18 +248,13 @@ def select(cache, dataset: str, names: list[str], skip_unusable: bool = False, e
     # arrays read are consistent with the source they record (not the file now), so they are read, and it is said
     not_updated = pipeline_not_updated.errors(known, used)
     if not_updated:
-        notes.append(not_updated_note(not_updated))
+        notes.append(pipeline_not_updated.note(not_updated))
     if no_row:   # a labelled table there now without a row for videos cached without labels: said, not read past
         tables = _files_of(no_row)
         notes.append(f"{_listing(tables, 2)} has no row for the {counted(len(no_row), 'video')} cached without "
                      f"labels ({_listing(sorted(no_row))}): {'it stays' if len(no_row) == 1 else 'they stay'} "
                      "unlabelled")
     return Selection(rows, level, out, left_out, made, sources, used, notes, not_updated)
-
-
-def not_updated_note(errors: dict[str, str]) -> str:
-    """What a run says of the done videos it reads whose last `features` run reported an error ({video: error})."""
-    return pipeline_not_updated.note(errors)
 
 
 def _without_row(cache, dataset: str, idx, splits, skip: bool) -> dict[str, str]:
