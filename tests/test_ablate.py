@@ -313,3 +313,32 @@ def test_rows_from_videos_whose_last_update_failed_say_so(tmp_path):
                     "then; each run's metrics.json lists it in not_updated. Fix what the error says and run "
                     "`features` again to update it"), (out / "ablation.md").read_text()
     assert line in table.attrs["notes"]
+
+
+def test_cells_reused_after_an_update_failed_say_so_and_not_once_it_succeeds(tmp_path):
+    """A cell trained before a `features` update of one of its videos failed is reused (the same arrays: the failed
+    update left them as they were), and its metrics.json, written before, has no not_updated: the table said nothing
+    of the video. The reused run now carries what is known of its arrays now, both ways: said once the update
+    failed, no longer said once the error is gone."""
+    make_cache(tmp_path / "c", "synth", videos=5, frames=40, test_videos=1)
+    cache = tmp_path / "c"
+    clean = store.read_index(cache, "synth").to_dict("records")
+    base = TrainConfig(cache=str(cache), out="unused", **{**TINY, "streams": "temporal"})
+    out = tmp_path / "abl"
+
+    def note_after(rows):
+        store.write_index(cache, "synth", rows)
+        table = ablate(base.cache, "synth", ["lr=0.1"], out, base, folds=2, fold_ids=[0])
+        return [n for n in table.attrs["notes"] if n.startswith("1 video read as")]
+
+    assert note_after(clean) == []
+    metrics, best = out / "lr=0.1" / "fold0" / "metrics.json", out / "lr=0.1" / "fold0" / "best.pt"
+    made = best.stat().st_mtime_ns
+    error = "/data/v01.mp4: the video decodes to 20 frames, its header says 40"
+    failed = note_after([{**r, "error": error} if r["video"] == "v01" else r for r in clean])
+    assert best.stat().st_mtime_ns == made   # reused, not trained again
+    assert json.loads(metrics.read_text())["not_updated"] == {"v01": error}   # as the console note says
+    assert len(failed) == 1 and f"(v01: {error}): run lr=0.1/fold0 read" in failed[0], failed
+    assert failed[0] in (out / "ablation.md").read_text()
+    assert note_after(clean) == []   # the update succeeded since (here: the error cleared): no note from the old run
+    assert json.loads(metrics.read_text())["not_updated"] == {} and best.stat().st_mtime_ns == made

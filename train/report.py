@@ -96,7 +96,12 @@ def write_outputs(out: Path, metrics: dict, res: dict, videos: list[dict], histo
         atomic(out / "curves.png", lambda p: plot_curves(p, history, text,
                                                          (metrics.get("protocol") or {}).get("selection")))
         atomic(out / "predictions.png", lambda p: (plot_scatter if video_level else plot_predictions)(p, table, text))
-    atomic(out / "metrics.json", lambda p: p.write_text(json.dumps(clean(metrics), indent=1) + "\n"))
+    write_metrics(out / "metrics.json", metrics)
+
+
+def write_metrics(path: Path, metrics: dict) -> None:
+    """metrics.json, written last by a run (a folder with one holds a finished run), through a rename."""
+    atomic(path, lambda p: p.write_text(json.dumps(clean(metrics), indent=1) + "\n"))
 
 
 def caption(metrics: dict) -> str:

@@ -49,7 +49,7 @@ def reusable(run: Run) -> dict | None:
     if not diff:
         say(run.cfg, f"{run.out}: done with the same settings and data; reused" if cfg.reuse else
             f"{run.out}: finished already (no last.pt to resume from); its metrics.json is returned", always=finished)
-        return saved
+        return _known_now(run, saved, path)
     what = (config.describe(diff, saved["identity"], run.identity) if "identity" in saved else
             "an older mimamo made it without recording the settings and data it came from")
     if finished:
@@ -58,6 +58,18 @@ def reusable(run: Run) -> dict | None:
                             "(or use another --out)")
     say(run.cfg, f"{run.out}: made with other settings or data ({what}); training it again", always=True)
     return None
+
+
+def _known_now(run: Run, saved: dict, path) -> dict:
+    """The reused run's metrics with not_updated as known now of the arrays it read (the same arrays: its identity
+    holds their fingerprints). A `features` update that failed after it trained left them as they were, and its
+    metrics.json, ablate's table and the console note ("metrics.json lists it") must say so of this run too; one
+    that succeeded since, with the arrays unchanged, clears it. metrics.json is rewritten only when that changed."""
+    if (saved.get("not_updated") or {}) == run.sel.not_updated:
+        return saved
+    now = {**saved, "not_updated": run.sel.not_updated}
+    report.write_metrics(path, now)
+    return now
 
 
 # ---------------------------------------------------------------- start
