@@ -167,3 +167,21 @@ def not_extracted(cache, dataset: str, cached: set[str]) -> list[tuple[str, str]
     return [(e, f"{path}: line {line}: test entry {e!r} is not in the cache: no `features` run extracted it (the "
                 f"list changed since?); run `{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}`")
             for e, line in entries if e not in cached]
+
+
+def dropped(cache, dataset: str, rows: list[dict]) -> list[tuple[str, str]]:
+    """(entry, why) for each unlabelled test video of index ``rows`` that the dataset's test list as it is now no
+    longer names (the list lost it after the last `features` run, which would have marked it unlisted, and every
+    reader would have refused it): a submission of one file per entry would still get its file without a word."""
+    from pipeline import label_files, store
+
+    listed = test_list_now(cache, dataset)
+    if listed is None:
+        return []
+    path, entries = listed
+    now = {e for e, _ in entries}
+    return [(r["video"], f"{path}: test entry {r['video']!r} is cached but no longer in the list (taken out since the "
+                         f"last `features` run?); put it back, or run "
+                         f"`{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}` to mark it "
+                         "unlisted (kept in the cache, read by no reader)")
+            for r in rows if r.get("split") == "test" and label_files.known_unlabelled(r) and r["video"] not in now]

@@ -182,3 +182,29 @@ def test_a_test_entry_the_list_gained_after_features_is_named_not_left_out(root,
     r = CliRunner().invoke(main, args)
     assert r.exit_code == 0, r.output
     assert len((tmp_path / "sub" / f"{new}.txt").read_text().splitlines()) == 1 + 60
+
+
+def test_a_test_entry_the_list_lost_after_features_gets_no_file(root, model, tmp_path):
+    """The organisers' list loses an entry after `features` ran (a corrected list): predict wrote its file into the
+    submission anyway, exit 0, until the next `features` run marked it unlisted (then predict refused it). Now it is
+    named at once, with the list and what to run, and gets no file; the command printed, run, marks it unlisted."""
+    copy, cache_copy = tmp_path / "root", tmp_path / "zarr"
+    shutil.copytree(root.root, copy)
+    feat = ["features", "--dataset", "affwild2", "--root", str(copy), "--cache", str(cache_copy), "--faces",
+            "cropped_aligned", "--weights", "random", "--stages", "align,motion", "--label-slack", "2", "--workers",
+            "1", "--no-progress"]
+    r = CliRunner().invoke(main, feat)
+    assert r.exit_code == 0, r.output
+    listing = copy / "test_set.txt"
+    listing.write_text(f"{PAST}.mp4\n")   # CUT taken out
+    args = ["predict", "--cache", str(cache_copy), "--dataset", "affwild2", "--split", "test", "--checkpoint", model,
+            "--format", "abaw", "--out", str(tmp_path / "sub")]
+    r = CliRunner().invoke(main, args)
+    assert r.exit_code == 1, r.output
+    said = f"failed {CUT}: {listing.resolve()}: test entry '{CUT}' is cached but no longer in the list"
+    assert said in r.output, r.output
+    assert sorted(p.name for p in (tmp_path / "sub").glob("*.txt")) == [f"{PAST}.txt"]
+    assert CUT in dict(json.loads((tmp_path / "sub" / "predict.json").read_text())["failed"])
+    command = r.output.split(said, 1)[1].split("run `", 1)[1].split("`", 1)[0]
+    r = CliRunner().invoke(main, [*shlex.split(command)[2:], "--no-progress"])   # python cli.py features ...
+    assert r.exit_code == 0 and f"1 cached video no longer in dataset 'affwild2': {CUT}" in r.output, r.output

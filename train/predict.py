@@ -244,6 +244,9 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     names = ensemble.arrays(members)
     failed = [(r["video"], f"extraction failed: {r['error']}") for r in idx.to_dict("records")
               if r.get("status") == "failed"]
+    if split in (None, "test"):   # test-list entries the list no longer names: not predicted, but named
+        failed += affwild_listing.dropped(cache, dataset, [r for r in idx.to_dict("records")
+                                                           if r["video"] not in dict(failed)])
     hints: dict[str, str] = {}
     fps, bad = usable(cache, dataset, sorted(set(idx.video) - {v for v, _ in failed}), [*names, "valid", "labels"],
                       skip=True, hints=hints)
