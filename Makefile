@@ -55,7 +55,7 @@ features: setup
 # expiring) and took 26.5 min; two keep 1.6 busy and take 14 min.
 TEST_PROCS ?= 2
 test: setup
-	$(VPY) -m pytest -q -n $(TEST_PROCS) --dist loadfile tests
+	$(VPY) -m pytest -q -n $(TEST_PROCS) --dist loadfile --durations=20 tests
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(VPY) $$b || exit 1; done
