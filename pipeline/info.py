@@ -238,20 +238,21 @@ def face_sources(cache: Path, dataset: str) -> dict[str, int]:
 
 
 def lost_group_lines(cache: Path, dataset: str, done: list[str], partial: dict[str, int]) -> list[str]:
-    """The videos the index counts done whose group is gone (deleted by hand, a copy that missed it) or not done, and
-    not listed as partial: train refuses them and predict reports them failed, so `info` says them where its count of
-    the done would otherwise include them without a word."""
+    """The videos the index counts done whose group is gone (deleted by hand, a copy that missed it, `--force`
+    removes every group first and a kill leaves the rest undone) or not done, and not listed as partial: train
+    refuses them and predict reports them failed, so `info` says them where its count of the done would otherwise
+    include them without a word."""
     from pipeline import store, unindexed
 
     lost = [v for v in done if v not in partial and store.group_status(cache, dataset, v) != "done"]
     if not lost:
         return []
     hint = store.repair_hint(cache, dataset, store.rebuild_names(cache, dataset))
-    return [f"    {counted(len(lost), 'video')} of the done {'has' if len(lost) == 1 else 'have'} no complete group "
-            f"in the cache ({unindexed.listing(lost)}): deleted, or copied without it? train refuses "
-            f"{'it' if len(lost) == 1 else 'them'} (--skip-unusable leaves {'it' if len(lost) == 1 else 'them'} out) "
-            f"and predict reports {'it' if len(lost) == 1 else 'them'} failed; run {hint} to extract "
-            f"{'it' if len(lost) == 1 else 'them'} again"]
+    it, has = ("it", "has") if len(lost) == 1 else ("them", "have")
+    return [f"    {counted(len(lost), 'video')} of the done {has} no complete group in the cache "
+            f"({unindexed.listing(lost)}): deleted by hand, copied without {it}, or removed by a `features --force` run "
+            f"killed before it made {it} again? train refuses {it} (--skip-unusable leaves {it} out) and predict "
+            f"reports {it} failed; run {hint} to extract {it} again"]
 
 
 def refused_labels(cache: Path, dataset: str) -> dict[str, str]:
