@@ -229,3 +229,27 @@ def test_info_counts_what_readers_refuse_labels_changed_or_released_and_groups_g
     after = cli("info", "--cache", cache, cwd=tmp_path)
     assert "refused" not in after.stdout and "no complete group" not in after.stdout, after.stdout
     assert _labels_count(after.stdout) == f"{total}/{total}", after.stdout
+
+
+def test_force_keeps_a_done_group_whose_clip_is_gone(made, tmp_path):
+    """`features --force` removed every group before extracting: a clip deleted from disk after its extraction lost
+    its arrays (faces, motion), which nothing could make again, and the run then failed on the missing file. Now the
+    group is kept as it was and the run fails it, saying why; the index keeps it done, with the error (`info`: kept)."""
+    root, cache = tmp_path / "omg", tmp_path / "cache"
+    shutil.copytree(made[0], root)
+    shutil.copytree(made[1], cache)
+    before = store.open_video(cache, "omg", "vB__u1")
+    face48 = before["face48"][:]
+    (root / "videos" / "vB" / "u1.mp4").unlink()
+    r = cli("features", "--dataset", "omg", "--root", root, "--cache", cache, "--stages", "align,motion", "--force",
+            "--workers", "1", "--no-progress", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 1, r.stdout + r.stderr[-3000:]
+    line = next(x for x in r.stdout.splitlines() if x.startswith("vB__u1 "))
+    assert line.split()[1:3] == ["kept", "failed"] and (
+        f"--force: not extracted again, its video file {root / 'videos' / 'vB' / 'u1.mp4'} is not found") in line, line
+    assert store.group_status(cache, "omg", "vB__u1") == "done"
+    assert (store.open_video(cache, "omg", "vB__u1")["face48"][:] == face48).all()
+    row = store.read_index(cache, "omg").set_index("video").loc["vB__u1"]
+    assert row.status == "done" and row.error.startswith("--force: not extracted again"), row
+    assert "new" in r.stdout and store.group_status(cache, "omg", "vA__u1") == "done"   # the others were redone
