@@ -56,6 +56,20 @@ def openface_csv(s, entry: VideoEntry) -> Path:
     return shared if shared.is_file() else own
 
 
+def source_missing(s, entry: VideoEntry) -> str | None:
+    """What an entry's faces are made from that is not there now (its crop folder; else its video file, and with
+    `--faces openface` its CSV), or None. `features --force` keeps a done group whose source is gone: removed, its
+    arrays could not be made again."""
+    if s.faces == "cropped_aligned":   # no video needed: the crops (frame count from the annotation file)
+        places = crop_folders(s, entry)
+        return None if any(p.is_dir() for p in places) else f"its folder of aligned faces {places[0]} is not found"
+    if entry.path is None or not Path(entry.path).is_file():
+        return f"its video file {entry.path} is not found"
+    if s.faces == "openface" and not (csv := openface_csv(s, entry)).is_file():
+        return f"its OpenFace CSV {csv} is not found"
+    return None
+
+
 def folder_identity(folder: Path) -> str | None:
     """A digest of a crop folder's numbered images (names and sizes; not mtimes, which a copy changes); None if absent.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from features.errors import BadInputError
-from pipeline import extract, label_files, resume, store, unlisted
+from pipeline import extract, faces, label_files, resume, store, unlisted
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
 from pipeline.lock import FeaturesLock
 from pipeline.manifest import VideoEntry, guard_ids
@@ -135,8 +135,9 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         roots = {(str(e.root), e.root_from) for e in entries if e.root is not None}
         if len(roots) == 1:   # the root these label files are read from: readers compare with its files
             label_files.record_root(cache, dataset, *roots.pop())
-        if force:
-            for e in entries:
+        kept = _unmakeable(entries, cache, dataset, s) if force else {}
+        for e in entries if force else ():
+            if e.video not in kept:
                 shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)
                 resume.drop_rebuild(cache, dataset, e.video)
         wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
@@ -156,7 +157,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         for line in redone_lines(entries, plans):
             echo(line)
         todo = [(e, p, w) for e, p, w in zip(entries, plans, wants) if p.action != "skip"]
-        summary = Summary(rows=[_skip_row(cache, dataset, e, p) for e, p in zip(entries, plans)
+        summary = Summary(rows=[_skip_row(cache, dataset, e, p, kept.get(e.video)) for e, p in zip(entries, plans)
                                 if p.action == "skip"], tracked=sum(len(p.track) for p in plans))
         t0 = time.perf_counter()
         if todo:
@@ -303,10 +304,24 @@ def redone_lines(entries: list[VideoEntry], plans: list[extract.Plan], most: int
     return lines
 
 
-def _skip_row(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> dict:
+def _skip_row(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan, kept: str | None = None) -> dict:
     row = store.index_row(cache, dataset, e.video)
     row.update(action="skip", reason=p.reason, decoded=0, seconds=0.0)
+    if kept:   # --force could not redo it: failed in this run's table and exit code, done (kept) in the index
+        row.update(action="kept", status="failed", error=kept)
     return row
+
+
+def _unmakeable(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings) -> dict[str, str]:
+    """{video: why} of the done videos `--force` keeps: their source is gone (faces.source_missing). It removed every
+    group first, so a clip deleted after extraction (a disk cleaned, a root copied without its videos) lost arrays
+    nothing could make again, for a run that then failed on the missing file."""
+    out = {}
+    for e in entries:
+        if store.group_status(cache, dataset, e.video) == "done" and (why := faces.source_missing(s, e)):
+            out[e.video] = (f"--force: not extracted again, {why}; the arrays made before are kept (readers use them): "
+                            "put it back and run again")
+    return out
 
 
 def truth_row(cache: Path, dataset: str, row: dict) -> dict:

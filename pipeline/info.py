@@ -74,6 +74,7 @@ def _cache_lines(cache: Path) -> list[str]:
                        f"({unindexed.listing(orphans)}): no reader uses them (train refuses the dataset until they have "
                        f"rows, predict and export leave them out); {unindexed.hint(cache, ds_dir.name)}")
         out += _lock_lines(cache, ds_dir.name)
+        out += lost_group_lines(cache, ds_dir.name, list(done.video), partial)
         if len(done):   # which splits the done videos are in (a test split without labels is extracted too)
             order = {"train": 0, "validation": 1, "test": 2}
             counts = done.split.astype(str).value_counts()
@@ -88,7 +89,8 @@ def _cache_lines(cache: Path) -> list[str]:
         sources = face_sources(cache, ds_dir.name)
         if sources:
             out.append("    faces from: " + "; ".join(f"{what} ({counted(n, 'video')})" for what, n in sources.items()))
-        present = arrays_present(cache, ds_dir.name)
+        refused = refused_labels(cache, ds_dir.name)
+        present = arrays_present(cache, ds_dir.name, refused)
         if present:
             out.append("    arrays (videos where usable / where present; the settings of a variant):")
         for name, (usable, total, made, mixed) in present.items():
@@ -98,6 +100,7 @@ def _cache_lines(cache: Path) -> list[str]:
                 out.append(f"        MIXED: made {len(mixed)} ways across the videos; train, predict and export refuse "
                            f"it until one `features` run makes it alike on all (with the flags you want):")
                 out += [f"          {line}" for line in mixed]
+        out += refused_label_lines(cache, ds_dir.name, refused)
         out += untracked_lines(cache, ds_dir.name)
         for _, row in done.iterrows():
             if isinstance(row.get("note"), str) and row.get("note"):   # indexes made before notes have none
@@ -127,10 +130,12 @@ def _lock_lines(cache: Path, dataset: str) -> list[str]:
     return [f"    a `features` run is at work on it now ({lock.describe(holder)}): what follows may change"]
 
 
-def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str, list[str]]]:
+def arrays_present(cache: Path, dataset: str,
+                   refused: dict[str, str] | None = None) -> dict[str, tuple[int, int, str, list[str]]]:
     """Per kind and variant held in a dataset's groups ("dphase", "dphase@paper"): (videos where it is usable,
     videos where it is present, its recorded motion settings, and, where the groups hold it under more than one
     fingerprint, one line per fingerprint: the videos and settings of each). Read from the groups, not the index.
+    ``refused``: {video: why} of the videos whose labels readers refuse (refused_labels), not counted usable.
 
     A variant replaced on some videos only (a `features` run killed mid-way, a flag given on a subset) is mixed:
     every reader refuses it (train, predict, export), so `info` says it, where it showed the first video's settings."""
@@ -158,7 +163,8 @@ def arrays_present(cache: Path, dataset: str) -> dict[str, tuple[int, int, str, 
             names.sort()
             c = counts.setdefault(key, [0, 0, {}])
             c[1] += 1
-            usable = not any(n in bad for n in names)
+            # labels whose files changed since are refused by every reader, though the array itself is whole
+            usable = not any(n in bad for n in names) and not (key == "labels" and d.name in (refused or {}))
             c[0] += usable
             motion = (made.get(names[0]) or {}).get("motion")
             settings = ", ".join(f"{k}={v}" for k, v in sorted(motion.items())) if motion else ""
@@ -229,3 +235,52 @@ def face_sources(cache: Path, dataset: str) -> dict[str, int]:
             what += f" from {Path(src['path']).parent}"
         counts[what] = counts.get(what, 0) + 1
     return counts
+
+
+def lost_group_lines(cache: Path, dataset: str, done: list[str], partial: dict[str, int]) -> list[str]:
+    """The videos the index counts done whose group is gone (deleted by hand, a copy that missed it, `--force`
+    removes every group first and a kill leaves the rest undone) or not done, and not listed as partial: train
+    refuses them and predict reports them failed, so `info` says them where its count of the done would otherwise
+    include them without a word."""
+    from pipeline import store, unindexed
+
+    lost = [v for v in done if v not in partial and store.group_status(cache, dataset, v) != "done"]
+    if not lost:
+        return []
+    hint = store.repair_hint(cache, dataset, store.rebuild_names(cache, dataset))
+    it, has = ("it", "has") if len(lost) == 1 else ("them", "have")
+    return [f"    {counted(len(lost), 'video')} of the done {has} no complete group in the cache "
+            f"({unindexed.listing(lost)}): deleted by hand, copied without {it}, or removed by a `features --force` run "
+            f"killed before it made {it} again? train refuses {it} (--skip-unusable leaves {it} out) and predict "
+            f"reports {it} failed; run {hint} to extract {it} again"]
+
+
+def refused_labels(cache: Path, dataset: str) -> dict[str, str]:
+    """{video: why} of the done groups whose cached labels every reader (train, predict, export, inspect) refuses
+    now: their label files changed or are gone, or labels for an unlabelled entry were released since
+    (store.changed_labels, compared with the dataset's root as readers find it)."""
+    from pipeline import store
+
+    out = {}
+    videos = store.dataset_dir(cache, dataset) / "videos"
+    for d in sorted(videos.iterdir()) if videos.is_dir() else []:
+        if store.group_status(cache, dataset, d.name) != "done":
+            continue
+        why = store.changed_labels(store.open_video(cache, dataset, d.name).attrs, cache, dataset, d.name)
+        if why:
+            out[d.name] = why
+    return out
+
+
+def refused_label_lines(cache: Path, dataset: str, refused: dict[str, str]) -> list[str]:
+    """`info`'s lines for the videos of refused_labels: how many, why (a few), and the command that reads them."""
+    from pipeline import store
+
+    if not refused:
+        return []
+    names = sorted(refused)
+    shown = "; ".join(f"{v}: {refused[v]}" for v in names[:3]) + (f"; and {len(names) - 3} more" if len(names) > 3
+                                                                   else "")
+    return [f"    labels of {counted(len(names), 'video')} refused by train, predict, export and inspect until "
+            f"`features` reads them again (nothing else is extracted): {shown}; run "
+            f"{store.repair_hint(cache, dataset, ['labels'])}"]

@@ -193,12 +193,13 @@ def labels_figure(plt, g, read, video, n, valid, predictions=None, pred=None):
     if pred is None and predictions:
         pred = read_predictions(predictions, video, n, fps, whole is not None)
     for i, dim in enumerate(("arousal", "valence")):
+        lo, hi = value_range(labels[:, i], None if pred is None else pred[dim])
         ax[i].plot(time, labels[:, i], label="label" + (" (one per video)" if whole is not None else ""), lw=1)
         if pred is not None:
             ax[i].plot(pred["time"], pred[dim], label="prediction", lw=1)
-        ax[i].fill_between(time, -1, 1, where=~valid, color="0.85", label="no face", step="mid")
+        ax[i].fill_between(time, lo, hi, where=~valid, color="0.85", label="no face", step="mid")
         ax[i].set_ylabel(dim)
-        ax[i].set_ylim(-1.05, 1.05)
+        ax[i].set_ylim(lo - 0.05, hi + 0.05)
     ax[1].set_xlim(0, max(time[-1], 1 / fps))
     labelled = int(np.isfinite(labels).all(1).sum())
     what = (f"one label for the video (arousal {whole[0]:.3f}, valence {whole[1]:.3f})" if whole is not None
@@ -209,6 +210,15 @@ def labels_figure(plt, g, read, video, n, valid, predictions=None, pred=None):
     ax[1].set_xlabel("seconds")
     fig.tight_layout()
     return fig
+
+
+def value_range(*curves) -> tuple[float, float]:
+    """The span to draw: the labels' [-1, 1], widened to every finite value drawn. A model's outputs are not bounded
+    (a linear head trained on 1-CCC): a prediction outside [-1, 1] was cut off the axis, so the figure showed a
+    "prediction" in its legend and no line, or part of one, without a word."""
+    values = np.concatenate([np.asarray(c, np.float64).ravel() for c in curves if c is not None])
+    values = values[np.isfinite(values)]
+    return (min(-1.0, float(values.min())), max(1.0, float(values.max()))) if values.size else (-1.0, 1.0)
 
 
 def video_label(g) -> np.ndarray | None:

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from pipeline import store
 from pipeline.wording import counted
@@ -78,3 +79,15 @@ def cache_line(cache, dataset: str, done: list[dict]) -> str | None:
     return (f"    {counted(len(names), 'done video')} neither trained on nor scored, though in a labelled split: "
             f"{shown}; train and predict leave {'it' if len(names) == 1 else 'them'} out and list "
             f"{'it' if len(names) == 1 else 'them'} (metrics.json's left_out, predict.json's scores.left_out)")
+
+
+def outside_sample(before: list[dict], kept: list[dict], sample_path) -> dict[str, str]:
+    """{video: why} of the labelled index rows ``before`` (a split's) that the organisers' file passed with --sample
+    leaves out (``kept``: the rows predicted). `predict` scores only the videos it submits: "scores of the 3 labelled
+    videos of split test" read as the split's score when the file held 3 of its 4, with nothing naming the fourth."""
+    if sample_path is None:
+        return {}
+    kept_ids = {r["video"] for r in kept}
+    return {r["video"]: f"not a row of {Path(sample_path).name} (--sample): the scores are of its rows only"
+            for r in before if r["video"] not in kept_ids and not store.known_unlabelled(r)
+            and (r.get("video_arousal") is None or finite_label(r.get("video_arousal"), r.get("video_valence")))}

@@ -391,6 +391,40 @@ def test_a_video_labelled_as_a_whole_draws_its_label_and_its_one_prediction(tmp_
     plt.close(fig)
 
 
+def test_predictions_outside_the_labels_range_are_drawn_inside_the_axes(tmp_path):
+    """A model's outputs are not bounded: an OMG utterance predicted at arousal -1.7 (a briefly trained model) sat
+    below inspect's fixed [-1.05, 1.05] axis, so its labels PNG showed "prediction" in the legend and no line; a
+    per-frame prediction peaking at 1.4 was cut off the same way. The axis now spans every value drawn."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from pipeline.inspect_video import labels_figure
+
+    arrays = {"valid": np.ones(50, bool), "face48": np.zeros((50, 48, 48), "u1"),
+              "labels": np.full((50, 2), np.nan, "f4")}
+    store.write_video(tmp_path, "omg", "y__u1", arrays, {"split": "test", "fps": 25.0,
+                                                         "video_labels": {"arousal": 0.7, "valence": -0.5}})
+    pd.DataFrame({"video": ["y__u1"], "arousal": [-1.7], "valence": [-2.7],
+                  "snippets": [2]}).to_csv(tmp_path / "predictions.csv", index=False)
+    frames = {"valid": np.ones(50, bool), "face48": np.zeros((50, 48, 48), "u1"), "labels": np.zeros((50, 2), "f4")}
+    store.write_video(tmp_path, "affwild", "v1", frames, {"split": "train", "fps": 25.0})
+    peak = np.where(np.arange(50) == 20, 1.4, 0.1)
+    pd.DataFrame({"video": "v1", "frame": np.arange(50), "arousal": peak, "valence": -peak,
+                  "valid": True}).to_parquet(tmp_path / "predictions.parquet")
+    for ds, video, path in (("omg", "y__u1", "predictions.csv"), ("affwild", "v1", "predictions.parquet")):
+        g = store.open_video(tmp_path, ds, video)
+        fig = labels_figure(plt, g, lambda name, lo, hi, g=g: g[name][lo:hi], video, 50, np.ones(50, bool),
+                            tmp_path / path)
+        for ax in fig.axes:
+            lo, hi = ax.get_ylim()
+            drawn = np.concatenate([line.get_ydata() for line in ax.lines])
+            assert lo <= np.nanmin(drawn) and np.nanmax(drawn) <= hi, (video, ax.get_ylim(), drawn)
+            assert lo <= -1 and hi >= 1                      # the labels' range is always shown
+        plt.close(fig)
+
+
 def test_the_motion_curve_is_not_drawn_across_frames_without_a_face(tmp_path):
     """inspect's smoothed motion energy: NaN where there is no ΔPhase, and beside a gap made of real rows only (a
     constant energy stays that constant up to the gap, where interpolating towards a spike bent it)."""

@@ -177,6 +177,29 @@ def test_omg_submission_takes_the_organisers_rows_in_their_order(omg, tmp_path):
         predict_cache(omg.cache, "omg", best, tmp_path / "t", split="validation", fmt="omg", echo=quiet)
 
 
+def test_a_submission_of_some_rows_names_the_labelled_utterances_its_scores_lack(omg, tmp_path):
+    """--format omg --sample with 2 of the validation split's 3 utterances printed "scores of the 2 labelled videos
+    of split validation" with nothing naming the third: read as the split's score. Now scores.left_out (printed and in
+    predict.json) names it; the scores are those of the submitted rows, recomputed here from the submission."""
+    train(replace(omg, out=str(tmp_path / "r")))
+    table = tmp_path / "omg_ValidationVideos.csv"
+    table.write_text("link,start,end,video,utterance\n" + "".join(f"l,0,1,y3,u{j}.mp4\n" for j in (2, 0)))
+    res = predict_cache(omg.cache, "omg", tmp_path / "r" / "best.pt", tmp_path / "s", split="validation", fmt="omg",
+                        sample=table, echo=lambda *a: None)
+    sc = res["scores"]
+    assert sc["videos"] == ["y3__u0", "y3__u2"] and sc["n"] == 2
+    assert sc["left_out"] == {"y3__u1": "not a row of omg_ValidationVideos.csv (--sample): the scores are of its rows "
+                                        "only"}
+    assert json.loads((tmp_path / "s" / "predict.json").read_text())["scores"]["left_out"] == sc["left_out"]
+    sub = pd.read_csv(tmp_path / "s" / "omg_submission.csv")
+    labels = {v: (store.index_row(omg.cache, "omg", v)["video_arousal"], store.index_row(omg.cache, "omg", v)[
+        "video_valence"]) for v in sc["videos"]}
+    for k, dim in enumerate(("arousal", "valence")):
+        got = sub[dim].to_numpy()
+        want = np.array([labels[f"y3__{u[:-4]}"][k] for u in sub.utterance])
+        assert sc[f"ccc_{dim}"] == pytest.approx(ccc(got, want), abs=1e-4)
+
+
 def test_splits_reads_only_those_the_papers_cross_validation_beside_a_labelled_test_set(tmp_path, capsys):
     """A cache with OMG's labelled test set holds it out (Table 1); --splits train,validation reads only those, as
     the paper's 5-fold cross-validation (Tables 3-4) did, and the same flags reuse the finished run."""

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import csv
 import json
+import shlex
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -187,3 +189,67 @@ def test_info_names_the_videos_train_and_predict_read_past(made):
     assert ("    2 done videos neither trained on nor scored, though in a labelled split: vN__u1 (label not two finite "
             "numbers); vT__u3 (no labels, in split 'test' whose others have them); train and predict leave them out "
             "and list them (metrics.json's left_out, predict.json's scores.left_out)\n") in r.stdout
+
+
+def _labels_count(out: str) -> str:
+    return next(line.split()[1] for line in out.splitlines() if line.strip().startswith("labels "))
+
+
+def test_info_counts_what_readers_refuse_labels_changed_or_released_and_groups_gone(made, tmp_path):
+    """`info --cache` counted a video's labels usable ("labels 9/9") when its label file had changed or labels for it
+    had been released since, which train, predict, export and inspect refuse; and counted a done video whose group
+    was deleted among the done, with nothing said, where train refuses it ("has no features in the cache"). Now both
+    are counted and named, with the `features` command that repairs them; run, it leaves nothing to say."""
+    root, cache = tmp_path / "omg", tmp_path / "cache"    # a root and cache copied together: compared there
+    shutil.copytree(made[0], root)
+    shutil.copytree(made[1], cache)
+    before = cli("info", "--cache", cache, cwd=tmp_path)
+    no_traceback(before)
+    total = int(_labels_count(before.stdout).split("/")[1])
+    assert _labels_count(before.stdout) == f"{total}/{total}" and "refused" not in before.stdout, before.stdout
+    # the labelled test CSV gains a row for vT/u3 (cached without labels): its file changed for vT__u1 and vT__u2,
+    # and vT__u3's labels appeared
+    with open(root / "omg_TestVideos_WithLabels.csv", "a", newline="") as fh:
+        csv.writer(fh).writerow(_row("vT", "u3.mp4", "0.7", "0.2"))
+    shutil.rmtree(cache / "omg" / "videos" / "vB__u2")
+    r = cli("info", "--cache", cache, cwd=tmp_path)
+    no_traceback(r)
+    assert _labels_count(r.stdout) == f"{total - 4}/{total - 1}", r.stdout      # vB__u2 gone, 3 refused
+    line = next(x for x in r.stdout.splitlines() if x.startswith("    labels of "))
+    assert line.startswith("    labels of 3 videos refused by train, predict, export and inspect"), line
+    assert "vT__u1: labels were cached from files that have changed since" in line
+    assert "vT__u3: it was cached without labels, and labels for it have appeared since" in line
+    lost = next(x for x in r.stdout.splitlines() if "no complete group" in x)
+    assert lost.startswith("    1 video of the done has no complete group in the cache (vB__u2)"), lost
+    for said in (line, lost):   # each names the command that repairs it, and running it does
+        command = said.rsplit("run `", 1)[1].split("`")[0]
+        assert command.startswith("python cli.py features --dataset omg"), command
+        fix = cli(*shlex.split(command)[2:], "--workers", "1", "--no-progress", cwd=tmp_path)
+        no_traceback(fix)
+    after = cli("info", "--cache", cache, cwd=tmp_path)
+    assert "refused" not in after.stdout and "no complete group" not in after.stdout, after.stdout
+    assert _labels_count(after.stdout) == f"{total}/{total}", after.stdout
+
+
+def test_force_keeps_a_done_group_whose_clip_is_gone(made, tmp_path):
+    """`features --force` removed every group before extracting: a clip deleted from disk after its extraction lost
+    its arrays (faces, motion), which nothing could make again, and the run then failed on the missing file. Now the
+    group is kept as it was and the run fails it, saying why; the index keeps it done, with the error (`info`: kept)."""
+    root, cache = tmp_path / "omg", tmp_path / "cache"
+    shutil.copytree(made[0], root)
+    shutil.copytree(made[1], cache)
+    before = store.open_video(cache, "omg", "vB__u1")
+    face48 = before["face48"][:]
+    (root / "videos" / "vB" / "u1.mp4").unlink()
+    r = cli("features", "--dataset", "omg", "--root", root, "--cache", cache, "--stages", "align,motion", "--force",
+            "--workers", "1", "--no-progress", cwd=tmp_path)
+    no_traceback(r)
+    assert r.returncode == 1, r.stdout + r.stderr[-3000:]
+    line = next(x for x in r.stdout.splitlines() if x.startswith("vB__u1 "))
+    assert line.split()[1:3] == ["kept", "failed"] and (
+        f"--force: not extracted again, its video file {root / 'videos' / 'vB' / 'u1.mp4'} is not found") in line, line
+    assert store.group_status(cache, "omg", "vB__u1") == "done"
+    assert (store.open_video(cache, "omg", "vB__u1")["face48"][:] == face48).all()
+    row = store.read_index(cache, "omg").set_index("video").loc["vB__u1"]
+    assert row.status == "done" and row.error.startswith("--force: not extracted again"), row
+    assert "new" in r.stdout and store.group_status(cache, "omg", "vA__u1") == "done"   # the others were redone

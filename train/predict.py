@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from features.errors import BadInputError
-from pipeline import affwild_listing, extract, graph, label_files, not_updated, store, unindexed
+from pipeline import affwild_listing, extract, graph, label_files, not_updated, store, unindexed, unscored
 from pipeline.manifest import videos_from_files
 from train import data, ensemble, predict_lock, predict_out, predict_reuse
 from train.abaw_sample import Sample, missing_entries, read_sample, write_submission
@@ -264,8 +264,9 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     if seen:
         echo(f"note: {len(seen)} of these videos were used to train or select {_which(members, seen)} "
              f"({_some(sorted(seen))}); their predictions are not held-out scores")
-    rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
-    rows, failed = _sample_rows(sample, rows, failed, {**elsewhere, **dict(failed)})
+    split_rows = [r for r in data.video_table(cache, dataset) if r["video"] in fps]
+    rows, failed = _sample_rows(sample, split_rows, failed, {**elsewhere, **dict(failed)})
+    outside = unscored.outside_sample(split_rows, rows, sample and sample.path)   # labelled, not in the sample
     read = {r["video"]: fps[r["video"]] for r in rows}   # the fingerprints of what is predicted
     # done videos whose last `features` run reported an error (their file changed since, the rebuild failed): predicted
     # from the arrays made before, and said, here and in predict.json (pipeline/not_updated.py)
@@ -290,6 +291,8 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
                       if res.get("outputs") else None)
             if scores and (note := label_files.unchecked_note(cache, dataset)):
                 echo(note)
+            if scores and outside:
+                scores["left_out"] = {**(scores.get("left_out") or {}), **outside}
             result = {"written": res["written"], "failed": failed + res["failed"], "notes": res.get("notes") or {},
                       "scores": scores, "rescaled": rescaled, "identity": ident, "not_updated": stale}
             made = predict_out.record(members, cache, dataset, split, fmt, names, result, sample)
