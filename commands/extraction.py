@@ -128,7 +128,8 @@ def demo_data(out, videos, seconds, test_videos, seed):
                    "lost worker (walltime, scancel, a kill) costs at most one block: the video resumes there, and "
                    "writes exactly what an uninterrupted run would. On a batch system one block must fit in one "
                    "job's walltime. Changes no output (not in the fingerprints).")
-@click.option("--force", is_flag=True, help="Recompute every video, even those already done.")
+@click.option("--force", is_flag=True, help="Recompute every video, even those already done (a done one is rebuilt "
+              "beside its group, which readers use until the rebuild is complete: a killed run loses nothing).")
 @click.option("--prune", is_flag=True,
               help="Delete the cached videos the dataset no longer lists. Without it they are kept but marked: no "
                    "reader uses them (train refuses them; --skip-unusable leaves them out), and a video back in the "

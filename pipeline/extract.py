@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import resource
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from features.errors import BadInputError
@@ -47,6 +47,7 @@ class Plan:
     track: list[str] = field(default_factory=list)   # arrays made before chunk tracking, every chunk file present
     hint: str = ""                                   # a conflict's own repair, where --replace-variant is not it
     flip_of: dict = field(default_factory=dict)      # mirrored array -> the fingerprint of its clean one (made_with)
+    forced_by: str | None = None                     # a `--force` rebuild: its run's token, recorded in the group
 
     @property
     def arrays(self) -> list[str]:
@@ -55,13 +56,16 @@ class Plan:
 
 
 def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: Settings,
-         replace_variant: bool = False) -> Plan:
+         replace_variant: bool = False, force: str | None = None) -> Plan:
     """Compare a video's group with the fingerprints it should have. The only place that decides 'done'.
 
     A full build goes on from an interrupted one's last complete block when that was made under the same settings
-    (pipeline/resume.py): a partial group in place, or a partial rebuild beside a done group.
+    (pipeline/resume.py): a partial group in place, or a partial rebuild beside a done group. ``force``, the token
+    of a `features --force` run: a done group is rebuilt beside itself, as for a changed source, so it stays whole
+    and read until its rebuild is complete (a run killed or failing part-way loses nothing), unless that run rebuilt
+    it already (the group records the token: a task Dask runs again after its worker left is a skip).
     """
-    p = _plan(cache, dataset, entry, want, s, replace_variant)
+    p = _plan(cache, dataset, entry, want, s, replace_variant, force)
     # what each mirrored array is made beside, recorded in its made_with: `train --augment flip` checks it is the
     # clean array it reads (train/augment.py)
     p.flip_of = {n: fp for n in p.want if (c := unflipped(n)) is not None and (fp := p.want.get(c, want.get(c)))}
@@ -74,7 +78,7 @@ def plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: 
 
 
 def _plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s: Settings,
-          replace_variant: bool = False) -> Plan:
+          replace_variant: bool = False, force: str | None = None) -> Plan:
     motion = settings.motion_by_variant(s)
     status = store.group_status(cache, dataset, entry.video)
     if status is None:
@@ -87,6 +91,8 @@ def _plan(cache: Path, dataset: str, entry: VideoEntry, want: dict[str, str], s:
                                    f"partial group ({status}) started over: {why}")
         return p
     g = store.open_video(cache, dataset, entry.video)
+    if force and g.attrs.get("forced_by") != force:
+        return replace(_rebuild(g, want, s, motion, "--force"), forced_by=force)
     have = dict(g.attrs.get("fingerprints", {}))
     bad = store.unusable_arrays(g)
     src = sources.recorded(g.attrs, "source_")
@@ -285,7 +291,7 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
         made = _made_with(s, p)
         if full:
             w.finish(p.want, {"n_frames": n, "made_with": made, "faces_frame_diff": notes.get("faces_frame_diff", 0),
-                              "frames_counted": counted, **diffs})
+                              "frames_counted": counted, **diffs, **({"forced_by": p.forced_by} if p.forced_by else {})})
             if staged is not None:
                 store.swap_group(cache, dataset, entry.video, staged)
         else:
@@ -402,10 +408,11 @@ def _frame_labels(entry: VideoEntry, labels, n: int, slack: int = 0, counted: st
 
 
 def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, report=None,
-                  want: dict[str, str] | None = None, replace_variant: bool = False) -> dict:
+                  want: dict[str, str] | None = None, replace_variant: bool = False, force: str | None = None) -> dict:
     """Bring one video's group up to date; never raises for a bad video: the row says what failed.
 
-    `want` (the arrays' fingerprints) is computed once by the client; without it, it is computed here.
+    `want` (the arrays' fingerprints) is computed once by the client; without it, it is computed here. `force`: the
+    token of the `--force` run that extracts it again (plan).
     """
     import torch
 
@@ -421,7 +428,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
         if entry.problem:   # made by the lister (a bad id, a missing file): this entry fails alone
             raise BadInputError(None, entry.problem)
         want = want or fingerprints(s, entry)
-        p = plan(cache, dataset, entry, want, s, replace_variant)
+        p = plan(cache, dataset, entry, want, s, replace_variant, force)
         row.update(action=p.action, reason=p.reason, rebuilt=p.action == "full" and p.beside)   # a done group's
         if p.action == "conflict":
             raise BadInputError(entry.path, p.reason, "use another --motion-variant name, or --replace-variant")

@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,15 +87,18 @@ class Summary:
 
 
 def plan_all(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings,
-             replace_variant: bool = False):
+             replace_variant: bool = False, forced: dict[str, str] | None = None):
     """Fingerprints and plan of every video, on the client (the weights file is hashed once, not per video).
+    ``forced``: {video: the run's token} of the videos `--force` extracts again (a done one is rebuilt beside its
+    group: extract.plan).
 
     A motion variant the cache already holds under other settings is refused (unless replace_variant): a name
     means one set of settings, and silently replacing it would change what earlier runs trained on.
     """
     enc = extract.encoder_fingerprint(s) if "spatial" in s.stages else None
     wants = [extract.fingerprints(s, e, enc) for e in entries]
-    plans = [extract.plan(cache, dataset, e, w, s, replace_variant) for e, w in zip(entries, wants)]
+    plans = [extract.plan(cache, dataset, e, w, s, replace_variant, (forced or {}).get(e.video))
+             for e, w in zip(entries, wants)]
     conflicts = [(e.video, p.reason, p.hint) for e, p in zip(entries, plans) if p.action == "conflict"]
     if conflicts:
         more = f" (and {len(conflicts) - 1} more videos)" if len(conflicts) > 1 else ""
@@ -112,14 +116,15 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
     """Build or bring up to date the cache of these videos; per-video failures are recorded, not raised.
 
     Holds the cache's lock for this dataset while it runs (a second run waits up to wait_for_lock seconds, then
-    stops naming the holder). `force` removes these videos' groups first, under the lock. `whole_dataset`: the
+    stops naming the holder). `force` extracts these videos again: a done group is rebuilt beside itself and kept
+    until its rebuild is complete, a partial one is started over (removed first, under the lock). `whole_dataset`: the
     entries are the dataset's whole listing, so cached videos not among them are marked (or with `prune` deleted):
     pipeline/unlisted.py.
     """
     cache = Path(cache)
     entries = guard_ids(entries)   # the listers check ids where they make them; this covers any other caller
     if dry_run:
-        wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
+        wants, plans = plan_all(entries, cache, dataset, s, replace_variant, _forced(entries, cache, dataset, s, force))
         echo(describe_plan(entries, plans, cache, dataset, scheduler, workers))
         gone = unlisted.not_listed(cache, dataset, {e.video for e in entries}) if whole_dataset else []
         if gone:
@@ -136,11 +141,11 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         if len(roots) == 1:   # the root these label files are read from: readers compare with its files
             label_files.record_root(cache, dataset, *roots.pop())
         kept = _unmakeable(entries, cache, dataset, s) if force else {}
-        for e in entries if force else ():
-            if e.video not in kept:
+        forced = _forced(entries, cache, dataset, s, force, kept)
+        for e in entries:   # a partial group --force starts over; a done one stays, read, until rebuilt beside it
+            if e.video in forced and store.group_status(cache, dataset, e.video) != "done":
                 shutil.rmtree(store.video_dir(cache, dataset, e.video), ignore_errors=True)
-                resume.drop_rebuild(cache, dataset, e.video)
-        wants, plans = plan_all(entries, cache, dataset, s, replace_variant)
+        wants, plans = plan_all(entries, cache, dataset, s, replace_variant, forced)
         gone = unlisted.reconcile(cache, dataset, {e.video for e in entries}, prune) if whole_dataset else None
         for line in gone.lines(cache, dataset) if gone else []:
             echo(line)
@@ -162,7 +167,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         t0 = time.perf_counter()
         if todo:
             _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
-                        replace_variant, lock)
+                        replace_variant, lock, forced)
         summary.seconds = time.perf_counter() - t0
         update_index(cache, dataset, summary.rows, lock, summary.truth,
                      drop=[*gone.pruned, *gone.dropped] if gone else (),
@@ -171,7 +176,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
 
 
 def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts, summary, progress, echo,
-                replace_variant, lock):
+                replace_variant, lock, forced):
     from distributed import Client
 
     from pipeline.watch import WorkerWatch, tracked
@@ -194,7 +199,7 @@ def _submit_all(todo, cache, dataset, s, scheduler, workers, jobs, cluster_opts,
         resources = {"GPU": 1} if s.device.startswith("cuda") and scheduler != "local" else None
         plans = {e.video: p for e, p, _ in todo}
         futures = {client.submit(tracked, _task, e.video, str(cache), dataset, e, s, w, replace_variant,
-                                 key=f"video-{dataset}-{e.video}", pure=False, resources=resources): e
+                                 forced.get(e.video), key=f"video-{dataset}-{e.video}", pure=False, resources=resources): e
                    for e, _, w in todo}
         while futures and watch.stop_reason is None:
             done, given_up = watch.step(futures)
@@ -268,14 +273,14 @@ def _failed_row(e: VideoEntry, error: str) -> dict:
 
 
 def _task(cache: str, dataset: str, entry: VideoEntry, s: extract.Settings, want: dict,
-          replace_variant: bool) -> dict:
+          replace_variant: bool, force: str | None) -> dict:
     """Runs on a worker: one video, frames reported to the client as events."""
     from distributed import get_worker
 
     worker = get_worker()
     return extract.process_video(cache, dataset, entry, s,
                                  report=lambda k: worker.log_event(TOPIC, (entry.video, int(k))), want=want,
-                                 replace_variant=replace_variant)
+                                 replace_variant=replace_variant, force=force)
 
 
 def _frames_hint(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan) -> int:
@@ -312,10 +317,22 @@ def _skip_row(cache: Path, dataset: str, e: VideoEntry, p: extract.Plan, kept: s
     return row
 
 
+def _forced(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings, force: bool,
+            kept: dict[str, str] | None = None) -> dict[str, str]:
+    """{video: this run's token} of the videos `--force` extracts again: all, but the done ones whose source is gone
+    (``kept``, _unmakeable). The token, recorded in a group rebuilt, tells a task Dask runs again (its worker left
+    after the swap) that this run rebuilt it already."""
+    if not force:
+        return {}
+    kept = _unmakeable(entries, cache, dataset, s) if kept is None else kept
+    token = uuid.uuid4().hex
+    return {e.video: token for e in entries if e.video not in kept}
+
+
 def _unmakeable(entries: list[VideoEntry], cache: Path, dataset: str, s: extract.Settings) -> dict[str, str]:
-    """{video: why} of the done videos `--force` keeps: their source is gone (faces.source_missing). It removed every
-    group first, so a clip deleted after extraction (a disk cleaned, a root copied without its videos) lost arrays
-    nothing could make again, for a run that then failed on the missing file."""
+    """{video: why} of the done videos `--force` keeps: their source is gone (faces.source_missing), so their arrays
+    could not be made again (a clip deleted after extraction: a disk cleaned, a root copied without its videos). Their
+    rebuild would fail and keep the group too; this says why without trying."""
     out = {}
     for e in entries:
         if store.group_status(cache, dataset, e.video) == "done" and (why := faces.source_missing(s, e)):

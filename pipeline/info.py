@@ -238,8 +238,8 @@ def face_sources(cache: Path, dataset: str) -> dict[str, int]:
 
 
 def lost_group_lines(cache: Path, dataset: str, done: list[str], partial: dict[str, int]) -> list[str]:
-    """The videos the index counts done whose group is gone (deleted by hand, a copy that missed it, `--force`
-    removes every group first and a kill leaves the rest undone) or not done, and not listed as partial: train
+    """The videos the index counts done whose group is gone (deleted by hand, a copy that missed it, a killed
+    `--force` run of a mimamo that removed every group first) or not done, and not listed as partial: train
     refuses them and predict reports them failed, so `info` says them where its count of the done would otherwise
     include them without a word."""
     from pipeline import store, unindexed
@@ -250,8 +250,8 @@ def lost_group_lines(cache: Path, dataset: str, done: list[str], partial: dict[s
     hint = store.repair_hint(cache, dataset, store.rebuild_names(cache, dataset))
     it, has = ("it", "has") if len(lost) == 1 else ("them", "have")
     return [f"    {counted(len(lost), 'video')} of the done {has} no complete group in the cache "
-            f"({unindexed.listing(lost)}): deleted by hand, copied without {it}, or removed by a `features --force` run "
-            f"killed before it made {it} again? train refuses {it} (--skip-unusable leaves {it} out) and predict "
+            f"({unindexed.listing(lost)}): deleted by hand, copied without {it}, or removed by a killed `features --force` "
+            f"run of an older mimamo? train refuses {it} (--skip-unusable leaves {it} out) and predict "
             f"reports {it} failed; run {hint} to extract {it} again"]
 
 

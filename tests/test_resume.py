@@ -193,6 +193,43 @@ def test_sigkill_mid_video_then_rerun_resumes_and_equals_uninterrupted(video, tm
 
 
 @pytest.mark.slow
+def test_a_force_run_killed_mid_video_keeps_the_done_group_and_resumes_its_rebuild(video, tmp_path):
+    """`features --force` removed every group before extracting: killed mid-video (a batch job expiring), the video
+    it was on and every one after it were left without arrays. Now a done group is rebuilt beside itself: after the
+    kill it is still done, its arrays as they were; the next `--force` run resumes the rebuild at its saved block and
+    ends with what an uninterrupted run makes."""
+    cache = tmp_path / "cache"
+    cmd = _cli(cache, video.path, "--chunk-frames", "64")
+    first = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    ref = tmp_path / "ref"
+    shutil.copytree(cache, ref)
+    proc = subprocess.Popen([*cmd, "--force"], cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and not resume.saved_frames(cache, "videos", "v"):
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    saved = resume.saved_frames(cache, "videos", "v")
+    assert saved > 0, "killed before a block of the rebuild was saved"
+    assert store.group_status(cache, "videos", "v") == "done"   # readers still have the video
+    _assert_same_arrays(cache, ref, "videos", "v")
+    rerun = subprocess.run([*cmd, "--force"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"v: --force: rebuilt; resumes at frame {saved}" in rerun.stdout, rerun.stdout
+    _assert_same_arrays(cache, ref, "videos", "v")
+    # the run's token is in the group: a task Dask runs again in that run (its worker left after the swap) skips it
+    entry, s = videos_from_files([video.path])[0], extract.Settings(weights="random", stages=("align", "motion"))
+    token = store.open_video(cache, "videos", "v").attrs["forced_by"]
+    assert extract.plan(cache, "videos", entry, extract.fingerprints(s, entry), s, force=token).action == "skip"
+    again = extract.plan(cache, "videos", entry, extract.fingerprints(s, entry), s, force="another run")
+    assert (again.action, again.beside, again.forced_by) == ("full", True, "another run")
+
+
+@pytest.mark.slow
 def test_a_worker_lost_after_saving_blocks_is_not_a_failing_video(video, reference, tmp_path):
     """--retries 0, and the worker extracting the video is SIGKILLed after it saved a block: the video resumes on the
     restarted worker and finishes (a loss counts only when the video saved nothing new)."""
