@@ -317,10 +317,9 @@ def truth_row(cache: Path, dataset: str, row: dict) -> dict:
         errors = [e for e in (row.get("error"), truth.get("error")) if e]
         return {**truth, "error": "; ".join(errors) or None}
     # no usable group: extraction failed, or stopped part-way (the next run resumes it, or redoes it)
-    saved = resume.saved_frames(cache, dataset, row["video"])
     why = row.get("error") or f"group {status or 'missing'}: not extracted"
-    if saved:
-        why += f" ({saved} frames saved: the next `features` run resumes there)"
+    if resume.RESUMES not in why:   # the worker says it of the blocks a failed extraction kept
+        why += resume.saved_note(cache, dataset, row["video"])
     return {"video": row["video"], "split": row.get("split"), "source": row.get("source"), "status": "failed",
             "error": why, "n_frames": 0, "labelled": row.get("labelled")}
 
