@@ -19,7 +19,7 @@ from tqdm import tqdm
 from features.errors import BadInputError
 from pipeline import extract, label_files, resume, store, unlisted
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
-from pipeline.lock import FeaturesLock
+from pipeline.lock import FeaturesLock, command_line
 from pipeline.manifest import VideoEntry, guard_ids
 from pipeline.wording import counted
 
@@ -128,7 +128,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         if scheduler in BATCH_SYSTEMS:
             echo("job script:\n" + batch_cluster(scheduler, cluster_opts or {}).job_script())
         return Summary()
-    with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
+    with FeaturesLock(cache, dataset, command_line(sys.argv)).acquire(wait_for_lock, echo) as lock:
         # half-built arrays of killed or failed tasks: no task of this dataset runs now (an orphaned task whose
         # folder this removes fails at its swap, which is what it should do); partial rebuilds may be resumed
         resume.clean_staging(cache, dataset)
