@@ -17,7 +17,7 @@ from tqdm import tqdm
 from features.errors import BadInputError
 from pipeline import arrays, extract, face_transforms, graph, settings, store
 from pipeline.features_cmd import recorded_variant
-from pipeline.lock import FeaturesLock
+from pipeline.lock import FeaturesLock, command_line
 from pipeline.manifest import VideoEntry
 from pipeline.wording import counted
 
@@ -77,7 +77,7 @@ def derive(cache, dataset: str, names: list[str], *, videos: list[str] | None = 
         return {"videos": len(videos), "updated": 0}   # all current: no lock needed to read them
     s = settings.Settings(stages=("align",), device=device)
     rows = []
-    with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
+    with FeaturesLock(cache, dataset, command_line(sys.argv)).acquire(wait_for_lock, echo) as lock:
         todo = [(v, st) for v in videos if (st := stale_arrays(cache, dataset, v, names, motion))]   # under the lock
         total = sum(int(store.open_video(cache, dataset, v).attrs["n_frames"]) for v, _ in todo)
         bar = tqdm(total=total, desc=f"{dataset}: {counted(len(todo), 'video')} from cached faces", unit="frame",

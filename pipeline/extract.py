@@ -302,13 +302,25 @@ def build(cache: Path, dataset: str, entry: VideoEntry, s: Settings, p: Plan, re
                 extra.update(video_labels=entry.video_labels, label_files=store.label_record(entry),
                              labels_absent=store.absent_labels(entry))
             store.swap_arrays(cache, dataset, entry.video, staged, p.want, extra)
-    except Exception:
-        w.discard()   # a failed video leaves no partial group (unless another attempt writes it now)
+    except Exception as err:
+        if not keeps_saved_blocks(p, w, err):
+            w.discard()   # a failed video leaves no partial group (unless another attempt writes it now)
         raise
     decoded = p.needs_video and s.faces != "cropped_aligned"   # organiser crops: nothing is decoded, crops are read
     start = int(p.resume["frames"]) if p.resume else 0
     return {"n_frames": n, "decoded": n - start if decoded else 0, "resumed_from": start,
             "from_crops": n - start if p.needs_video and not decoded else 0}
+
+
+def keeps_saved_blocks(p: Plan, w: store.VideoWriter, err: Exception) -> bool:
+    """Whether a failed extraction keeps the blocks it saved, for the next run to resume from.
+
+    A failure that is not the video's (no space left on the cache's disk, a file system error, memory, CUDA) used
+    to delete hours of saved blocks with the group, and the freed space hid why it failed. The video's own faults
+    (BadInputError: labels, a cut or unreadable video) still leave nothing; an update's arrays are staged afresh
+    each time, so there is nothing to resume there.
+    """
+    return p.action == "full" and w.saved and not isinstance(err, BadInputError)
 
 
 def _fill(cache, dataset, entry, s, p: Plan, w: store.VideoWriter, report, notes: dict,
@@ -437,6 +449,7 @@ def process_video(cache: str, dataset: str, entry: VideoEntry, s: Settings, repo
                    decoded=out["decoded"], from_crops=out.get("from_crops", 0), resumed_from=out.get("resumed_from", 0))
     except Exception as e:  # per-video isolation: record, clean up, carry on with the others
         msg = str(e) if isinstance(e, BadInputError) else f"{entry.path}: {type(e).__name__}: {e}"
+        msg += resume.saved_note(cache, dataset, entry.video)   # kept blocks (keeps_saved_blocks), said at once
         row.update(status="failed", error=msg, action="failed", decoded=0, n_frames=0,
                    labelled=entry.is_labelled())
     row["seconds"] = time.perf_counter() - t0

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from features.errors import BadInputError
 from pipeline import extract, faces, label_files, resume, store, unlisted
 from pipeline.cluster import BATCH_SYSTEMS, batch_cluster, dashboard_link, make_cluster
-from pipeline.lock import FeaturesLock
+from pipeline.lock import FeaturesLock, command_line
 from pipeline.manifest import VideoEntry, guard_ids
 from pipeline.wording import counted
 
@@ -133,7 +133,7 @@ def run(entries: list[VideoEntry], cache: str | Path, dataset: str, s: extract.S
         if scheduler in BATCH_SYSTEMS:
             echo("job script:\n" + batch_cluster(scheduler, cluster_opts or {}).job_script())
         return Summary()
-    with FeaturesLock(cache, dataset, " ".join(sys.argv)).acquire(wait_for_lock, echo) as lock:
+    with FeaturesLock(cache, dataset, command_line(sys.argv)).acquire(wait_for_lock, echo) as lock:
         # half-built arrays of killed or failed tasks: no task of this dataset runs now (an orphaned task whose
         # folder this removes fails at its swap, which is what it should do); partial rebuilds may be resumed
         resume.clean_staging(cache, dataset)
@@ -349,10 +349,9 @@ def truth_row(cache: Path, dataset: str, row: dict) -> dict:
         errors = [e for e in (row.get("error"), truth.get("error")) if e]
         return {**truth, "error": "; ".join(errors) or None}
     # no usable group: extraction failed, or stopped part-way (the next run resumes it, or redoes it)
-    saved = resume.saved_frames(cache, dataset, row["video"])
     why = row.get("error") or f"group {status or 'missing'}: not extracted"
-    if saved:
-        why += f" ({saved} frames saved: the next `features` run resumes there)"
+    if resume.RESUMES not in why:   # the worker says it of the blocks a failed extraction kept
+        why += resume.saved_note(cache, dataset, row["video"])
     return {"video": row["video"], "split": row.get("split"), "source": row.get("source"), "status": "failed",
             "error": why, "n_frames": 0, "labelled": row.get("labelled")}
 

@@ -31,6 +31,7 @@ class VideoWriter:
                  path: Path | None = None, resume: dict | None = None):
         self.path = Path(path) if path is not None else video_dir(cache, dataset, video)
         self.token = uuid.uuid4().hex[:12]
+        self.saved = resume is not None   # whether the group holds committed blocks (a rerun can resume them)
         if resume is not None:
             self.group = zarr.open_group(LocalStore(self.path), mode="r+")
             self.n = {n: int(resume["rows"][n]) for n in names}
@@ -61,6 +62,7 @@ class VideoWriter:
         """Record (attrs["progress"]) that every array's rows so far are complete, with what resuming needs."""
         self._check_owner()
         self.group.attrs["progress"] = {**record, "rows": dict(self.n)}
+        self.saved = True
 
     def finish(self, fingerprints: dict, attrs: dict) -> None:
         """Check every array has the same number of frames, record fingerprints, then status=done."""

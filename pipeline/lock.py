@@ -28,6 +28,7 @@ from features.errors import BadInputError
 HEARTBEAT_S = 15.0
 STALE_AFTER_S = 120.0   # eight missed heartbeats: a client that is alive always refreshes well within this
 POLL_S = 1.0
+COMMAND_CHARS = 8000    # a command this long is kept whole (a batch run's flags alone pass 200 characters)
 
 
 class CacheBusy(BadInputError):
@@ -75,6 +76,21 @@ def _same_process_alive(pid: int, started: float) -> bool:
         return False
 
 
+def _kept(command: str) -> str:
+    """The holder's command as `info` shows it, to rerun: whole, or visibly cut (a cut one once read as complete,
+    `... --walltime 00:1` for `--walltime 00:10:00`, under "rerun that command")."""
+    if len(command) <= COMMAND_CHARS:
+        return command
+    return f"{command[:COMMAND_CHARS]} ... ({len(command) - COMMAND_CHARS} more characters cut)"
+
+
+def command_line(argv: list[str]) -> str:
+    """This process's command line, quoted as a shell reads it (paths with spaces), for the lock record."""
+    import shlex
+
+    return shlex.join(argv)
+
+
 class FeaturesLock:
     """Held by one `features` client for one cache and dataset; refreshes its heartbeat in a thread."""
 
@@ -85,7 +101,7 @@ class FeaturesLock:
         self.record = {"host": socket.gethostname(), "pid": os.getpid(),
                        "pid_started": psutil.Process().create_time(),
                        "started": datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds"),
-                       "token": uuid.uuid4().hex, "command": command[:200]}
+                       "token": uuid.uuid4().hex, "command": _kept(command)}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost = False

@@ -33,6 +33,7 @@ from zarr.storage import LocalStore
 from pipeline import store
 
 KEY = "progress"
+RESUMES = "the next `features` run resumes there"
 
 
 def _legacy_as_now(old: dict, ident: dict, video: Path | None) -> dict:
@@ -147,6 +148,12 @@ def saved_frames(cache, dataset: str, video: str) -> int:
         except Exception:
             continue
     return 0
+
+
+def saved_note(cache, dataset: str, video: str) -> str:
+    """' (N frames saved: the next `features` run resumes there)' for a video with saved blocks, else ''."""
+    saved = saved_frames(cache, dataset, video)
+    return f" ({saved} frames saved: {RESUMES})" if saved else ""
 
 
 def clean_staging(cache, dataset: str) -> None:

@@ -31,6 +31,7 @@ from pipeline.cluster import (
 from pipeline.wording import counted
 
 START_TOPIC = "mimamo-start"
+MEMORY_TOPIC = "worker-restart-memory"   # the nanny's event when it kills its worker for its memory (distributed)
 POLL = 1.0              # s between looks at the workers
 REPORT_EVERY = 30.0     # s between "waiting for a worker" lines
 QUERY_EVERY = 10.0      # s between squeue calls while no worker is connected
@@ -82,6 +83,10 @@ def slurm_job_states(ids) -> dict[str, tuple[str, str]]:
             if job.strip() in missing and state.strip():
                 out[job.strip()] = (state.split()[0], reason.strip())   # "CANCELLED by 0" -> CANCELLED
     return out
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.0f} MiB"
 
 
 def _times(n: int) -> str:
@@ -148,6 +153,9 @@ class WorkerWatch:
         self.saved: dict[str, int] = {}
         self.first_start: dict[str, float] = {}   # video -> when its first attempt of this run started
         self.names: dict[str, str] = {}        # worker address -> name, every worker seen
+        self.limits: dict[str, int] = {}       # worker address -> its memory limit (bytes), every worker seen
+        self.over_memory: dict[str, int] = {}  # worker address -> its memory (bytes) when its nanny killed it
+        self.lost_at: dict[str, list[str]] = {}   # video -> addresses of the workers it lost
         self.job_ids: dict[str, str] = {}      # job name -> batch job id, every job submitted
         self.states: dict[str, tuple[str, str]] = {}
         self.stop_reason: str | None = None
@@ -157,6 +165,7 @@ class WorkerWatch:
         self.ended_since: float | None = None
         self._minimum: int | None = None
         client.subscribe_topic(START_TOPIC, self._on_start)
+        client.subscribe_topic(MEMORY_TOPIC, self._on_memory)
         if self.kind:
             client.register_plugin(ExitWhenClosed())
 
@@ -171,6 +180,13 @@ class WorkerWatch:
                 # it starts again elsewhere before _check saw its worker go: that was a loss all the same
                 self.restarted.append((video, previous))
             self.running[video] = address
+
+    def _on_memory(self, event) -> None:
+        # without this a worker killed for its memory inside a running job read as a lost worker, and the video
+        # failed saying "give a longer --walltime" (the job had minutes left): the memory is what to change
+        msg = event[1]
+        with self.lock:
+            self.over_memory[str(msg.get("worker"))] = int(msg.get("rss") or 0)
 
     def on_frames(self, event) -> None:
         """A frames event of a task: (video, frames done since the last one)."""
@@ -213,6 +229,7 @@ class WorkerWatch:
         for address, w in workers.items():
             if address not in self.names:
                 self.names[address] = str(w.get("name", address))
+                self.limits[address] = int(w.get("memory_limit") or 0)
                 if self.losses:
                     self.say(f"worker {self.names[address]}{self._job_text(self.names[address])} joined")
         given_up = {}
@@ -241,8 +258,10 @@ class WorkerWatch:
         if self.fbar is not None and redo:
             self.fbar.update(-redo)
         name = self.names.get(address, address)
+        self.lost_at.setdefault(video, []).append(address)
+        who = f"{name}{self._job_text(name)}{self._memory_text(address)}"
         if now > before:   # it saved blocks: not a failing video, it goes on from there
-            self.say(f"{video}: its worker {name}{self._job_text(name)} left after saving frames {before}..{now} (or "
+            self.say(f"{video}: its worker {who} left after saving frames {before}..{now} (or "
                      "more while it stopped); the video resumes from its last saved block on another worker")
             return {}
         self.losses[video] += 1
@@ -250,11 +269,14 @@ class WorkerWatch:
         if n <= self.retries:
             after = f" after {done} frames" if done else ""
             where = f"resumes at frame {now}" if now else "starts again"
-            self.say(f"{video}: its worker {name}{self._job_text(name)} left{after} without saving a block; the video "
+            self.say(f"{video}: its worker {who} left{after} without saving a block; the video "
                      f"{where} on another worker (attempt {n + 1} of {self.retries + 1})")
             return {}
         fut.cancel()
-        if self.kind:
+        oom = [a for a in self.lost_at.get(video, []) if a in self.over_memory]
+        if oom:
+            why = self._memory_why(oom, n)
+        elif self.kind:
             lifetime, stagger = batch_lifetime(self.kind, self.opts)
             flag = lifetime_flag(self.opts)
             why = (f"its worker was lost {_times(n)} before the video saved a block{self._job_text(name, True)}; one "
@@ -265,6 +287,26 @@ class WorkerWatch:
             why = (f"its worker died {_times(n)} while extracting it (killed, or out of memory?): give each worker more "
                    "memory (fewer --workers) and rerun")
         return {fut: f"{entry.path}: {why}"}
+
+    def _memory_text(self, address: str) -> str:
+        with self.lock:
+            rss = self.over_memory.get(address)
+        return "" if rss is None else f" (out of memory: killed by Dask at {_mib(rss)} of its {self._limit(address)})"
+
+    def _limit(self, address: str) -> str:
+        limit = self.limits.get(address)
+        return f"{_mib(limit)} limit" if limit else "memory limit"
+
+    def _memory_why(self, oom: list[str], n: int) -> str:
+        """Why a video failed whose worker was killed for its memory (Dask's nanny at 95% of the worker's limit)."""
+        with self.lock:
+            rss = max(self.over_memory[a] for a in oom)
+        others = f"; lost {_times(n)} in all" if n != len(oom) else ""
+        head = (f"its worker ran out of memory {_times(len(oom))} while extracting it (Dask killed it at {_mib(rss)}, "
+                f"over 95% of its {self._limit(oom[-1])}{others})")
+        if self.kind:   # a job's --memory is shared by its worker processes
+            return f"{head}: its job had --memory {self.opts.get('memory')}; give more --memory"
+        return f"{head}: give each worker more memory (fewer --workers) and rerun"
 
     def _job_text(self, worker_name: str, with_state: bool = False) -> str:
         job = self._job_of(worker_name)

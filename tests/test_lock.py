@@ -121,3 +121,36 @@ def test_two_real_cli_runs_on_one_cache(tmp_path):
     idx = store.read_index(cache, "videos").set_index("video")
     assert set(idx.index) == {"long", "short"} and (idx.status == "done").all()
     assert not lock.exists()
+
+
+def test_info_names_the_whole_command_of_a_killed_run(tmp_path):
+    """A real `features` process with a long command line (a batch run's flags pass 200 characters) is SIGKILLed;
+    `info --cache` says to rerun that command and shows it whole, quoted as a shell reads it. (Before: cut at 200
+    characters with nothing to say so, e.g. ending `--walltime 00:1`, under "rerun that command".)"""
+    import shlex
+    import signal
+
+    from pipeline.resume import saved_frames
+
+    video = tmp_path / "a video.avi"    # a space: the command must come back quoted
+    write_face_video(video, 900, size=(320, 240), fourcc="MJPG", seed=0)
+    cache = tmp_path / "cache"
+    argv = [str(ROOT / "cli.py"), "features", str(video), "--cache", str(cache), "--stages", "align", "--workers", "1",
+            "--no-progress", "--worker-timeout", "00:30:00", "--retries", "3", "--label-slack", "0", "--seed", "0",
+            "--chunk-frames", "32"]
+    assert len(" ".join(argv)) > 200
+    run = subprocess.Popen([sys.executable, *argv], cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
+    lock = L.lock_path(cache, "videos")
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not saved_frames(cache, "videos", "a video") and run.poll() is None:
+            time.sleep(0.05)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+    assert lock.is_file() and saved_frames(cache, "videos", "a video"), "it ended before it saved a block"
+    info = CliRunner().invoke(cli.main, ["info", "--cache", str(cache)])
+    assert info.exit_code == 0, info.output
+    assert f"({shlex.join(argv)})): the next run takes it over" in info.output, info.output
+    assert "rerun that command" in info.output

@@ -192,6 +192,48 @@ def test_sigkill_mid_video_then_rerun_resumes_and_equals_uninterrupted(video, tm
     _assert_same_arrays(cache, ref, "videos", "v")
 
 
+def _mount_tmpfs(where: Path, size_kb: int, remount: bool = False) -> bool:
+    """A real small file system (root only): True when it is mounted at `where` with that size."""
+    opts = f"{'remount,' if remount else ''}size={size_kb}k"
+    cmd = ["mount", "-o", opts, str(where)] if remount else ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)]
+    return os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
+        cmd, capture_output=True).returncode == 0
+
+
+@pytest.mark.slow
+def test_a_full_disk_mid_video_keeps_the_saved_blocks_and_the_rerun_resumes(video, tmp_path):
+    """The cache's disk fills up mid-video (a real tmpfs smaller than the video's arrays): the video fails saying
+    why and how many frames it kept; with space again the rerun resumes at the saved block and equals an
+    uninterrupted run. (Before: the failure deleted the group with its saved blocks, which also freed the space and
+    hid the cause, and the rerun started the video at frame 0.)"""
+    entry = videos_from_files([video.path])[0]
+    ref = tmp_path / "ref"
+    assert extract.process_video(str(ref), "videos", entry, extract.Settings(weights="random",
+                                 stages=("align", "motion")))["status"] == "done"
+    need = sum(f.stat().st_size for f in (ref / "videos").rglob("*") if f.is_file()) // 1024
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not _mount_tmpfs(disk, need * 6 // 10):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        cache = disk / "cache"
+        cmd = _cli(cache, video.path, "--chunk-frames", "32")
+        full = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        saved = resume.saved_frames(cache, "videos", "v")
+        assert "No space left on device" in full.stdout, full.stdout + full.stderr
+        assert saved > 0 and store.group_status(cache, "videos", "v") == "writing", full.stdout
+        assert f"({saved} frames saved: the next `features` run resumes there)" in full.stdout, full.stdout
+        index = store.read_index(cache, "videos")
+        assert index["error"][0].count("frames saved") == 1, index["error"][0]
+        assert _mount_tmpfs(disk, need * 3, remount=True)
+        rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+        assert f"v: resumes at frame {saved} (partial group)" in rerun.stdout, rerun.stdout
+        _assert_same_arrays(cache, ref, "videos", "v")
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
 @pytest.mark.slow
 def test_a_force_run_killed_mid_video_keeps_the_done_group_and_resumes_its_rebuild(video, tmp_path):
     """`features --force` removed every group before extracting: killed mid-video (a batch job expiring), the video

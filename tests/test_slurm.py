@@ -177,3 +177,22 @@ def test_a_block_longer_than_a_job_fails_the_video_with_the_reason(tmp_path):
     index = store.read_index(tmp_path / "cache", "videos")
     assert list(index["status"]) == ["failed"] and "--chunk-frames" in index["error"][0]
     assert time.time() - t0 < 400
+
+
+def test_a_worker_out_of_memory_fails_the_video_asking_for_more_memory(demo, tmp_path):
+    """--memory 600MB: Dask's nanny kills the worker when it passes 95% of that while extracting (the job goes on
+    RUNNING, with minutes of walltime left). The video fails saying it ran out of memory and to give more --memory.
+    (Before: "its worker was lost once before the video saved a block ... give a longer --walltime or a smaller
+    --chunk-frames", which changes nothing.)"""
+    video = next((demo / "videos" / "train").iterdir())
+    run = subprocess.run([sys.executable, str(ROOT / "cli.py"), "features", "--videos", str(video), "--cache",
+                          str(tmp_path / "cache"), "--weights", "random", "--no-progress", "--scheduler", "slurm",
+                          "--jobs", "1", "--cores", "1", "--memory", "600MB", "--walltime", "00:10:00",
+                          "--retries", "0", "--chunk-frames", "32"],
+                         cwd=tmp_path, env=_env(), capture_output=True, text=True, timeout=420)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "its worker ran out of memory once while extracting it (Dask killed it at" in run.stdout, run.stdout
+    assert "its job had --memory 600MB; give more --memory" in run.stdout, run.stdout
+    assert "--walltime" not in run.stdout.split("failed:", 1)[1], run.stdout
+    index = store.read_index(tmp_path / "cache", "videos")
+    assert list(index["status"]) == ["failed"] and "give more --memory" in index["error"][0]
