@@ -52,8 +52,8 @@ def test_a_second_train_into_a_running_runs_folder_is_refused_and_the_first_keep
     second = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--cache", cache, *SMALL, "--epochs",
                              "25", "--lr", "0.01", "--out", out], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                             capture_output=True, text=True, timeout=600)
-    assert first.poll() is None, "the first run ended before the second was refused: the test proves nothing"
     assert second.returncode == 2, second.stderr[-2000:]
+    assert first.poll() is None, "the first run ended before the second was refused: the test proves nothing"
     assert f"a `train` run (host {os.uname().nodename}, pid {first.pid}" in second.stderr
     assert "is writing in this folder" in second.stderr and "give this run another --out" in second.stderr
     rc, err = _finish(first)
@@ -80,8 +80,8 @@ def test_an_ablate_trains_its_own_cells_and_a_train_into_one_of_them_meanwhile_i
     into_cell = subprocess.run([sys.executable, str(ROOT / "cli.py"), "train", "--cache", cache, *SMALL, "--epochs",
                                 "8", "--lr", "0.05", "--patience", "3", "--out", cell], cwd=ROOT,
                                env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=600)
-    assert ablate.poll() is None, "the ablate ended before the train was refused: the test proves nothing"
     assert into_cell.returncode == 2, into_cell.stderr[-2000:]
+    assert ablate.poll() is None, "the ablate ended before the train was refused: the test proves nothing"
     assert f"an `ablate` run (host {os.uname().nodename}, pid {ablate.pid}" in into_cell.stderr
     assert f"is writing in {out}, a folder above it" in into_cell.stderr
     rc, err = _finish(ablate)
