@@ -9,6 +9,7 @@ from features.errors import BadInputError
 from pipeline import store
 from train import checkpoint, report
 from train.run_folder import OUTPUTS
+from train.run_lock import LOCK
 from train.synth import make_cache
 from train.trainer import TrainConfig, finalize, fit, prepare, start, train
 
@@ -90,18 +91,22 @@ def test_resume_of_a_finished_run_without_last_pt_returns_it_and_a_fresh_run_lea
     done = train(cfg)
     out = tmp_path / "r"
     (out / "last.pt").unlink()          # e.g. removed to save space once the run finished
-    stamp = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+
+    def outputs():   # the run's files; its lock file (train/run_lock.py) records each run's holder
+        return {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != LOCK}
+
+    stamp = outputs()
     capfd.readouterr()
     again = train(replace(cfg, resume=True))
     assert "finished already (no last.pt to resume from)" in capfd.readouterr().err
     assert {k: again[k] for k in SCORES} == {k: done[k] for k in SCORES}
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp      # nothing deleted or rewritten
+    assert outputs() == stamp      # nothing deleted or rewritten
     with pytest.raises(BadInputError, match=r"--resume of a finished run made with a different configuration or "
                                             r"data \(config\.lr: 0\.1 -> 0\.05\)"):
         train(replace(cfg, resume=True, lr=0.05))
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == stamp
+    assert outputs() == stamp
     assert train(replace(cfg, lr=0.05, plots=False, stop_after=1)).get("interrupted")   # afresh, then killed
-    assert {p.name for p in out.iterdir()} == {"best.pt", "last.pt", "log.csv", "log.jsonl"}
+    assert set(outputs()) == {"best.pt", "last.pt", "log.csv", "log.jsonl"}
 
 
 class Killed(BaseException):
@@ -128,7 +133,7 @@ def test_a_kill_while_the_outputs_are_written_leaves_no_finished_looking_run(tmp
     capfd.readouterr()
     m = train(replace(cfg, reuse=True))       # resumed from last.pt: scored and written again
     assert "reused" not in capfd.readouterr().err and m["epochs_run"] == 2
-    assert {p.name for p in out.iterdir()} == set(OUTPUTS)       # whole files, no temporary one left
+    assert {p.name for p in out.iterdir()} == {*OUTPUTS, LOCK}   # whole files, no temporary one left
     assert (out / "predictions.png").read_bytes()[-8:] == b"IEND\xaeB`\x82"   # a PNG's last chunk
 
 

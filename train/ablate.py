@@ -26,7 +26,7 @@ import pandas as pd
 from features.errors import BadInputError
 from pipeline import not_updated
 from pipeline.uniform import listing
-from train import config, protocol
+from train import config, protocol, run_lock
 from train.config import TrainConfig
 from train.grid import check_cells, parse_grid, show
 from train.report import atomic
@@ -43,10 +43,17 @@ def ablate(cache, dataset: str, grid: list[str], out, base: TrainConfig | None =
     ids = fold_list(fold_ids, folds)
     out = Path(out)
     base = replace(base or TrainConfig(), cache=str(cache), dataset=dataset, folds=folds)
-    rows, runs = [], {}
     cells = [dict(zip([k for k, _ in axes], values)) for values in itertools.product(*[v for _, v in axes])]
     check_cells(cells, base)   # every cell's settings before the first trains
+    with run_lock.held(out, "ablate"):   # its cells are trained under it (train/run_lock.py)
+        return _run_cells(out, axes, cells, ids, base, dataset, folds)
+
+
+def _run_cells(out: Path, axes, cells: list[dict], ids: list[int], base: TrainConfig, dataset: str,
+               folds: int) -> pd.DataFrame:
+    """Train every cell x fold in ``out``, write ablation.csv/.md; return the table."""
     mark_stale(out)
+    rows, runs = [], {}
     for cell in cells:
         name = _name(cell)
         res, done = [], []

@@ -31,7 +31,7 @@ import pandas as pd
 from features.errors import BadInputError
 from pipeline import arrays, face_transforms, store
 from pipeline.wording import counted
-from train import config, protocol
+from train import config, protocol, run_lock
 from train.ablate import fewer_videos, fold_list, mark_stale, read_not_updated, summarize_folds
 from train.config import TrainConfig
 from train.report import _plt, atomic, clean
@@ -91,11 +91,19 @@ def parse_betas(text: str) -> list[float]:
 def robustness(cache, dataset: str, betas: list[float], inputs: list[str], out, base: TrainConfig,
                fold_ids: list[int] | None = None, gamma_seed: int = 0, progress: bool = True, echo=print) -> pd.DataFrame:
     """Make the corrupted inputs, train and score every (input, beta, fold), write the tables and the figure."""
-    from pipeline.derive import derive
-
     out = Path(out)
     folds = fold_list(fold_ids, base.folds)   # checked before the inputs are made
     cells = [Cell(i, b, corrupted_input(i, b, gamma_seed), gamma_seed) for i in dict.fromkeys(inputs) for b in betas]
+    # one run per folder, from before minutes of making inputs; its runs are trained under it (train/run_lock.py)
+    with run_lock.held(out, "robustness"):
+        return _run(cache, dataset, out, cells, folds, base, gamma_seed, progress, echo)
+
+
+def _run(cache, dataset: str, out: Path, cells: list[Cell], folds: list[int], base: TrainConfig, gamma_seed: int,
+         progress: bool, echo) -> pd.DataFrame:
+    """Make the inputs of ``cells``, train and score each on ``folds``, write the tables and the figure."""
+    from pipeline.derive import derive
+
     # beta 0's clean inputs too: a cache made without `--extras flow` must not fail at flow's first training, after
     # every ΔPhase run (they are made from the cached faces like the corrupted ones, under the same fingerprints)
     wanted = list(dict.fromkeys(n for c in cells for n in arrays.input_arrays(c.reads)))

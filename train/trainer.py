@@ -37,7 +37,7 @@ from tqdm import tqdm
 
 from features.errors import BadInputError
 from pipeline import arrays
-from train import augment, checkpoint, config, data, protocol, report, rescale, videos
+from train import augment, checkpoint, config, data, protocol, report, rescale, run_lock, videos
 from train.config import TrainConfig, used_arrays
 from train.evaluate import evaluate, inputs, predict, present
 from train.metrics import ccc_loss
@@ -93,8 +93,14 @@ class Fit:
 def train(cfg: TrainConfig) -> dict:
     """Train one model as ``cfg`` says; write checkpoints, logs, predictions and plots under cfg.out.
 
-    Returns the held-out metrics (also in metrics.json), or {"interrupted": True, ...} after ``stop_after``.
+    Returns the held-out metrics (also in metrics.json), or {"interrupted": True, ...} after ``stop_after``. One run
+    at a time per cfg.out, from before the single streams are trained into it (train/run_lock.py).
     """
+    with run_lock.held(cfg.out, "train"):
+        return _train(cfg)
+
+
+def _train(cfg: TrainConfig) -> dict:
     run = prepare(cfg)
     if run is None:
         return {"interrupted": True}
