@@ -96,6 +96,7 @@ def train(cfg: TrainConfig) -> dict:
     Returns the held-out metrics (also in metrics.json), or {"interrupted": True, ...} after ``stop_after``. One run
     at a time per cfg.out, from before the single streams are trained into it (train/run_lock.py).
     """
+    config.check(cfg)   # a flag no run can use is refused before the lock creates the folder
     with run_lock.held(cfg.out, "train"):
         return _train(cfg)
 
