@@ -386,6 +386,12 @@ def write_index(cache: str | Path, dataset: str, rows: list[dict]) -> Path:
         df[c] = df[c].astype("string")
     df["labelled"] = df["labelled"].astype("boolean")   # NA: not recorded (rows made before the column)
     tmp = path.with_suffix(f".parquet.{os.getpid()}.tmp")
-    df.sort_values("video").to_parquet(tmp, index=False)
-    tmp.replace(path)
+    try:
+        df.sort_values("video").to_parquet(tmp, index=False)
+        tmp.replace(path)
+    except OSError as e:   # a full disk, a quota: the run stopped with a traceback and left its half-written file
+        tmp.unlink(missing_ok=True)
+        raise BadInputError(path, f"could not write the index ({e.strerror or e}); the index there is as before",
+                            "free space on the cache's disk (or raise its quota) and run the same command again: "
+                            "videos already done are kept in their groups, and its run records them") from None
     return path

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from small_disk import mount_tmpfs, unmount
 from synth_video import write_face_video
 
 from pipeline import compute, extract, graph, resume, store
@@ -192,14 +193,6 @@ def test_sigkill_mid_video_then_rerun_resumes_and_equals_uninterrupted(video, tm
     _assert_same_arrays(cache, ref, "videos", "v")
 
 
-def _mount_tmpfs(where: Path, size_kb: int, remount: bool = False) -> bool:
-    """A real small file system (root only): True when it is mounted at `where` with that size."""
-    opts = f"{'remount,' if remount else ''}size={size_kb}k"
-    cmd = ["mount", "-o", opts, str(where)] if remount else ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(where)]
-    return os.geteuid() == 0 and shutil.which("mount") is not None and subprocess.run(
-        cmd, capture_output=True).returncode == 0
-
-
 @pytest.mark.slow
 def test_a_full_disk_mid_video_keeps_the_saved_blocks_and_the_rerun_resumes(video, tmp_path):
     """The cache's disk fills up mid-video (a real tmpfs smaller than the video's arrays): the video fails saying
@@ -213,7 +206,7 @@ def test_a_full_disk_mid_video_keeps_the_saved_blocks_and_the_rerun_resumes(vide
     need = sum(f.stat().st_size for f in (ref / "videos").rglob("*") if f.is_file()) // 1024
     disk = tmp_path / "disk"
     disk.mkdir()
-    if not _mount_tmpfs(disk, need * 6 // 10):
+    if not mount_tmpfs(disk, need * 6 // 10):
         pytest.skip("needs root to mount a small tmpfs")
     try:
         cache = disk / "cache"
@@ -225,13 +218,13 @@ def test_a_full_disk_mid_video_keeps_the_saved_blocks_and_the_rerun_resumes(vide
         assert f"({saved} frames saved: the next `features` run resumes there)" in full.stdout, full.stdout
         index = store.read_index(cache, "videos")
         assert index["error"][0].count("frames saved") == 1, index["error"][0]
-        assert _mount_tmpfs(disk, need * 3, remount=True)
+        assert mount_tmpfs(disk, need * 3, remount=True)
         rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
         assert rerun.returncode == 0, rerun.stdout + rerun.stderr
         assert f"v: resumes at frame {saved} (partial group)" in rerun.stdout, rerun.stdout
         _assert_same_arrays(cache, ref, "videos", "v")
     finally:
-        subprocess.run(["umount", str(disk)], capture_output=True)
+        unmount(disk)
 
 
 @pytest.mark.slow

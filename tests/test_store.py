@@ -83,3 +83,30 @@ def test_an_array_shorter_than_the_video_is_refused(tmp_path):
     store.open_video(tmp_path, "ds", "v", mode="r+")["resnet50"].resize((30, 2048))
     with pytest.raises(store.UnusableVideo, match="resnet50 has 30 rows for 40 frames"):
         store.check_arrays(tmp_path, "ds", "v", ["resnet50", "valid"])
+
+
+def test_a_full_disk_fails_the_index_write_with_a_message_and_keeps_the_index(tmp_path):
+    """index.parquet written to a full disk (a real small tmpfs): the `features` run stopped with a pyarrow
+    traceback and left its half-written temporary file, which held on to space. Now a message names the index and
+    what to do; the index is as before and no temporary file is left."""
+    from small_disk import fill, mount_tmpfs, unmount
+
+    from features.errors import BadInputError
+
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if not mount_tmpfs(disk, 512):
+        pytest.skip("needs root to mount a small tmpfs")
+    try:
+        rows = [{"video": f"v{k:04d}", "split": "train", "status": "done", "error": "x" * 200} for k in range(2000)]
+        index = store.write_index(disk, "ds", rows[:1])
+        before = index.read_bytes()
+        fill(disk / "filler")
+        with pytest.raises(BadInputError) as e:
+            store.write_index(disk, "ds", rows)
+        said = str(e.value)
+        assert str(index) in said and "No space left on device" in said and "free space" in said, said
+        assert index.read_bytes() == before
+        assert sorted(p.name for p in index.parent.iterdir()) == ["index.parquet"]
+    finally:
+        unmount(disk)
