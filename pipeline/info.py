@@ -57,9 +57,10 @@ def _cache_lines(cache: Path) -> list[str]:
             continue
         partial = partial_videos(cache, ds_dir.name)
         orphans = unindexed.without_row(cache, ds_dir.name, idx)   # done groups the index does not list
-        if idx is None and not partial and not orphans:
+        locked = _lock_lines(cache, ds_dir.name)   # a first run at work, or killed, before it saved a block
+        if idx is None and not partial and not orphans and not locked:
             continue
-        if idx is None:   # a first run killed before any video finished
+        if idx is None:   # a first run killed (or still at work) before any video finished
             import pandas as pd
 
             idx = pd.DataFrame({"video": [], "status": [], "n_frames": [], "error": []})
@@ -73,7 +74,7 @@ def _cache_lines(cache: Path) -> list[str]:
             out.append(f"    {len(orphans)} done group{'s' * (len(orphans) > 1)} without a row in index.parquet "
                        f"({unindexed.listing(orphans)}): no reader uses them (train refuses the dataset until they have "
                        f"rows, predict and export leave them out); {unindexed.hint(cache, ds_dir.name)}")
-        out += _lock_lines(cache, ds_dir.name)
+        out += locked
         out += lost_group_lines(cache, ds_dir.name, list(done.video), partial)
         if len(done):   # which splits the done videos are in (a test split without labels is extracted too)
             order = {"train": 0, "validation": 1, "test": 2}

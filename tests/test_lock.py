@@ -154,3 +154,21 @@ def test_info_names_the_whole_command_of_a_killed_run(tmp_path):
     assert info.exit_code == 0, info.output
     assert f"({shlex.join(argv)})): the next run takes it over" in info.output, info.output
     assert "rerun that command" in info.output
+
+
+def test_info_names_the_lock_of_a_first_run_before_it_saved_a_block(tmp_path):
+    """A first `features` run on a dataset, at work or killed before its first block: no index, no group. `info`
+    said the cache was empty, not that a run holds it or what to rerun."""
+    cache = tmp_path / "cache"
+    held = L.FeaturesLock(cache, "demo", "cli.py features --dataset demo").acquire()   # a run at work
+    try:
+        info = CliRunner().invoke(cli.main, ["info", "--cache", str(cache)])
+        assert "demo" in info.output and "a `features` run is at work on it now" in info.output, info.output
+    finally:
+        held.release()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    _write(L.lock_path(cache, "demo"), host=socket.gethostname(), pid=int(gone.stdout), pid_started=0,
+           heartbeat=time.time(), command="cli.py features --dataset demo")   # as a killed run leaves it
+    info = CliRunner().invoke(cli.main, ["info", "--cache", str(cache)])
+    assert "lock left by a `features` run that was killed" in info.output and "rerun that command" in info.output, \
+        info.output
