@@ -164,8 +164,9 @@ def not_extracted(cache, dataset: str, cached: set[str]) -> list[tuple[str, str]
     if listed is None:
         return []
     path, entries = listed
+    command = store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))   # once, not per entry
     return [(e, f"{path}: line {line}: test entry {e!r} is not in the cache: no `features` run extracted it (the "
-                f"list changed since?); run `{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}`")
+                f"list changed since?); run `{command}`")
             for e, line in entries if e not in cached]
 
 
@@ -180,8 +181,8 @@ def dropped(cache, dataset: str, rows: list[dict]) -> list[tuple[str, str]]:
         return []
     path, entries = listed
     now = {e for e, _ in entries}
+    command = store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))   # once, not per entry
     return [(r["video"], f"{path}: test entry {r['video']!r} is cached but no longer in the list (taken out since the "
-                         f"last `features` run?); put it back, or run "
-                         f"`{store.repair_command(cache, dataset, store.rebuild_names(cache, dataset))}` to mark it "
-                         "unlisted (kept in the cache, read by no reader)")
+                         f"last `features` run?); put it back, or run `{command}` to mark it unlisted (kept in the "
+                         "cache, read by no reader)")
             for r in rows if r.get("split") == "test" and label_files.known_unlabelled(r) and r["video"] not in now]

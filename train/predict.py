@@ -242,11 +242,10 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
             raise BadInputError(store.dataset_dir(cache, dataset), f"no video of split {split!r} in the cache",
                                 f"splits there: {', '.join(sorted(map(str, whole.split.unique())))}")
     names = ensemble.arrays(members)
-    failed = [(r["video"], f"extraction failed: {r['error']}") for r in idx.to_dict("records")
-              if r.get("status") == "failed"]
+    records = idx.to_dict("records")   # the split's rows
+    failed = [(r["video"], f"extraction failed: {r['error']}") for r in records if r.get("status") == "failed"]
     if split in (None, "test"):   # test-list entries the list no longer names: not predicted, but named
-        failed += affwild_listing.dropped(cache, dataset, [r for r in idx.to_dict("records")
-                                                           if r["video"] not in dict(failed)])
+        failed += affwild_listing.dropped(cache, dataset, [r for r in records if r["video"] not in dict(failed)])
     hints: dict[str, str] = {}
     fps, bad = usable(cache, dataset, sorted(set(idx.video) - {v for v, _ in failed}), [*names, "valid", "labels"],
                       skip=True, hints=hints)
@@ -270,7 +269,7 @@ def predict_cache(cache: str | Path, dataset: str, checkpoints, out: str | Path,
     read = {r["video"]: fps[r["video"]] for r in rows}   # the fingerprints of what is predicted
     # done videos whose last `features` run reported an error (their file changed since, the rebuild failed): predicted
     # from the arrays made before, and said, here and in predict.json (pipeline/not_updated.py)
-    stale = not_updated.errors(idx.to_dict("records"), read)
+    stale = not_updated.errors(records, read)
     if stale:
         echo("note: " + not_updated.note(stale, "this run predicts from", "predict.json lists {it} in not_updated"))
     ident = predict_reuse.identity(members, cache, dataset, split, fmt, rescaled, sample, read, failed)
