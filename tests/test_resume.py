@@ -164,6 +164,20 @@ def _cli(cache: Path, video: Path, *args: str) -> list[str]:
             "--stages", "align,motion", "--workers", "1", "--no-progress", *args]
 
 
+def _kill_once_a_block_is_saved(cmd: list[str], cache: Path, cwd: Path) -> None:
+    """Run a `features` command and SIGKILL it (its workers too) once video v has a saved block (in place or in a
+    rebuild beside its group), or once it ends on its own."""
+    proc = subprocess.Popen(cmd, cwd=cwd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.time() + 600
+        while time.time() < deadline and proc.poll() is None and not resume.saved_frames(cache, "videos", "v"):
+            time.sleep(0.02)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+
+
 @pytest.mark.slow
 def test_sigkill_mid_video_then_rerun_resumes_and_equals_uninterrupted(video, tmp_path):
     """A real `features` process (LocalCluster) killed mid-video: the rerun starts at the saved block, not frame 0."""
@@ -173,15 +187,7 @@ def test_sigkill_mid_video_then_rerun_resumes_and_equals_uninterrupted(video, tm
                                  stages=("align", "motion")))["status"] == "done"
     cache = tmp_path / "cache"
     cmd = _cli(cache, video.path, "--chunk-frames", "64")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None and not resume.saved_frames(cache, "videos", "v"):
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    _kill_once_a_block_is_saved(cmd, cache, tmp_path)
     saved = resume.saved_frames(cache, "videos", "v")
     assert saved > 0 and store.group_status(cache, "videos", "v") == "writing", "killed before a block was saved"
     rerun = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
@@ -239,15 +245,7 @@ def test_a_force_run_killed_mid_video_keeps_the_done_group_and_resumes_its_rebui
     assert first.returncode == 0, first.stdout + first.stderr
     ref = tmp_path / "ref"
     shutil.copytree(cache, ref)
-    proc = subprocess.Popen([*cmd, "--force"], cwd=tmp_path, start_new_session=True, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and proc.poll() is None and not resume.saved_frames(cache, "videos", "v"):
-            time.sleep(0.02)
-        os.killpg(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    _kill_once_a_block_is_saved([*cmd, "--force"], cache, tmp_path)
     saved = resume.saved_frames(cache, "videos", "v")
     assert saved > 0, "killed before a block of the rebuild was saved"
     assert store.group_status(cache, "videos", "v") == "done"   # readers still have the video
